@@ -1,0 +1,442 @@
+package board
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/google/go-tpm/tpm2/transport"
+
+	"zerotouch/flasher"
+)
+
+// Config describes one virtual board. Zero fields take the defaults noted.
+type Config struct {
+	Serial string // serial number; required
+	Model  string // default "zt-virtual"
+	HW     string // hardware revision; default "1"
+	FW     string // running firmware version, MAJOR.MINOR.REVISION; default "1.0.0"
+	// Baud is the line rate the board holds both directions to, at 10
+	// bits a byte. Default 115200.
+	Baud int
+	// Dir is the board's flash: files written over the file system group,
+	// the image slots and the board's state. Required.
+	Dir string
+	// BufSize and BufCount are the MCUmgr parameters the board reports.
+	// BufSize bounds the SMP message it accepts. Default 4096 and 4.
+	BufSize, BufCount int
+	// TPM names the TPM backend: "sim" (default), "none", "tcp:HOST:PORT"
+	// or a device path.
+	TPM string
+	// ConfigPath is the configuration file commit checks when the station
+	// names none. Default "/lfs/zerotouch/config".
+	ConfigPath string
+	// SlotSize is the capacity of the secondary image slot. Default 1 MiB.
+	SlotSize int
+	// BootTime is how long the board is silent after a reset. Default
+	// 100 ms.
+	BootTime time.Duration
+	// Faults to inject from the start; see SetFaults.
+	Faults Faults
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() error {
+	if c.Serial == "" {
+		return errors.New("board: serial number is required")
+	}
+	if c.Dir == "" {
+		return errors.New("board: flash directory is required")
+	}
+	if c.Model == "" {
+		c.Model = "zt-virtual"
+	}
+	if c.HW == "" {
+		c.HW = "1"
+	}
+	if c.FW == "" {
+		c.FW = "1.0.0"
+	}
+	if _, err := flasher.ParseImageVersion(c.FW); err != nil {
+		return fmt.Errorf("board %s: %w", c.Serial, err)
+	}
+	if c.Baud <= 0 {
+		c.Baud = 115200
+	}
+	if c.BufSize <= 0 {
+		c.BufSize = 4096
+	}
+	if c.BufSize < 128 || c.BufSize > 65535 {
+		return fmt.Errorf("board %s: buffer size %d: want 128 to 65535", c.Serial, c.BufSize)
+	}
+	if c.BufCount <= 0 {
+		c.BufCount = 4
+	}
+	if c.TPM == "" {
+		c.TPM = TPMSim
+	}
+	if c.ConfigPath == "" {
+		c.ConfigPath = "/lfs/zerotouch/config"
+	}
+	if c.SlotSize <= 0 {
+		c.SlotSize = 1 << 20
+	}
+	if c.BootTime <= 0 {
+		c.BootTime = 100 * time.Millisecond
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// Board is a virtual board serving SMP on a pseudo-terminal. Its methods
+// are safe for concurrent use. Close it to stop it and release its TPM.
+type Board struct {
+	cfg    Config
+	log    *slog.Logger
+	master *os.File
+	tty    *os.File
+	path   string
+	tpm    transport.TPMCloser
+	rxPace *pacer
+	txPace *pacer
+
+	txq  chan []byte
+	stop chan struct{}
+	wg   sync.WaitGroup
+
+	mu         sync.Mutex // guards everything below
+	st         state
+	faults     Faults
+	rxSince    int64     // bytes received since faults were set
+	deadUntil  time.Time // line dropped until then
+	dead       bool
+	bootUntil  time.Time
+	txBusy     int // frames queued or being sent
+	txIdle     *sync.Cond
+	upload     imageUpload
+	lastReq    []byte
+	lastRsp    []byte
+	keys       map[string]any // keygen keys, by algorithm; never written out
+	closeOnce  sync.Once
+	closeError error
+}
+
+// Start makes the board's flash directory if needed, opens its TPM and a
+// pseudo-terminal, and serves until Close.
+func Start(cfg Config) (*Board, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	b := &Board{
+		cfg:    cfg,
+		log:    cfg.Logger.With("serial", cfg.Serial),
+		rxPace: newPacer(cfg.Baud),
+		txPace: newPacer(cfg.Baud),
+		txq:    make(chan []byte, 64),
+		stop:   make(chan struct{}),
+		faults: cfg.Faults,
+		keys:   map[string]any{},
+	}
+	b.txIdle = sync.NewCond(&b.mu)
+	if err := b.loadFlash(); err != nil {
+		return nil, err
+	}
+	tpm, err := openTPM(cfg.TPM, cfg.Serial)
+	if err != nil {
+		return nil, fmt.Errorf("board %s: %w", cfg.Serial, err)
+	}
+	b.tpm = tpm
+	b.master, b.tty, err = openPTY()
+	if err != nil {
+		if tpm != nil {
+			tpm.Close()
+		}
+		return nil, fmt.Errorf("board %s: %w", cfg.Serial, err)
+	}
+	b.path = b.tty.Name()
+	b.wg.Add(2)
+	go b.rxLoop()
+	go b.txLoop()
+	b.log.Info("board up", "port", b.path, "baud", cfg.Baud, "tpm", cfg.TPM)
+	return b, nil
+}
+
+// Path returns the pseudo-terminal the station opens to reach the board.
+func (b *Board) Path() string { return b.path }
+
+// Serial returns the board's serial number.
+func (b *Board) Serial() string { return b.cfg.Serial }
+
+// Config returns the board's configuration, defaults filled in.
+func (b *Board) Config() Config { return b.cfg }
+
+// Provisioned reports whether a commit has marked the board provisioned.
+func (b *Board) Provisioned() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.st.Provisioned
+}
+
+// FirmwareVersion returns the version of the image the board runs.
+func (b *Board) FirmwareVersion() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.st.Slots[0].Version
+}
+
+// ReadFile returns a file of the board's flash file system, by the name the
+// station used ("/lfs/config.json").
+func (b *Board) ReadFile(name string) ([]byte, error) {
+	p, err := b.fsPath(name)
+	if err != nil {
+		return nil, err
+	}
+	return os.ReadFile(p)
+}
+
+// Close stops the board: the station sees the port hang up. It releases
+// the TPM. It is safe to call more than once.
+func (b *Board) Close() error {
+	b.closeOnce.Do(func() {
+		close(b.stop)
+		b.master.Close()
+		b.wg.Wait()
+		b.tty.Close()
+		if b.tpm != nil {
+			b.closeError = b.tpm.Close()
+		}
+	})
+	return b.closeError
+}
+
+// rxLoop reads what the station sends at the line's rate, reassembles
+// packets and answers them.
+func (b *Board) rxLoop() {
+	defer b.wg.Done()
+	dec := flasher.Decoder{MaxLine: flasher.MaxLine, MaxPacket: b.cfg.BufSize - 4}
+	buf := make([]byte, 512)
+	var line []byte
+	overflow := false
+	for {
+		n, err := b.master.Read(buf)
+		if err != nil {
+			return
+		}
+		if !sleepUntil(b.rxPace.reserve(n), b.stop) {
+			return
+		}
+		for _, c := range buf[:n] {
+			if !b.receiveByte(&dec) {
+				line, overflow = line[:0], false
+				continue
+			}
+			if c != '\n' {
+				if len(line) < 2*flasher.MaxLine {
+					line = append(line, c)
+				} else {
+					overflow = true
+				}
+				continue
+			}
+			if overflow {
+				// A stock board's line buffer overflows: the line is lost.
+				dec.Reset()
+				b.log.Debug("dropped over-long line")
+			} else {
+				b.handleLine(&dec, line)
+			}
+			line, overflow = line[:0], false
+		}
+	}
+}
+
+// receiveByte applies line faults to one received byte and reports whether
+// the board takes it.
+func (b *Board) receiveByte(dec *flasher.Decoder) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.rxSince++
+	now := time.Now()
+	f := &b.faults
+	if f.ResetAfter > 0 && b.rxSince == f.ResetAfter {
+		f.ResetAfter = 0
+		b.log.Info("fault: reset mid-transfer", "after_bytes", b.rxSince)
+		b.rebootLocked()
+	}
+	if f.DropAfter > 0 && b.rxSince == f.DropAfter {
+		f.DropAfter = 0
+		b.dead = true
+		b.deadUntil = time.Time{}
+		if f.DropFor > 0 {
+			b.deadUntil = now.Add(f.DropFor)
+		}
+		b.log.Info("fault: line dropped", "after_bytes", b.rxSince)
+	}
+	if b.dead && !b.deadUntil.IsZero() && now.After(b.deadUntil) {
+		b.dead = false
+	}
+	if b.dead || now.Before(b.bootUntil) {
+		dec.Reset()
+		return false
+	}
+	return true
+}
+
+func (b *Board) handleLine(dec *flasher.Decoder, line []byte) {
+	msg, err := dec.Line(line)
+	if err != nil {
+		b.log.Debug("dropped frame", "err", err)
+		return
+	}
+	if msg == nil {
+		return
+	}
+	b.mu.Lock()
+	if b.faults.CorruptRx > 0 {
+		b.faults.CorruptRx--
+		b.mu.Unlock()
+		b.log.Info("fault: request lost to line noise")
+		return
+	}
+	if b.lastReq != nil && bytes.Equal(msg, b.lastReq) {
+		// The station sent the same request again: its answer was lost.
+		// Answer again without doing it twice.
+		rsp := b.lastRsp
+		b.mu.Unlock()
+		b.send(rsp)
+		return
+	}
+	b.mu.Unlock()
+
+	rsp, after := b.dispatch(msg)
+	if rsp == nil {
+		return
+	}
+	b.mu.Lock()
+	b.lastReq, b.lastRsp = msg, rsp
+	delay := b.faults.Delay
+	b.mu.Unlock()
+	if delay > 0 && !sleepUntil(time.Now().Add(delay), b.stop) {
+		return
+	}
+	b.send(rsp)
+	if after != nil {
+		b.waitTxIdle()
+		after()
+	}
+}
+
+// send queues an SMP message for the station.
+func (b *Board) send(msg []byte) {
+	b.mu.Lock()
+	b.txBusy++
+	b.mu.Unlock()
+	select {
+	case b.txq <- flasher.AppendFrame(nil, msg):
+	case <-b.stop:
+	}
+}
+
+// sendLine queues console output, which a station must skip.
+func (b *Board) sendLine(text string) {
+	b.mu.Lock()
+	b.txBusy++
+	b.mu.Unlock()
+	select {
+	case b.txq <- []byte(text + "\r\n"):
+	case <-b.stop:
+	}
+}
+
+func (b *Board) waitTxIdle() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for b.txBusy > 0 {
+		b.txIdle.Wait()
+	}
+}
+
+// txLoop writes queued frames to the station at the line's rate.
+func (b *Board) txLoop() {
+	defer b.wg.Done()
+	chunk := b.txPace.chunkFor()
+	for {
+		var frame []byte
+		select {
+		case frame = <-b.txq:
+		case <-b.stop:
+			return
+		}
+		b.mu.Lock()
+		drop := b.dead && (b.deadUntil.IsZero() || time.Now().Before(b.deadUntil))
+		if !drop && b.faults.CorruptTx > 0 && len(frame) > 4 {
+			b.faults.CorruptTx--
+			frame = append([]byte(nil), frame...)
+			frame[len(frame)/2] ^= 0x01 // one flipped bit: base64 or CRC fails
+			b.log.Info("fault: corrupted an answer")
+		}
+		b.mu.Unlock()
+		for i := 0; i < len(frame) && !drop; i += chunk {
+			part := frame[i:min(i+chunk, len(frame))]
+			if !sleepUntil(b.txPace.reserve(len(part)), b.stop) {
+				return
+			}
+			if _, err := b.master.Write(part); err != nil {
+				return
+			}
+		}
+		b.mu.Lock()
+		b.txBusy--
+		b.txIdle.Broadcast()
+		b.mu.Unlock()
+	}
+}
+
+// reboot restarts the board: it forgets what it held in RAM, is silent
+// while it boots, swaps in a pending image, then prints a banner.
+func (b *Board) reboot() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.rebootLocked()
+}
+
+func (b *Board) rebootLocked() {
+	b.upload = imageUpload{}
+	b.lastReq, b.lastRsp = nil, nil
+	b.bootUntil = time.Now().Add(b.cfg.BootTime)
+	if err := b.bootSwapLocked(); err != nil {
+		b.log.Error("image swap failed", "err", err)
+	}
+	b.log.Info("rebooting", "fw", b.st.Slots[0].Version)
+	banner := fmt.Sprintf("*** Booting zerotouch virtual board %s, firmware %s ***", b.cfg.Serial, b.st.Slots[0].Version)
+	go func() {
+		if sleepUntil(b.bootUntil, b.stop) {
+			b.sendLine(banner)
+		}
+	}()
+}
+
+// keyFingerprint is a short label for a key in logs.
+func keyFingerprint(der []byte) string {
+	sum := sha256.Sum256(der)
+	return fmt.Sprintf("%x", sum[:6])
+}
+
+func (b *Board) fsPath(name string) (string, error) {
+	if name == "" || name[0] != '/' {
+		return "", fmt.Errorf("file name %q is not absolute", name)
+	}
+	clean := filepath.Clean(name)
+	if clean != name && clean+"/" != name || clean == "/" {
+		return "", fmt.Errorf("file name %q is not clean", name)
+	}
+	return filepath.Join(b.cfg.Dir, "fs", clean), nil
+}

@@ -1,0 +1,39 @@
+// Package board is the virtual board: the board's side of zerotouch's
+// link, served on a pseudo-terminal exactly as a board running MCUmgr
+// serves it on a USB serial port. The demo and the tests provision it, and
+// firmware authors can read it as the reference for the provisioning group.
+//
+// A Board speaks SMP over the serial framing with flasher's codec, holds
+// both directions of the line to its baud rate (10 bits a byte), keeps its
+// flash in a directory (files, two image slots, its state), and backs its
+// TPM with the go-tpm-tools simulator, swtpm over TCP or a TPM device. It
+// can be made to fail on purpose (Faults).
+//
+// # Groups served
+//
+// OS (0): echo, reset, MCUmgr parameters, info. Image (1): state read and
+// write, upload (resumable by sha256, as Zephyr's img_mgmt), erase; a
+// pending image is swapped in at reset and reverts unless confirmed. File
+// system (8): upload, download, status, sha256 and crc32 hashes.
+//
+// # The provisioning group (64)
+//
+// The one group a firmware team adds to stock MCUmgr:
+//
+//	0 identity (read)  {} -> {serial, model, hw, fw, caps: [tpm, keygen, fs, image]}
+//	1 tpm (write)      {cmd: bytes} -> {rsp: bytes}  one raw TPM 2.0 command
+//	2 keygen (write)   {alg: "ecdsa-p256"|"rsa-2048", cn: text} -> {csr: bytes (DER)}
+//	3 commit (write)   {config_sha256: bytes, path?: text} -> {}
+//
+// Group result codes (err.rc in SMP version 2): 2 no configuration stored,
+// 3 stored configuration does not match config_sha256, 4 no TPM, 5 the TPM
+// failed, 6 key algorithm not supported, 7 common name empty or over 64
+// bytes. Version 1 requests get the nearest MGMT_ERR code instead.
+//
+// Commit hashes the file at path (or the board's configured default) and,
+// only if it matches, marks the board provisioned; rewriting that file
+// later clears the mark. A request that repeats the previous request byte
+// for byte (same sequence number: the station resending after a lost
+// answer) is answered again from the board's last answer, not executed
+// twice, so a resent TPM command or keygen is harmless.
+package board

@@ -1,0 +1,89 @@
+package board
+
+import (
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/creack/pty"
+	"golang.org/x/sys/unix"
+)
+
+// openPTY makes a pseudo-terminal pair and puts its terminal side in raw
+// mode, as a USB CDC-ACM board's port is. The board keeps the terminal side
+// open too, so that the station may close and reopen the port the way it
+// would a real one without the board seeing a hang-up.
+func openPTY() (master, tty *os.File, err error) {
+	master, tty, err = pty.Open()
+	if err != nil {
+		return nil, nil, fmt.Errorf("open pseudo-terminal: %w", err)
+	}
+	t, err := unix.IoctlGetTermios(int(tty.Fd()), unix.TCGETS)
+	if err == nil {
+		t.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
+		t.Oflag &^= unix.OPOST
+		t.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
+		t.Cflag &^= unix.CSIZE | unix.PARENB
+		t.Cflag |= unix.CS8
+		t.Cc[unix.VMIN], t.Cc[unix.VTIME] = 1, 0
+		err = unix.IoctlSetTermios(int(tty.Fd()), unix.TCSETS, t)
+	}
+	if err != nil {
+		master.Close()
+		tty.Close()
+		return nil, nil, fmt.Errorf("set pseudo-terminal raw: %w", err)
+	}
+	return master, tty, nil
+}
+
+// pacer holds one direction of the line to its byte rate: a
+// pseudo-terminal is otherwise as fast as memory. It keeps a clock of when
+// the line is next free, so sleeping late once does not slow the line
+// down, and an idle line does not bank time.
+type pacer struct {
+	mu      sync.Mutex
+	perByte time.Duration
+	free    time.Time // when the last byte scheduled has crossed
+}
+
+func newPacer(baud int) *pacer {
+	return &pacer{perByte: time.Duration(10 * int64(time.Second) / int64(baud))}
+}
+
+// reserve schedules n bytes on the line and returns when the last of them
+// has crossed.
+func (p *pacer) reserve(n int) time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := time.Now()
+	if p.free.Before(now) {
+		p.free = now
+	}
+	p.free = p.free.Add(time.Duration(n) * p.perByte)
+	return p.free
+}
+
+// sleepUntil sleeps until t, or returns false early if stop closes.
+func sleepUntil(t time.Time, stop <-chan struct{}) bool {
+	d := time.Until(t)
+	if d <= 0 {
+		return true
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-stop:
+		return false
+	}
+}
+
+// chunkFor is how many bytes to hand to the terminal at once when sending:
+// about a millisecond of line time, so the station sees bytes arrive at the
+// line's rate rather than in bursts.
+func (p *pacer) chunkFor() int {
+	n := int(time.Millisecond / p.perByte)
+	return max(n, 1)
+}

@@ -1,0 +1,392 @@
+package flasher
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Link is the byte stream to one board. *Port satisfies it. Close must
+// unblock a Read in progress; a Read that returns an error ends the link.
+type Link interface {
+	io.ReadWriteCloser
+}
+
+// Options configure a Client. The zero value is usable.
+type Options struct {
+	// Name identifies the board in errors and logs, usually its port path.
+	Name string
+	// Baud is the line rate, used to allow for the time a packet spends on
+	// the wire when waiting for an answer. Zero means 115200.
+	Baud int
+	// Timeout is how long to wait for an answer beyond the wire time of the
+	// request and of a full answer. Zero means 2 s.
+	Timeout time.Duration
+	// Retries is how many times a request is sent again, with the same
+	// sequence number, when no answer comes. Zero means 2; negative means
+	// none.
+	Retries int
+	// Version is the SMP version of requests: Version1 or Version2 (the
+	// default). Answers in either version are understood.
+	Version uint8
+	// SkipParams skips reading the board's MCUmgr parameters on connect;
+	// buffer sizes then stay at DefaultParams until ReadParams is called.
+	SkipParams bool
+	// Logger receives debug records of stray lines and dropped frames.
+	Logger *slog.Logger
+}
+
+// Params are the board's MCUmgr parameters: the size and number of its
+// SMP buffers. Chunked transfers size every request to fit BufSize.
+type Params struct {
+	BufSize  int `cbor:"buf_size"`
+	BufCount int `cbor:"buf_count"`
+}
+
+// DefaultParams are assumed for a board that does not answer os.params:
+// Zephyr's default buffer.
+var DefaultParams = Params{BufSize: 384, BufCount: 4}
+
+// Stats count what the client saw on the line.
+type Stats struct {
+	Requests   int64 // requests sent, retries included
+	Retries    int64 // requests sent again after a timeout
+	StrayLines int64 // lines that were not SMP (console output)
+	BadFrames  int64 // packets dropped for bad CRC, base64 or length
+	Stale      int64 // answers that matched no request in progress
+}
+
+// Client talks SMP to one board. Its methods are safe for concurrent use;
+// requests are sent one at a time. Close the Client to close its Link.
+type Client struct {
+	link Link
+	opts Options
+	log  *slog.Logger
+
+	mu     sync.Mutex // held for a whole request
+	seq    uint8
+	params Params
+
+	rx      chan Message
+	done    chan struct{}
+	readErr atomic.Pointer[error]
+	closed  atomic.Bool
+
+	requests, retries, stray, bad, stale atomic.Int64
+}
+
+// NewClient starts a client on link and, unless opts.SkipParams is set,
+// reads the board's MCUmgr parameters. A board that does not support them
+// gets DefaultParams; a board that does not answer at all is an error
+// wrapping ErrTimeout, and the link is closed.
+func NewClient(ctx context.Context, link Link, opts Options) (*Client, error) {
+	if opts.Baud <= 0 {
+		opts.Baud = 115200
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 2 * time.Second
+	}
+	switch {
+	case opts.Retries == 0:
+		opts.Retries = 2
+	case opts.Retries < 0:
+		opts.Retries = 0
+	}
+	if opts.Version != Version1 {
+		opts.Version = Version2
+	}
+	if opts.Name == "" {
+		opts.Name = "board"
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c := &Client{
+		link:   link,
+		opts:   opts,
+		log:    log,
+		params: DefaultParams,
+		rx:     make(chan Message, 8),
+		done:   make(chan struct{}),
+	}
+	go c.readLoop()
+	if !opts.SkipParams {
+		if _, err := c.ReadParams(ctx); err != nil && !errors.Is(err, ErrNotSupported) {
+			c.Close()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// Name returns the name the client was given.
+func (c *Client) Name() string { return c.opts.Name }
+
+// Params returns the board's MCUmgr parameters as last read.
+func (c *Client) Params() Params {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.params
+}
+
+// Stats returns what the client has counted so far.
+func (c *Client) Stats() Stats {
+	return Stats{
+		Requests:   c.requests.Load(),
+		Retries:    c.retries.Load(),
+		StrayLines: c.stray.Load(),
+		BadFrames:  c.bad.Load(),
+		Stale:      c.stale.Load(),
+	}
+}
+
+// Close closes the link and ends the client. Calls in progress return an
+// error wrapping ErrClosed.
+func (c *Client) Close() error {
+	if c.closed.Swap(true) {
+		return nil
+	}
+	err := c.link.Close()
+	<-c.done
+	return err
+}
+
+// readLoop reads lines from the link, reassembles packets and hands every
+// answer to the request in progress. It ends when the link fails.
+func (c *Client) readLoop() {
+	defer close(c.done)
+	var (
+		dec  Decoder
+		buf  = make([]byte, 4096)
+		line []byte
+	)
+	for {
+		n, err := c.link.Read(buf)
+		for _, b := range buf[:n] {
+			if b != '\n' {
+				if len(line) < 1<<16 {
+					line = append(line, b)
+				}
+				continue
+			}
+			c.handleLine(&dec, line)
+			line = line[:0]
+		}
+		if err != nil {
+			c.readErr.Store(&err)
+			return
+		}
+	}
+}
+
+func (c *Client) handleLine(dec *Decoder, line []byte) {
+	msg, err := dec.Line(line)
+	switch {
+	case err != nil:
+		c.bad.Add(1)
+		c.log.Debug("dropped frame", "port", c.opts.Name, "err", err)
+		return
+	case msg == nil:
+		if ClassifyLine(line) == LineOther && len(bytes.TrimSpace(line)) > 0 {
+			c.stray.Add(1)
+			c.log.Debug("stray line", "port", c.opts.Name, "line", string(bytes.TrimSpace(line)))
+		}
+		return
+	}
+	m, err := ParseMessage(msg)
+	if err != nil || !m.Op.IsResponse() {
+		c.bad.Add(1)
+		c.log.Debug("dropped message", "port", c.opts.Name, "err", err)
+		return
+	}
+	select {
+	case c.rx <- m:
+	default:
+		c.stale.Add(1) // nobody is waiting and the queue is full
+	}
+}
+
+// linkErr returns why the read loop ended, as one of the package's errors.
+func (c *Client) linkErr() error {
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	if p := c.readErr.Load(); p != nil {
+		return fmt.Errorf("%w: %v", ErrDisconnected, *p)
+	}
+	return ErrDisconnected
+}
+
+// call is one request-response exchange with its options.
+type call struct {
+	op      Op
+	group   uint16
+	id      uint8
+	timeout time.Duration // per attempt beyond wire time; 0: the client's
+	retries int           // -1: the client's
+}
+
+// Do sends one request and decodes the answer into rsp (a pointer, or
+// nil). op is OpRead or OpWrite; req is encoded as the CBOR body (nil for
+// an empty map). It retries on timeout with the same sequence number and
+// returns an *Error when the board reports one.
+func (c *Client) Do(ctx context.Context, op Op, group uint16, id uint8, req, rsp any) error {
+	return c.do(ctx, call{op: op, group: group, id: id, retries: -1}, req, rsp)
+}
+
+func (c *Client) do(ctx context.Context, cl call, req, rsp any) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	name := CommandName(cl.group, cl.id)
+	if req == nil {
+		req = struct{}{}
+	}
+	c.seq++
+	seq := c.seq
+	msg, err := EncodeMessage(Header{Version: c.opts.Version, Op: cl.op, Group: cl.group, Seq: seq, ID: cl.id}, req)
+	if err != nil {
+		return err
+	}
+	if limit := c.maxMessage(); len(msg) > limit {
+		return fmt.Errorf("%s on %s: %w: request of %d bytes exceeds the board's %d-byte buffer", name, c.opts.Name, ErrInvalid, len(msg), limit)
+	}
+	frame := AppendFrame(nil, msg)
+
+	timeout := cl.timeout
+	if timeout <= 0 {
+		timeout = c.opts.Timeout
+	}
+	// Allow for the request and the largest answer crossing the wire.
+	timeout += c.wireTime(len(frame) + FrameLen(max(c.params.BufSize, 512)))
+	retries := cl.retries
+	if retries < 0 {
+		retries = c.opts.Retries
+	}
+
+	c.drain()
+	for attempt := 0; attempt <= retries; attempt++ {
+		if attempt > 0 {
+			c.retries.Add(1)
+			c.log.Debug("resending", "port", c.opts.Name, "cmd", name, "seq", seq, "attempt", attempt+1)
+		}
+		if err := c.write(ctx, frame); err != nil {
+			return fmt.Errorf("%s on %s: %w", name, c.opts.Name, err)
+		}
+		ans, err := c.await(ctx, cl, seq, timeout)
+		if errors.Is(err, ErrTimeout) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("%s on %s: %w", name, c.opts.Name, err)
+		}
+		if ans.Op != cl.op.Response() {
+			return fmt.Errorf("%s on %s: %w: answer has op %d", name, c.opts.Name, ErrProtocol, ans.Op)
+		}
+		if err := statusError(name, ans.Body); err != nil {
+			return fmt.Errorf("on %s: %w", c.opts.Name, err)
+		}
+		if rsp != nil {
+			if err := DecodeBody(ans.Body, rsp); err != nil {
+				return fmt.Errorf("%s on %s: %w: %v", name, c.opts.Name, ErrProtocol, err)
+			}
+		}
+		return nil
+	}
+	return fmt.Errorf("%s on %s: %w after %d attempts of %v", name, c.opts.Name, ErrTimeout, retries+1, timeout.Round(time.Millisecond))
+}
+
+// maxMessage is the longest SMP message the board takes: its buffer holds
+// the packet's length and CRC too.
+func (c *Client) maxMessage() int { return c.params.BufSize - pktExtra }
+
+// wireTime is how long n bytes take on the line (10 bits a byte).
+func (c *Client) wireTime(n int) time.Duration {
+	return time.Duration(n) * 10 * time.Second / time.Duration(c.opts.Baud)
+}
+
+// drain drops answers left over from earlier, abandoned requests.
+func (c *Client) drain() {
+	for {
+		select {
+		case <-c.rx:
+			c.stale.Add(1)
+		default:
+			return
+		}
+	}
+}
+
+// write sends frame. A write blocked by a board that stopped reading is
+// ended by closing the link when ctx is cancelled.
+func (c *Client) write(ctx context.Context, frame []byte) error {
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	select {
+	case <-c.done:
+		return c.linkErr()
+	default:
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	c.requests.Add(1)
+	if _, err := c.link.Write(frame); err != nil {
+		if c.closed.Load() {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return ErrClosed
+		}
+		return fmt.Errorf("%w: write: %v", ErrDisconnected, err)
+	}
+	return nil
+}
+
+// await waits for the answer to the request with sequence number seq.
+func (c *Client) await(ctx context.Context, cl call, seq uint8, timeout time.Duration) (Message, error) {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for {
+		select {
+		case m := <-c.rx:
+			if m.Seq != seq || m.Group != cl.group || m.ID != cl.id {
+				c.stale.Add(1)
+				continue
+			}
+			return m, nil
+		case <-t.C:
+			return Message{}, ErrTimeout
+		case <-ctx.Done():
+			return Message{}, ctx.Err()
+		case <-c.done:
+			return Message{}, c.linkErr()
+		}
+	}
+}
+
+// ReadParams reads the board's MCUmgr parameters (OS group, command 6) and
+// sizes later transfers by them. A board without the command returns an
+// error matching ErrNotSupported and keeps DefaultParams.
+func (c *Client) ReadParams(ctx context.Context) (Params, error) {
+	var p Params
+	if err := c.Do(ctx, OpRead, GroupOS, CmdOSParams, nil, &p); err != nil {
+		return Params{}, err
+	}
+	if p.BufSize < 64 {
+		return Params{}, fmt.Errorf("os.params on %s: %w: buffer size %d", c.opts.Name, ErrProtocol, p.BufSize)
+	}
+	c.mu.Lock()
+	c.params = p
+	c.mu.Unlock()
+	return p, nil
+}

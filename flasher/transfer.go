@@ -1,0 +1,314 @@
+package flasher
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+)
+
+// Progress is called after every chunk a transfer moves, with the bytes
+// done so far and the total. It runs on the caller's goroutine and must
+// not block for long.
+type Progress func(done, total int)
+
+// fitChunk returns the most data bytes, at most want, that a request built
+// by build fits in the board's buffer together with its header.
+func (c *Client) fitChunk(want int, build func(n int) any) (int, error) {
+	limit := c.Params().BufSize - pktExtra
+	empty, err := EncodeMessage(Header{}, build(0))
+	if err != nil {
+		return 0, err
+	}
+	// A byte string's head grows by up to 2 bytes past 23 and 255 bytes.
+	n := min(want, limit-len(empty)-2)
+	for n > 0 {
+		msg, err := EncodeMessage(Header{}, build(n))
+		if err != nil {
+			return 0, err
+		}
+		if len(msg) <= limit {
+			return n, nil
+		}
+		n -= len(msg) - limit
+	}
+	return 0, fmt.Errorf("%w: board buffer of %d bytes holds no data", ErrProtocol, limit)
+}
+
+// ImageState is one image slot as the board reports it (image group,
+// command 0).
+type ImageState struct {
+	Image     int    `cbor:"image"`
+	Slot      int    `cbor:"slot"`
+	Version   string `cbor:"version"`
+	Hash      []byte `cbor:"hash"`
+	Bootable  bool   `cbor:"bootable"`
+	Pending   bool   `cbor:"pending"`
+	Confirmed bool   `cbor:"confirmed"`
+	Active    bool   `cbor:"active"`
+	Permanent bool   `cbor:"permanent"`
+}
+
+type imageStateRsp struct {
+	Images      []ImageState `cbor:"images"`
+	SplitStatus int          `cbor:"splitStatus"`
+}
+
+// ImageStates lists the board's image slots.
+func (c *Client) ImageStates(ctx context.Context) ([]ImageState, error) {
+	var rsp imageStateRsp
+	if err := c.Do(ctx, OpRead, GroupImage, CmdImageState, nil, &rsp); err != nil {
+		return nil, err
+	}
+	return rsp.Images, nil
+}
+
+// ImageSetPending marks the image with hash for test boot on the next
+// reset, or, with confirm, makes it permanent (image group, command 0
+// write). An empty hash with confirm confirms the running image.
+func (c *Client) ImageSetPending(ctx context.Context, hash []byte, confirm bool) ([]ImageState, error) {
+	type req struct {
+		Hash    []byte `cbor:"hash,omitempty"`
+		Confirm bool   `cbor:"confirm"`
+	}
+	var rsp imageStateRsp
+	if err := c.Do(ctx, OpWrite, GroupImage, CmdImageState, req{hash, confirm}, &rsp); err != nil {
+		return nil, err
+	}
+	return rsp.Images, nil
+}
+
+type imageUploadReq struct {
+	Image   int    `cbor:"image,omitempty"`
+	Len     int    `cbor:"len,omitempty"`
+	Off     int    `cbor:"off"`
+	Sha     []byte `cbor:"sha,omitempty"`
+	Data    []byte `cbor:"data"`
+	Upgrade bool   `cbor:"upgrade,omitempty"`
+}
+
+type offRsp struct {
+	Off   *int  `cbor:"off"`
+	Match *bool `cbor:"match,omitempty"`
+}
+
+// ImageUpload writes img to the board's secondary slot of image number
+// image (image group, command 1), in chunks sized to the board's buffer.
+// The first request carries the length and the image's sha256, so a board
+// holding part of the same image answers with the offset it has and the
+// upload resumes there. progress may be nil.
+func (c *Client) ImageUpload(ctx context.Context, image int, img []byte, progress Progress) error {
+	if len(img) == 0 {
+		return fmt.Errorf("image.upload on %s: %w: empty image", c.opts.Name, ErrInvalid)
+	}
+	sum := sha256.Sum256(img)
+	off := 0
+	for off < len(img) {
+		build := func(n int) any {
+			r := imageUploadReq{Off: off, Data: img[off : off+n]}
+			if off == 0 {
+				r.Image, r.Len, r.Sha = image, len(img), sum[:]
+			}
+			return r
+		}
+		n, err := c.fitChunk(len(img)-off, build)
+		if err != nil {
+			return fmt.Errorf("image.upload on %s: %w", c.opts.Name, err)
+		}
+		var rsp offRsp
+		if err := c.Do(ctx, OpWrite, GroupImage, CmdImageUpload, build(n), &rsp); err != nil {
+			return fmt.Errorf("upload image at offset %d of %d: %w", off, len(img), err)
+		}
+		next, err := c.nextOffset("image.upload", rsp, off+n, len(img))
+		if err != nil {
+			return err
+		}
+		off = next
+		if progress != nil {
+			progress(off, len(img))
+		}
+	}
+	return nil
+}
+
+// nextOffset checks the offset a board answered an upload chunk with. A
+// board may answer an offset other than sent+n (resuming, or asking for a
+// chunk again); anything outside the transfer is a protocol error.
+func (c *Client) nextOffset(cmd string, rsp offRsp, expect, total int) (int, error) {
+	if rsp.Off == nil {
+		return 0, fmt.Errorf("%s on %s: %w: answer has no offset", cmd, c.opts.Name, ErrProtocol)
+	}
+	off := *rsp.Off
+	if off < 0 || off > total {
+		return 0, fmt.Errorf("%s on %s: %w: board answered offset %d of %d", cmd, c.opts.Name, ErrProtocol, off, total)
+	}
+	if off != expect {
+		c.log.Debug("board moved the offset", "port", c.opts.Name, "cmd", cmd, "expected", expect, "got", off)
+	}
+	return off, nil
+}
+
+// ImageErase erases the secondary slot (image group, command 5).
+func (c *Client) ImageErase(ctx context.Context) error {
+	return c.Do(ctx, OpWrite, GroupImage, CmdImageErase, nil, nil)
+}
+
+type fsFileReq struct {
+	Off  int    `cbor:"off"`
+	Data []byte `cbor:"data"`
+	Name string `cbor:"name"`
+	Len  int    `cbor:"len,omitempty"`
+}
+
+// FileUpload writes data to the file name on the board (file system group,
+// command 0), replacing it, in chunks sized to the board's buffer. With
+// resume, it first asks the board how much of the file it holds and, if
+// those bytes hash the same as the start of data, carries on from there.
+// Every upload ends by comparing the board's sha256 of the file with data's
+// and returns an error wrapping ErrVerify if they differ.
+func (c *Client) FileUpload(ctx context.Context, name string, data []byte, resume bool, progress Progress) error {
+	off := 0
+	if resume {
+		off = c.resumeOffset(ctx, name, data)
+	}
+	for first := true; first || off < len(data); first = false {
+		build := func(n int) any {
+			r := fsFileReq{Off: off, Data: data[off : off+n], Name: name}
+			if off == 0 {
+				r.Len = len(data)
+			}
+			return r
+		}
+		n, err := c.fitChunk(len(data)-off, build)
+		if err != nil {
+			return fmt.Errorf("fs.file on %s: %w", c.opts.Name, err)
+		}
+		var rsp offRsp
+		if err := c.Do(ctx, OpWrite, GroupFS, CmdFSFile, build(n), &rsp); err != nil {
+			return fmt.Errorf("upload %s at offset %d of %d: %w", name, off, len(data), err)
+		}
+		next, err := c.nextOffset("fs.file", rsp, off+n, len(data))
+		if err != nil {
+			return err
+		}
+		off = next
+		if progress != nil {
+			progress(off, len(data))
+		}
+	}
+	want := sha256.Sum256(data)
+	got, size, err := c.FileHash(ctx, name, 0, 0)
+	if err != nil {
+		return fmt.Errorf("verify %s: %w", name, err)
+	}
+	if size != len(data) || !bytes.Equal(got, want[:]) {
+		return fmt.Errorf("verify %s on %s: %w: board holds %d bytes with sha256 %x, sent %d bytes with sha256 %x",
+			name, c.opts.Name, ErrVerify, size, got, len(data), want)
+	}
+	return nil
+}
+
+// resumeOffset returns where an interrupted upload of data to name can go
+// on: the board's file length if its bytes are the start of data, else 0.
+func (c *Client) resumeOffset(ctx context.Context, name string, data []byte) int {
+	size, err := c.FileStatus(ctx, name)
+	if err != nil || size <= 0 || size > len(data) {
+		return 0
+	}
+	got, _, err := c.FileHash(ctx, name, 0, size)
+	if err != nil {
+		return 0
+	}
+	want := sha256.Sum256(data[:size])
+	if !bytes.Equal(got, want[:]) {
+		return 0
+	}
+	return size
+}
+
+// FileDownload reads the file name from the board (file system group,
+// command 0).
+func (c *Client) FileDownload(ctx context.Context, name string, progress Progress) ([]byte, error) {
+	type req struct {
+		Off  int    `cbor:"off"`
+		Name string `cbor:"name"`
+	}
+	var (
+		out   []byte
+		total = -1
+	)
+	for total < 0 || len(out) < total {
+		var rsp struct {
+			Off  int    `cbor:"off"`
+			Data []byte `cbor:"data"`
+			Len  *int   `cbor:"len"`
+		}
+		if err := c.Do(ctx, OpRead, GroupFS, CmdFSFile, req{len(out), name}, &rsp); err != nil {
+			return nil, fmt.Errorf("download %s at offset %d: %w", name, len(out), err)
+		}
+		if rsp.Off != len(out) {
+			return nil, fmt.Errorf("fs.file on %s: %w: asked for offset %d, got %d", c.opts.Name, ErrProtocol, len(out), rsp.Off)
+		}
+		if total < 0 {
+			if rsp.Len == nil {
+				return nil, fmt.Errorf("fs.file on %s: %w: first answer has no length", c.opts.Name, ErrProtocol)
+			}
+			total = *rsp.Len
+		}
+		if len(rsp.Data) == 0 && len(out) < total {
+			return nil, fmt.Errorf("fs.file on %s: %w: no data at offset %d of %d", c.opts.Name, ErrProtocol, len(out), total)
+		}
+		out = append(out, rsp.Data...)
+		if len(out) > total {
+			return nil, fmt.Errorf("fs.file on %s: %w: %d bytes for a %d-byte file", c.opts.Name, ErrProtocol, len(out), total)
+		}
+		if progress != nil {
+			progress(len(out), total)
+		}
+	}
+	return out, nil
+}
+
+// FileStatus returns the length of the file name (file system group,
+// command 1). A missing file is an error matching ErrNotFound.
+func (c *Client) FileStatus(ctx context.Context, name string) (int, error) {
+	var rsp struct {
+		Len int `cbor:"len"`
+	}
+	err := c.Do(ctx, OpRead, GroupFS, CmdFSStatus, struct {
+		Name string `cbor:"name"`
+	}{name}, &rsp)
+	return rsp.Len, err
+}
+
+// FileHash returns the sha256 of length bytes of the file name from off
+// (file system group, command 2), and the number of bytes hashed. A zero
+// length hashes to the end of the file.
+func (c *Client) FileHash(ctx context.Context, name string, off, length int) ([]byte, int, error) {
+	type req struct {
+		Name string `cbor:"name"`
+		Type string `cbor:"type"`
+		Off  int    `cbor:"off,omitempty"`
+		Len  int    `cbor:"len,omitempty"`
+	}
+	var rsp struct {
+		Type   string `cbor:"type"`
+		Off    int    `cbor:"off"`
+		Len    int    `cbor:"len"`
+		Output []byte `cbor:"output"`
+	}
+	if err := c.Do(ctx, OpRead, GroupFS, CmdFSHash, req{name, "sha256", off, length}, &rsp); err != nil {
+		return nil, 0, err
+	}
+	if rsp.Type != "" && rsp.Type != "sha256" || len(rsp.Output) != sha256.Size {
+		return nil, 0, fmt.Errorf("fs.hash on %s: %w: answer is %q of %d bytes", c.opts.Name, ErrProtocol, rsp.Type, len(rsp.Output))
+	}
+	return rsp.Output, rsp.Len, nil
+}
+
+// errIsBoard reports whether err came from the board rather than the link.
+func errIsBoard(err error) bool {
+	var e *Error
+	return errors.As(err, &e)
+}
