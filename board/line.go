@@ -34,7 +34,23 @@ func openPTY() (master, tty *os.File, err error) {
 		tty.Close()
 		return nil, nil, fmt.Errorf("set pseudo-terminal raw: %w", err)
 	}
-	return master, tty, nil
+	// pty.Open leaves the master in blocking mode, where Close cannot
+	// interrupt a pending Read. A non-blocking copy goes through the
+	// runtime's poller instead.
+	fd, err := unix.Dup(int(master.Fd()))
+	if err == nil {
+		err = unix.SetNonblock(fd, true)
+		if err != nil {
+			unix.Close(fd)
+		}
+	}
+	name := master.Name()
+	master.Close()
+	if err != nil {
+		tty.Close()
+		return nil, nil, fmt.Errorf("set pseudo-terminal non-blocking: %w", err)
+	}
+	return os.NewFile(uintptr(fd), name), tty, nil
 }
 
 // pacer holds one direction of the line to its byte rate: a

@@ -32,9 +32,10 @@ type Options struct {
 	// sequence number, when no answer comes. Zero means 2; negative means
 	// none.
 	Retries int
-	// Version is the SMP version of requests: Version1 or Version2 (the
-	// default). Answers in either version are understood.
-	Version uint8
+	// Protocol is the SMP protocol version of requests: 1 (the original
+	// protocol, header version 0) or 2 (the default). Answers in either
+	// version are understood.
+	Protocol int
 	// SkipParams skips reading the board's MCUmgr parameters on connect;
 	// buffer sizes then stay at DefaultParams until ReadParams is called.
 	SkipParams bool
@@ -67,7 +68,9 @@ type Stats struct {
 type Client struct {
 	link Link
 	opts Options
-	log  *slog.Logger
+	// version is the header version of requests.
+	version uint8
+	log     *slog.Logger
 
 	mu     sync.Mutex // held for a whole request
 	seq    uint8
@@ -98,8 +101,14 @@ func NewClient(ctx context.Context, link Link, opts Options) (*Client, error) {
 	case opts.Retries < 0:
 		opts.Retries = 0
 	}
-	if opts.Version != Version1 {
-		opts.Version = Version2
+	version := Version2
+	switch opts.Protocol {
+	case 0, 2:
+	case 1:
+		version = Version1
+	default:
+		link.Close()
+		return nil, fmt.Errorf("SMP protocol version %d: want 1 or 2", opts.Protocol)
 	}
 	if opts.Name == "" {
 		opts.Name = "board"
@@ -109,12 +118,13 @@ func NewClient(ctx context.Context, link Link, opts Options) (*Client, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	c := &Client{
-		link:   link,
-		opts:   opts,
-		log:    log,
-		params: DefaultParams,
-		rx:     make(chan Message, 8),
-		done:   make(chan struct{}),
+		link:    link,
+		opts:    opts,
+		version: version,
+		log:     log,
+		params:  DefaultParams,
+		rx:      make(chan Message, 8),
+		done:    make(chan struct{}),
 	}
 	go c.readLoop()
 	if !opts.SkipParams {
@@ -250,7 +260,7 @@ func (c *Client) do(ctx context.Context, cl call, req, rsp any) error {
 	}
 	c.seq++
 	seq := c.seq
-	msg, err := EncodeMessage(Header{Version: c.opts.Version, Op: cl.op, Group: cl.group, Seq: seq, ID: cl.id}, req)
+	msg, err := EncodeMessage(Header{Version: c.version, Op: cl.op, Group: cl.group, Seq: seq, ID: cl.id}, req)
 	if err != nil {
 		return err
 	}
