@@ -380,7 +380,13 @@ func (b *Board) txLoop() {
 		if !drop && b.faults.CorruptTx > 0 && len(frame) > 4 {
 			b.faults.CorruptTx--
 			frame = append([]byte(nil), frame...)
-			frame[len(frame)/2] ^= 0x01 // one flipped bit: base64 or CRC fails
+			// One flipped bit in the first line's payload: its base64 or
+			// the CRC fails.
+			end := bytes.IndexByte(frame, '\n')
+			if end < 0 {
+				end = len(frame)
+			}
+			frame[(2+end)/2] ^= 0x01
 			b.log.Info("fault: corrupted an answer")
 		}
 		b.mu.Unlock()

@@ -77,6 +77,7 @@ type Client struct {
 	params Params
 
 	rx      chan Message
+	garbled chan struct{} // a packet was lost to line noise
 	done    chan struct{}
 	readErr atomic.Pointer[error]
 	closed  atomic.Bool
@@ -124,6 +125,7 @@ func NewClient(ctx context.Context, link Link, opts Options) (*Client, error) {
 		log:     log,
 		params:  DefaultParams,
 		rx:      make(chan Message, 8),
+		garbled: make(chan struct{}, 1),
 		done:    make(chan struct{}),
 	}
 	go c.readLoop()
@@ -198,10 +200,16 @@ func (c *Client) readLoop() {
 
 func (c *Client) handleLine(dec *Decoder, line []byte) {
 	msg, err := dec.Line(line)
+	if dec.Cut() {
+		c.bad.Add(1)
+		c.log.Debug("dropped frame", "port", c.opts.Name, "err", "a line of it was lost")
+		c.signalGarbled()
+	}
 	switch {
 	case err != nil:
 		c.bad.Add(1)
 		c.log.Debug("dropped frame", "port", c.opts.Name, "err", err)
+		c.signalGarbled()
 		return
 	case msg == nil:
 		if ClassifyLine(line) == LineOther && len(bytes.TrimSpace(line)) > 0 {
@@ -214,12 +222,22 @@ func (c *Client) handleLine(dec *Decoder, line []byte) {
 	if err != nil || !m.Op.IsResponse() {
 		c.bad.Add(1)
 		c.log.Debug("dropped message", "port", c.opts.Name, "err", err)
+		c.signalGarbled()
 		return
 	}
 	select {
 	case c.rx <- m:
 	default:
 		c.stale.Add(1) // nobody is waiting and the queue is full
+	}
+}
+
+// signalGarbled tells the request in progress that a packet was lost, so
+// that it resends at once instead of waiting out its timeout.
+func (c *Client) signalGarbled() {
+	select {
+	case c.garbled <- struct{}{}:
+	default:
 	}
 }
 
@@ -233,6 +251,10 @@ func (c *Client) linkErr() error {
 	}
 	return ErrDisconnected
 }
+
+// errGarbled ends a wait early when a packet arrived damaged: likely the
+// answer.
+var errGarbled = errors.New("answer garbled")
 
 // call is one request-response exchange with its options.
 type call struct {
@@ -290,7 +312,9 @@ func (c *Client) do(ctx context.Context, cl call, req, rsp any) error {
 			return fmt.Errorf("%s on %s: %w", name, c.opts.Name, err)
 		}
 		ans, err := c.await(ctx, cl, seq, timeout)
-		if errors.Is(err, ErrTimeout) {
+		if errors.Is(err, ErrTimeout) || errors.Is(err, errGarbled) {
+			// The same sequence number again: a board that did carry
+			// out the request answers from its cache.
 			continue
 		}
 		if err != nil {
@@ -327,6 +351,7 @@ func (c *Client) drain() {
 		select {
 		case <-c.rx:
 			c.stale.Add(1)
+		case <-c.garbled:
 		default:
 			return
 		}
@@ -374,6 +399,8 @@ func (c *Client) await(ctx context.Context, cl call, seq uint8, timeout time.Dur
 				continue
 			}
 			return m, nil
+		case <-c.garbled:
+			return Message{}, errGarbled
 		case <-t.C:
 			return Message{}, ErrTimeout
 		case <-ctx.Done():

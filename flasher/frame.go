@@ -141,6 +141,7 @@ type Decoder struct {
 	want    int    // packet bytes after the length field; -1 until known
 	pending []byte // base64 characters not yet decoded
 	raw     []byte // decoded bytes, length field included
+	cut     bool   // a packet was abandoned for the next one
 }
 
 // Reset drops any packet being assembled.
@@ -149,6 +150,14 @@ func (d *Decoder) Reset() {
 	d.want = -1
 	d.pending = d.pending[:0]
 	d.raw = d.raw[:0]
+}
+
+// Cut reports whether, since it was last called, a packet was abandoned
+// unfinished because another one started: a line of it was lost.
+func (d *Decoder) Cut() bool {
+	cut := d.cut
+	d.cut = false
+	return cut
 }
 
 // InPacket reports whether a packet has been started and not finished.
@@ -174,8 +183,10 @@ func (d *Decoder) Line(line []byte) ([]byte, error) {
 	}
 	switch kind {
 	case LineStart:
+		cut := d.active
 		d.Reset()
 		d.active = true
+		d.cut = d.cut || cut
 	case LineCont:
 		if !d.active {
 			return nil, nil // a continuation of a packet we never saw

@@ -2,6 +2,7 @@ package flasher
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -59,6 +60,9 @@ func (c *Client) WaitReady(ctx context.Context, every time.Duration) error {
 		cancel()
 		if err == nil {
 			return nil
+		}
+		if errors.Is(err, ErrClosed) || errors.Is(err, ErrDisconnected) {
+			return fmt.Errorf("wait for %s to boot: %w", c.opts.Name, err)
 		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("wait for %s to boot: %w (last: %v)", c.opts.Name, ErrTimeout, err)
