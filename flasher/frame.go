@@ -223,7 +223,8 @@ func (d *Decoder) Line(line []byte) ([]byte, error) {
 		d.Reset()
 		return nil, ErrFrameCRC
 	}
-	msg := append([]byte(nil), body[:len(body)-crcLen]...)
+	msg := make([]byte, len(body)-crcLen) // not nil, even when empty
+	copy(msg, body)
 	d.Reset()
 	return msg, nil
 }

@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 )
 
 // MCUboot image format (MCUboot docs, "Image format"): a 32-byte
@@ -41,13 +43,20 @@ func (v ImageVersion) String() string {
 
 // ParseImageVersion parses "1.2.3" or "1.2.3.4".
 func ParseImageVersion(s string) (ImageVersion, error) {
-	var v ImageVersion
-	var maj, min, rev, build uint64
-	n, _ := fmt.Sscanf(s, "%d.%d.%d.%d", &maj, &min, &rev, &build)
-	if n < 3 || maj > 255 || min > 255 || rev > 65535 || build > 1<<32-1 || (n == 3 && s != fmt.Sprintf("%d.%d.%d", maj, min, rev)) {
-		return v, fmt.Errorf("image version %q: want MAJOR.MINOR.REVISION[.BUILD]", s)
+	bad := fmt.Errorf("image version %q: want MAJOR.MINOR.REVISION[.BUILD] (as 1.2.3)", s)
+	parts := strings.Split(s, ".")
+	if len(parts) != 3 && len(parts) != 4 {
+		return ImageVersion{}, bad
 	}
-	return ImageVersion{uint8(maj), uint8(min), uint16(rev), uint32(build)}, nil
+	var n [4]uint64
+	for i, p := range parts {
+		v, err := strconv.ParseUint(p, 10, []int{8, 8, 16, 32}[i])
+		if err != nil {
+			return ImageVersion{}, bad
+		}
+		n[i] = v
+	}
+	return ImageVersion{uint8(n[0]), uint8(n[1]), uint16(n[2]), uint32(n[3])}, nil
 }
 
 // ImageInfo is what an MCUboot image says of itself.
