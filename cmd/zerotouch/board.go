@@ -1,0 +1,227 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"zerotouch/board"
+)
+
+type boardFlags struct {
+	count   int
+	prefix  string
+	index   int
+	baud    int
+	dir     string
+	tpm     string
+	faults  string
+	bufSize int
+	fw      string
+	check   bool
+	child   bool
+}
+
+// boardInfo is what the board command reports of each board it runs.
+type boardInfo struct {
+	Event  string `json:"event"`
+	Serial string `json:"serial"`
+	Port   string `json:"port"`
+	Baud   int    `json:"baud"`
+	TPM    string `json:"tpm"`
+	Dir    string `json:"dir"`
+}
+
+func boardCmd(g *globals) *cobra.Command {
+	var f boardFlags
+	cmd := &cobra.Command{
+		Use:   "board",
+		Short: "Run virtual boards on pseudo-terminals",
+		Long: `Run virtual boards: each answers MCUmgr SMP on its own pseudo-terminal,
+paced at a real baud rate, with a TPM behind the provisioning group's
+passthrough. Stations, scripts and firmware authors use them as they would
+a board on a fixture. The boards run until interrupted; with --check the
+command instead makes one round trip to each board and exits 0 when all
+checks pass.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runBoards(cmd.Context(), g, f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.IntVar(&f.count, "count", 1, "how many boards to run")
+	fl.StringVar(&f.prefix, "serial-prefix", "ZTV", "serial numbers are this prefix and a 6-digit number")
+	fl.IntVar(&f.index, "first", 1, "number of the first board's serial")
+	fl.IntVar(&f.baud, "baud", 115200, "line rate each board holds to, 10 bits a byte")
+	fl.StringVar(&f.dir, "dir", "", "keep each board's flash in DIR/SERIAL across runs (default: a temporary directory, removed on exit)")
+	fl.StringVar(&f.tpm, "tpm", board.TPMSim, "TPM behind each board: sim, none, tcp:HOST:PORT (swtpm) or a device path such as /dev/tpmrm0")
+	fl.StringVar(&f.faults, "fault", "", "faults to inject, as drop-after=N,delay=50ms,rc=fs.file:3 (see board.ParseFaults)")
+	fl.IntVar(&f.bufSize, "buf-size", 4096, "MCUmgr buffer size the boards report")
+	fl.StringVar(&f.fw, "fw", "1.0.0", "firmware version the boards run")
+	fl.BoolVar(&f.check, "check", false, "make one round trip to each board (echo, identity, TPM, files, keygen) and exit")
+	fl.BoolVar(&f.child, "child", false, "run as one board of a larger set (internal)")
+	fl.MarkHidden("child")
+	return cmd
+}
+
+func (f boardFlags) validate() error {
+	switch {
+	case f.count < 1 || f.count > 256:
+		return usageError{fmt.Errorf("--count %d: want 1 to 256", f.count)}
+	case f.baud < 300 || f.baud > 12_000_000:
+		return usageError{fmt.Errorf("--baud %d: want 300 to 12000000", f.baud)}
+	case f.index < 0 || f.index+f.count-1 > 999_999:
+		return usageError{fmt.Errorf("--first %d: serial numbers run out at 999999", f.index)}
+	case f.count > 1 && f.tpm != board.TPMSim && f.tpm != board.TPMNone:
+		return usageError{fmt.Errorf("--tpm %s is one TPM: boards sharing it would share an endorsement key; run one board per TPM, or use --tpm sim", f.tpm)}
+	}
+	if _, err := board.ParseFaults(f.faults); err != nil {
+		return usageError{fmt.Errorf("--fault: %w", err)}
+	}
+	return nil
+}
+
+func (f boardFlags) serial(i int) string { return fmt.Sprintf("%s%06d", f.prefix, f.index+i) }
+
+func runBoards(ctx context.Context, g *globals, f boardFlags) error {
+	if err := f.validate(); err != nil {
+		return err
+	}
+	faults, _ := board.ParseFaults(f.faults)
+	root := f.dir
+	if root == "" {
+		tmp, err := os.MkdirTemp("", "zerotouch-boards-")
+		if err != nil {
+			return fmt.Errorf("make the boards' flash directory: %w", err)
+		}
+		defer os.RemoveAll(tmp)
+		root = tmp
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	infos := make([]boardInfo, f.count)
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	// The TPM simulator is one per process: with it, each board of a set
+	// runs in a child process of its own.
+	spawn := f.count > 1 && f.tpm == board.TPMSim
+	for i := range f.count {
+		serial := f.serial(i)
+		dir := filepath.Join(root, serial)
+		if spawn {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				info, err := spawnBoard(ctx, g, f, i, root)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					errs = append(errs, fmt.Errorf("board %s: %w", serial, err))
+				}
+				infos[i] = info
+			}()
+			continue
+		}
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("board %s: %w", serial, err)
+		}
+		b, err := board.Start(board.Config{
+			Serial: serial, FW: f.fw, Baud: f.baud, Dir: dir, BufSize: f.bufSize,
+			TPM: f.tpm, Faults: faults, Logger: g.log,
+		})
+		if err != nil {
+			return fmt.Errorf("start board %s: %w", serial, err)
+		}
+		defer b.Close()
+		infos[i] = boardInfo{Event: "board", Serial: serial, Port: b.Path(), Baud: f.baud, TPM: f.tpm, Dir: dir}
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+
+	if f.child {
+		// The parent reads this line, then the board runs until the
+		// parent goes.
+		json.NewEncoder(g.stdout).Encode(infos[0])
+		<-ctx.Done()
+		return nil
+	}
+	if !f.check {
+		for _, info := range infos {
+			printBoard(g, info)
+		}
+		if !g.json {
+			fmt.Fprintf(g.stdout, "%d board(s) running; interrupt (Ctrl-C) to stop.\n", len(infos))
+		}
+		<-ctx.Done()
+		return nil
+	}
+	return checkBoards(ctx, g, infos, f.baud)
+}
+
+func printBoard(g *globals, info boardInfo) {
+	if g.json {
+		json.NewEncoder(g.stdout).Encode(info)
+		return
+	}
+	fmt.Fprintf(g.stdout, "board %s on %s (%d baud, TPM %s, flash %s)\n", info.Serial, info.Port, info.Baud, info.TPM, info.Dir)
+}
+
+// spawnBoard runs board i of the set in a child process and returns what
+// the child reports once its board is up. The child dies with the parent.
+func spawnBoard(ctx context.Context, g *globals, f boardFlags, i int, root string) (boardInfo, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return boardInfo{}, fmt.Errorf("find own executable: %w", err)
+	}
+	args := []string{"board", "--child", "--log-level", g.logLevel,
+		"--count", "1", "--serial-prefix", f.prefix, "--first", strconv.Itoa(f.index + i),
+		"--baud", strconv.Itoa(f.baud), "--dir", root, "--tpm", f.tpm,
+		"--fault", f.faults, "--buf-size", strconv.Itoa(f.bufSize), "--fw", f.fw}
+	if g.json {
+		args = append(args, "--json")
+	}
+	cmd := exec.CommandContext(ctx, exe, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 5 * time.Second
+	cmd.Stderr = g.stderr
+	out, w, err := os.Pipe()
+	if err != nil {
+		return boardInfo{}, err
+	}
+	defer out.Close()
+	cmd.Stdout = w
+	err = cmd.Start()
+	w.Close()
+	if err != nil {
+		return boardInfo{}, fmt.Errorf("start board process: %w", err)
+	}
+	go cmd.Wait()
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		return boardInfo{}, fmt.Errorf("board process ended before its board was up (see its log above)")
+	}
+	var info boardInfo
+	if err := json.Unmarshal([]byte(strings.TrimSpace(line)), &info); err != nil || info.Port == "" {
+		return boardInfo{}, fmt.Errorf("board process said %q, not where its board is", strings.TrimSpace(line))
+	}
+	return info, nil
+}

@@ -1,0 +1,378 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/vbauerster/mpb/v8"
+	"github.com/vbauerster/mpb/v8/decor"
+
+	"zerotouch/flasher"
+)
+
+type linkFlags struct {
+	port     string
+	baud     int
+	timeout  time.Duration
+	retries  int
+	protocol int
+}
+
+func linkCmd(g *globals) *cobra.Command {
+	var f linkFlags
+	cmd := &cobra.Command{
+		Use:   "link",
+		Short: "Talk MCUmgr SMP to one board on a serial port",
+		Long: `Talk to one board over its serial port, one command at a time: for bring-up,
+for checking a fixture, and for line scripts. --port takes a device path, a
+/dev/serial/by-id name, a USB vid:pid, or terms such as vid=2fe3,usb-serial=E661;
+it must match exactly one port ('zerotouch link ports' lists them).`,
+	}
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&f.port, "port", os.Getenv("ZEROTOUCH_PORT"), "the board's port rule (default $ZEROTOUCH_PORT)")
+	pf.IntVar(&f.baud, "baud", 115200, "serial line rate")
+	pf.DurationVar(&f.timeout, "timeout", 2*time.Second, "how long to wait for each answer")
+	pf.IntVar(&f.retries, "retries", 2, "resends of an unanswered request (same sequence number)")
+	pf.IntVar(&f.protocol, "protocol", 2, "SMP protocol version of requests: 1 or 2")
+
+	// with opens the board, runs fn and prints its result.
+	with := func(fn func(ctx context.Context, c *flasher.Client, args []string) (any, error)) func(*cobra.Command, []string) error {
+		return func(cmd *cobra.Command, args []string) error {
+			if f.port == "" {
+				return usageError{fmt.Errorf("no board named: give --port (a path, by-id name or vid:pid) or set ZEROTOUCH_PORT")}
+			}
+			m, err := flasher.ParseMatch(f.port)
+			if err != nil {
+				return usageError{err}
+			}
+			path, err := m.Resolve()
+			if err != nil {
+				return err
+			}
+			retries := f.retries
+			if retries == 0 {
+				retries = -1 // the flag's 0 means none
+			}
+			ctx := cmd.Context()
+			c, err := flasher.Open(ctx, path, flasher.Options{
+				Baud: f.baud, Timeout: f.timeout, Retries: retries, Protocol: f.protocol, Logger: g.log,
+			})
+			if err != nil {
+				return fmt.Errorf("connect to the board on %s: %w", path, err)
+			}
+			defer c.Close()
+			out, err := fn(ctx, c, args)
+			if err != nil {
+				return err
+			}
+			return printResult(g, out)
+		}
+	}
+
+	ports := &cobra.Command{
+		Use:   "ports",
+		Short: "List serial ports with their USB IDs",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			list, err := flasher.ListPorts()
+			if err != nil {
+				return err
+			}
+			if g.json {
+				for _, p := range list {
+					json.NewEncoder(g.stdout).Encode(p)
+				}
+				return nil
+			}
+			if len(list) == 0 {
+				fmt.Fprintln(g.stdout, "no serial ports found")
+			}
+			for _, p := range list {
+				usb := "-"
+				if p.USB {
+					usb = p.VID + ":" + p.PID
+				}
+				fmt.Fprintf(g.stdout, "%-16s %-9s %-20s %s %s\n", p.Path, usb, p.SerialNumber, p.Product, strings.Join(p.ByID, " "))
+			}
+			return nil
+		},
+	}
+	echo := &cobra.Command{
+		Use: "echo [TEXT]", Short: "Send TEXT and print the board's echo", Args: cobra.MaximumNArgs(1),
+		RunE: with(func(ctx context.Context, c *flasher.Client, args []string) (any, error) {
+			text := "hello"
+			if len(args) > 0 {
+				text = args[0]
+			}
+			got, err := c.Echo(ctx, text)
+			return map[string]string{"echo": got}, err
+		}),
+	}
+	params := &cobra.Command{
+		Use: "params", Short: "Print the board's MCUmgr buffer parameters", Args: cobra.NoArgs,
+		RunE: with(func(ctx context.Context, c *flasher.Client, _ []string) (any, error) {
+			return c.Params(), nil
+		}),
+	}
+	info := &cobra.Command{
+		Use: "info [FORMAT]", Short: "Print the board's OS information (uname-like format letters, default a)", Args: cobra.MaximumNArgs(1),
+		RunE: with(func(ctx context.Context, c *flasher.Client, args []string) (any, error) {
+			format := "a"
+			if len(args) > 0 {
+				format = args[0]
+			}
+			s, err := c.Info(ctx, format)
+			return map[string]string{"info": s}, err
+		}),
+	}
+	identity := &cobra.Command{
+		Use: "identity", Short: "Print the board's identity (provisioning group)", Args: cobra.NoArgs,
+		RunE: with(func(ctx context.Context, c *flasher.Client, _ []string) (any, error) {
+			return c.Identity(ctx)
+		}),
+	}
+	var force bool
+	reset := &cobra.Command{
+		Use: "reset", Short: "Reset the board and wait for it to answer again", Args: cobra.NoArgs,
+		RunE: with(func(ctx context.Context, c *flasher.Client, _ []string) (any, error) {
+			if err := c.Reset(ctx, force); err != nil {
+				return nil, err
+			}
+			wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			if err := c.WaitReady(wctx, 250*time.Millisecond); err != nil {
+				return nil, fmt.Errorf("%w (a USB board may come back on a new port: run the command again)", err)
+			}
+			return map[string]bool{"ready": true}, nil
+		}),
+	}
+	reset.Flags().BoolVar(&force, "force", false, "reset even if the board's application refuses")
+
+	cmd.AddCommand(ports, echo, params, info, identity, reset, imageCmd(g, with), fsCmd(g, with))
+	return cmd
+}
+
+type withFunc = func(fn func(ctx context.Context, c *flasher.Client, args []string) (any, error)) func(*cobra.Command, []string) error
+
+func imageCmd(g *globals, with withFunc) *cobra.Command {
+	cmd := &cobra.Command{Use: "image", Short: "List and upload firmware images"}
+	list := &cobra.Command{
+		Use: "list", Short: "List the board's image slots", Args: cobra.NoArgs,
+		RunE: with(func(ctx context.Context, c *flasher.Client, _ []string) (any, error) {
+			states, err := c.ImageStates(ctx)
+			if err != nil {
+				return nil, err
+			}
+			type slot struct {
+				Image     int    `json:"image"`
+				Slot      int    `json:"slot"`
+				Version   string `json:"version"`
+				Hash      string `json:"hash"`
+				Bootable  bool   `json:"bootable"`
+				Pending   bool   `json:"pending"`
+				Confirmed bool   `json:"confirmed"`
+				Active    bool   `json:"active"`
+				Permanent bool   `json:"permanent"`
+			}
+			out := make([]slot, len(states))
+			for i, s := range states {
+				out[i] = slot{s.Image, s.Slot, s.Version, hex.EncodeToString(s.Hash), s.Bootable, s.Pending, s.Confirmed, s.Active, s.Permanent}
+			}
+			return out, nil
+		}),
+	}
+	var (
+		image         int
+		test, confirm bool
+		resetAfter    bool
+	)
+	upload := &cobra.Command{
+		Use:   "upload FILE",
+		Short: "Upload an MCUboot image to the board's secondary slot",
+		Long: `Upload an MCUboot image (signed .bin) to the secondary slot. An upload
+cut off part way resumes where the board says it stopped when run again.
+--test boots it once on the next reset, --confirm for good; --reset resets
+the board after marking it.`,
+		Args: cobra.ExactArgs(1),
+		RunE: with(func(ctx context.Context, c *flasher.Client, args []string) (any, error) {
+			if test && confirm {
+				return nil, usageError{fmt.Errorf("--test and --confirm exclude each other")}
+			}
+			img, err := os.ReadFile(args[0])
+			if err != nil {
+				return nil, err
+			}
+			info, err := flasher.ParseImage(img)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", args[0], err)
+			}
+			bar := newProgress(g, "image "+info.Version.String(), len(img))
+			err = c.ImageUpload(ctx, image, img, bar.update)
+			bar.done(err)
+			if err != nil {
+				return nil, err
+			}
+			out := map[string]any{"version": info.Version.String(), "hash": hex.EncodeToString(info.Hash), "bytes": len(img)}
+			if test || confirm {
+				if _, err := c.ImageSetPending(ctx, info.Hash, confirm); err != nil {
+					return nil, fmt.Errorf("mark the image for boot: %w", err)
+				}
+				out["pending"] = true
+			}
+			if resetAfter {
+				if err := c.Reset(ctx, false); err != nil {
+					return nil, err
+				}
+				out["reset"] = true
+			}
+			return out, nil
+		}),
+	}
+	fl := upload.Flags()
+	fl.IntVar(&image, "image", 0, "image number, for boards with several")
+	fl.BoolVar(&test, "test", false, "boot the image once on the next reset (it must confirm itself)")
+	fl.BoolVar(&confirm, "confirm", false, "boot the image from the next reset on")
+	fl.BoolVar(&resetAfter, "reset", false, "reset the board after the upload")
+	cmd.AddCommand(list, upload)
+	return cmd
+}
+
+func fsCmd(g *globals, with withFunc) *cobra.Command {
+	cmd := &cobra.Command{Use: "fs", Short: "Move files to and from the board's file system"}
+	var resume bool
+	upload := &cobra.Command{
+		Use: "upload LOCAL REMOTE", Short: "Write a file to the board, then check its sha256 there", Args: cobra.ExactArgs(2),
+		RunE: with(func(ctx context.Context, c *flasher.Client, args []string) (any, error) {
+			data, err := os.ReadFile(args[0])
+			if err != nil {
+				return nil, err
+			}
+			bar := newProgress(g, args[1], len(data))
+			err = c.FileUpload(ctx, args[1], data, resume, bar.update)
+			bar.done(err)
+			return map[string]any{"name": args[1], "bytes": len(data), "verified": err == nil}, err
+		}),
+	}
+	upload.Flags().BoolVar(&resume, "resume", true, "go on from what the board already holds of the same file")
+	download := &cobra.Command{
+		Use: "download REMOTE LOCAL", Short: "Read a file from the board (LOCAL - for standard output)", Args: cobra.ExactArgs(2),
+		RunE: with(func(ctx context.Context, c *flasher.Client, args []string) (any, error) {
+			bar := newProgress(g, args[0], 0)
+			data, err := c.FileDownload(ctx, args[0], bar.update)
+			bar.done(err)
+			if err != nil {
+				return nil, err
+			}
+			if args[1] == "-" {
+				_, err := g.stdout.Write(data)
+				return nil, err
+			}
+			if err := writeFileAtomic(args[1], data); err != nil {
+				return nil, err
+			}
+			return map[string]any{"name": args[0], "bytes": len(data), "saved": args[1]}, nil
+		}),
+	}
+	hash := &cobra.Command{
+		Use: "hash REMOTE", Short: "Print the sha256 of a file on the board", Args: cobra.ExactArgs(1),
+		RunE: with(func(ctx context.Context, c *flasher.Client, args []string) (any, error) {
+			sum, size, err := c.FileHash(ctx, args[0], 0, 0)
+			return map[string]any{"name": args[0], "sha256": hex.EncodeToString(sum), "bytes": size}, err
+		}),
+	}
+	cmd.AddCommand(upload, download, hash)
+	return cmd
+}
+
+// writeFileAtomic writes data to name so that a crash leaves either the
+// old file or the new one.
+func writeFileAtomic(name string, data []byte) error {
+	tmp, err := os.CreateTemp(dirOf(name), ".zerotouch-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), name)
+}
+
+func dirOf(name string) string {
+	if i := strings.LastIndexByte(name, '/'); i >= 0 {
+		return name[:i+1]
+	}
+	return "."
+}
+
+// printResult prints a command's result: one JSON line, or indented
+// JSON for a person.
+func printResult(g *globals, v any) error {
+	if v == nil {
+		return nil
+	}
+	enc := json.NewEncoder(g.stdout)
+	if !g.json {
+		enc.SetIndent("", "  ")
+	}
+	return enc.Encode(v)
+}
+
+// progress draws a transfer's progress bar on a terminal and nothing
+// elsewhere (line scripts read the result, not the bar).
+type progress struct {
+	p   *mpb.Progress
+	bar *mpb.Bar
+}
+
+func newProgress(g *globals, name string, total int) *progress {
+	f, ok := g.stderr.(*os.File)
+	if g.json || !ok || !isTerminal(f) {
+		return &progress{}
+	}
+	p := mpb.New(mpb.WithOutput(f), mpb.WithWidth(40))
+	bar := p.AddBar(int64(total),
+		mpb.PrependDecorators(decor.Name(name, decor.WCSyncSpaceR), decor.CountersKibiByte("% .1f / % .1f")),
+		mpb.AppendDecorators(decor.AverageSpeed(decor.SizeB1024(0), "% .1f"), decor.Name(" "), decor.Percentage()),
+	)
+	return &progress{p: p, bar: bar}
+}
+
+func (p *progress) update(done, total int) {
+	if p.bar == nil {
+		return
+	}
+	p.bar.SetTotal(int64(total), false)
+	p.bar.SetCurrent(int64(done))
+}
+
+func (p *progress) done(err error) {
+	if p.bar == nil {
+		return
+	}
+	if err != nil {
+		p.bar.Abort(false)
+	} else {
+		p.bar.SetTotal(-1, true)
+	}
+	p.p.Wait()
+}
+
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,162 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"zerotouch/board"
+)
+
+// TestMain lets the test binary stand in for zerotouch when the board
+// command starts one process per board.
+func TestMain(m *testing.M) {
+	if os.Getenv("ZEROTOUCH_TEST_AS_MAIN") == "1" {
+		ctx, stop := context.WithCancel(context.Background())
+		defer stop()
+		os.Exit(Run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+func run(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var out, errOut bytes.Buffer
+	code = Run(ctx, args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestBoardCheck(t *testing.T) {
+	t.Setenv("ZEROTOUCH_TEST_AS_MAIN", "1")
+	// Two boards with the TPM simulator: each runs in a process of its own.
+	code, out, errOut := run(t, "board", "--count", "2", "--baud", "2000000", "--check", "--json")
+	if code != exitOK {
+		t.Fatalf("board --check exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	steps := map[string]int{}
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		var r checkResult
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("stdout line %q is not JSON: %v", sc.Text(), err)
+		}
+		if !r.OK {
+			t.Errorf("step %s on %s failed: %s", r.Step, r.Serial, r.Error)
+		}
+		steps[r.Step]++
+	}
+	for _, s := range []string{"connect", "echo", "identity", "tpm", "files", "keygen"} {
+		if steps[s] != 2 {
+			t.Errorf("step %s ran %d times, want once per board", s, steps[s])
+		}
+	}
+}
+
+func TestBoardCheckFails(t *testing.T) {
+	// A board that refuses file writes fails the check, with the step and
+	// the board named, and a non-zero exit.
+	code, out, _ := run(t, "board", "--tpm", "none", "--baud", "2000000", "--check", "--fault", "rc=fs.file:10")
+	if code != exitFailed {
+		t.Fatalf("exit %d, want %d\n%s", code, exitFailed, out)
+	}
+	if !strings.Contains(out, "FAIL ZTV000001 files") || !strings.Contains(out, "fs.file") {
+		t.Errorf("output does not name the failed step:\n%s", out)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"board", "--count", "0"},
+		{"board", "--count", "2", "--tpm", "tcp:127.0.0.1:2321"},
+		{"board", "--fault", "flood=1"},
+		{"board", "--nonsense"},
+		{"nonsense"},
+		{"link", "echo"},
+		{"link", "--port", "vid=12", "echo"},
+		{"--log-level", "loud", "link", "ports"},
+	} {
+		code, _, errOut := run(t, args...)
+		if code != exitUsage {
+			t.Errorf("%q: exit %d, want %d (stderr %q)", args, code, exitUsage, errOut)
+		}
+		if !strings.Contains(errOut, "zerotouch: ") {
+			t.Errorf("%q: stderr %q gives no reason", args, errOut)
+		}
+	}
+}
+
+func TestLinkCommands(t *testing.T) {
+	b, err := board.Start(board.Config{Serial: "SN-LINK", Dir: t.TempDir(), TPM: board.TPMNone, Baud: 2_000_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	t.Setenv("ZEROTOUCH_PORT", b.Path())
+	link := func(args ...string) string {
+		t.Helper()
+		code, out, errOut := run(t, append([]string{"link", "--baud", "2000000", "--json"}, args...)...)
+		if code != exitOK {
+			t.Fatalf("link %q: exit %d: %s", args, code, errOut)
+		}
+		return out
+	}
+	if out := link("echo", "ping"); strings.TrimSpace(out) != `{"echo":"ping"}` {
+		t.Errorf("link echo = %q", out)
+	}
+	if out := link("identity"); !strings.Contains(out, `"serial":"SN-LINK"`) {
+		t.Errorf("link identity = %q", out)
+	}
+	dir := t.TempDir()
+	data := bytes.Repeat([]byte("zerotouch\n"), 2000)
+	if err := os.WriteFile(dir+"/in", data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out := link("fs", "upload", dir+"/in", "/lfs/in"); !strings.Contains(out, `"verified":true`) {
+		t.Errorf("link fs upload = %q", out)
+	}
+	link("fs", "download", "/lfs/in", dir+"/out")
+	if got, _ := os.ReadFile(dir + "/out"); !bytes.Equal(got, data) {
+		t.Errorf("downloaded %d bytes, not the %d uploaded", len(got), len(data))
+	}
+	code, _, errOut := run(t, "link", "--baud", "2000000", "fs", "download", "/lfs/missing", dir+"/missing")
+	if code != exitFailed || !strings.Contains(errOut, "file not found") {
+		t.Errorf("download of a missing file: exit %d, %q", code, errOut)
+	}
+	if _, err := os.Stat(dir + "/missing"); !os.IsNotExist(err) {
+		t.Errorf("a failed download left a file behind")
+	}
+}
+
+// TestDependencies keeps the layers apart: the board link and the virtual
+// board do not pull in the GUI, and no production package imports testing.
+func TestDependencies(t *testing.T) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("go command not found")
+	}
+	deps := func(pkgs ...string) []string {
+		out, err := exec.Command(goBin, append([]string{"list", "-deps", "-f", "{{.ImportPath}}"}, pkgs...)...).Output()
+		if err != nil {
+			t.Fatalf("go list: %v", err)
+		}
+		return strings.Fields(string(out))
+	}
+	for _, dep := range deps("zerotouch/...") {
+		if dep == "testing" {
+			t.Errorf("production code imports testing")
+		}
+	}
+	for _, dep := range deps("zerotouch/flasher", "zerotouch/board") {
+		if strings.HasPrefix(dep, "fyne.io/") || strings.HasPrefix(dep, "zerotouch/") && dep != "zerotouch/flasher" && dep != "zerotouch/board" {
+			t.Errorf("flasher or board depends on %s", dep)
+		}
+	}
+}

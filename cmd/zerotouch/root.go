@@ -1,0 +1,86 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes line scripts can branch on.
+const (
+	exitOK     = 0
+	exitFailed = 1 // the job ran and something in it failed
+	exitUsage  = 2 // the command line is wrong
+)
+
+// usageError marks errors in the command line itself.
+type usageError struct{ error }
+
+// globals are the flags every command shares.
+type globals struct {
+	json     bool
+	logLevel string
+	stdout   io.Writer
+	stderr   io.Writer
+	log      *slog.Logger
+}
+
+// Run runs zerotouch with args and returns the exit code.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	g := &globals{stdout: stdout, stderr: stderr}
+	root := &cobra.Command{
+		Use:           "zerotouch",
+		Short:         "Provision boards for Azure IoT Hub DPS from a factory station",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(g.logLevel)); err != nil {
+				return usageError{fmt.Errorf("--log-level %q: want debug, info, warn or error", g.logLevel)}
+			}
+			opts := &slog.HandlerOptions{Level: level}
+			if g.json {
+				g.log = slog.New(slog.NewJSONHandler(stderr, opts))
+			} else {
+				g.log = slog.New(slog.NewTextHandler(stderr, opts))
+			}
+			return nil
+		},
+	}
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.PersistentFlags().BoolVar(&g.json, "json", false, "print results and logs as JSON lines (for line automation)")
+	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	root.AddCommand(boardCmd(g), linkCmd(g))
+
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	var ue usageError
+	if errors.As(err, &ue) || isCobraUsage(err) {
+		fmt.Fprintf(stderr, "zerotouch: %v\nRun 'zerotouch --help' for usage.\n", err)
+		return exitUsage
+	}
+	if g.json && g.log != nil {
+		g.log.Error("failed", "err", err.Error())
+	} else {
+		fmt.Fprintf(stderr, "zerotouch: %v\n", err)
+	}
+	return exitFailed
+}
+
+// isCobraUsage recognises cobra's own command-line errors, which it does
+// not type.
+func isCobraUsage(err error) bool {
+	s := err.Error()
+	return strings.HasPrefix(s, "unknown command") || strings.HasPrefix(s, "unknown flag") ||
+		strings.Contains(s, "arg(s)") || strings.HasPrefix(s, "required flag")
+}
