@@ -289,3 +289,43 @@ func TestCommit(t *testing.T) {
 		t.Errorf("board not provisioned after a commit with the right hash")
 	}
 }
+
+// TestRealBoard runs the link's basic round trip against a board on a
+// fixture: go test ./flasher -run TestRealBoard -port /dev/ttyACM0. It
+// writes /lfs/zerotouch-test.bin on the board.
+func TestRealBoard(t *testing.T) {
+	if *portFlag == "" {
+		t.Skip("no -port given")
+	}
+	m, err := flasher.ParseMatch(*portFlag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path, err := m.Resolve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newTestClient(t, path, 115200, flasher.Options{Timeout: 3 * time.Second})
+	ctx := testCtx(t)
+	t.Logf("params: %+v", c.Params())
+	if got, err := c.Echo(ctx, "zerotouch"); err != nil || got != "zerotouch" {
+		t.Fatalf("Echo = %q, %v", got, err)
+	}
+	id, err := c.Identity(ctx)
+	if errors.Is(err, flasher.ErrNotSupported) {
+		t.Logf("board has no provisioning group")
+	} else if err != nil {
+		t.Fatal(err)
+	} else {
+		t.Logf("identity: %+v", id)
+	}
+	data := make([]byte, 4096)
+	rand.Read(data)
+	if err := c.FileUpload(ctx, "/lfs/zerotouch-test.bin", data, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	back, err := c.FileDownload(ctx, "/lfs/zerotouch-test.bin", nil)
+	if err != nil || !bytes.Equal(back, data) {
+		t.Fatalf("FileDownload = %d bytes, %v; want the 4096 written", len(back), err)
+	}
+}
