@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 
 	"zerotouch/flasher"
+	"zerotouch/internal/atomicfile"
 )
 
 // state is what the board keeps in flash besides its files: the image
@@ -69,7 +70,7 @@ func (b *Board) loadFlash() error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileSync(b.slotPath(0), img); err != nil {
+	if err := atomicfile.Write(b.slotPath(0), img, 0o600); err != nil {
 		return fmt.Errorf("board %s: write slot 0: %w", b.cfg.Serial, err)
 	}
 	b.st.Slots[0] = slot{Version: info.Version.String(), Hash: info.Hash, Confirmed: true}
@@ -83,28 +84,7 @@ func (b *Board) saveLocked() error {
 	if err != nil {
 		return err
 	}
-	return writeFileSync(b.statePath(), data)
-}
-
-// writeFileSync replaces name with data: temporary file, fsync, rename.
-func writeFileSync(name string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), name)
+	return atomicfile.Write(b.statePath(), data, 0o600)
 }
 
 // bootSwapLocked does at boot what MCUboot's swap does: a pending image in

@@ -14,6 +14,7 @@ import (
 	"github.com/vbauerster/mpb/v8/decor"
 
 	"zerotouch/flasher"
+	"zerotouch/internal/atomicfile"
 )
 
 type linkFlags struct {
@@ -273,7 +274,7 @@ func fsCmd(g *globals, with withFunc) *cobra.Command {
 				_, err := g.stdout.Write(data)
 				return nil, err
 			}
-			if err := writeFileAtomic(args[1], data); err != nil {
+			if err := atomicfile.Write(args[1], data, 0o644); err != nil {
 				return nil, err
 			}
 			return map[string]any{"name": args[0], "bytes": len(data), "saved": args[1]}, nil
@@ -288,35 +289,6 @@ func fsCmd(g *globals, with withFunc) *cobra.Command {
 	}
 	cmd.AddCommand(upload, download, hash)
 	return cmd
-}
-
-// writeFileAtomic writes data to name so that a crash leaves either the
-// old file or the new one.
-func writeFileAtomic(name string, data []byte) error {
-	tmp, err := os.CreateTemp(dirOf(name), ".zerotouch-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), name)
-}
-
-func dirOf(name string) string {
-	if i := strings.LastIndexByte(name, '/'); i >= 0 {
-		return name[:i+1]
-	}
-	return "."
 }
 
 // printResult prints a command's result: one JSON line, or indented
