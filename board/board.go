@@ -126,6 +126,7 @@ type Board struct {
 	lastRsp    []byte
 	keys       map[string]any // keygen keys, by algorithm; never written out
 	closeOnce  sync.Once
+	stopped    bool // under mu: Close has begun
 	closeError error
 }
 
@@ -206,6 +207,10 @@ func (b *Board) ReadFile(name string) ([]byte, error) {
 // the TPM. It is safe to call more than once.
 func (b *Board) Close() error {
 	b.closeOnce.Do(func() {
+		b.mu.Lock()
+		b.stopped = true
+		b.txIdle.Broadcast()
+		b.mu.Unlock()
 		close(b.stop)
 		b.master.Close()
 		b.wg.Wait()
@@ -306,7 +311,7 @@ func (b *Board) handleLine(dec *flasher.Decoder, line []byte) {
 		b.log.Info("fault: request lost to line noise")
 		return
 	}
-	if b.lastReq != nil && bytes.Equal(msg, b.lastReq) {
+	if b.lastReq != nil && bytes.Equal(msg, b.lastReq) && !b.faults.NoReplay {
 		// The station sent the same request again: its answer was lost.
 		// Answer again without doing it twice.
 		rsp := b.lastRsp
@@ -328,8 +333,7 @@ func (b *Board) handleLine(dec *flasher.Decoder, line []byte) {
 		return
 	}
 	b.send(rsp)
-	if after != nil {
-		b.waitTxIdle()
+	if after != nil && b.waitTxIdle() {
 		after()
 	}
 }
@@ -356,12 +360,15 @@ func (b *Board) sendLine(text string) {
 	}
 }
 
-func (b *Board) waitTxIdle() {
+// waitTxIdle waits until everything queued has been sent, and reports
+// false if the board is stopping instead.
+func (b *Board) waitTxIdle() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for b.txBusy > 0 {
+	for b.txBusy > 0 && !b.stopped {
 		b.txIdle.Wait()
 	}
+	return !b.stopped
 }
 
 // txLoop writes queued frames to the station at the line's rate.
@@ -423,8 +430,11 @@ func (b *Board) rebootLocked() {
 	}
 	b.log.Info("rebooting", "fw", b.st.Slots[0].Version)
 	banner := fmt.Sprintf("*** Booting zerotouch virtual board %s, firmware %s ***", b.cfg.Serial, b.st.Slots[0].Version)
+	until := b.bootUntil
+	b.wg.Add(1) // rebooting runs on rxLoop, which holds the group open
 	go func() {
-		if sleepUntil(b.bootUntil, b.stop) {
+		defer b.wg.Done()
+		if sleepUntil(until, b.stop) {
 			b.sendLine(banner)
 		}
 	}()

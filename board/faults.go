@@ -31,6 +31,9 @@ type Faults struct {
 	// ResetAfter reboots the board once this many bytes have been
 	// received, mid-transfer.
 	ResetAfter int64
+	// NoReplay makes the board carry out a resent request again instead
+	// of repeating its answer, as stock MCUmgr groups do.
+	NoReplay bool
 }
 
 // SetFaults replaces the board's faults and restores a dropped line.
@@ -62,8 +65,8 @@ func (b *Board) injectedRC(h flasher.Header) (*smpErr, bool) {
 
 // ParseFaults parses a fault list as the board command takes it:
 // comma-separated terms among drop-after=N, drop-for=DURATION,
-// corrupt-tx=N, corrupt-rx=N, delay=DURATION, reset-after=N and
-// rc=COMMAND:CODE (rc may repeat).
+// corrupt-tx=N, corrupt-rx=N, delay=DURATION, reset-after=N,
+// no-replay=true and rc=COMMAND:CODE (rc may repeat).
 func ParseFaults(spec string) (Faults, error) {
 	var f Faults
 	if strings.TrimSpace(spec) == "" {
@@ -88,6 +91,8 @@ func ParseFaults(spec string) (Faults, error) {
 			f.Delay, err = time.ParseDuration(val)
 		case "reset-after":
 			f.ResetAfter, err = strconv.ParseInt(val, 10, 64)
+		case "no-replay":
+			f.NoReplay, err = strconv.ParseBool(val)
 		case "rc":
 			cmd, code, ok := strings.Cut(val, ":")
 			var n int
@@ -102,7 +107,7 @@ func ParseFaults(spec string) (Faults, error) {
 			}
 			f.RC[cmd] = n
 		default:
-			return f, fmt.Errorf("fault %q: unknown (drop-after, drop-for, corrupt-tx, corrupt-rx, delay, reset-after, rc)", key)
+			return f, fmt.Errorf("fault %q: unknown (drop-after, drop-for, corrupt-tx, corrupt-rx, delay, reset-after, no-replay, rc)", key)
 		}
 		if err != nil {
 			return f, fmt.Errorf("fault %q: %w", term, err)

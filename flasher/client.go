@@ -78,6 +78,7 @@ type Client struct {
 
 	rx      chan Message
 	garbled chan struct{} // a packet was lost to line noise
+	writes  chan writeReq
 	done    chan struct{}
 	readErr atomic.Pointer[error]
 	closed  atomic.Bool
@@ -126,9 +127,11 @@ func NewClient(ctx context.Context, link Link, opts Options) (*Client, error) {
 		params:  DefaultParams,
 		rx:      make(chan Message, 8),
 		garbled: make(chan struct{}, 1),
+		writes:  make(chan writeReq),
 		done:    make(chan struct{}),
 	}
 	go c.readLoop()
+	go c.writeLoop()
 	if !opts.SkipParams {
 		if _, err := c.ReadParams(ctx); err != nil && !errors.Is(err, ErrNotSupported) {
 			c.Close()
@@ -303,15 +306,19 @@ func (c *Client) do(ctx context.Context, cl call, req, rsp any) error {
 	}
 
 	c.drain()
+	garbled := 0
 	for attempt := 0; attempt <= retries; attempt++ {
 		if attempt > 0 {
 			c.retries.Add(1)
 			c.log.Debug("resending", "port", c.opts.Name, "cmd", name, "seq", seq, "attempt", attempt+1)
 		}
-		if err := c.write(ctx, frame); err != nil {
+		if err := c.write(ctx, frame, timeout); err != nil {
 			return fmt.Errorf("%s on %s: %w", name, c.opts.Name, err)
 		}
 		ans, err := c.await(ctx, cl, seq, timeout)
+		if errors.Is(err, errGarbled) {
+			garbled++
+		}
 		if errors.Is(err, ErrTimeout) || errors.Is(err, errGarbled) {
 			// The same sequence number again: a board that did carry
 			// out the request answers from its cache.
@@ -333,7 +340,10 @@ func (c *Client) do(ctx context.Context, cl call, req, rsp any) error {
 		}
 		return nil
 	}
-	return fmt.Errorf("%s on %s: %w after %d attempts of %v", name, c.opts.Name, ErrTimeout, retries+1, timeout.Round(time.Millisecond))
+	if garbled > 0 {
+		return fmt.Errorf("%s on %s: %w: %d of %d answers arrived garbled (line noise? check the cable and the baud rate)", name, c.opts.Name, ErrTimeout, garbled, retries+1)
+	}
+	return fmt.Errorf("%s on %s: %w: no answer to %d attempts of %v (is the board powered and on this port, at this baud rate?)", name, c.opts.Name, ErrTimeout, retries+1, timeout.Round(time.Millisecond))
 }
 
 // maxMessage is the longest SMP message the board takes: its buffer holds
@@ -358,33 +368,63 @@ func (c *Client) drain() {
 	}
 }
 
-// write sends frame. A write blocked by a board that stopped reading is
-// ended by closing the link when ctx is cancelled.
-func (c *Client) write(ctx context.Context, frame []byte) error {
+// write sends frame through the writer goroutine, so that a write that
+// blocks (a board that stopped reading) leaves the caller free: it returns
+// when ctx ends or after limit, and the write is left to finish or fail.
+func (c *Client) write(ctx context.Context, frame []byte, limit time.Duration) error {
 	if c.closed.Load() {
 		return ErrClosed
-	}
-	select {
-	case <-c.done:
-		return c.linkErr()
-	default:
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	stop := context.AfterFunc(ctx, func() { c.Close() })
-	defer stop()
-	c.requests.Add(1)
-	if _, err := c.link.Write(frame); err != nil {
-		if c.closed.Load() {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return ErrClosed
-		}
-		return fmt.Errorf("%w: write: %v", ErrDisconnected, err)
+	timer := time.NewTimer(limit)
+	defer timer.Stop()
+	w := writeReq{frame: frame, done: make(chan error, 1)}
+	select {
+	case c.writes <- w:
+	case <-c.done:
+		return c.linkErr()
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C:
+		return fmt.Errorf("%w: the port has not taken the previous request for %v", ErrTimeout, limit.Round(time.Millisecond))
 	}
-	return nil
+	c.requests.Add(1)
+	select {
+	case err := <-w.done:
+		if err != nil {
+			if c.closed.Load() {
+				return ErrClosed
+			}
+			return fmt.Errorf("%w: write: %v", ErrDisconnected, err)
+		}
+		return nil
+	case <-c.done:
+		return c.linkErr()
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C:
+		return fmt.Errorf("%w: the port took no data for %v (is the board reading?)", ErrTimeout, limit.Round(time.Millisecond))
+	}
+}
+
+type writeReq struct {
+	frame []byte
+	done  chan error
+}
+
+// writeLoop carries out writes one at a time until the link fails.
+func (c *Client) writeLoop() {
+	for {
+		select {
+		case w := <-c.writes:
+			_, err := c.link.Write(w.frame)
+			w.done <- err
+		case <-c.done:
+			return
+		}
+	}
 }
 
 // await waits for the answer to the request with sequence number seq.

@@ -378,3 +378,26 @@ func TestImageRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+func TestStallGuard(t *testing.T) {
+	var g stallGuard
+	if err := g.check("fs.file", "p", 0, 100); err != nil {
+		t.Fatal(err)
+	}
+	// A board may ask for a chunk again a few times...
+	for i := 1; i < maxStalls; i++ {
+		if err := g.check("fs.file", "p", 100, 100); err != nil {
+			t.Fatalf("stall %d: %v", i, err)
+		}
+	}
+	// ...but not for ever.
+	if err := g.check("fs.file", "p", 100, 50); !errors.Is(err, ErrProtocol) {
+		t.Fatalf("stall %d: %v, want ErrProtocol", maxStalls, err)
+	}
+	// Progress clears the count.
+	g = stallGuard{stalls: maxStalls - 1}
+	g.check("fs.file", "p", 100, 200)
+	if err := g.check("fs.file", "p", 200, 200); err != nil {
+		t.Errorf("a stall after progress: %v", err)
+	}
+}

@@ -134,6 +134,20 @@ func (e *Error) Error() string {
 
 func groupRCText(group uint16, rc int) string {
 	switch {
+	case group == GroupImage && rc == ImgRCNoImage:
+		return " (no such image)"
+	case group == GroupImage && rc == ImgRCNoFreeSlot:
+		return " (no free slot: an image is already pending; reset the board or erase the slot)"
+	case group == GroupImage && rc == ImgRCFlashWriteFailed:
+		return " (flash write failed)"
+	case group == GroupImage && (rc == ImgRCInvalidLength || rc == ImgRCInvalidOffset):
+		return " (upload length or offset refused)"
+	case group == GroupImage && (rc == ImgRCInvalidHeader || rc == ImgRCBadHeaderMagic):
+		return " (not an MCUboot image)"
+	case group == GroupImage && rc == ImgRCInvalidHash:
+		return " (image hash refused)"
+	case group == GroupImage && rc == ImgRCTooLarge:
+		return " (image larger than the slot)"
 	case group == GroupFS && rc == FSRCFileNotFound:
 		return " (file not found)"
 	case group == GroupFS && rc == FSRCFileOffset:

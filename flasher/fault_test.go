@@ -342,3 +342,107 @@ func TestContextCancel(t *testing.T) {
 		t.Errorf("Echo with a cancelled context: %v, want context.Canceled", err)
 	}
 }
+
+// TestResentChunkWithoutReplay runs an upload against a board that, like
+// stock MCUmgr, carries out a resent chunk again: it refuses the offset it
+// has already passed, and the client goes on from the board's length.
+func TestResentChunkWithoutReplay(t *testing.T) {
+	b := newTestBoard(t, board.Config{})
+	c := newTestClient(t, b.Path(), testBaud, flasher.Options{Timeout: faultTimeout})
+	ctx := testCtx(t)
+	data := testData(30_000, 5)
+	chunks := 0
+	progress := func(done, total int) {
+		chunks++
+		if chunks == 1 {
+			// Lose the answer to the second chunk.
+			b.SetFaults(board.Faults{CorruptTx: 1, NoReplay: true})
+		}
+	}
+	if err := c.FileUpload(ctx, "/lfs/nr.bin", data, false, progress); err != nil {
+		t.Fatalf("FileUpload with a resent chunk and no replay: %v", err)
+	}
+	if c.Stats().Retries != 1 {
+		t.Errorf("Stats().Retries = %d, want 1", c.Stats().Retries)
+	}
+	got, _ := b.ReadFile("/lfs/nr.bin")
+	if !bytes.Equal(got, data) {
+		t.Errorf("board holds %d bytes that differ from the %d sent", len(got), len(data))
+	}
+}
+
+// tamperLink changes one data byte of the second image upload chunk on
+// its way to the board, and frames it again with a valid CRC: damage the
+// line's checks cannot see.
+type tamperLink struct {
+	flasher.Link
+	dec   flasher.Decoder
+	line  []byte
+	count int
+}
+
+func (l *tamperLink) Write(p []byte) (int, error) {
+	var out []byte
+	for _, c := range p {
+		l.line = append(l.line, c)
+		if c != '\n' {
+			continue
+		}
+		msg, _ := l.dec.Line(l.line[:len(l.line)-1])
+		if flasher.ClassifyLine(l.line) == flasher.LineOther {
+			out = append(out, l.line...)
+		}
+		l.line = l.line[:0]
+		if msg == nil {
+			continue
+		}
+		if m, err := flasher.ParseMessage(msg); err == nil && m.Group == flasher.GroupImage && m.ID == flasher.CmdImageUpload {
+			l.count++
+			if l.count == 2 {
+				msg[len(msg)-1] ^= 0xff // the body ends with the data
+			}
+		}
+		out = flasher.AppendFrame(out, msg)
+	}
+	if _, err := l.Link.Write(out); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func TestImageDamagedInTransit(t *testing.T) {
+	b := newTestBoard(t, board.Config{})
+	port, err := flasher.OpenPort(b.Path(), testBaud)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t)
+	c, err := flasher.NewClient(ctx, &tamperLink{Link: port}, flasher.Options{Baud: testBaud})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	img := flasher.BuildImage(flasher.ImageVersion{Major: 4}, testData(20_000, 6))
+	if err := c.ImageUpload(ctx, 0, img, nil); !errors.Is(err, flasher.ErrVerify) {
+		t.Fatalf("ImageUpload of an image damaged on the way: %v, want ErrVerify", err)
+	}
+}
+
+// TestCloseDuringReset closes a board while the answer to a reset is on
+// the line: Close must return.
+func TestCloseDuringReset(t *testing.T) {
+	b := newTestBoard(t, board.Config{Baud: 1200})
+	c := newTestClient(t, b.Path(), 1200, flasher.Options{Timeout: 2 * time.Second, SkipParams: true})
+	go c.Reset(testCtx(t), false)
+	time.Sleep(280 * time.Millisecond) // at 1200 baud: the request is in, the answer going out
+	done := make(chan struct{})
+	go func() {
+		b.Close()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("board.Close did not return while its reset answer was being sent")
+	}
+}

@@ -89,7 +89,14 @@ func (c *Client) Commit(ctx context.Context, path string, sum []byte) error {
 		Sum  []byte `cbor:"config_sha256"`
 		Path string `cbor:"path,omitempty"`
 	}
-	return c.Do(ctx, OpWrite, GroupProvisioning, CmdProvCommit, req{sum, path}, nil)
+	err := c.Do(ctx, OpWrite, GroupProvisioning, CmdProvCommit, req{sum, path}, nil)
+	var be *Error
+	if errors.As(err, &be) && be.GroupRC == 0 && be.RC == RCBadState {
+		// Version 1 has no group codes: a refused commit is the
+		// board's generic "bad state".
+		return fmt.Errorf("%w (%w: the stored config does not match the hash)", err, ErrMismatch)
+	}
+	return err
 }
 
 // tpmTimeout allows for the slowest TPM commands (an RSA primary key).
@@ -134,7 +141,7 @@ func (c *Client) TPM(ctx context.Context) *TPM { return &TPM{c: c, ctx: ctx} }
 func (t *TPM) Send(cmd []byte) ([]byte, error) {
 	rsp, err := t.c.TPMCommand(t.ctx, cmd)
 	if err != nil {
-		return nil, errors.Join(ErrTPMLink, err)
+		return nil, fmt.Errorf("%w: %w", ErrTPMLink, err)
 	}
 	return rsp, nil
 }

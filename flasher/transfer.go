@@ -107,6 +107,8 @@ func (c *Client) ImageUpload(ctx context.Context, image int, img []byte, progres
 	}
 	sum := sha256.Sum256(img)
 	off := 0
+	var guard stallGuard
+	var match *bool
 	for off < len(img) {
 		build := func(n int) any {
 			r := imageUploadReq{Off: off, Data: img[off : off+n]}
@@ -127,10 +129,38 @@ func (c *Client) ImageUpload(ctx context.Context, image int, img []byte, progres
 		if err != nil {
 			return err
 		}
-		off = next
+		if err := guard.check("image.upload", c.opts.Name, off, next); err != nil {
+			return err
+		}
+		off, match = next, rsp.Match
 		if progress != nil {
 			progress(off, len(img))
 		}
+	}
+	// The board compares the slot's sha256 with the one sent first and
+	// says so in its last answer.
+	if match != nil && !*match {
+		return fmt.Errorf("image.upload on %s: %w: the board's sha256 of the uploaded image differs from %x", c.opts.Name, ErrVerify, sum)
+	}
+	return nil
+}
+
+// maxStalls is how many answers in a row may fail to move an upload
+// forward (a board asking for a chunk again) before it is given up.
+const maxStalls = 4
+
+// stallGuard ends an upload whose board keeps answering offsets that do
+// not advance, which would otherwise loop for ever.
+type stallGuard struct{ stalls int }
+
+func (g *stallGuard) check(cmd, port string, off, next int) error {
+	if next > off {
+		g.stalls = 0
+		return nil
+	}
+	g.stalls++
+	if g.stalls >= maxStalls {
+		return fmt.Errorf("%s on %s: %w: board answered offset %d %d times without progress", cmd, port, ErrProtocol, next, g.stalls)
 	}
 	return nil
 }
@@ -161,7 +191,7 @@ type fsFileReq struct {
 	Off  int    `cbor:"off"`
 	Data []byte `cbor:"data"`
 	Name string `cbor:"name"`
-	Len  int    `cbor:"len,omitempty"`
+	Len  *int   `cbor:"len,omitempty"` // on the first chunk only, even when 0
 }
 
 // FileUpload writes data to the file name on the board (file system group,
@@ -173,32 +203,81 @@ type fsFileReq struct {
 func (c *Client) FileUpload(ctx context.Context, name string, data []byte, resume bool, progress Progress) error {
 	off := 0
 	if resume {
-		off = c.resumeOffset(ctx, name, data)
+		var err error
+		if off, err = c.resumeOffset(ctx, name, data); err != nil {
+			return fmt.Errorf("upload %s: %w", name, err)
+		}
 	}
-	for first := true; first || off < len(data); first = false {
+	total := len(data)
+	var guard stallGuard
+	// An upload from 0 sends at least one request, which creates or
+	// truncates the file even when data is empty.
+	for first := off == 0; first || off < total; first = false {
 		build := func(n int) any {
 			r := fsFileReq{Off: off, Data: data[off : off+n], Name: name}
 			if off == 0 {
-				r.Len = len(data)
+				r.Len = &total
 			}
 			return r
 		}
-		n, err := c.fitChunk(len(data)-off, build)
+		n, err := c.fitChunk(total-off, build)
 		if err != nil {
 			return fmt.Errorf("fs.file on %s: %w", c.opts.Name, err)
 		}
 		var rsp offRsp
-		if err := c.Do(ctx, OpWrite, GroupFS, CmdFSFile, build(n), &rsp); err != nil {
-			return fmt.Errorf("upload %s at offset %d of %d: %w", name, off, len(data), err)
+		err = c.Do(ctx, OpWrite, GroupFS, CmdFSFile, build(n), &rsp)
+		if off > 0 && isOffsetRefused(err) {
+			// The board holds a different length than we thought: a
+			// resent chunk it had already written, say. Go on from what
+			// it holds; the final hash check covers the result.
+			size, serr := c.FileStatus(ctx, name)
+			if serr != nil || size > total {
+				return fmt.Errorf("upload %s at offset %d of %d: %w", name, off, total, err)
+			}
+			c.log.Debug("board refused the offset; going on from its length", "port", c.opts.Name, "name", name, "off", off, "len", size)
+			rsp.Off = &size
+		} else if err != nil {
+			return fmt.Errorf("upload %s at offset %d of %d: %w", name, off, total, err)
 		}
-		next, err := c.nextOffset("fs.file", rsp, off+n, len(data))
+		next, err := c.nextOffset("fs.file", rsp, off+n, total)
 		if err != nil {
 			return err
 		}
+		if !first {
+			if err := guard.check("fs.file", c.opts.Name, off, next); err != nil {
+				return err
+			}
+		}
 		off = next
 		if progress != nil {
-			progress(off, len(data))
+			progress(off, total)
 		}
+	}
+	return c.verifyFile(ctx, name, data)
+}
+
+// isOffsetRefused reports whether err is a board refusing an upload
+// chunk's offset: file system rc 11 in version 2, EINVAL in version 1.
+func isOffsetRefused(err error) bool {
+	var be *Error
+	if !errors.As(err, &be) {
+		return false
+	}
+	return be.Group == GroupFS && be.GroupRC == FSRCFileOffset || be.GroupRC == 0 && be.RC == RCInvalid
+}
+
+// verifyFile checks that the board's file name holds data.
+func (c *Client) verifyFile(ctx context.Context, name string, data []byte) error {
+	if len(data) == 0 {
+		// Boards do not hash empty files; their length says it all.
+		size, err := c.FileStatus(ctx, name)
+		if err != nil {
+			return fmt.Errorf("verify %s: %w", name, err)
+		}
+		if size != 0 {
+			return fmt.Errorf("verify %s on %s: %w: board holds %d bytes, sent none", name, c.opts.Name, ErrVerify, size)
+		}
+		return nil
 	}
 	want := sha256.Sum256(data)
 	got, size, err := c.FileHash(ctx, name, 0, 0)
@@ -214,20 +293,38 @@ func (c *Client) FileUpload(ctx context.Context, name string, data []byte, resum
 
 // resumeOffset returns where an interrupted upload of data to name can go
 // on: the board's file length if its bytes are the start of data, else 0.
-func (c *Client) resumeOffset(ctx context.Context, name string, data []byte) int {
+// A board that has no such file, or cannot say, means 0; a link that
+// fails is an error.
+func (c *Client) resumeOffset(ctx context.Context, name string, data []byte) (int, error) {
 	size, err := c.FileStatus(ctx, name)
-	if err != nil || size <= 0 || size > len(data) {
-		return 0
+	if isBoardRefusal(err) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	if size <= 0 || size > len(data) {
+		return 0, nil
 	}
 	got, _, err := c.FileHash(ctx, name, 0, size)
+	if isBoardRefusal(err) {
+		return 0, nil
+	}
 	if err != nil {
-		return 0
+		return 0, err
 	}
 	want := sha256.Sum256(data[:size])
 	if !bytes.Equal(got, want[:]) {
-		return 0
+		return 0, nil
 	}
-	return size
+	return size, nil
+}
+
+// isBoardRefusal reports whether err is the board answering with an error
+// code, rather than the link failing.
+func isBoardRefusal(err error) bool {
+	var be *Error
+	return errors.As(err, &be)
 }
 
 // FileDownload reads the file name from the board (file system group,

@@ -106,6 +106,7 @@ func runBoards(ctx context.Context, g *globals, f boardFlags) error {
 		if err != nil {
 			return fmt.Errorf("make the boards' flash directory: %w", err)
 		}
+		// Runs last: after the boards, in this process and others, stop.
 		defer os.RemoveAll(tmp)
 		root = tmp
 	}
@@ -113,67 +114,97 @@ func runBoards(ctx context.Context, g *globals, f boardFlags) error {
 	defer cancel()
 
 	infos := make([]boardInfo, f.count)
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		errs []error
-	)
 	// The TPM simulator is one per process: with it, each board of a set
 	// runs in a child process of its own.
 	spawn := f.count > 1 && f.tpm == board.TPMSim
-	for i := range f.count {
-		serial := f.serial(i)
-		dir := filepath.Join(root, serial)
-		if spawn {
+	var children []*child
+	defer func() {
+		cancel()
+		for _, c := range children {
+			c.wait()
+		}
+	}()
+	if spawn {
+		var (
+			wg   sync.WaitGroup
+			mu   sync.Mutex
+			errs []error
+		)
+		children = make([]*child, f.count)
+		for i := range f.count {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				info, err := spawnBoard(ctx, g, f, i, root)
+				c, err := spawnBoard(ctx, g, f, i, root)
 				mu.Lock()
 				defer mu.Unlock()
+				children[i] = c
 				if err != nil {
-					errs = append(errs, fmt.Errorf("board %s: %w", serial, err))
+					errs = append(errs, fmt.Errorf("board %s: %w", f.serial(i), err))
+					return
 				}
-				infos[i] = info
+				infos[i] = c.info
 			}()
-			continue
 		}
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return fmt.Errorf("board %s: %w", serial, err)
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return err
 		}
-		b, err := board.Start(board.Config{
-			Serial: serial, FW: f.fw, Baud: f.baud, Dir: dir, BufSize: f.bufSize,
-			TPM: f.tpm, Faults: faults, Logger: g.log,
-		})
-		if err != nil {
-			return fmt.Errorf("start board %s: %w", serial, err)
+	} else {
+		for i := range f.count {
+			serial := f.serial(i)
+			dir := filepath.Join(root, serial)
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return fmt.Errorf("board %s: %w", serial, err)
+			}
+			b, err := board.Start(board.Config{
+				Serial: serial, FW: f.fw, Baud: f.baud, Dir: dir, BufSize: f.bufSize,
+				TPM: f.tpm, Faults: faults, Logger: g.log,
+			})
+			if err != nil {
+				return fmt.Errorf("start board %s: %w", serial, err)
+			}
+			defer b.Close()
+			infos[i] = boardInfo{Event: "board", Serial: serial, Port: b.Path(), Baud: f.baud, TPM: f.tpm, Dir: dir}
 		}
-		defer b.Close()
-		infos[i] = boardInfo{Event: "board", Serial: serial, Port: b.Path(), Baud: f.baud, TPM: f.tpm, Dir: dir}
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return err
 	}
 
+	if f.check {
+		return checkBoards(ctx, g, infos, f.baud)
+	}
 	if f.child {
 		// The parent reads this line, then the board runs until the
 		// parent goes.
 		json.NewEncoder(g.stdout).Encode(infos[0])
-		<-ctx.Done()
-		return nil
-	}
-	if !f.check {
+	} else {
 		for _, info := range infos {
 			printBoard(g, info)
 		}
 		if !g.json {
 			fmt.Fprintf(g.stdout, "%d board(s) running; interrupt (Ctrl-C) to stop.\n", len(infos))
 		}
-		<-ctx.Done()
-		return nil
 	}
-	return checkBoards(ctx, g, infos, f.baud)
+	// Run until interrupted, or until a board's process dies.
+	exited := make(chan *child, len(children))
+	for _, c := range children {
+		go func() {
+			<-c.exited
+			exited <- c
+		}()
+	}
+	select {
+	case <-ctx.Done():
+		return nil
+	case c := <-exited:
+		if ctx.Err() != nil {
+			return nil
+		}
+		how := "it exited"
+		if c.err != nil {
+			how = c.err.Error()
+		}
+		return fmt.Errorf("board %s: its process ended (%s); the other boards are stopped too", c.info.Serial, how)
+	}
 }
 
 func printBoard(g *globals, info boardInfo) {
@@ -184,12 +215,26 @@ func printBoard(g *globals, info boardInfo) {
 	fmt.Fprintf(g.stdout, "board %s on %s (%d baud, TPM %s, flash %s)\n", info.Serial, info.Port, info.Baud, info.TPM, info.Dir)
 }
 
-// spawnBoard runs board i of the set in a child process and returns what
-// the child reports once its board is up. The child dies with the parent.
-func spawnBoard(ctx context.Context, g *globals, f boardFlags, i int, root string) (boardInfo, error) {
+// child is a board running in a process of its own.
+type child struct {
+	info   boardInfo
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when the process has ended
+	err    error         // how it ended; read after exited closes
+}
+
+func (c *child) wait() {
+	if c != nil {
+		<-c.exited
+	}
+}
+
+// spawnBoard runs board i of the set in a child process and returns it
+// once the child reports its board up. The child dies with the parent.
+func spawnBoard(ctx context.Context, g *globals, f boardFlags, i int, root string) (*child, error) {
 	exe, err := os.Executable()
 	if err != nil {
-		return boardInfo{}, fmt.Errorf("find own executable: %w", err)
+		return nil, fmt.Errorf("find own executable: %w", err)
 	}
 	args := []string{"board", "--child", "--log-level", g.logLevel,
 		"--count", "1", "--serial-prefix", f.prefix, "--first", strconv.Itoa(f.index + i),
@@ -205,23 +250,27 @@ func spawnBoard(ctx context.Context, g *globals, f boardFlags, i int, root strin
 	cmd.Stderr = g.stderr
 	out, w, err := os.Pipe()
 	if err != nil {
-		return boardInfo{}, err
+		return nil, err
 	}
 	defer out.Close()
 	cmd.Stdout = w
 	err = cmd.Start()
 	w.Close()
 	if err != nil {
-		return boardInfo{}, fmt.Errorf("start board process: %w", err)
+		return nil, fmt.Errorf("start board process: %w", err)
 	}
-	go cmd.Wait()
+	c := &child{cmd: cmd, exited: make(chan struct{})}
+	go func() {
+		c.err = cmd.Wait()
+		close(c.exited)
+	}()
 	line, err := bufio.NewReader(out).ReadString('\n')
 	if err != nil {
-		return boardInfo{}, fmt.Errorf("board process ended before its board was up (see its log above)")
+		c.wait()
+		return c, fmt.Errorf("its process ended before the board was up (%v); see its log above", c.err)
 	}
-	var info boardInfo
-	if err := json.Unmarshal([]byte(strings.TrimSpace(line)), &info); err != nil || info.Port == "" {
-		return boardInfo{}, fmt.Errorf("board process said %q, not where its board is", strings.TrimSpace(line))
+	if err := json.Unmarshal([]byte(strings.TrimSpace(line)), &c.info); err != nil || c.info.Port == "" {
+		return c, fmt.Errorf("its process said %q, not where its board is", strings.TrimSpace(line))
 	}
-	return info, nil
+	return c, nil
 }

@@ -312,11 +312,10 @@ type progress struct {
 }
 
 func newProgress(g *globals, name string, total int) *progress {
-	f, ok := g.stderr.(*os.File)
-	if g.json || !ok || !isTerminal(f) {
+	if g.json || !g.term {
 		return &progress{}
 	}
-	p := mpb.New(mpb.WithOutput(f), mpb.WithWidth(40))
+	p := mpb.New(mpb.WithOutput(os.Stderr), mpb.WithWidth(40))
 	bar := p.AddBar(int64(total),
 		mpb.PrependDecorators(decor.Name(name, decor.WCSyncSpaceR), decor.CountersKibiByte("% .1f / % .1f")),
 		mpb.AppendDecorators(decor.AverageSpeed(decor.SizeB1024(0), "% .1f"), decor.Name(" "), decor.Percentage()),
@@ -342,9 +341,4 @@ func (p *progress) done(err error) {
 		p.bar.SetTotal(-1, true)
 	}
 	p.p.Wait()
-}
-
-func isTerminal(f *os.File) bool {
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }

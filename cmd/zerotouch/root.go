@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
+	"sync"
 
 	"github.com/spf13/cobra"
 )
@@ -26,13 +28,33 @@ type globals struct {
 	json     bool
 	logLevel string
 	stdout   io.Writer
-	stderr   io.Writer
+	stderr   io.Writer // safe for concurrent use
+	term     bool      // stderr is a terminal
 	log      *slog.Logger
+}
+
+// lockedWriter serialises writes from the logger, the commands and the
+// board processes' output copiers.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // Run runs zerotouch with args and returns the exit code.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	g := &globals{stdout: stdout, stderr: stderr}
+	g := &globals{stdout: &lockedWriter{w: stdout}, stderr: &lockedWriter{w: stderr}}
+	if f, ok := stderr.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			g.term = true
+		}
+	}
+	stderr = g.stderr
 	root := &cobra.Command{
 		Use:           "zerotouch",
 		Short:         "Provision boards for Azure IoT Hub DPS from a factory station",
