@@ -5,9 +5,10 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -125,7 +126,7 @@ func checkBoard(ctx context.Context, info boardInfo, baud int, report func(check
 			if !id.Has(flasher.CapTPM) {
 				return "board has no TPM: skipped", nil
 			}
-			return readEK(ctx, c)
+			return checkTPM(ctx, c)
 		}},
 		{"files", func() (string, error) {
 			data := make([]byte, 4096)
@@ -157,18 +158,35 @@ func checkBoard(ctx context.Context, info boardInfo, baud int, report func(check
 	}
 }
 
-// readEK reads the RSA endorsement key's public area through the board's
-// TPM passthrough, as the station will, and returns its fingerprint.
-func readEK(ctx context.Context, c *flasher.Client) (string, error) {
+// ekHandle is where the endorsement key is persisted (DESIGN, identity).
+const ekHandle = tpm2.TPMHandle(0x81010001)
+
+// checkTPM proves the TPM passthrough: it reads the TPM's manufacturer,
+// and the public area of the persisted endorsement key if there is one.
+// It creates nothing: making the EK is provisioning's job.
+func checkTPM(ctx context.Context, c *flasher.Client) (string, error) {
 	tpm := c.TPM(ctx)
-	rsp, err := tpm2.CreatePrimary{
-		PrimaryHandle: tpm2.TPMRHEndorsement,
-		InPublic:      tpm2.New2B(tpm2.RSAEKTemplate),
+	caps, err := tpm2.GetCapability{
+		Capability:    tpm2.TPMCapTPMProperties,
+		Property:      uint32(tpm2.TPMPTManufacturer),
+		PropertyCount: 1,
 	}.Execute(tpm)
 	if err != nil {
-		return "", fmt.Errorf("read EK: %w", err)
+		return "", fmt.Errorf("read TPM manufacturer: %w", err)
 	}
-	defer tpm2.FlushContext{FlushHandle: rsp.ObjectHandle}.Execute(tpm)
-	sum := sha256.Sum256(rsp.OutPublic.Bytes())
-	return "EK public sha256 " + hex.EncodeToString(sum[:8]) + "...", nil
+	props, err := caps.CapabilityData.Data.TPMProperties()
+	if err != nil || len(props.TPMProperty) == 0 {
+		return "", fmt.Errorf("read TPM manufacturer: %w: no property in the answer", flasher.ErrProtocol)
+	}
+	v := props.TPMProperty[0].Value
+	maker := strings.TrimRight(string([]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), "\x00 ")
+	rp, err := tpm2.ReadPublic{ObjectHandle: ekHandle}.Execute(tpm)
+	if errors.Is(err, tpm2.TPMRCHandle) {
+		return fmt.Sprintf("TPM by %s; no EK persisted at %#x yet", maker, uint32(ekHandle)), nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read EK at %#x: %w", uint32(ekHandle), err)
+	}
+	sum := sha256.Sum256(rp.OutPublic.Bytes())
+	return fmt.Sprintf("TPM by %s; EK at %#x, public sha256 %x...", maker, uint32(ekHandle), sum[:8]), nil
 }
