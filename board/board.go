@@ -229,13 +229,17 @@ func (b *Board) rxLoop() {
 	dec := flasher.Decoder{MaxLine: flasher.MaxLine, MaxPacket: b.cfg.BufSize - 4}
 	buf := make([]byte, 512)
 	var line []byte
-	overflow := false
+	overflow, full := false, false
 	for {
 		n, err := b.master.Read(buf)
 		if err != nil {
 			return
 		}
-		if !sleepUntil(b.rxPace.reserve(n), b.stop) {
+		// After a full read more bytes were waiting, so these continue
+		// the stream rather than start it.
+		continued := full
+		full = n == len(buf)
+		if !sleepUntil(b.rxPace.reserve(n, continued), b.stop) {
 			return
 		}
 		for _, c := range buf[:n] {
@@ -399,7 +403,7 @@ func (b *Board) txLoop() {
 		b.mu.Unlock()
 		for i := 0; i < len(frame) && !drop; i += chunk {
 			part := frame[i:min(i+chunk, len(frame))]
-			if !sleepUntil(b.txPace.reserve(len(part)), b.stop) {
+			if !sleepUntil(b.txPace.reserve(len(part), i > 0), b.stop) {
 				return
 			}
 			if _, err := b.master.Write(part); err != nil {

@@ -55,25 +55,31 @@ func openPTY() (master, tty *os.File, err error) {
 
 // pacer holds one direction of the line to its byte rate: a
 // pseudo-terminal is otherwise as fast as memory. It keeps a clock of when
-// the line is next free, so sleeping late once does not slow the line
-// down, and an idle line does not bank time.
+// the line is next free. An idle line does not bank time; but bytes that
+// were already waiting continue the stream from where the clock stands, so
+// that a sleep that overruns does not slow the line down.
 type pacer struct {
 	mu      sync.Mutex
 	perByte time.Duration
 	free    time.Time // when the last byte scheduled has crossed
 }
 
+// maxCatchUp bounds how far behind a continuing stream may fall and still
+// catch up: past it, the line was idle after all.
+const maxCatchUp = 20 * time.Millisecond
+
 func newPacer(baud int) *pacer {
 	return &pacer{perByte: time.Duration(10 * int64(time.Second) / int64(baud))}
 }
 
 // reserve schedules n bytes on the line and returns when the last of them
-// has crossed.
-func (p *pacer) reserve(n int) time.Time {
+// has crossed. continued says the bytes were waiting to go when the
+// previous ones had crossed.
+func (p *pacer) reserve(n int, continued bool) time.Time {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := time.Now()
-	if p.free.Before(now) {
+	if behind := now.Sub(p.free); behind > 0 && (!continued || behind > maxCatchUp) {
 		p.free = now
 	}
 	p.free = p.free.Add(time.Duration(n) * p.perByte)
