@@ -5,9 +5,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -157,6 +160,75 @@ func TestDependencies(t *testing.T) {
 	for _, dep := range deps("zerotouch/flasher", "zerotouch/board") {
 		if strings.HasPrefix(dep, "fyne.io/") || strings.HasPrefix(dep, "zerotouch/") && !strings.HasPrefix(dep, "zerotouch/internal/") && dep != "zerotouch/flasher" && dep != "zerotouch/board" {
 			t.Errorf("flasher or board depends on %s", dep)
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe to read while Run writes to it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestBoardRuns starts boards the way a station's operator would, talks to
+// them while they run, and stops them with an interrupt.
+func TestBoardRuns(t *testing.T) {
+	t.Setenv("ZEROTOUCH_TEST_AS_MAIN", "1")
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errOut syncBuffer
+	code := make(chan int, 1)
+	go func() {
+		code <- Run(ctx, []string{"board", "--count", "2", "--baud", "2000000", "--dir", dir, "--json"}, &out, &errOut)
+	}()
+	var infos []boardInfo
+	for deadline := time.Now().Add(time.Minute); len(infos) < 2; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("boards not up after a minute\nstdout:\n%s\nstderr:\n%s", out.String(), errOut.String())
+		}
+		infos = infos[:0]
+		for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+			var info boardInfo
+			if json.Unmarshal([]byte(line), &info) == nil && info.Port != "" {
+				infos = append(infos, info)
+			}
+		}
+	}
+	for i, info := range infos {
+		if want := fmt.Sprintf("ZTV%06d", i+1); info.Serial != want {
+			t.Errorf("board %d has serial %q, want %q", i, info.Serial, want)
+		}
+		c, _, errText := run(t, "link", "--port", info.Port, "--baud", "2000000", "echo", "hi")
+		if c != exitOK {
+			t.Errorf("link echo to %s on %s: exit %d: %s", info.Serial, info.Port, c, errText)
+		}
+	}
+	cancel()
+	select {
+	case c := <-code:
+		if c != exitOK {
+			t.Errorf("board exit %d after an interrupt, want 0\n%s", c, errOut.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("board did not stop after an interrupt")
+	}
+	// --dir keeps each board's flash.
+	for _, info := range infos {
+		if _, err := os.Stat(filepath.Join(dir, info.Serial, "state.json")); err != nil {
+			t.Errorf("board %s left no state in --dir: %v", info.Serial, err)
 		}
 	}
 }
