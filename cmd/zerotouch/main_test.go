@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -164,22 +163,11 @@ func TestDependencies(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe to read while Run writes to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+// text returns what a lockedWriter over a bytes.Buffer holds so far.
+func (l *lockedWriter) text() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.(*bytes.Buffer).String()
 }
 
 // TestBoardRuns starts boards the way a station's operator would, talks to
@@ -189,18 +177,18 @@ func TestBoardRuns(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out, errOut syncBuffer
+	out, errOut := &lockedWriter{w: new(bytes.Buffer)}, &lockedWriter{w: new(bytes.Buffer)}
 	code := make(chan int, 1)
 	go func() {
-		code <- Run(ctx, []string{"board", "--count", "2", "--baud", "2000000", "--dir", dir, "--json"}, &out, &errOut)
+		code <- Run(ctx, []string{"board", "--count", "2", "--baud", "2000000", "--dir", dir, "--json"}, out, errOut)
 	}()
 	var infos []boardInfo
 	for deadline := time.Now().Add(time.Minute); len(infos) < 2; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("boards not up after a minute\nstdout:\n%s\nstderr:\n%s", out.String(), errOut.String())
+			t.Fatalf("boards not up after a minute\nstdout:\n%s\nstderr:\n%s", out.text(), errOut.text())
 		}
 		infos = infos[:0]
-		for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		for _, line := range strings.Split(strings.TrimSpace(out.text()), "\n") {
 			var info boardInfo
 			if json.Unmarshal([]byte(line), &info) == nil && info.Port != "" {
 				infos = append(infos, info)
@@ -220,7 +208,7 @@ func TestBoardRuns(t *testing.T) {
 	select {
 	case c := <-code:
 		if c != exitOK {
-			t.Errorf("board exit %d after an interrupt, want 0\n%s", c, errOut.String())
+			t.Errorf("board exit %d after an interrupt, want 0\n%s", c, errOut.text())
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("board did not stop after an interrupt")
