@@ -60,7 +60,7 @@ type Stats struct {
 	Retries    int64 // requests sent again after a timeout
 	StrayLines int64 // lines that were not SMP (console output)
 	BadFrames  int64 // packets dropped for bad CRC, base64 or length
-	Stale      int64 // answers that matched no request in progress
+	Stale      int64 // messages that matched no request in progress
 }
 
 // Client talks SMP to one board. Its methods are safe for concurrent use;
@@ -222,10 +222,17 @@ func (c *Client) handleLine(dec *Decoder, line []byte) {
 		return
 	}
 	m, err := ParseMessage(msg)
-	if err != nil || !m.Op.IsResponse() {
+	if err != nil {
 		c.bad.Add(1)
 		c.log.Debug("dropped message", "port", c.opts.Name, "err", err)
 		c.signalGarbled()
+		return
+	}
+	if !m.Op.IsResponse() {
+		// A well-formed request is not noise (an echoing line, another
+		// station): skip it without resending.
+		c.stale.Add(1)
+		c.log.Debug("skipped a request on the line", "port", c.opts.Name, "cmd", m.Header.String())
 		return
 	}
 	select {

@@ -28,13 +28,14 @@ func (c *Client) fitChunk(want int, build func(n int) any) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		if len(msg) <= limit && (n > 0 || want == 0) {
-			return n, nil
-		}
 		if len(msg) <= limit {
 			break
 		}
 		n -= len(msg) - limit
+	}
+	// Only an empty transfer may send an empty chunk.
+	if n > 0 || n == 0 && want == 0 {
+		return n, nil
 	}
 	return 0, fmt.Errorf("%w: board buffer of %d bytes holds no data", ErrProtocol, limit)
 }
