@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-tpm/tpm2/transport"
 
 	"zerotouch/flasher"
+	"zerotouch/internal/tpmdev"
 )
 
 // Config describes one virtual board. Zero fields take the defaults noted.
@@ -426,6 +427,12 @@ func (b *Board) reboot() {
 }
 
 func (b *Board) rebootLocked() {
+	if r, ok := b.tpm.(tpmdev.Resetter); ok {
+		// A reboot power-cycles the TPM: transient objects go.
+		if err := r.Reset(); err != nil {
+			b.log.Error("TPM reset failed", "err", err)
+		}
+	}
 	b.upload = imageUpload{}
 	b.lastReq, b.lastRsp = nil, nil
 	b.bootUntil = time.Now().Add(b.cfg.BootTime)

@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -618,12 +619,38 @@ func handleTPM(b *Board, body []byte) (any, func(), error) {
 	if len(req.Cmd) < 10 {
 		return nil, nil, mgmtErr(flasher.RCInvalid)
 	}
+	if g := b.tpmGarbage(); g != nil {
+		return map[string]any{"rsp": g}, nil, nil
+	}
 	rsp, err := b.tpm.Send(req.Cmd)
 	if err != nil {
 		b.log.Warn("TPM command failed", "err", err)
 		return nil, nil, provErr(flasher.ProvRCTPMFailed, flasher.RCUnknown)
 	}
 	return map[string]any{"rsp": rsp}, nil, nil
+}
+
+// tpmGarbage returns a garbage TPM response while the TPMGarbage fault
+// lasts, nil otherwise. Every other one has a well-formed header saying
+// success, so that the garbage reaches the parameters.
+func (b *Board) tpmGarbage() []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.faults.TPMGarbage <= 0 {
+		return nil
+	}
+	b.faults.TPMGarbage--
+	var n [1]byte
+	rand.Read(n[:])
+	g := make([]byte, 10+int(n[0]))
+	rand.Read(g)
+	if b.faults.TPMGarbage%2 == 0 {
+		binary.BigEndian.PutUint16(g[0:], 0x8001) // TPM_ST_NO_SESSIONS
+		binary.BigEndian.PutUint32(g[2:], uint32(len(g)))
+		binary.BigEndian.PutUint32(g[6:], 0) // TPM_RC_SUCCESS
+	}
+	b.log.Info("fault: garbage TPM response", "bytes", len(g))
+	return g
 }
 
 // handleKeygen makes a key that stays on the board and answers with a

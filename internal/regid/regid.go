@@ -1,0 +1,43 @@
+// Package regid checks DPS registration IDs before anything is written to
+// a board: a board given an ID that DPS refuses never provisions.
+package regid
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Length limits: DPS takes up to 128 characters; for X.509 attestation the
+// registration ID is the certificate's CN, which holds 64.
+const (
+	MaxLen     = 128
+	MaxLenX509 = 64
+)
+
+// ErrInvalid is what Check returns, wrapped with the reason.
+var ErrInvalid = errors.New("invalid registration ID")
+
+// Check reports whether id is a registration ID DPS accepts, at most max
+// characters long: alphanumerics and "-", ".", "_", ":", the last one an
+// alphanumeric or "-" (DPS compares them case-insensitively).
+func Check(id string, max int) error {
+	switch {
+	case id == "":
+		return fmt.Errorf("%w: empty", ErrInvalid)
+	case len(id) > max:
+		return fmt.Errorf("%w %q: %d characters, at most %d", ErrInvalid, id, len(id), max)
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; !alnum(c) && c != '-' && c != '.' && c != '_' && c != ':' {
+			return fmt.Errorf("%w %q: character %q at %d; use letters, digits and - . _ :", ErrInvalid, id, c, i+1)
+		}
+	}
+	if last := id[len(id)-1]; !alnum(last) && last != '-' {
+		return fmt.Errorf("%w %q: it must end with a letter, a digit or -", ErrInvalid, id)
+	}
+	return nil
+}
+
+func alnum(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}

@@ -1,0 +1,55 @@
+package regid
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestCheck(t *testing.T) {
+	tests := []struct {
+		id  string
+		max int
+		ok  bool
+	}{
+		{"board-0001", MaxLen, true},
+		{"a", MaxLen, true},
+		{"Mixed.Case_id:1", MaxLen, true},
+		{"ends-with-dash-", MaxLen, true},
+		{strings.Repeat("a", 128), MaxLen, true},
+		{strings.Repeat("a", 129), MaxLen, false},
+		{strings.Repeat("a", 64), MaxLenX509, true},
+		{strings.Repeat("a", 65), MaxLenX509, false},
+		{"", MaxLen, false},
+		{"ends.", MaxLen, false},
+		{"ends_", MaxLen, false},
+		{"ends:", MaxLen, false},
+		{"has space", MaxLen, false},
+		{"slash/", MaxLen, false},
+		{"ünïcode", MaxLen, false},
+	}
+	for _, tt := range tests {
+		err := Check(tt.id, tt.max)
+		if (err == nil) != tt.ok {
+			t.Errorf("Check(%q, %d) = %v, want ok=%v", tt.id, tt.max, err, tt.ok)
+		}
+		if err != nil && !errors.Is(err, ErrInvalid) {
+			t.Errorf("Check(%q) = %v, want ErrInvalid", tt.id, err)
+		}
+	}
+}
+
+func FuzzCheck(f *testing.F) {
+	f.Add("board-0001")
+	f.Add("x.")
+	f.Fuzz(func(t *testing.T, id string) {
+		if Check(id, MaxLen) != nil {
+			return
+		}
+		// What Check accepts is plain ASCII DPS can take as a URL path
+		// segment and a CN.
+		if len(id) == 0 || len(id) > MaxLen || strings.ContainsAny(id, " /?#%") {
+			t.Errorf("Check(%q) accepted it", id)
+		}
+	})
+}

@@ -1,0 +1,154 @@
+// Package tpmdev opens a TPM 2.0 by a short name: the go-tpm-tools
+// simulator, a TPM speaking raw commands over TCP (swtpm), or a device.
+// The virtual board puts one behind its passthrough; the tpm command of
+// zerotouch talks to one directly.
+package tpmdev
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/go-tpm-tools/simulator"
+	"github.com/google/go-tpm/tpm2/transport"
+	"github.com/google/go-tpm/tpm2/transport/linuxtpm"
+)
+
+// TPM names, as Open takes them:
+//
+//	sim            the go-tpm-tools simulator, in this process
+//	tcp:HOST:PORT  a TPM speaking raw commands over TCP (swtpm's server
+//	               socket, started with --flags not-need-init,startup-clear)
+//	/dev/tpmrm0    a TPM device (any absolute path)
+//	none           no TPM
+const (
+	Sim  = "sim"
+	None = "none"
+)
+
+// ErrSimulatorBusy means another user in this process holds the TPM
+// simulator: it is one per process (go-tpm-tools keeps it in C globals).
+var ErrSimulatorBusy = errors.New("the TPM simulator is in use by another board in this process; run one board per process or use swtpm (tcp:HOST:PORT)")
+
+// simInUse guards the process-wide simulator, so that a second user fails
+// at once instead of blocking in simulator.Get.
+var simInUse atomic.Bool
+
+// Resetter is a TPM that can be power-cycled, as a board's reboot does to
+// its TPM: transient objects and sessions go, persistent ones stay.
+type Resetter interface {
+	Reset() error
+}
+
+// Check reports whether spec names a TPM Open knows, without opening it.
+func Check(spec string) error {
+	switch {
+	case spec == "" || spec == None || spec == Sim, strings.HasPrefix(spec, "/"):
+		return nil
+	case strings.HasPrefix(spec, "tcp:"):
+		if _, _, err := net.SplitHostPort(strings.TrimPrefix(spec, "tcp:")); err != nil {
+			return fmt.Errorf("TPM %q: %w", spec, err)
+		}
+		return nil
+	}
+	return fmt.Errorf("TPM %q: want sim, none, tcp:HOST:PORT or a device path", spec)
+}
+
+// Open opens the TPM named by spec; none (or "") gives nil and no error.
+// seed makes the simulator's hierarchy seeds, and so its EK, a function
+// of the caller's choice (a board uses its serial number); the other TPMs
+// ignore it. The caller closes the TPM.
+func Open(spec string, seed int64) (transport.TPMCloser, error) {
+	if err := Check(spec); err != nil {
+		return nil, err
+	}
+	switch {
+	case spec == "" || spec == None:
+		return nil, nil
+	case spec == Sim:
+		if !simInUse.CompareAndSwap(false, true) {
+			return nil, ErrSimulatorBusy
+		}
+		sim, err := simulator.GetWithFixedSeedInsecure(seed)
+		if err != nil {
+			simInUse.Store(false)
+			return nil, fmt.Errorf("start TPM simulator: %w", err)
+		}
+		return &simTPM{TPMCloser: transport.FromReadWriteCloser(sim), sim: sim}, nil
+	case strings.HasPrefix(spec, "tcp:"):
+		addr := strings.TrimPrefix(spec, "tcp:")
+		conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			return nil, fmt.Errorf("connect to TPM at %s: %w", addr, err)
+		}
+		return &streamTPM{rw: conn, name: spec}, nil
+	default:
+		t, err := linuxtpm.Open(spec)
+		if err != nil {
+			return nil, fmt.Errorf("open TPM %s: %w", spec, err)
+		}
+		return t, nil
+	}
+}
+
+// simTPM releases the process's simulator when closed.
+type simTPM struct {
+	transport.TPMCloser
+	sim  *simulator.Simulator
+	once sync.Once
+}
+
+// Reset power-cycles the simulator (Shutdown, then Startup(CLEAR)).
+func (s *simTPM) Reset() error { return s.sim.Reset() }
+
+func (s *simTPM) Close() error {
+	var err error
+	s.once.Do(func() {
+		err = s.TPMCloser.Close()
+		simInUse.Store(false)
+	})
+	return err
+}
+
+// streamTPM sends raw TPM 2.0 commands over a byte stream and reads each
+// response by the size in its header (TPM 2.0 Part 1, 18.7).
+type streamTPM struct {
+	mu   sync.Mutex
+	rw   io.ReadWriteCloser
+	name string
+}
+
+const headerLen = 10
+
+func (s *streamTPM) Send(cmd []byte) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, ok := s.rw.(net.Conn); ok {
+		_ = c.SetDeadline(time.Now().Add(2 * time.Minute))
+	}
+	if _, err := s.rw.Write(cmd); err != nil {
+		return nil, fmt.Errorf("send to TPM %s: %w", s.name, err)
+	}
+	hdr := make([]byte, headerLen)
+	if _, err := io.ReadFull(s.rw, hdr); err != nil {
+		return nil, fmt.Errorf("read from TPM %s: %w", s.name, err)
+	}
+	size := binary.BigEndian.Uint32(hdr[2:6])
+	if size < headerLen || size > 1<<16 {
+		return nil, fmt.Errorf("read from TPM %s: response size %d", s.name, size)
+	}
+	rsp := make([]byte, size)
+	copy(rsp, hdr)
+	if _, err := io.ReadFull(s.rw, rsp[headerLen:]); err != nil {
+		return nil, fmt.Errorf("read from TPM %s: %w", s.name, err)
+	}
+	return rsp, nil
+}
+
+func (s *streamTPM) Close() error { return s.rw.Close() }
