@@ -130,7 +130,7 @@ func (d *Device) persistent(ctx context.Context, what string, handle, hierarchy 
 		InPublic:      tpm2.New2B(tmpl),
 	}.Execute(d.tpm)
 	if err != nil {
-		return nil, d.fail(createStep, err)
+		return nil, d.fail(createStep, tpmErr(err))
 	}
 	defer d.flush(rsp.ObjectHandle)
 
@@ -159,7 +159,7 @@ func (d *Device) persistent(ctx context.Context, what string, handle, hierarchy 
 func (d *Device) readPublic(handle tpm2.TPMHandle) (*Public, error) {
 	rsp, err := tpm2.ReadPublic{ObjectHandle: handle}.Execute(d.tpm)
 	if err != nil {
-		return nil, err
+		return nil, tpmErr(err)
 	}
 	pub, err := rsp.OutPublic.Contents()
 	if err != nil {
@@ -186,7 +186,7 @@ func (d *Device) evict(obj tpm2.TPMHandle, name tpm2.TPM2BName, handle tpm2.TPMH
 		ObjectHandle:     &tpm2.NamedHandle{Handle: obj, Name: name},
 		PersistentHandle: handle,
 	}.Execute(d.tpm)
-	return err
+	return tpmErr(err)
 }
 
 // flush frees a transient object; a failure only costs a slot until the

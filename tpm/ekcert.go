@@ -3,6 +3,7 @@ package tpm
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/x509"
 	"encoding/asn1"
 	"encoding/binary"
@@ -179,7 +180,7 @@ func (d *Device) EKCertificate(ctx context.Context, ek *Public, vendors *Vendors
 		return nil, err
 	}
 	res := &EKCert{Index: index}
-	data, err := d.ReadNV(index)
+	data, err := d.readNV(index)
 	switch {
 	case errors.Is(err, ErrTransport):
 		return nil, d.fail(step, err)
@@ -217,7 +218,7 @@ func (d *Device) EKCertificate(ctx context.Context, ek *Public, vendors *Vendors
 		return res, nil
 	}
 	res.Chain = chains[0]
-	type equaler interface{ Equal(x any) bool }
+	type equaler interface{ Equal(crypto.PublicKey) bool }
 	if k, ok := cert.PublicKey.(equaler); !ok || !k.Equal(ek.Key) {
 		res.Status = EKCertMismatch
 		res.Err = d.fail(checkStep, errors.New("the certificate is for another key than the EK at 0x81010001 (a vendor certifies the EK of the TCG template; an EK created with the Azure template is a different key)"))
@@ -230,17 +231,17 @@ func (d *Device) EKCertificate(ctx context.Context, ek *Public, vendors *Vendors
 // errNVAbsent: the NV index is not defined, or never written.
 var errNVAbsent = errors.New("NV index absent")
 
-// ReadNV reads the whole of an NV index (TPM2_NV_ReadPublic and
+// readNV reads the whole of an NV index (TPM2_NV_ReadPublic and
 // TPM2_NV_Read, Part 3, 31.6 and 31.13) in chunks the TPM accepts, with an
 // empty password: the index's own if it allows, else the owner's, else
 // the platform's.
-func (d *Device) ReadNV(index tpm2.TPMHandle) ([]byte, error) {
+func (d *Device) readNV(index tpm2.TPMHandle) ([]byte, error) {
 	rp, err := tpm2.NVReadPublic{NVIndex: index}.Execute(d.tpm)
 	if errors.Is(err, tpm2.TPMRCHandle) {
 		return nil, errNVAbsent
 	}
 	if err != nil {
-		return nil, err
+		return nil, tpmErr(err)
 	}
 	pub, err := rp.NVPublic.Contents()
 	if err != nil {
@@ -270,7 +271,7 @@ func (d *Device) ReadNV(index tpm2.TPMHandle) ([]byte, error) {
 			Offset:     uint16(off),
 		}.Execute(d.tpm)
 		if err != nil {
-			return nil, err
+			return nil, tpmErr(err)
 		}
 		if len(rsp.Data.Buffer) != n {
 			return nil, fmt.Errorf("%w: asked for %d NV bytes, got %d", ErrMalformed, n, len(rsp.Data.Buffer))

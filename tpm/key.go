@@ -96,6 +96,9 @@ func (d *Device) SigningKey(ctx context.Context, alg KeyAlg, handle tpm2.TPMHand
 		return nil, d.fail("create signing key", err)
 	}
 	readStep := fmt.Sprintf("read signing key at %#x", uint32(handle))
+	if err := checkKeyHandle(handle); err != nil {
+		return nil, d.fail(readStep, err)
+	}
 	if err := d.ctxErr(ctx, readStep); err != nil {
 		return nil, err
 	}
@@ -121,11 +124,11 @@ func (d *Device) SigningKey(ctx context.Context, alg KeyAlg, handle tpm2.TPMHand
 	parent := tpm2.AuthHandle{Handle: SRKHandle, Name: tpm2.TPM2BName{Buffer: srk.Name}, Auth: tpm2.PasswordAuth(nil)}
 	created, err := tpm2.Create{ParentHandle: parent, InPublic: tpm2.New2B(tmpl)}.Execute(d.tpm)
 	if err != nil {
-		return nil, d.fail(step, err)
+		return nil, d.fail(step, tpmErr(err))
 	}
 	loaded, err := tpm2.Load{ParentHandle: parent, InPrivate: created.OutPrivate, InPublic: created.OutPublic}.Execute(d.tpm)
 	if err != nil {
-		return nil, d.fail("load the new signing key", err)
+		return nil, d.fail("load the new signing key", tpmErr(err))
 	}
 	defer d.flush(loaded.ObjectHandle)
 	persistStep := fmt.Sprintf("persist signing key at %#x", uint32(handle))
@@ -161,6 +164,22 @@ func (d *Device) LoadSigner(ctx context.Context, handle tpm2.TPMHandle) (*Signer
 		}
 	}
 	return nil, d.fail(step, fmt.Errorf("%w: not a signing key zerotouch makes: %w", ErrHandleInUse, errKeyHint(handle)))
+}
+
+// sdkIDKeyHandle is where the Azure SDK keeps the key DPS gives a TPM
+// device on its first registration.
+const sdkIDKeyHandle = tpm2.TPMHandle(0x81000100)
+
+// checkKeyHandle refuses handles outside the owner's persistent range
+// (0x81000000-0x817FFFFF) and those the device SDK uses.
+func checkKeyHandle(h tpm2.TPMHandle) error {
+	switch {
+	case h == EKHandle || h == SRKHandle || h == sdkIDKeyHandle:
+		return fmt.Errorf("%w: %#x is reserved for the device SDK's keys; choose another key handle", ErrHandleInUse, uint32(h))
+	case h < 0x81000000 || h > 0x817FFFFF:
+		return fmt.Errorf("%w: %#x is not a persistent handle of the owner (0x81000000-0x817fffff)", ErrHandleInUse, uint32(h))
+	}
+	return nil
 }
 
 func errKeyHint(h tpm2.TPMHandle) error {
@@ -249,7 +268,7 @@ func (s *Signer) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byt
 		Validation: tpm2.TPMTTKHashCheck{Tag: tpm2.TPMSTHashCheck, Hierarchy: tpm2.TPMRHNull},
 	}.Execute(s.d.tpm)
 	if err != nil {
-		return nil, s.d.fail(step, err)
+		return nil, s.d.fail(step, tpmErr(err))
 	}
 	switch s.pub.pub.Type {
 	case tpm2.TPMAlgECC:

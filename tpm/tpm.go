@@ -96,20 +96,25 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// fail wraps err for step, translating TPM response codes callers branch
-// on into this package's errors.
+// fail wraps err for step, naming the board, unless it is wrapped already.
 func (d *Device) fail(step string, err error) error {
 	var te *Error
 	if errors.As(err, &te) {
 		return err
 	}
-	return &Error{Board: d.opts.Board, Step: step, Err: classify(err)}
+	return &Error{Board: d.opts.Board, Step: step, Err: err}
 }
 
-func classify(err error) error {
+// tpmErr translates what a go-tpm command returned: the response codes
+// callers branch on become this package's errors; other TPM codes and
+// transport errors pass as they are; anything else means go-tpm could not
+// make sense of the answer.
+func tpmErr(err error) error {
 	var rc tpm2.TPMRC
 	switch {
-	case errors.Is(err, ErrTransport), errors.Is(err, ErrMalformed), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrTransport), errors.Is(err, ErrMalformed):
 		return err
 	case errors.Is(err, tpm2.TPMRCLockout):
 		return fmt.Errorf("%w (%w)", ErrLockout, err)
@@ -118,7 +123,6 @@ func classify(err error) error {
 	case errors.As(err, &rc):
 		return err
 	}
-	// go-tpm could not unmarshal what the TPM answered.
 	return fmt.Errorf("%w: %w", ErrMalformed, err)
 }
 
