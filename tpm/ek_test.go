@@ -305,3 +305,32 @@ func TestRealTPM(t *testing.T) {
 	}
 	t.Logf("registration ID %s, EK certificate %s (%v)", ek.RegistrationID(), cert.Status, cert.Err)
 }
+
+// busyTPM answers the first n commands with TPM_RC_RETRY, as a busy TPM
+// does, then passes them on.
+type busyTPM struct {
+	transport.TPM
+	n, sent int
+}
+
+func (b *busyTPM) Send(cmd []byte) ([]byte, error) {
+	b.sent++
+	if b.n > 0 {
+		b.n--
+		return []byte{0x80, 0x01, 0, 0, 0, 10, 0, 0, 0x09, 0x22}, nil
+	}
+	return b.TPM.Send(cmd)
+}
+
+func TestRetry(t *testing.T) {
+	busy := &busyTPM{TPM: newSim(t, 6), n: 3}
+	if _, err := tpm.New(busy, tpm.Options{}).EK(testCtx(t)); err != nil {
+		t.Fatalf("EK with a TPM that asks for 3 retries: %v", err)
+	}
+	// A TPM that never stops asking gives up with the TPM's code.
+	busy.n = 1000
+	_, err := tpm.New(busy, tpm.Options{}).EK(testCtx(t))
+	if !errors.Is(err, tpm2.TPMRCRetry) {
+		t.Fatalf("EK with a TPM that always asks for a retry = %v, want TPM_RC_RETRY", err)
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"time"
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
@@ -129,10 +131,27 @@ func tpmErr(err error) error {
 // checked is a transport that tells a dead link from a bad answer: errors
 // from the transport wrap ErrTransport, and a response whose header is not
 // a TPM 2.0 response header (Part 1, 18.7: tag, size, code) is
-// ErrMalformed before go-tpm reads it.
+// ErrMalformed before go-tpm reads it. It resends a command the TPM asks
+// to have resent (TPM_RC_RETRY, _YIELDED, _TESTING: Part 2, 6.6.3), as a
+// busy or self-testing TPM does, for up to about two seconds.
 type checked struct{ t transport.TPM }
 
+// TPM warnings that ask for the same command again.
+var retryCodes = []tpm2.TPMRC{tpm2.TPMRCRetry, tpm2.TPMRCYielded, tpm2.TPMRCTesting}
+
 func (c checked) Send(cmd []byte) ([]byte, error) {
+	delay := 5 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		rsp, err := c.send(cmd)
+		if err != nil || attempt == 10 || !slices.Contains(retryCodes, tpm2.TPMRC(binary.BigEndian.Uint32(rsp[6:]))) {
+			return rsp, err
+		}
+		time.Sleep(delay)
+		delay = min(2*delay, 500*time.Millisecond)
+	}
+}
+
+func (c checked) send(cmd []byte) ([]byte, error) {
 	rsp, err := c.t.Send(cmd)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrTransport, err)
