@@ -104,7 +104,7 @@ func (d *Device) SRK(ctx context.Context) (*Public, error) {
 // persistent reads the key at handle, or creates it from tmpl under
 // hierarchy and persists it at handle.
 func (d *Device) persistent(ctx context.Context, what string, handle, hierarchy tpm2.TPMHandle, tmpl tpm2.TPMTPublic, create bool, check func(*tpm2.TPMTPublic) error) (*Public, error) {
-	readStep := fmt.Sprintf("read %s at %#x", what, uint32(handle))
+	readStep := fmt.Sprintf("read %s at 0x%08x", what, uint32(handle))
 	if err := d.ctxErr(ctx, readStep); err != nil {
 		return nil, err
 	}
@@ -134,14 +134,14 @@ func (d *Device) persistent(ctx context.Context, what string, handle, hierarchy 
 	}
 	defer d.flush(rsp.ObjectHandle)
 
-	persistStep := fmt.Sprintf("persist %s at %#x", what, uint32(handle))
+	persistStep := fmt.Sprintf("persist %s at 0x%08x", what, uint32(handle))
 	if err := d.ctxErr(ctx, persistStep); err != nil {
 		return nil, err
 	}
 	if err := d.evict(rsp.ObjectHandle, rsp.Name, handle); err != nil {
 		return nil, d.fail(persistStep, err)
 	}
-	d.log.Info("key created and persisted", "key", what, "handle", fmt.Sprintf("%#x", uint32(handle)))
+	d.log.Info("key created and persisted", "key", what, "handle", fmt.Sprintf("0x%08x", uint32(handle)))
 
 	// Read it back as the SDK will: the persisted object is the truth.
 	p, err = d.readPublic(handle)
@@ -193,7 +193,7 @@ func (d *Device) evict(obj tpm2.TPMHandle, name tpm2.TPM2BName, handle tpm2.TPMH
 // TPM's next reset, so it is logged, not returned.
 func (d *Device) flush(h tpm2.TPMHandle) {
 	if _, err := (tpm2.FlushContext{FlushHandle: h}).Execute(d.tpm); err != nil {
-		d.log.Warn("flush transient TPM object", "handle", fmt.Sprintf("%#x", uint32(h)), "err", err)
+		d.log.Warn("flush transient TPM object", "handle", fmt.Sprintf("0x%08x", uint32(h)), "err", err)
 	}
 }
 

@@ -58,6 +58,17 @@ func (s EKCertStatus) String() string {
 // MarshalText writes the status's name, for JSON and records.
 func (s EKCertStatus) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
+// UnmarshalText reads a status's name.
+func (s *EKCertStatus) UnmarshalText(b []byte) error {
+	for k, n := range ekCertStatusNames {
+		if n == string(b) {
+			*s = k
+			return nil
+		}
+	}
+	return fmt.Errorf("EK certificate status %q: want verified, absent, untrusted, mismatch or unreadable", b)
+}
+
 // EKCert is an EK certificate as found in the TPM, and what its check
 // concluded.
 type EKCert struct {
@@ -175,7 +186,7 @@ func (d *Device) EKCertificate(ctx context.Context, ek *Public, vendors *Vendors
 	if ek.pub.Type == tpm2.TPMAlgECC {
 		index = EKCertIndexECC
 	}
-	step := fmt.Sprintf("read EK certificate at %#x", uint32(index))
+	step := fmt.Sprintf("read EK certificate at 0x%08x", uint32(index))
 	if err := d.ctxErr(ctx, step); err != nil {
 		return nil, err
 	}

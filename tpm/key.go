@@ -95,7 +95,7 @@ func (d *Device) SigningKey(ctx context.Context, alg KeyAlg, handle tpm2.TPMHand
 	if err != nil {
 		return nil, d.fail("create signing key", err)
 	}
-	readStep := fmt.Sprintf("read signing key at %#x", uint32(handle))
+	readStep := fmt.Sprintf("read signing key at 0x%08x", uint32(handle))
 	if err := checkKeyHandle(handle); err != nil {
 		return nil, d.fail(readStep, err)
 	}
@@ -131,11 +131,11 @@ func (d *Device) SigningKey(ctx context.Context, alg KeyAlg, handle tpm2.TPMHand
 		return nil, d.fail("load the new signing key", tpmErr(err))
 	}
 	defer d.flush(loaded.ObjectHandle)
-	persistStep := fmt.Sprintf("persist signing key at %#x", uint32(handle))
+	persistStep := fmt.Sprintf("persist signing key at 0x%08x", uint32(handle))
 	if err := d.evict(loaded.ObjectHandle, loaded.Name, handle); err != nil {
 		return nil, d.fail(persistStep, err)
 	}
-	d.log.Info("signing key created and persisted", "alg", string(alg), "handle", fmt.Sprintf("%#x", uint32(handle)))
+	d.log.Info("signing key created and persisted", "alg", string(alg), "handle", fmt.Sprintf("0x%08x", uint32(handle)))
 	if p, err = d.readPublic(handle); err != nil {
 		return nil, d.fail(readStep, err)
 	}
@@ -146,7 +146,7 @@ func (d *Device) SigningKey(ctx context.Context, alg KeyAlg, handle tpm2.TPMHand
 // LoadSigner returns the signing key already persisted at handle, of
 // either algorithm; an empty handle is ErrNoKey.
 func (d *Device) LoadSigner(ctx context.Context, handle tpm2.TPMHandle) (*Signer, error) {
-	step := fmt.Sprintf("read signing key at %#x", uint32(handle))
+	step := fmt.Sprintf("read signing key at 0x%08x", uint32(handle))
 	if err := d.ctxErr(ctx, step); err != nil {
 		return nil, err
 	}
@@ -236,7 +236,7 @@ func (s *Signer) Key() *Public { return s.pub }
 // its salt length. The hash is opts.HashFunc(): SHA-256, -384 or -512.
 // rand is unused: the TPM has its own.
 func (s *Signer) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
-	step := fmt.Sprintf("sign with the key at %#x", uint32(s.pub.Handle))
+	step := fmt.Sprintf("sign with the key at 0x%08x", uint32(s.pub.Handle))
 	var h tpm2.TPMAlgID
 	switch opts.HashFunc() {
 	case crypto.SHA256:

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
 
@@ -25,6 +26,42 @@ type linkFlags struct {
 	protocol int
 }
 
+// addFlags adds the flags that reach a board to fs.
+func (f *linkFlags) addFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&f.port, "port", os.Getenv("ZEROTOUCH_PORT"), "the board's port rule (default $ZEROTOUCH_PORT)")
+	fs.IntVar(&f.baud, "baud", 115200, "serial line rate")
+	fs.DurationVar(&f.timeout, "timeout", 2*time.Second, "how long to wait for each answer")
+	fs.IntVar(&f.retries, "retries", 2, "resends of an unanswered request (same sequence number)")
+	fs.IntVar(&f.protocol, "protocol", 2, "SMP protocol version of requests: 1 or 2")
+}
+
+// open resolves --port and connects to the board there. The caller closes
+// the client.
+func (f *linkFlags) open(ctx context.Context, g *globals) (*flasher.Client, error) {
+	if f.port == "" {
+		return nil, usageError{fmt.Errorf("no board named: give --port (a path, by-id name or vid:pid) or set ZEROTOUCH_PORT")}
+	}
+	m, err := flasher.ParseMatch(f.port)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	path, err := m.Resolve()
+	if err != nil {
+		return nil, err
+	}
+	retries := f.retries
+	if retries == 0 {
+		retries = -1 // the flag's 0 means none
+	}
+	c, err := flasher.Open(ctx, path, flasher.Options{
+		Baud: f.baud, Timeout: f.timeout, Retries: retries, Protocol: f.protocol, Logger: g.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("connect to the board on %s: %w", path, err)
+	}
+	return c, nil
+}
+
 func linkCmd(g *globals) *cobra.Command {
 	var f linkFlags
 	cmd := &cobra.Command{
@@ -35,37 +72,15 @@ for checking a fixture, and for line scripts. --port takes a device path, a
 /dev/serial/by-id name, a USB vid:pid, or terms such as vid=2fe3,usb-serial=E661;
 it must match exactly one port ('zerotouch link ports' lists them).`,
 	}
-	pf := cmd.PersistentFlags()
-	pf.StringVar(&f.port, "port", os.Getenv("ZEROTOUCH_PORT"), "the board's port rule (default $ZEROTOUCH_PORT)")
-	pf.IntVar(&f.baud, "baud", 115200, "serial line rate")
-	pf.DurationVar(&f.timeout, "timeout", 2*time.Second, "how long to wait for each answer")
-	pf.IntVar(&f.retries, "retries", 2, "resends of an unanswered request (same sequence number)")
-	pf.IntVar(&f.protocol, "protocol", 2, "SMP protocol version of requests: 1 or 2")
+	f.addFlags(cmd.PersistentFlags())
 
 	// with opens the board, runs fn and prints its result.
 	with := func(fn func(ctx context.Context, c *flasher.Client, args []string) (any, error)) func(*cobra.Command, []string) error {
 		return func(cmd *cobra.Command, args []string) error {
-			if f.port == "" {
-				return usageError{fmt.Errorf("no board named: give --port (a path, by-id name or vid:pid) or set ZEROTOUCH_PORT")}
-			}
-			m, err := flasher.ParseMatch(f.port)
-			if err != nil {
-				return usageError{err}
-			}
-			path, err := m.Resolve()
+			ctx := cmd.Context()
+			c, err := f.open(ctx, g)
 			if err != nil {
 				return err
-			}
-			retries := f.retries
-			if retries == 0 {
-				retries = -1 // the flag's 0 means none
-			}
-			ctx := cmd.Context()
-			c, err := flasher.Open(ctx, path, flasher.Options{
-				Baud: f.baud, Timeout: f.timeout, Retries: retries, Protocol: f.protocol, Logger: g.log,
-			})
-			if err != nil {
-				return fmt.Errorf("connect to the board on %s: %w", path, err)
 			}
 			defer c.Close()
 			out, err := fn(ctx, c, args)
