@@ -1,13 +1,9 @@
 package tpm_test
 
 import (
-	"bytes"
 	"context"
+	"errors"
 	"flag"
-	"fmt"
-	"net"
-	"os/exec"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +12,7 @@ import (
 
 	"zerotouch/board"
 	"zerotouch/flasher"
+	"zerotouch/internal/swtpm"
 	"zerotouch/internal/tpmdev"
 )
 
@@ -143,75 +140,17 @@ func persistPrimary(t testing.TB, tpm transport.TPM, hierarchy tpm2.TPMHandle, t
 	}
 }
 
-// startSwtpm runs swtpm on two consecutive free loopback ports, the
-// command port and the control port after it (as tpm2-tools' swtpm TCTI
-// expects), and returns the command port's address.
+// startSwtpm runs swtpm on loopback and returns its command port's
+// address.
 func startSwtpm(t testing.TB) string {
 	t.Helper()
-	bin, err := exec.LookPath("swtpm")
+	p, err := swtpm.Start(t.TempDir())
+	if errors.Is(err, swtpm.ErrNotInstalled) {
+		t.Skip(err)
+	}
 	if err != nil {
-		t.Skip("swtpm is not installed (the README's install step installs it)")
+		t.Fatal(err)
 	}
-	port := freePortPair(t)
-	cmd := exec.Command(bin, "socket", "--tpm2",
-		"--server", fmt.Sprintf("type=tcp,bindaddr=127.0.0.1,port=%d", port),
-		"--ctrl", fmt.Sprintf("type=tcp,bindaddr=127.0.0.1,port=%d", port+1),
-		"--tpmstate", "dir="+t.TempDir(),
-		"--flags", "not-need-init,startup-clear")
-	out := &lockedBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start swtpm: %v", err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-			return addr
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("swtpm did not listen on %s: %v\n%s", addr, err, out.String())
-		}
-	}
-}
-
-func freePortPair(t testing.TB) int {
-	t.Helper()
-	for range 50 {
-		a, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := a.Addr().(*net.TCPAddr).Port
-		b, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port+1))
-		a.Close()
-		if err == nil {
-			b.Close()
-			return port
-		}
-	}
-	t.Fatal("no two consecutive free ports on loopback")
-	return 0
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	t.Cleanup(func() { p.Close() })
+	return p.Addr
 }

@@ -1,0 +1,103 @@
+// Package swtpm runs swtpm, the software TPM, as a process serving TPM 2.0
+// commands on loopback: the tests' stand-in for a board's real TPM, one
+// that tpm2-tools can reach too.
+package swtpm
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os/exec"
+	"sync"
+	"time"
+)
+
+// ErrNotInstalled means the swtpm binary is not on PATH.
+var ErrNotInstalled = errors.New("swtpm is not installed (the README's install step installs it)")
+
+// Process is a running swtpm.
+type Process struct {
+	// Addr is the command port's address; the control port is the next
+	// port, as tpm2-tools' swtpm TCTI expects.
+	Addr string
+	cmd  *exec.Cmd
+	out  *lockedBuffer
+}
+
+// Start runs swtpm with its state in dir on two consecutive free loopback
+// ports and waits until it listens. The caller closes it.
+func Start(dir string) (*Process, error) {
+	bin, err := exec.LookPath("swtpm")
+	if err != nil {
+		return nil, ErrNotInstalled
+	}
+	port, err := freePortPair()
+	if err != nil {
+		return nil, err
+	}
+	p := &Process{Addr: fmt.Sprintf("127.0.0.1:%d", port), out: &lockedBuffer{}}
+	p.cmd = exec.Command(bin, "socket", "--tpm2",
+		"--server", fmt.Sprintf("type=tcp,bindaddr=127.0.0.1,port=%d", port),
+		"--ctrl", fmt.Sprintf("type=tcp,bindaddr=127.0.0.1,port=%d", port+1),
+		"--tpmstate", "dir="+dir,
+		"--flags", "not-need-init,startup-clear")
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start swtpm: %w", err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		c, err := net.Dial("tcp", p.Addr)
+		if err == nil {
+			c.Close()
+			return p, nil
+		}
+		if time.Now().After(deadline) {
+			p.Close()
+			return nil, fmt.Errorf("swtpm did not listen on %s: %w\n%s", p.Addr, err, p.out.String())
+		}
+	}
+}
+
+// Close stops swtpm and waits for it.
+func (p *Process) Close() error {
+	p.cmd.Process.Kill()
+	p.cmd.Wait()
+	return nil
+}
+
+// freePortPair finds a free loopback port whose successor is free too.
+func freePortPair() (int, error) {
+	for range 50 {
+		a, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		port := a.Addr().(*net.TCPAddr).Port
+		b, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port+1))
+		a.Close()
+		if err == nil {
+			b.Close()
+			return port, nil
+		}
+	}
+	return 0, errors.New("no two consecutive free ports on loopback")
+}
+
+// lockedBuffer collects swtpm's output for an error message.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
