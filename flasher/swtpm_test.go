@@ -15,7 +15,7 @@ import (
 // for it.
 func startSwtpm(t *testing.T) string {
 	t.Helper()
-	p, err := swtpm.Start(t.TempDir())
+	p, err := swtpm.Start(t.TempDir(), true)
 	if errors.Is(err, swtpm.ErrNotInstalled) {
 		t.Skip(err)
 	}

@@ -88,8 +88,8 @@ func RegistrationID(ekTPM2B []byte) string {
 // SDK reads the same key on first boot. A key at EKHandle that is not an
 // RSA EK with the EK policy is ErrNotEK: it is reported, never replaced.
 //
-// Creating needs the owner's authorization to be empty, as it is on a
-// TPM fresh from its vendor.
+// Creating needs the endorsement and owner authorizations to be empty, as
+// they are on a TPM fresh from its vendor; otherwise it is ErrAuth.
 func (d *Device) EK(ctx context.Context) (*Public, error) {
 	return d.persistent(ctx, "EK", EKHandle, tpm2.TPMRHEndorsement, EKTemplate(), !d.opts.NoCreate, checkEK)
 }

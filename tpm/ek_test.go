@@ -299,6 +299,9 @@ func TestRealTPM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if _, err := d.SRK(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
 	cert, err := d.EKCertificate(testCtx(t), ek, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/google/go-tpm/tpm2"
 	"golang.org/x/crypto/cryptobyte"
@@ -80,6 +81,12 @@ type EKCert struct {
 	Cert *x509.Certificate
 	// Chain is the verified chain, from the certificate to a vendor root.
 	Chain []*x509.Certificate
+	// ForTCGEK is true when the certificate is for the EK the TCG default
+	// template makes in this TPM rather than for the EK at 0x81010001:
+	// the usual case when the EK there was made with the Azure template.
+	// The certificate then proves the TPM genuine; the enrolled EK comes
+	// from the same endorsement seed.
+	ForTCGEK bool
 	// Err says why the status is not verified, in words for the operator;
 	// it is an *Error naming the board and the step.
 	Err error
@@ -125,8 +132,11 @@ func LoadVendors(paths ...string) (*Vendors, error) {
 			}
 			files = files[:0]
 			for _, e := range entries {
-				if e.Type().IsRegular() {
-					files = append(files, filepath.Join(p, e.Name()))
+				// Stat follows links, as in c_rehash folders and
+				// mounted secrets.
+				f := filepath.Join(p, e.Name())
+				if st, err := os.Stat(f); err == nil && st.Mode().IsRegular() {
+					files = append(files, f)
 				}
 			}
 		}
@@ -135,13 +145,21 @@ func LoadVendors(paths ...string) (*Vendors, error) {
 			if err != nil {
 				return nil, fmt.Errorf("TPM vendor certificates: %w", err)
 			}
-			if err := v.add(data, f); err != nil {
+			// In a folder, files that hold no certificate (CRLs, notes)
+			// are passed over; a file named on its own must be one.
+			if err := v.add(data, f); err != nil && (!st.IsDir() || errors.Is(err, errBadCert)) {
 				return nil, err
 			}
 		}
 	}
+	if v.n == 0 {
+		return nil, fmt.Errorf("TPM vendor certificates: no certificate in %s", strings.Join(paths, ", "))
+	}
 	return v, nil
 }
+
+// errBadCert: a file that looks like a certificate does not parse.
+var errBadCert = errors.New("certificate does not parse")
 
 func (v *Vendors) add(data []byte, name string) error {
 	var ders [][]byte
@@ -165,7 +183,11 @@ func (v *Vendors) add(data []byte, name string) error {
 	for i, der := range ders {
 		c, err := x509.ParseCertificate(der)
 		if err != nil {
-			return fmt.Errorf("TPM vendor certificates %s, certificate %d: %w", name, i+1, err)
+			if len(ders) == 1 && !bytes.Contains(data, []byte("-----BEGIN")) {
+				// One DER blob: it may be something else (a CRL).
+				return fmt.Errorf("TPM vendor certificates %s: not a certificate: %w", name, err)
+			}
+			return fmt.Errorf("TPM vendor certificates %s, certificate %d: %w: %w", name, i+1, errBadCert, err)
 		}
 		if bytes.Equal(c.RawIssuer, c.RawSubject) && c.CheckSignatureFrom(c) == nil {
 			v.roots.AddCert(c)
@@ -178,9 +200,12 @@ func (v *Vendors) add(data []byte, name string) error {
 }
 
 // EKCertificate reads and checks the certificate of ek from its NV index
-// (EKCertIndexRSA for an RSA EK, EKCertIndexECC for an ECC one). The
-// outcome is in the result's Status; only a cancelled ctx or a dead link
-// (ErrTransport) is returned as an error, as the board cannot be judged.
+// (EKCertIndexRSA for an RSA EK, EKCertIndexECC for an ECC one): that it
+// certifies ek, or else the EK the TCG template makes in the same TPM
+// (made for the comparison and flushed: on a real TPM an RSA primary key
+// can take seconds), and that it chains to vendors. The outcome is in the
+// result's Status; only a cancelled ctx or a failed link (ErrTransport)
+// is returned as an error, as the board cannot be judged.
 func (d *Device) EKCertificate(ctx context.Context, ek *Public, vendors *Vendors) (*EKCert, error) {
 	index := EKCertIndexRSA
 	if ek.pub.Type == tpm2.TPMAlgECC {
@@ -213,6 +238,25 @@ func (d *Device) EKCertificate(ctx context.Context, ek *Public, vendors *Vendors
 	res.DER, res.Cert = der, cert
 
 	checkStep := "check EK certificate"
+	type equaler interface{ Equal(crypto.PublicKey) bool }
+	k, ok := cert.PublicKey.(equaler)
+	if !ok || !k.Equal(ek.Key) {
+		// Vendors certify the EK the TCG template makes; an EK made with
+		// the Azure template is another key from the same seed.
+		tcg, err := d.tcgEK(ek)
+		if errors.Is(err, ErrTransport) {
+			return nil, d.fail(checkStep, err)
+		}
+		if err != nil || !ok || !k.Equal(tcg) {
+			res.Status = EKCertMismatch
+			res.Err = d.fail(checkStep, errors.New("the certificate is for another key than this TPM's EK (at 0x81010001, or made with the TCG template): the TPM or its NV was tampered with or mixed up"))
+			if err != nil {
+				res.Err = d.fail(checkStep, fmt.Errorf("the certificate is for another key than the EK at 0x81010001, and the TCG template's EK could not be made to compare: %w", err))
+			}
+			return res, nil
+		}
+		res.ForTCGEK = true
+	}
 	if vendors.Len() == 0 {
 		res.Status = EKCertUntrusted
 		res.Err = d.fail(checkStep, errors.New("no TPM vendor certificates are configured to check it against"))
@@ -229,14 +273,31 @@ func (d *Device) EKCertificate(ctx context.Context, ek *Public, vendors *Vendors
 		return res, nil
 	}
 	res.Chain = chains[0]
-	type equaler interface{ Equal(crypto.PublicKey) bool }
-	if k, ok := cert.PublicKey.(equaler); !ok || !k.Equal(ek.Key) {
-		res.Status = EKCertMismatch
-		res.Err = d.fail(checkStep, errors.New("the certificate is for another key than the EK at 0x81010001 (a vendor certifies the EK of the TCG template; an EK created with the Azure template is a different key)"))
-		return res, nil
-	}
 	res.Status = EKCertVerified
 	return res, nil
+}
+
+// tcgEK makes, and flushes, the EK of the TCG default template of ek's
+// type (TPM2_CreatePrimary, which creates nothing persistent), and returns
+// its public key.
+func (d *Device) tcgEK(ek *Public) (crypto.PublicKey, error) {
+	tmpl := tpm2.RSAEKTemplate
+	if ek.pub.Type == tpm2.TPMAlgECC {
+		tmpl = tpm2.ECCEKTemplate
+	}
+	rsp, err := tpm2.CreatePrimary{
+		PrimaryHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHEndorsement, Auth: tpm2.PasswordAuth(nil)},
+		InPublic:      tpm2.New2B(tmpl),
+	}.Execute(d.tpm)
+	if err != nil {
+		return nil, tpmErr(err)
+	}
+	d.flush(rsp.ObjectHandle)
+	pub, err := rsp.OutPublic.Contents()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	return tpm2.Pub(*pub)
 }
 
 // errNVAbsent: the NV index is not defined, or never written.
@@ -244,8 +305,8 @@ var errNVAbsent = errors.New("NV index absent")
 
 // readNV reads the whole of an NV index (TPM2_NV_ReadPublic and
 // TPM2_NV_Read, Part 3, 31.6 and 31.13) in chunks the TPM accepts, with an
-// empty password: the index's own if it allows, else the owner's, else
-// the platform's.
+// empty password: the index's own if its attributes allow reading with
+// it, the owner's if not, the platform's as a last choice.
 func (d *Device) readNV(index tpm2.TPMHandle) ([]byte, error) {
 	rp, err := tpm2.NVReadPublic{NVIndex: index}.Execute(d.tpm)
 	if errors.Is(err, tpm2.TPMRCHandle) {

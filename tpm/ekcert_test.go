@@ -166,6 +166,16 @@ func TestEKCertificate(t *testing.T) {
 		t.Fatal(err)
 	}
 	good := vendor.issueEK(t, ek.Key)
+	// What vendors ship: a certificate for the TCG template's EK.
+	tcgPub, err := tpm2.Unmarshal[tpm2.TPMTPublic](createPrimaryTPM2B(t, sim, tpm2.New2B(tpm2.RSAEKTemplate))[2:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcgKey, err := tpm2.Pub(*tcgPub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcgCert := vendor.issueEK(t, tcgKey)
 	garbage := make([]byte, 300)
 	rand.Read(garbage)
 	wrapped := append([]byte{0x10, 0x01, 0x00, byte(len(good) >> 8), byte(len(good))}, good...)
@@ -181,6 +191,9 @@ func TestEKCertificate(t *testing.T) {
 		{"verified with 0xFF padding", append(bytes.Clone(good), bytes.Repeat([]byte{0xFF}, 100)...), vendor.vendors(t), tpm.EKCertVerified},
 		{"verified with zero padding", append(bytes.Clone(good), make([]byte, 37)...), vendor.vendors(t), tpm.EKCertVerified},
 		{"verified with TCG header and padding", append(wrapped, 0, 0, 0), vendor.vendors(t), tpm.EKCertVerified},
+		{"verified for the TCG EK", tcgCert, vendor.vendors(t), tpm.EKCertVerified},
+		{"TCG EK, untrusted chain", other.issueEK(t, tcgKey), vendor.vendors(t), tpm.EKCertUntrusted},
+		{"TCG EK, no vendor certificates", tcgCert, nil, tpm.EKCertUntrusted},
 		{"untrusted chain", other.issueEK(t, ek.Key), vendor.vendors(t), tpm.EKCertUntrusted},
 		{"no vendor certificates", good, nil, tpm.EKCertUntrusted},
 		{"key mismatch", vendor.issueEK(t, otherKey.Public()), vendor.vendors(t), tpm.EKCertMismatch},
@@ -200,8 +213,13 @@ func TestEKCertificate(t *testing.T) {
 				t.Fatalf("EKCertificate status = %v (%v), want %v", got.Status, got.Err, tt.want)
 			}
 			if tt.want == tpm.EKCertVerified {
-				if got.Err != nil || !bytes.Equal(got.DER, good) || len(got.Chain) != 2 {
-					t.Errorf("verified: err %v, DER matches %v, chain of %d", got.Err, bytes.Equal(got.DER, good), len(got.Chain))
+				forTCG := bytes.Equal(tt.nv, tcgCert)
+				want := good
+				if forTCG {
+					want = tcgCert
+				}
+				if got.Err != nil || !bytes.Equal(got.DER, want) || len(got.Chain) != 2 || got.ForTCGEK != forTCG {
+					t.Errorf("verified: err %v, DER matches %v, chain of %d, for the TCG EK %v (want %v)", got.Err, bytes.Equal(got.DER, want), len(got.Chain), got.ForTCGEK, forTCG)
 				}
 				return
 			}
@@ -242,6 +260,18 @@ func TestEKCertificateChain(t *testing.T) {
 	only, _ := tpm.LoadVendors(filepath.Join(dir, "root.cer"))
 	if got, _ := d.EKCertificate(testCtx(t), ek, only); got.Status != tpm.EKCertUntrusted {
 		t.Errorf("EKCertificate without the intermediate = %v, want untrusted", got.Status)
+	}
+	// In a folder, a file that is no certificate (a CRL) is passed over;
+	// a folder with no certificate at all is an error.
+	os.WriteFile(filepath.Join(dir, "vendor.crl"), []byte{0x30, 0x03, 0x02, 0x01, 0x01}, 0o644)
+	if v, err := tpm.LoadVendors(dir); err != nil || v.Len() != 2 {
+		t.Errorf("LoadVendors with a CRL in the folder = %d certificates, %v; want 2", v.Len(), err)
+	}
+	if _, err := tpm.LoadVendors(filepath.Join(dir, "vendor.crl")); err == nil {
+		t.Errorf("LoadVendors of a CRL named on its own succeeded")
+	}
+	if _, err := tpm.LoadVendors(t.TempDir()); err == nil {
+		t.Errorf("LoadVendors of an empty folder succeeded")
 	}
 	if _, err := tpm.LoadVendors(filepath.Join(dir, "missing")); err == nil {
 		t.Errorf("LoadVendors of a missing file succeeded")

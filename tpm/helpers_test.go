@@ -141,10 +141,10 @@ func persistPrimary(t testing.TB, tpm transport.TPM, hierarchy tpm2.TPMHandle, t
 }
 
 // startSwtpm runs swtpm on loopback and returns its command port's
-// address.
-func startSwtpm(t testing.TB) string {
+// address. With startup false, its TPM waits for TPM2_Startup.
+func startSwtpm(t testing.TB, startup bool) string {
 	t.Helper()
-	p, err := swtpm.Start(t.TempDir())
+	p, err := swtpm.Start(t.TempDir(), startup)
 	if errors.Is(err, swtpm.ErrNotInstalled) {
 		t.Skip(err)
 	}

@@ -147,6 +147,9 @@ func (d *Device) SigningKey(ctx context.Context, alg KeyAlg, handle tpm2.TPMHand
 // either algorithm; an empty handle is ErrNoKey.
 func (d *Device) LoadSigner(ctx context.Context, handle tpm2.TPMHandle) (*Signer, error) {
 	step := fmt.Sprintf("read signing key at 0x%08x", uint32(handle))
+	if err := checkKeyHandle(handle); err != nil {
+		return nil, d.fail(step, err)
+	}
 	if err := d.ctxErr(ctx, step); err != nil {
 		return nil, err
 	}
@@ -233,7 +236,9 @@ func (s *Signer) Key() *Public { return s.pub }
 
 // Sign signs digest inside the TPM (TPM2_Sign, Part 3, 20.2): ECDSA, or
 // RSASSA-PKCS1-v1_5 for an RSA key; RSA-PSS is refused, as TPMs differ on
-// its salt length. The hash is opts.HashFunc(): SHA-256, -384 or -512.
+// its salt length (so the key cannot serve RSA in TLS 1.3: use ECDSA
+// there). The hash is opts.HashFunc(): SHA-256, or SHA-384 and -512 where
+// the TPM implements them (many implement only SHA-1 and SHA-256).
 // rand is unused: the TPM has its own.
 func (s *Signer) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	step := fmt.Sprintf("sign with the key at 0x%08x", uint32(s.pub.Handle))

@@ -139,6 +139,12 @@ func TestSigningKeyErrors(t *testing.T) {
 	if _, err := d.LoadSigner(ctx, tpm.DefaultKeyHandle); !errors.Is(err, tpm.ErrNoKey) {
 		t.Errorf("LoadSigner on an empty handle = %v, want ErrNoKey", err)
 	}
+	if _, err := d.EK(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.LoadSigner(ctx, tpm.EKHandle); !errors.Is(err, tpm.ErrHandleInUse) || strings.Contains(err.Error(), "evictcontrol") {
+		t.Errorf("LoadSigner at the EK's handle = %v, want ErrHandleInUse, and no advice to remove the EK", err)
+	}
 	if _, err := d.SigningKey(ctx, "dsa-1024", tpm.DefaultKeyHandle); err == nil {
 		t.Errorf("SigningKey(dsa-1024) succeeded")
 	}

@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/google/go-tpm/tpm2"
 
 	"zerotouch/board"
 	"zerotouch/internal/tpmdev"
@@ -41,16 +44,21 @@ func readPublicTool(t *testing.T, addr, handle string) []byte {
 // TestSwtpmDirect persists the EK and SRK in swtpm over TCP and checks
 // them against what tpm2-tools reads back.
 func TestSwtpmDirect(t *testing.T) {
-	addr := startSwtpm(t)
+	// A TPM no firmware has started, as on a board whose firmware leaves
+	// that to the device SDK: zerotouch starts it.
+	addr := startSwtpm(t, false)
 	tr, err := tpmdev.Open("tcp:"+addr, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ek := checkEK(t, tr, tpm.Options{})
+	if _, err := (tpm2.GetCapability{Capability: tpm2.TPMCapHandles, Property: 0x81000000, PropertyCount: 1}).Execute(tr); !errors.Is(err, tpm2.TPMRCInitialize) {
+		t.Fatalf("a TPM not started answers %v, want TPM_RC_INITIALIZE", err)
+	}
 	srk, err := tpm.New(tr, tpm.Options{}).SRK(testCtx(t))
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("SRK on a TPM not started: %v", err)
 	}
+	ek := checkEK(t, tr, tpm.Options{})
 	tr.Close() // swtpm serves one connection at a time
 
 	checkTool(t, addr, "0x81010001", ek.TPM2B)
@@ -73,7 +81,7 @@ func checkTool(t *testing.T, addr, handle string, want []byte) {
 // TestSwtpmThroughBoard does the same through a virtual board whose TPM
 // is swtpm, and checks that the signing key outlives the connection.
 func TestSwtpmThroughBoard(t *testing.T) {
-	addr := startSwtpm(t)
+	addr := startSwtpm(t, true)
 	tb := newTestBoard(t, board.Config{Serial: "ZTS000001", TPM: "tcp:" + addr}, testBaud)
 	ctx := testCtx(t)
 	ek := checkEK(t, tb.c.TPM(ctx), tpm.Options{Board: tb.cfg.Serial})

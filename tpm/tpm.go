@@ -63,22 +63,30 @@ func New(t transport.TPM, opts Options) *Device {
 var (
 	// ErrNoEK: no EK at EKHandle and Options.NoCreate forbids making one.
 	ErrNoEK = errors.New("no endorsement key persisted at 0x81010001, and this line requires a vendor-provisioned one: set the board aside for the TPM vendor")
-	// ErrNotEK: a persistent handle the SDK reads holds a key of the wrong
-	// kind, put there by other software.
-	ErrNotEK = errors.New("the persistent handle holds a key that is not the one expected there")
-	// ErrHandleInUse: the handle for the board's signing key holds
-	// another kind of key.
+	// ErrNotEK: the EK handle holds a key that is not an endorsement key,
+	// put there by other software.
+	ErrNotEK = errors.New("the EK handle holds a key that is not an endorsement key")
+	// ErrHandleInUse: the SRK's handle, or the one for the board's signing
+	// key, holds another kind of key; or a signing key was asked for on a
+	// handle the device SDK uses.
 	ErrHandleInUse = errors.New("the persistent handle holds another key")
 	// ErrLockout: the TPM is in dictionary-attack lockout and refuses to
 	// use keys protected by it.
 	ErrLockout = errors.New("the TPM is in dictionary-attack lockout: wait for it to expire, or clear it with the lockout authorization (tpm2_dictionarylockout --clear-lockout), then retry")
 	// ErrNoSpace: the TPM has no room for another persistent object.
 	ErrNoSpace = errors.New("the TPM has no room for another persistent key: remove stale ones (tpm2_getcap handles-persistent) or use another TPM")
+	// ErrObjectMemory: the TPM has no room for another loaded object,
+	// as when a link dropped before objects were flushed.
+	ErrObjectMemory = errors.New("the TPM has no room for another loaded key: reset the board (which resets its TPM) and retry")
+	// ErrAuth: the TPM refused an empty password for a hierarchy: its
+	// owner or endorsement authorization has been set.
+	ErrAuth = errors.New("the TPM refused the empty owner or endorsement password: this TPM was taken by other software; clear it (tpm2_clear) or set it aside")
 	// ErrMalformed: an answer that is not a well-formed TPM response.
 	ErrMalformed = errors.New("malformed TPM response: the TPM, its bus or the board's passthrough is faulty")
 	// ErrTransport: the command never reached the TPM, or its answer never
-	// came back. The transport's own error is wrapped too.
-	ErrTransport = errors.New("no answer from the TPM")
+	// came back (the board has no TPM, the link dropped...). The
+	// transport's own error is wrapped too.
+	ErrTransport = errors.New("the TPM command did not get through")
 )
 
 // Error is what every Device method returns on failure: which board,
@@ -122,6 +130,10 @@ func tpmErr(err error) error {
 		return fmt.Errorf("%w (%w)", ErrLockout, err)
 	case errors.Is(err, tpm2.TPMRCNVSpace):
 		return fmt.Errorf("%w (%w)", ErrNoSpace, err)
+	case errors.Is(err, tpm2.TPMRCObjectMemory):
+		return fmt.Errorf("%w (%w)", ErrObjectMemory, err)
+	case errors.Is(err, tpm2.TPMRCBadAuth):
+		return fmt.Errorf("%w (%w)", ErrAuth, err)
 	case errors.As(err, &rc):
 		return err
 	}
@@ -132,22 +144,40 @@ func tpmErr(err error) error {
 // from the transport wrap ErrTransport, and a response whose header is not
 // a TPM 2.0 response header (Part 1, 18.7: tag, size, code) is
 // ErrMalformed before go-tpm reads it. It resends a command the TPM asks
-// to have resent (TPM_RC_RETRY, _YIELDED, _TESTING: Part 2, 6.6.3), as a
-// busy or self-testing TPM does, for up to about two seconds.
+// to have resent (TPM_RC_RETRY, _YIELDED, _TESTING, _NV_RATE,
+// _NV_UNAVAILABLE: Part 2, 6.6.3), as a busy or self-testing TPM does, for
+// up to about two seconds. A TPM that answers TPM_RC_INITIALIZE was never
+// started by the board's firmware: it gets TPM2_Startup(CLEAR), as the
+// device SDK would send, and the command again.
 type checked struct{ t transport.TPM }
 
 // TPM warnings that ask for the same command again.
-var retryCodes = []tpm2.TPMRC{tpm2.TPMRCRetry, tpm2.TPMRCYielded, tpm2.TPMRCTesting}
+var retryCodes = []tpm2.TPMRC{tpm2.TPMRCRetry, tpm2.TPMRCYielded, tpm2.TPMRCTesting, tpm2.TPMRCNVRate, tpm2.TPMRCNVUnavailable}
+
+// startupClear is TPM2_Startup(TPM_SU_CLEAR) (Part 3, 9.3).
+var startupClear = []byte{0x80, 0x01, 0, 0, 0, 12, 0, 0, 0x01, 0x44, 0, 0}
 
 func (c checked) Send(cmd []byte) ([]byte, error) {
 	delay := 5 * time.Millisecond
+	started := false
 	for attempt := 0; ; attempt++ {
 		rsp, err := c.send(cmd)
-		if err != nil || attempt == 10 || !slices.Contains(retryCodes, tpm2.TPMRC(binary.BigEndian.Uint32(rsp[6:]))) {
-			return rsp, err
+		if err != nil {
+			return nil, err
 		}
-		time.Sleep(delay)
-		delay = min(2*delay, 500*time.Millisecond)
+		rc := tpm2.TPMRC(binary.BigEndian.Uint32(rsp[6:]))
+		switch {
+		case rc == tpm2.TPMRCInitialize && !started:
+			started = true
+			if _, err := c.send(startupClear); err != nil {
+				return nil, err
+			}
+		case attempt < 10 && slices.Contains(retryCodes, rc):
+			time.Sleep(delay)
+			delay = min(2*delay, 500*time.Millisecond)
+		default:
+			return rsp, nil
+		}
 	}
 }
 

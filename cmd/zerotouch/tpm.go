@@ -28,6 +28,7 @@ type ekResult struct {
 	EKCertificate       *string          `json:"ekCertificate"` // base64 DER; null when there is none
 	EKCertificateStatus tpm.EKCertStatus `json:"ekCertificateStatus"`
 	EKCertificateError  string           `json:"ekCertificateError,omitempty"`
+	EKCertificateForTCG bool             `json:"ekCertificateForTcgEk,omitempty"`
 	EKFingerprint       string           `json:"ekFingerprint"`
 	Created             bool             `json:"created"`
 	Board               string           `json:"board,omitempty"`
@@ -117,6 +118,10 @@ func runTPMEK(ctx context.Context, g *globals, f *tpmFlags, portGiven bool) erro
 	if err != nil {
 		return err
 	}
+	// The device SDK imports its DPS key under the SRK on first boot.
+	if _, err := d.SRK(ctx); err != nil {
+		return err
+	}
 	cert, err := d.EKCertificate(ctx, ek, vendors)
 	if err != nil {
 		return err
@@ -125,6 +130,7 @@ func runTPMEK(ctx context.Context, g *globals, f *tpmFlags, portGiven bool) erro
 		RegistrationID:      ek.RegistrationID(),
 		EndorsementKey:      ek.EndorsementKey(),
 		EKCertificateStatus: cert.Status,
+		EKCertificateForTCG: cert.ForTCGEK,
 		EKFingerprint:       ek.Fingerprint(),
 		Created:             ek.Created,
 		Board:               board,

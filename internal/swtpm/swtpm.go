@@ -26,8 +26,11 @@ type Process struct {
 }
 
 // Start runs swtpm with its state in dir on two consecutive free loopback
-// ports and waits until it listens. The caller closes it.
-func Start(dir string) (*Process, error) {
+// ports and waits until it listens. With startup, swtpm starts its TPM
+// itself (TPM2_Startup(CLEAR)); without, the TPM waits for a client to
+// send TPM2_Startup, as a real one does after power-on. The caller closes
+// it.
+func Start(dir string, startup bool) (*Process, error) {
 	bin, err := exec.LookPath("swtpm")
 	if err != nil {
 		return nil, ErrNotInstalled
@@ -36,12 +39,16 @@ func Start(dir string) (*Process, error) {
 	if err != nil {
 		return nil, err
 	}
+	flags := "not-need-init"
+	if startup {
+		flags += ",startup-clear"
+	}
 	p := &Process{Addr: fmt.Sprintf("127.0.0.1:%d", port), out: &lockedBuffer{}}
 	p.cmd = exec.Command(bin, "socket", "--tpm2",
 		"--server", fmt.Sprintf("type=tcp,bindaddr=127.0.0.1,port=%d", port),
 		"--ctrl", fmt.Sprintf("type=tcp,bindaddr=127.0.0.1,port=%d", port+1),
 		"--tpmstate", "dir="+dir,
-		"--flags", "not-need-init,startup-clear")
+		"--flags", flags)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start swtpm: %w", err)

@@ -117,11 +117,13 @@ func (s *simTPM) Close() error {
 }
 
 // streamTPM sends raw TPM 2.0 commands over a byte stream and reads each
-// response by the size in its header (TPM 2.0 Part 1, 18.7).
+// response by the size in its header (TPM 2.0 Part 1, 18.7). After an I/O
+// error the stream is out of step: it is closed, and later commands fail.
 type streamTPM struct {
-	mu   sync.Mutex
-	rw   io.ReadWriteCloser
-	name string
+	mu     sync.Mutex
+	rw     io.ReadWriteCloser
+	name   string
+	broken error
 }
 
 const headerLen = 10
@@ -129,6 +131,18 @@ const headerLen = 10
 func (s *streamTPM) Send(cmd []byte) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.broken != nil {
+		return nil, fmt.Errorf("TPM %s: connection lost earlier: %w", s.name, s.broken)
+	}
+	rsp, err := s.exchange(cmd)
+	if err != nil {
+		s.broken = err
+		s.rw.Close()
+	}
+	return rsp, err
+}
+
+func (s *streamTPM) exchange(cmd []byte) ([]byte, error) {
 	if c, ok := s.rw.(net.Conn); ok {
 		_ = c.SetDeadline(time.Now().Add(2 * time.Minute))
 	}
