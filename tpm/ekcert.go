@@ -112,7 +112,10 @@ func (v *Vendors) Len() int {
 // them.
 func ParseVendors(data []byte) (*Vendors, error) {
 	v := &Vendors{roots: x509.NewCertPool(), intermediates: x509.NewCertPool()}
-	return v, v.add(data, "")
+	if err := v.add(data, "bundle"); err != nil {
+		return nil, err
+	}
+	return v, nil
 }
 
 // LoadVendors reads vendor certificates from files, or from every file in
