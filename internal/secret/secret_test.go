@@ -19,7 +19,7 @@ func TestRead(t *testing.T) {
 	const env = "ZEROTOUCH_TEST_SECRET"
 	tests := []struct {
 		name, file, env, want string
-		wantErr                bool
+		wantErr               bool
 	}{
 		{name: "file with newline", file: write("a", "s3cret\n"), want: "s3cret"},
 		{name: "file with CRLF", file: write("b", "s3cret\r\n"), want: "s3cret"},
