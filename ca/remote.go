@@ -19,6 +19,7 @@ import (
 	"github.com/smallstep/certificates/api"
 	stepca "github.com/smallstep/certificates/ca"
 	"github.com/smallstep/certificates/errs"
+	"go.step.sm/crypto/jose"
 	"go.step.sm/crypto/pemutil"
 )
 
@@ -27,6 +28,9 @@ var (
 	ErrUntrusted = errors.New("step-ca root does not match the pinned fingerprint")
 	// ErrUnavailable means the step-ca could not be reached.
 	ErrUnavailable = errors.New("step-ca unreachable")
+	// ErrNoProvisioner means the step-ca has no JWK provisioner by the
+	// configured name.
+	ErrNoProvisioner = errors.New("no JWK provisioner")
 	// ErrRefused means the step-ca answered with an error.
 	ErrRefused = errors.New("step-ca refused the request")
 )
@@ -93,12 +97,12 @@ func NewRemote(ctx context.Context, cfg RemoteConfig) (*Remote, error) {
 		return nil, err
 	}
 	bundle := EncodePEM(root)
-	prov, err := stepca.NewProvisioner(cfg.Provisioner, "", cfg.URL, cfg.Password,
-		stepca.WithCABundle(bundle), stepca.WithTimeout(cfg.Timeout))
+	opts := []stepca.ClientOption{stepca.WithCABundle(bundle), stepca.WithTimeout(cfg.Timeout)}
+	if err := checkProvisioner(ctx, cfg, opts); err != nil {
+		return nil, err
+	}
+	prov, err := stepca.NewProvisioner(cfg.Provisioner, "", cfg.URL, cfg.Password, opts...)
 	if err != nil {
-		if strings.Contains(err.Error(), "decrypt") {
-			return nil, fmt.Errorf("step-ca %s: provisioner %q: %w: it does not decrypt the provisioner's key", cfg.URL, cfg.Provisioner, ErrPassword)
-		}
 		return nil, fmt.Errorf("step-ca %s: provisioner %q: %w", cfg.URL, cfg.Provisioner, remoteErr(err))
 	}
 	pool := x509.NewCertPool()
@@ -111,6 +115,43 @@ func NewRemote(ctx context.Context, cfg RemoteConfig) (*Remote, error) {
 			TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
 		}},
 	}, nil
+}
+
+// checkProvisioner finds the JWK provisioner by name and tries the
+// password on its key, to tell a wrong name from a wrong password.
+func checkProvisioner(ctx context.Context, cfg RemoteConfig, opts []stepca.ClientOption) error {
+	client, err := stepca.NewClient(cfg.URL, opts...)
+	if err != nil {
+		return fmt.Errorf("step-ca %s: %w", cfg.URL, err)
+	}
+	found := false
+	for cursor := ""; ; {
+		resp, err := client.ProvisionersWithContext(ctx, stepca.WithProvisionerCursor(cursor), stepca.WithProvisionerLimit(100))
+		if err != nil {
+			return fmt.Errorf("step-ca %s: list provisioners: %w", cfg.URL, remoteErr(err))
+		}
+		for _, p := range resp.Provisioners {
+			_, enc, ok := p.GetEncryptedKey()
+			if p.GetName() != cfg.Provisioner || !ok {
+				continue
+			}
+			found = true
+			jwe, err := jose.ParseEncrypted(enc)
+			if err != nil {
+				continue
+			}
+			if _, err := jwe.Decrypt(cfg.Password); err == nil {
+				return nil
+			}
+		}
+		if cursor = resp.NextCursor; cursor == "" {
+			break
+		}
+	}
+	if found {
+		return fmt.Errorf("step-ca %s: provisioner %q: %w: it does not decrypt the provisioner's key", cfg.URL, cfg.Provisioner, ErrPassword)
+	}
+	return fmt.Errorf("step-ca %s: %w named %q", cfg.URL, ErrNoProvisioner, cfg.Provisioner)
 }
 
 // fetchRoot gets the root whose SHA-256 is fingerprint. The connection

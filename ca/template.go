@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"sync"
 	"time"
 
 	"go.step.sm/crypto/x509util"
@@ -72,7 +73,7 @@ func (t *Template) check(withRSA bool) error {
 	}
 	keys = append(keys, ec)
 	if withRSA {
-		rk, err := rsa.GenerateKey(rand.Reader, 2048)
+		rk, err := sampleRSAKey()
 		if err != nil {
 			return err
 		}
@@ -94,6 +95,12 @@ func (t *Template) check(withRSA bool) error {
 	}
 	return nil
 }
+
+// sampleRSAKey is made once per process: a 2048-bit key takes a while,
+// and it only ever signs sample CSRs.
+var sampleRSAKey = sync.OnceValues(func() (*rsa.PrivateKey, error) {
+	return rsa.GenerateKey(rand.Reader, 2048)
+})
 
 // certificate renders the template for csr and checks that the result is
 // a device certificate for registrationID. The serial number is always a
