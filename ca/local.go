@@ -339,6 +339,26 @@ func OpenLocal(ctx context.Context, dir string, opts LocalOptions) (*Local, erro
 	return l, nil
 }
 
+// ReadChain reads a CA folder's certificates without unlocking its key:
+// the intermediates, issuing CA first, then the root.
+func ReadChain(dir string) ([]*x509.Certificate, error) {
+	if _, err := os.Stat(filepath.Join(dir, ConfigFile)); errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w in %s: run zerotouch ca init --dir %s", ErrNoCA, dir, dir)
+	}
+	root, err := pemutil.ReadCertificate(filepath.Join(dir, RootFile))
+	if err != nil {
+		return nil, fmt.Errorf("read CA: %w", err)
+	}
+	chain, err := pemutil.ReadCertificateBundle(filepath.Join(dir, IntermediateFile))
+	if err != nil {
+		return nil, fmt.Errorf("read CA: %w", err)
+	}
+	if err := checkCAChain(chain, root); err != nil {
+		return nil, fmt.Errorf("read CA: %w", err)
+	}
+	return append(chain, root), nil
+}
+
 // Dir returns the CA's folder.
 func (l *Local) Dir() string { return l.dir }
 

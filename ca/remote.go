@@ -105,16 +105,7 @@ func NewRemote(ctx context.Context, cfg RemoteConfig) (*Remote, error) {
 	if err != nil {
 		return nil, fmt.Errorf("step-ca %s: provisioner %q: %w", cfg.URL, cfg.Provisioner, remoteErr(err))
 	}
-	pool := x509.NewCertPool()
-	pool.AddCert(root)
-	return &Remote{
-		cfg:  cfg,
-		root: root,
-		prov: prov,
-		client: &http.Client{Timeout: cfg.Timeout, Transport: &http.Transport{
-			TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
-		}},
-	}, nil
+	return &Remote{cfg: cfg, root: root, prov: prov, client: pinnedClient(root, cfg.Timeout)}, nil
 }
 
 // checkProvisioner finds the JWK provisioner by name and tries the
@@ -168,7 +159,7 @@ func fetchRoot(ctx context.Context, base, fingerprint string, timeout time.Durat
 	}
 	resp, err := insecure.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("step-ca %s: %w: %v", base, ErrUnavailable, err)
+		return nil, fmt.Errorf("step-ca %s: %w: %w", base, ErrUnavailable, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusNotFound {
@@ -243,33 +234,72 @@ func (r *Remote) Chain(ctx context.Context) ([]*x509.Certificate, error) {
 	chain := r.chain
 	r.mu.Unlock()
 	if chain == nil {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.cfg.URL+"/intermediates.pem", nil)
-		if err != nil {
+		var err error
+		if chain, err = fetchIntermediates(ctx, r.client, r.cfg.URL, r.root); err != nil {
 			return nil, err
-		}
-		resp, err := r.client.Do(req)
-		if err != nil {
-			return nil, fmt.Errorf("step-ca %s: %w: %v", r.cfg.URL, ErrUnavailable, err)
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		if err != nil {
-			return nil, fmt.Errorf("step-ca %s: intermediates: %w", r.cfg.URL, err)
-		}
-		if resp.StatusCode != http.StatusOK {
-			return nil, fmt.Errorf("step-ca %s: intermediates: %w: HTTP %d", r.cfg.URL, ErrRefused, resp.StatusCode)
-		}
-		if chain, err = pemutil.ParseCertificateBundle(b); err != nil {
-			return nil, fmt.Errorf("step-ca %s: intermediates: %w", r.cfg.URL, err)
-		}
-		if err := checkCAChain(chain, r.root); err != nil {
-			return nil, fmt.Errorf("step-ca %s: %w", r.cfg.URL, err)
 		}
 		r.mu.Lock()
 		r.chain = chain
 		r.mu.Unlock()
 	}
 	return append(append([]*x509.Certificate{}, chain...), r.root), nil
+}
+
+// FetchChain returns a step-ca's intermediates and its root, the root
+// checked against the pinned fingerprint: what `ca show` prints, with no
+// provisioner needed.
+func FetchChain(ctx context.Context, url, fingerprint string) ([]*x509.Certificate, error) {
+	cfg := RemoteConfig{URL: url, Fingerprint: fingerprint, Provisioner: "-", Password: []byte("-")}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	url = strings.TrimSuffix(url, "/")
+	root, err := fetchRoot(ctx, url, strings.ToLower(strings.ReplaceAll(fingerprint, ":", "")), 30*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	client := pinnedClient(root, 30*time.Second)
+	defer client.CloseIdleConnections()
+	chain, err := fetchIntermediates(ctx, client, url, root)
+	if err != nil {
+		return nil, err
+	}
+	return append(chain, root), nil
+}
+
+func pinnedClient(root *x509.Certificate, timeout time.Duration) *http.Client {
+	pool := x509.NewCertPool()
+	pool.AddCert(root)
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
+	}}
+}
+
+func fetchIntermediates(ctx context.Context, client *http.Client, base string, root *x509.Certificate) ([]*x509.Certificate, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/intermediates.pem", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("step-ca %s: %w: %w", base, ErrUnavailable, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("step-ca %s: intermediates: %w", base, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("step-ca %s: intermediates: %w: HTTP %d", base, ErrRefused, resp.StatusCode)
+	}
+	chain, err := pemutil.ParseCertificateBundle(b)
+	if err != nil {
+		return nil, fmt.Errorf("step-ca %s: intermediates: %w", base, err)
+	}
+	if err := checkCAChain(chain, root); err != nil {
+		return nil, fmt.Errorf("step-ca %s: %w", base, err)
+	}
+	return chain, nil
 }
 
 // Close drops idle connections.

@@ -14,12 +14,13 @@ import (
 // secret.
 var ErrMissing = errors.New("no secret given")
 
-// Read returns the secret in file when file is not empty, else the value
-// of the environment variable env. One trailing newline (LF or CRLF) is
+// Read returns the secret in file (given with the command-line flag
+// named flag) when file is not empty, else the value of the environment
+// variable env. One trailing newline (LF or CRLF) is
 // dropped from a file, since editors add one. An empty secret is an
 // error wrapping ErrMissing that names both places, so the operator knows
 // where to put it.
-func Read(file, env string) ([]byte, error) {
+func Read(flag, file, env string) ([]byte, error) {
 	if file != "" {
 		b, err := os.ReadFile(file)
 		if err != nil {
@@ -35,5 +36,5 @@ func Read(file, env string) ([]byte, error) {
 	if v := os.Getenv(env); v != "" {
 		return []byte(v), nil
 	}
-	return nil, fmt.Errorf("%w: give a file with the secret, or set %s", ErrMissing, env)
+	return nil, fmt.Errorf("%w: name a file holding it with %s, or set %s", ErrMissing, flag, env)
 }

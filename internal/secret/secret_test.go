@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -32,9 +33,9 @@ func TestRead(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Setenv(env, tt.env)
-			got, err := Read(tt.file, env)
+			got, err := Read("--secret-file", tt.file, env)
 			if tt.wantErr {
-				if !errors.Is(err, ErrMissing) {
+				if !errors.Is(err, ErrMissing) || (tt.file == "" && !strings.Contains(err.Error(), "--secret-file")) {
 					t.Fatalf("Read = %q, %v; want ErrMissing", got, err)
 				}
 				return
@@ -44,7 +45,7 @@ func TestRead(t *testing.T) {
 			}
 		})
 	}
-	if _, err := Read(filepath.Join(dir, "absent"), env); err == nil || errors.Is(err, ErrMissing) {
+	if _, err := Read("--secret-file", filepath.Join(dir, "absent"), env); err == nil || errors.Is(err, ErrMissing) {
 		t.Fatalf("Read(absent file) = %v, want a read error", err)
 	}
 }
