@@ -82,7 +82,11 @@ func Fingerprint(c *x509.Certificate) string {
 
 // accept checks an issued chain (device certificate first, intermediates
 // after) for csr and registrationID against root, and fills a Certificate.
-func accept(chain []*x509.Certificate, root *x509.Certificate, csr *x509.CertificateRequest, registrationID string) (*Certificate, error) {
+// With signed, the caller made the device certificate itself with a key
+// it has checked is chain[1]'s, under a chain it has checked to root (x509
+// checks each signature it makes), so the signatures are not verified
+// again.
+func accept(chain []*x509.Certificate, root *x509.Certificate, csr *x509.CertificateRequest, registrationID string, signed bool) (*Certificate, error) {
 	if len(chain) == 0 {
 		return nil, fmt.Errorf("%w: no certificate", ErrIssued)
 	}
@@ -99,19 +103,12 @@ func accept(chain []*x509.Certificate, root *x509.Certificate, csr *x509.Certifi
 	if !slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageClientAuth) {
 		return nil, fmt.Errorf("%w: not for client authentication", ErrIssued)
 	}
-	roots := x509.NewCertPool()
-	roots.AddCert(root)
-	inter := x509.NewCertPool()
-	for _, c := range chain[1:] {
-		inter.AddCert(c)
-	}
-	if _, err := leaf.Verify(x509.VerifyOptions{
-		Roots:         roots,
-		Intermediates: inter,
-		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-		CurrentTime:   leaf.NotBefore.Add(time.Minute),
-	}); err != nil {
-		return nil, fmt.Errorf("%w: chain does not verify to root %s: %w", ErrIssued, Fingerprint(root), err)
+	if signed {
+		if len(chain) < 2 || !bytes.Equal(leaf.RawIssuer, chain[1].RawSubject) {
+			return nil, fmt.Errorf("%w: issuer %q is not the intermediate", ErrIssued, leaf.Issuer)
+		}
+	} else if err := verifyClientChain(chain, root, leaf.NotBefore.Add(time.Minute)); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrIssued, err)
 	}
 	return &Certificate{
 		Chain:       chain,
@@ -121,4 +118,25 @@ func accept(chain []*x509.Certificate, root *x509.Certificate, csr *x509.Certifi
 		NotAfter:    leaf.NotAfter.UTC(),
 		Fingerprint: Fingerprint(leaf),
 	}, nil
+}
+
+// verifyClientChain verifies chain (device certificate first) to root for
+// client authentication at time at.
+func verifyClientChain(chain []*x509.Certificate, root *x509.Certificate, at time.Time) error {
+	roots := x509.NewCertPool()
+	roots.AddCert(root)
+	inter := x509.NewCertPool()
+	for _, c := range chain[1:] {
+		inter.AddCert(c)
+	}
+	_, err := chain[0].Verify(x509.VerifyOptions{
+		Roots:         roots,
+		Intermediates: inter,
+		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		CurrentTime:   at,
+	})
+	if err != nil {
+		return fmt.Errorf("chain does not verify to root %s: %w", Fingerprint(root), err)
+	}
+	return nil
 }

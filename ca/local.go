@@ -382,7 +382,7 @@ func (l *Local) Issue(ctx context.Context, csr *x509.CertificateRequest, registr
 	if err != nil {
 		return nil, fmt.Errorf("sign certificate for %q: %w", registrationID, err)
 	}
-	return accept(append([]*x509.Certificate{leaf}, l.chain...), l.root, csr, registrationID)
+	return accept(append([]*x509.Certificate{leaf}, l.chain...), l.root, csr, registrationID, true)
 }
 
 // Chain implements Issuer.

@@ -242,11 +242,15 @@ func TestLocalTemplate(t *testing.T) {
 		{"no clientAuth", `{"subject": {{ toJson .Subject }}, "extKeyUsage": ["serverAuth"]}`},
 		{"not a template", `{"subject": {{ .Nope | toJson }`},
 		{"not JSON", `subject: x`},
+		{"fails on RSA", `{{ if typeIs "*rsa.PublicKey" .Insecure.CR.PublicKey }}{{ fail "no RSA keys on line 3" }}{{ end }}` + ca.DefaultTemplate},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := ca.OpenLocal(context.Background(), dir, ca.LocalOptions{Password: testPassword, Template: write(tt.text)})
 			if !errors.Is(err, ca.ErrTemplate) {
 				t.Fatalf("OpenLocal = %v, want ErrTemplate", err)
+			}
+			if strings.Contains(tt.text, "fail") && !strings.Contains(err.Error(), "no RSA keys on line 3") {
+				t.Fatalf("OpenLocal = %v, want the template's fail message", err)
 			}
 		})
 	}

@@ -217,7 +217,7 @@ func (r *Remote) Issue(ctx context.Context, csr *x509.CertificateRequest, regist
 			chain = append(chain, resp.CaPEM.Certificate)
 		}
 	}
-	c, err := accept(chain, r.root, csr, registrationID)
+	c, err := accept(chain, r.root, csr, registrationID, false)
 	if err != nil {
 		return nil, fmt.Errorf("step-ca %s: %w", r.cfg.URL, err)
 	}

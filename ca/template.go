@@ -1,6 +1,7 @@
 package ca
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"text/template"
 	"time"
 
 	"go.step.sm/crypto/x509util"
@@ -39,8 +41,9 @@ const DefaultTemplate = `{
 
 // Template is a device certificate template, checked when loaded.
 type Template struct {
-	name string // file name, or "built-in"
-	text string
+	name   string // file name, or "built-in"
+	text   string
+	parsed *template.Template // parsed once: parsing costs more than signing
 }
 
 // LoadTemplate reads an x509util JSON template from file, or returns the
@@ -55,6 +58,10 @@ func LoadTemplate(file string, rsa bool) (*Template, error) {
 			return nil, fmt.Errorf("%w: %w", ErrTemplate, err)
 		}
 		t = &Template{name: file, text: string(b)}
+	}
+	var err error
+	if t.parsed, err = template.New("device").Funcs(x509util.GetFuncMap()).Parse(t.text); err != nil {
+		return nil, fmt.Errorf("%w %s: %w", ErrTemplate, t.name, err)
 	}
 	if err := t.check(rsa); err != nil {
 		return nil, err
@@ -102,13 +109,52 @@ var sampleRSAKey = sync.OnceValues(func() (*rsa.PrivateKey, error) {
 	return rsa.GenerateKey(rand.Reader, 2048)
 })
 
-// certificate renders the template for csr and checks that the result is
+// execute is x509util.WithTemplate for the parsed template. A template's
+// `fail "message"` stops it with that message.
+func (t *Template) execute(data x509util.TemplateData) x509util.Option {
+	return func(cr *x509.CertificateRequest, o *x509util.Options) error {
+		var failed string
+		tmpl, err := t.parsed.Clone()
+		if err != nil {
+			return err
+		}
+		tmpl.Funcs(template.FuncMap{"fail": func(msg string) (string, error) {
+			failed = msg
+			return "", errors.New(msg)
+		}})
+		data.SetCertificateRequest(cr)
+		var buf bytes.Buffer
+		if err := tmpl.Execute(&buf, data); err != nil {
+			if failed != "" {
+				return errors.New(failed)
+			}
+			return fmt.Errorf("execute: %w", err)
+		}
+		o.CertBuffer = &buf
+		return nil
+	}
+}
+
+// certificate renders the template for csr (whose signature the caller
+// has checked) and checks that the result is
 // a device certificate for registrationID. The serial number is always a
 // fresh random 128-bit number; the validity is the template's if it sets
 // one, else now−1 min to now+validity.
 func (t *Template) certificate(csr *x509.CertificateRequest, registrationID string, validity time.Duration, now time.Time) (*x509.Certificate, error) {
 	data := x509util.CreateTemplateData(registrationID, nil)
-	c, err := x509util.NewCertificate(csr, x509util.WithTemplate(t.text, data))
+	// The policy has checked the CSR's signature; NewCertificateFromX509
+	// does not check it again. The template sees the CSR's key, subject
+	// and requested names and extensions as .Insecure.CR.
+	c, err := x509util.NewCertificateFromX509(&x509.Certificate{
+		PublicKey:          csr.PublicKey,
+		PublicKeyAlgorithm: csr.PublicKeyAlgorithm,
+		Subject:            csr.Subject,
+		DNSNames:           csr.DNSNames,
+		EmailAddresses:     csr.EmailAddresses,
+		IPAddresses:        csr.IPAddresses,
+		URIs:               csr.URIs,
+		ExtraExtensions:    csr.Extensions,
+	}, t.execute(data))
 	if err != nil {
 		return nil, fmt.Errorf("%w %s: %w", ErrTemplate, t.name, err)
 	}
