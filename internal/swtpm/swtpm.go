@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"sync"
 	"time"
 )
@@ -21,7 +23,9 @@ type Process struct {
 	// Addr is the command port's address; the control port is the next
 	// port, as tpm2-tools' swtpm TCTI expects.
 	Addr string
-	cmd  *exec.Cmd
+	// Socket is the command socket's path, for a swtpm from StartUnix.
+	Socket string
+	cmd    *exec.Cmd
 	out  *lockedBuffer
 }
 
@@ -62,6 +66,36 @@ func Start(dir string, startup bool) (*Process, error) {
 		if time.Now().After(deadline) {
 			p.Close()
 			return nil, fmt.Errorf("swtpm did not listen on %s: %w\n%s", p.Addr, err, p.out.String())
+		}
+	}
+}
+
+// StartUnix runs swtpm, started (TPM2_Startup(CLEAR)), with its state in
+// dir and its command channel on the Unix socket dir/swtpm.sock: the way
+// go-tpm's OpenTPM and libraries over it (smallstep's tpmkms) reach a
+// TPM emulator by path.
+func StartUnix(dir string) (*Process, error) {
+	bin, err := exec.LookPath("swtpm")
+	if err != nil {
+		return nil, ErrNotInstalled
+	}
+	p := &Process{Socket: filepath.Join(dir, "swtpm.sock"), out: &lockedBuffer{}}
+	p.cmd = exec.Command(bin, "socket", "--tpm2",
+		"--server", "type=unixio,path="+p.Socket,
+		"--ctrl", "type=unixio,path="+filepath.Join(dir, "swtpm.ctrl"),
+		"--tpmstate", "dir="+dir,
+		"--flags", "not-need-init,startup-clear")
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start swtpm: %w", err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if fi, err := os.Stat(p.Socket); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			return p, nil
+		}
+		if time.Now().After(deadline) {
+			p.Close()
+			return nil, fmt.Errorf("swtpm did not make %s\n%s", p.Socket, p.out.String())
 		}
 	}
 }
