@@ -26,7 +26,7 @@ type Process struct {
 	// Socket is the command socket's path, for a swtpm from StartUnix.
 	Socket string
 	cmd    *exec.Cmd
-	out  *lockedBuffer
+	out    *lockedBuffer
 }
 
 // Start runs swtpm with its state in dir on two consecutive free loopback
