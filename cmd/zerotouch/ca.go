@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -81,9 +80,9 @@ func (f *caFlags) open(ctx context.Context, g *globals) (ca.Issuer, error) {
 		}
 		validity = v
 	}
-	pw, err := f.password()
-	if err != nil {
-		return nil, err
+	pw, pwErr := f.password()
+	if pwErr != nil && (f.url != "" || !errors.Is(pwErr, secret.ErrMissing)) {
+		return nil, pwErr
 	}
 	if f.url != "" {
 		if f.template != "" {
@@ -91,7 +90,13 @@ func (f *caFlags) open(ctx context.Context, g *globals) (ca.Issuer, error) {
 		}
 		return ca.NewRemote(ctx, ca.RemoteConfig{URL: f.url, Fingerprint: f.fingerprint, Provisioner: f.provisioner, Password: pw, Validity: validity, Logger: g.log})
 	}
-	return ca.OpenLocal(ctx, f.dir, ca.LocalOptions{Password: pw, Template: f.template, Validity: validity, Logger: g.log})
+	// A CA whose key is in a TPM, or a token with a pin-source, needs no
+	// password: only when the CA asks for one is its absence an error.
+	l, err := ca.OpenLocal(ctx, f.dir, ca.LocalOptions{Password: pw, Template: f.template, Validity: validity, Logger: g.log})
+	if errors.Is(err, ca.ErrPassword) && pwErr != nil {
+		return nil, pwErr
+	}
+	return l, err
 }
 
 func caCmd(g *globals) *cobra.Command {
@@ -153,12 +158,15 @@ A folder that already holds a CA is refused. Exit 2 for a wrong command line.`,
 				}
 				*v.d = d
 			}
-			pw, err := f.password()
-			if err != nil && !strings.HasPrefix(o.kms, "tpmkms:") {
-				return err
+			pw, pwErr := f.password()
+			if pwErr != nil && !errors.Is(pwErr, secret.ErrMissing) {
+				return pwErr
 			}
 			opts.Password = pw
 			l, err := ca.Init(cmd.Context(), f.dir, opts)
+			if errors.Is(err, ca.ErrPassword) && pwErr != nil {
+				return pwErr
+			}
 			if err != nil {
 				return err
 			}

@@ -8,6 +8,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +18,7 @@ import (
 
 	"zerotouch/ca"
 	"zerotouch/internal/stepca"
+	"zerotouch/internal/swtpm"
 )
 
 // writeCSR writes a PEM CSR with CN cn and returns its path.
@@ -146,4 +148,31 @@ func TestCARemote(t *testing.T) {
 	if code, _, errOut := run(t, "ca", "show", "--url", s.URL, "--fingerprint", wrong); code != exitFailed || !strings.Contains(errOut, "pinned") {
 		t.Fatalf("show with a wrong fingerprint: exit %d, stderr %q", code, errOut)
 	}
+}
+
+// A CA whose keys are in a TPM needs no password, from init to sign.
+func TestCATPMNoPassword(t *testing.T) {
+	p, err := swtpm.StartUnix(t.TempDir())
+	if errors.Is(err, swtpm.ErrNotInstalled) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	t.Setenv(envCAPassword, "")
+	dir := t.TempDir()
+	cadir := filepath.Join(dir, "ca")
+	if code, _, errOut := run(t, "ca", "init", "--dir", cadir, "--kms", "tpmkms:device="+p.Socket); code != exitOK {
+		t.Fatalf("init: exit %d, stderr %s", code, errOut)
+	}
+	code, out, errOut := run(t, "ca", "sign", "--dir", cadir, "--csr", writeCSR(t, dir, "sensor-0001"), "--registration-id", "sensor-0001")
+	if code != exitOK {
+		t.Fatalf("sign: exit %d, stderr %s", code, errOut)
+	}
+	chain, err := ca.ReadChain(cadir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifyChainPEM(t, out, "sensor-0001", chain[len(chain)-1])
 }
