@@ -359,6 +359,29 @@ func ReadChain(dir string) ([]*x509.Certificate, error) {
 	return append(chain, root), nil
 }
 
+// CATemplate returns the device template of the CA in dir: its own, or
+// the built-in one if it has none or dir is empty.
+func CATemplate(dir string) (*Template, error) {
+	if dir == "" {
+		return LoadTemplate("", true)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, ConfigFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w in %s", ErrNoCA, dir)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var cfg localConfig
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, ConfigFile), err)
+	}
+	if cfg.Template == "" {
+		return LoadTemplate("", cfg.Policy.allows(RSA))
+	}
+	return LoadTemplate(filepath.Join(dir, cfg.Template), cfg.Policy.allows(RSA))
+}
+
 // Dir returns the CA's folder.
 func (l *Local) Dir() string { return l.dir }
 

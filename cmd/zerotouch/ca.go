@@ -104,7 +104,7 @@ func caCmd(g *globals) *cobra.Command {
 		Use:   "ca",
 		Short: "The certificate authority for X.509 attestation: a local CA or the factory's step-ca",
 	}
-	cmd.AddCommand(caInitCmd(g), caShowCmd(g), caSignCmd(g))
+	cmd.AddCommand(caInitCmd(g), caShowCmd(g), caSignCmd(g), caTemplateCmd())
 	return cmd
 }
 
@@ -319,5 +319,28 @@ otherwise the local CA in --dir. Exit 1 if the CSR is refused.`,
 	fs.StringVar(&regID, "registration-id", "", "the board's registration ID: the certificate's CN")
 	cmd.MarkFlagRequired("csr")
 	cmd.MarkFlagRequired("registration-id")
+	return cmd
+}
+
+func caTemplateCmd() *cobra.Command {
+	var dir string
+	cmd := &cobra.Command{
+		Use:   "template",
+		Short: "Print the device certificate template (x509util JSON)",
+		Long: `Print the device certificate template: the local CA's own if --dir holds a
+CA with one, else the built-in one. Give it to the factory step-ca's JWK
+provisioner (options.x509.template) so that its certificates match the
+local CA's.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			t, err := ca.CATemplate(dir)
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintln(cmd.OutOrStdout(), t.Text())
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "", "a local CA's folder (default: the built-in template)")
 	return cmd
 }

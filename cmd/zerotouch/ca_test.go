@@ -91,6 +91,11 @@ func TestCALocal(t *testing.T) {
 		t.Fatalf("show --json: root %v, fingerprint %s, group certificate is not the issuing intermediate", err, shown.RootFingerprint)
 	}
 
+	// The template printed is the one step-ca provisioners are given.
+	if code, out, _ := run(t, "ca", "template", "--dir", cadir); code != exitOK || strings.TrimSpace(out) != ca.DefaultTemplate {
+		t.Fatalf("ca template: exit %d, printed %q; want the built-in template", code, out)
+	}
+
 	csr := writeCSR(t, dir, "sensor-0001")
 	t.Setenv(envCAPassword, "a long CA passphrase")
 	code, out, errOut = run(t, "ca", "sign", "--dir", cadir, "--csr", csr, "--registration-id", "sensor-0001")
