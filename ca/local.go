@@ -102,14 +102,15 @@ func Init(ctx context.Context, dir string, opts InitOptions) (*Local, error) {
 	if _, err := os.Stat(filepath.Join(dir, ConfigFile)); err == nil {
 		return nil, fmt.Errorf("%w in %s: remove the folder to start again, or use --dir for another", ErrExists, dir)
 	}
+	// The folder first, 0700: a TPM KMS keeps its key blobs inside it.
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("ca init: %w", err)
+	}
 	ks, err := openKeyStore(ctx, dir, opts.KMS, opts.Password)
 	if err != nil {
 		return nil, fmt.Errorf("ca init: %w", err)
 	}
 	defer ks.Close()
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("ca init: %w", err)
-	}
 
 	cfg := localConfig{Version: 1, KMS: opts.KMS, Validity: FormatValidity(opts.Validity), Policy: opts.Policy}
 	if opts.Template != "" {
