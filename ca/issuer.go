@@ -94,7 +94,7 @@ func accept(chain []*x509.Certificate, root *x509.Certificate, csr *x509.Certifi
 	if leaf.Subject.CommonName != registrationID {
 		return nil, fmt.Errorf("%w: CN %q, want %q", ErrIssued, leaf.Subject.CommonName, registrationID)
 	}
-	if pub, ok := leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); !ok || !pub.Equal(csr.PublicKey) {
+	if !samePublicKey(leaf.PublicKey, csr.PublicKey) {
 		return nil, fmt.Errorf("%w: public key is not the CSR's (%s)", ErrIssued, reflect.TypeOf(leaf.PublicKey))
 	}
 	if leaf.IsCA {
@@ -139,4 +139,10 @@ func verifyClientChain(chain []*x509.Certificate, root *x509.Certificate, at tim
 		return fmt.Errorf("chain does not verify to root %s: %w", Fingerprint(root), err)
 	}
 	return nil
+}
+
+// samePublicKey reports whether a and b are the same public key.
+func samePublicKey(a, b crypto.PublicKey) bool {
+	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && k.Equal(b)
 }

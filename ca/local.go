@@ -225,7 +225,7 @@ func importIntermediate(ks *keyStore, opts InitOptions) (root *x509.Certificate,
 			return nil, nil, "", err
 		}
 	}
-	if pub, ok := signer.Public().(interface{ Equal(crypto.PublicKey) bool }); !ok || !pub.Equal(chain[0].PublicKey) {
+	if !samePublicKey(signer.Public(), chain[0].PublicKey) {
 		return nil, nil, "", fmt.Errorf("the key %s is not the key of the certificate %s", opts.ImportKey, opts.ImportCert)
 	}
 	return root, chain, key, nil
@@ -329,7 +329,7 @@ func OpenLocal(ctx context.Context, dir string, opts LocalOptions) (*Local, erro
 		l.ks.Close()
 		return nil, fmt.Errorf("open CA: %w", err)
 	}
-	if pub, ok := l.signer.Public().(interface{ Equal(crypto.PublicKey) bool }); !ok || !pub.Equal(l.chain[0].PublicKey) {
+	if !samePublicKey(l.signer.Public(), l.chain[0].PublicKey) {
 		l.ks.Close()
 		return nil, fmt.Errorf("open CA: the key %s is not the key of %s", cfg.Key, IntermediateFile)
 	}
