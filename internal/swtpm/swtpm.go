@@ -35,10 +35,6 @@ type Process struct {
 // send TPM2_Startup, as a real one does after power-on. The caller closes
 // it.
 func Start(dir string, startup bool) (*Process, error) {
-	bin, err := exec.LookPath("swtpm")
-	if err != nil {
-		return nil, ErrNotInstalled
-	}
 	port, err := freePortPair()
 	if err != nil {
 		return nil, err
@@ -47,27 +43,17 @@ func Start(dir string, startup bool) (*Process, error) {
 	if startup {
 		flags += ",startup-clear"
 	}
-	p := &Process{Addr: fmt.Sprintf("127.0.0.1:%d", port), out: &lockedBuffer{}}
-	p.cmd = exec.Command(bin, "socket", "--tpm2",
-		"--server", fmt.Sprintf("type=tcp,bindaddr=127.0.0.1,port=%d", port),
-		"--ctrl", fmt.Sprintf("type=tcp,bindaddr=127.0.0.1,port=%d", port+1),
-		"--tpmstate", "dir="+dir,
-		"--flags", flags)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	if err := p.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start swtpm: %w", err)
-	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		c, err := net.Dial("tcp", p.Addr)
-		if err == nil {
-			c.Close()
-			return p, nil
-		}
-		if time.Now().After(deadline) {
-			p.Close()
-			return nil, fmt.Errorf("swtpm did not listen on %s: %w\n%s", p.Addr, err, p.out.String())
-		}
-	}
+	p := &Process{Addr: fmt.Sprintf("127.0.0.1:%d", port)}
+	return p.launch(dir, flags,
+		fmt.Sprintf("type=tcp,bindaddr=127.0.0.1,port=%d", port),
+		fmt.Sprintf("type=tcp,bindaddr=127.0.0.1,port=%d", port+1),
+		func() error {
+			c, err := net.Dial("tcp", p.Addr)
+			if err == nil {
+				c.Close()
+			}
+			return err
+		})
 }
 
 // StartUnix runs swtpm, started (TPM2_Startup(CLEAR)), with its state in
@@ -75,27 +61,41 @@ func Start(dir string, startup bool) (*Process, error) {
 // go-tpm's OpenTPM and libraries over it (smallstep's tpmkms) reach a
 // TPM emulator by path.
 func StartUnix(dir string) (*Process, error) {
+	p := &Process{Socket: filepath.Join(dir, "swtpm.sock")}
+	return p.launch(dir, "not-need-init,startup-clear",
+		"type=unixio,path="+p.Socket,
+		"type=unixio,path="+filepath.Join(dir, "swtpm.ctrl"),
+		func() error {
+			fi, err := os.Stat(p.Socket)
+			if err == nil && fi.Mode()&os.ModeSocket == 0 {
+				err = fmt.Errorf("%s is not a socket", p.Socket)
+			}
+			return err
+		})
+}
+
+// launch starts swtpm with the given server and control channels and
+// waits up to 10 s for ready to succeed.
+func (p *Process) launch(dir, flags, server, ctrl string, ready func() error) (*Process, error) {
 	bin, err := exec.LookPath("swtpm")
 	if err != nil {
 		return nil, ErrNotInstalled
 	}
-	p := &Process{Socket: filepath.Join(dir, "swtpm.sock"), out: &lockedBuffer{}}
-	p.cmd = exec.Command(bin, "socket", "--tpm2",
-		"--server", "type=unixio,path="+p.Socket,
-		"--ctrl", "type=unixio,path="+filepath.Join(dir, "swtpm.ctrl"),
-		"--tpmstate", "dir="+dir,
-		"--flags", "not-need-init,startup-clear")
+	p.out = &lockedBuffer{}
+	p.cmd = exec.Command(bin, "socket", "--tpm2", "--server", server, "--ctrl", ctrl,
+		"--tpmstate", "dir="+dir, "--flags", flags)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start swtpm: %w", err)
 	}
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if fi, err := os.Stat(p.Socket); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		err := ready()
+		if err == nil {
 			return p, nil
 		}
 		if time.Now().After(deadline) {
 			p.Close()
-			return nil, fmt.Errorf("swtpm did not make %s\n%s", p.Socket, p.out.String())
+			return nil, fmt.Errorf("swtpm not ready (%s): %w\n%s", server, err, p.out.String())
 		}
 	}
 }
