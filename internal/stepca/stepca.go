@@ -6,21 +6,13 @@ package stepca
 
 import (
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -28,8 +20,8 @@ import (
 	"github.com/smallstep/certificates/authority/provisioner"
 	stepca "github.com/smallstep/certificates/ca"
 	"go.step.sm/crypto/jose"
-	"go.step.sm/crypto/pemutil"
-	"go.step.sm/crypto/x509util"
+
+	"zerotouch/ca"
 )
 
 // Options configures the server. Zero values get defaults.
@@ -69,37 +61,25 @@ func Start(opts Options) (*Server, error) {
 	if opts.MaxValidity == 0 {
 		opts.MaxValidity = 10*365*24*time.Hour + 24*time.Hour
 	}
+	// The root and intermediate are a local CA's, made by the ca package;
+	// step-ca reads its files, the intermediate key encrypted.
 	keyPassword := []byte(rand.Text())
-	root, rootKey, err := makeCA("zerotouch test Root CA", nil, nil)
+	caDir := filepath.Join(opts.Dir, "ca")
+	l, err := ca.Init(context.Background(), caDir, ca.InitOptions{Name: "zerotouch test", Password: keyPassword})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("stepca: %w", err)
 	}
-	inter, interKey, err := makeCA("zerotouch test Intermediate CA", root, rootKey)
-	if err != nil {
-		return nil, err
-	}
-	rootPath := filepath.Join(opts.Dir, "root_ca.crt")
-	interPath := filepath.Join(opts.Dir, "intermediate_ca.crt")
-	keyPath := filepath.Join(opts.Dir, "intermediate_ca_key")
-	if err := os.WriteFile(rootPath, pemCert(root), 0o600); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(interPath, pemCert(inter), 0o600); err != nil {
-		return nil, err
-	}
-	block, err := pemutil.Serialize(interKey, pemutil.WithPassword(keyPassword), pemutil.WithPKCS8(true))
-	if err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(keyPath, pem.EncodeToMemory(block), 0o600); err != nil {
-		return nil, err
-	}
+	chain, _ := l.Chain(context.Background())
+	l.Close()
+	root := chain[len(chain)-1]
+	rootPath := filepath.Join(caDir, ca.RootFile)
+	interPath := filepath.Join(caDir, ca.IntermediateFile)
+	keyPath := filepath.Join(caDir, "intermediate.key")
 	prov, err := jwkProvisioner(opts)
 	if err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256(root.Raw)
-	s := &Server{Fingerprint: hex.EncodeToString(sum[:]), Provisioner: opts.Provisioner, Password: opts.Password, Root: root}
+	s := &Server{Fingerprint: ca.Fingerprint(root), Provisioner: opts.Provisioner, Password: opts.Password, Root: root}
 
 	// The server picks its own listener from the address, so find a free
 	// port and try again if another process takes it first.
@@ -200,40 +180,6 @@ func jwkProvisioner(opts Options) (*provisioner.JWK, error) {
 		p.Options = &provisioner.Options{X509: &provisioner.X509Options{Template: opts.Template}}
 	}
 	return p, nil
-}
-
-func makeCA(cn string, parent *x509.Certificate, parentKey crypto.Signer) (*x509.Certificate, crypto.Signer, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	tmpl := x509util.DefaultIntermediateTemplate
-	if parent == nil {
-		tmpl = x509util.DefaultRootTemplate
-	}
-	data := x509util.CreateTemplateData(cn, nil)
-	c, err := x509util.NewCertificateFromX509(&x509.Certificate{PublicKey: key.Public(), Subject: pkix.Name{CommonName: cn}}, x509util.WithTemplate(tmpl, data))
-	if err != nil {
-		return nil, nil, err
-	}
-	t := c.GetCertificate()
-	t.NotBefore = time.Now().Add(-time.Hour)
-	t.NotAfter = t.NotBefore.Add(20 * 365 * 24 * time.Hour)
-	signer := crypto.Signer(key)
-	if parent == nil {
-		parent = t
-	} else {
-		signer = parentKey
-	}
-	cert, err := x509util.CreateCertificate(t, parent, key.Public(), signer)
-	if err != nil {
-		return nil, nil, err
-	}
-	return cert, key, nil
-}
-
-func pemCert(c *x509.Certificate) []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
 }
 
 func freePort() (string, error) {
