@@ -1,0 +1,220 @@
+package enroll
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// APIVersion is the service API version the client sends.
+const APIVersion = "2021-10-01"
+
+// MaxBulk is the most enrollments one bulk operation may carry
+// (service.json: "Bulk device enrollment operation with maximum of 10
+// enrollments").
+const MaxBulk = 10
+
+// Attestation types.
+const (
+	AttestationTPM          = "tpm"
+	AttestationX509         = "x509"
+	AttestationSymmetricKey = "symmetricKey"
+	AttestationNone         = "none"
+)
+
+// Bulk operation modes.
+const (
+	ModeCreate            = "create"
+	ModeUpdate            = "update"
+	ModeUpdateIfMatchETag = "updateIfMatchETag"
+	ModeDelete            = "delete"
+)
+
+// Enrollment is an individual enrollment (IndividualEnrollment in the
+// REST API). Fields the service sets are marked read-only.
+type Enrollment struct {
+	RegistrationID             string             `json:"registrationId"`
+	DeviceID                   string             `json:"deviceId,omitempty"`
+	RegistrationState          *RegistrationState `json:"registrationState,omitempty"` // read-only
+	Attestation                Attestation        `json:"attestation"`
+	Capabilities               *Capabilities      `json:"capabilities,omitempty"`
+	IoTHubHostName             string             `json:"iotHubHostName,omitempty"`
+	InitialTwin                *InitialTwin       `json:"initialTwin,omitempty"`
+	ETag                       string             `json:"etag,omitempty"`
+	ProvisioningStatus         string             `json:"provisioningStatus,omitempty"` // enabled (default) or disabled
+	ReprovisionPolicy          *ReprovisionPolicy `json:"reprovisionPolicy,omitempty"`
+	AllocationPolicy           string             `json:"allocationPolicy,omitempty"` // hashed, geoLatency, static, custom
+	IoTHubs                    []string           `json:"iotHubs,omitempty"`
+	CustomAllocationDefinition *CustomAllocation  `json:"customAllocationDefinition,omitempty"`
+	OptionalDeviceInformation  map[string]any     `json:"optionalDeviceInformation,omitempty"`
+	CreatedDateTimeUTC         *time.Time         `json:"createdDateTimeUtc,omitempty"`     // read-only
+	LastUpdatedDateTimeUTC     *time.Time         `json:"lastUpdatedDateTimeUtc,omitempty"` // read-only
+}
+
+// EnrollmentGroup is an enrollment group: X.509 (CA-based) or symmetric
+// key; DPS has no TPM groups.
+type EnrollmentGroup struct {
+	EnrollmentGroupID          string             `json:"enrollmentGroupId"`
+	Attestation                Attestation        `json:"attestation"`
+	Capabilities               *Capabilities      `json:"capabilities,omitempty"`
+	IoTHubHostName             string             `json:"iotHubHostName,omitempty"`
+	InitialTwin                *InitialTwin       `json:"initialTwin,omitempty"`
+	ETag                       string             `json:"etag,omitempty"`
+	ProvisioningStatus         string             `json:"provisioningStatus,omitempty"`
+	ReprovisionPolicy          *ReprovisionPolicy `json:"reprovisionPolicy,omitempty"`
+	AllocationPolicy           string             `json:"allocationPolicy,omitempty"`
+	IoTHubs                    []string           `json:"iotHubs,omitempty"`
+	CustomAllocationDefinition *CustomAllocation  `json:"customAllocationDefinition,omitempty"`
+	CreatedDateTimeUTC         *time.Time         `json:"createdDateTimeUtc,omitempty"`
+	LastUpdatedDateTimeUTC     *time.Time         `json:"lastUpdatedDateTimeUtc,omitempty"`
+}
+
+// Attestation is the AttestationMechanism: Type and the one matching
+// field.
+type Attestation struct {
+	Type         string                   `json:"type"`
+	TPM          *TPMAttestation          `json:"tpm,omitempty"`
+	X509         *X509Attestation         `json:"x509,omitempty"`
+	SymmetricKey *SymmetricKeyAttestation `json:"symmetricKey,omitempty"`
+}
+
+// TPMAttestation holds base64 TPM2B_PUBLIC blobs (with their size prefix).
+type TPMAttestation struct {
+	EndorsementKey string `json:"endorsementKey"`
+	StorageRootKey string `json:"storageRootKey,omitempty"`
+}
+
+// SymmetricKeyAttestation holds base64 keys; DPS makes them when empty.
+type SymmetricKeyAttestation struct {
+	PrimaryKey   string `json:"primaryKey,omitempty"`
+	SecondaryKey string `json:"secondaryKey,omitempty"`
+}
+
+// X509Attestation: client certificates for an individual enrollment,
+// signing certificates (or CA references) for a group.
+type X509Attestation struct {
+	ClientCertificates  *X509Certificates `json:"clientCertificates,omitempty"`
+	SigningCertificates *X509Certificates `json:"signingCertificates,omitempty"`
+	CAReferences        *X509CAReferences `json:"caReferences,omitempty"`
+}
+
+// X509Certificates is a primary and an optional secondary certificate.
+type X509Certificates struct {
+	Primary   *X509Certificate `json:"primary,omitempty"`
+	Secondary *X509Certificate `json:"secondary,omitempty"`
+}
+
+// X509Certificate is a PEM certificate as sent; the service answers with
+// Info and may leave Certificate out.
+type X509Certificate struct {
+	Certificate string    `json:"certificate,omitempty"`
+	Info        *X509Info `json:"info,omitempty"` // read-only
+}
+
+// X509Info describes a certificate the service holds.
+type X509Info struct {
+	SubjectName      string    `json:"subjectName"`
+	SHA1Thumbprint   string    `json:"sha1Thumbprint"`
+	SHA256Thumbprint string    `json:"sha256Thumbprint"`
+	IssuerName       string    `json:"issuerName"`
+	NotBeforeUTC     time.Time `json:"notBeforeUtc"`
+	NotAfterUTC      time.Time `json:"notAfterUtc"`
+	SerialNumber     string    `json:"serialNumber"`
+	Version          int       `json:"version"`
+}
+
+// X509CAReferences names CA certificates registered with the service.
+type X509CAReferences struct {
+	Primary   string `json:"primary,omitempty"`
+	Secondary string `json:"secondary,omitempty"`
+}
+
+// Capabilities of the device.
+type Capabilities struct {
+	IoTEdge bool `json:"iotEdge"`
+}
+
+// InitialTwin is the twin a device starts with.
+type InitialTwin struct {
+	Tags       map[string]any     `json:"tags,omitempty"`
+	Properties *InitialProperties `json:"properties,omitempty"`
+}
+
+// InitialProperties holds the desired properties.
+type InitialProperties struct {
+	Desired map[string]any `json:"desired,omitempty"`
+}
+
+// ReprovisionPolicy says what happens when a device re-provisions.
+type ReprovisionPolicy struct {
+	UpdateHubAssignment bool `json:"updateHubAssignment"`
+	MigrateDeviceData   bool `json:"migrateDeviceData"`
+}
+
+// CustomAllocation points at an allocation webhook.
+type CustomAllocation struct {
+	WebhookURL string `json:"webhookUrl"`
+	APIVersion string `json:"apiVersion"`
+}
+
+// RegistrationState is the read-only state of a device's registration.
+type RegistrationState struct {
+	RegistrationID         string          `json:"registrationId,omitempty"`
+	CreatedDateTimeUTC     *time.Time      `json:"createdDateTimeUtc,omitempty"`
+	AssignedHub            string          `json:"assignedHub,omitempty"`
+	DeviceID               string          `json:"deviceId,omitempty"`
+	Status                 string          `json:"status,omitempty"`
+	Substatus              string          `json:"substatus,omitempty"`
+	ErrorCode              int             `json:"errorCode,omitempty"`
+	ErrorMessage           string          `json:"errorMessage,omitempty"`
+	LastUpdatedDateTimeUTC *time.Time      `json:"lastUpdatedDateTimeUtc,omitempty"`
+	ETag                   string          `json:"etag,omitempty"`
+	Payload                json.RawMessage `json:"payload,omitempty"`
+}
+
+// BulkOperation is the body of POST /enrollments.
+type BulkOperation struct {
+	Mode        string       `json:"mode"`
+	Enrollments []Enrollment `json:"enrollments"`
+}
+
+// BulkResult is the answer to a bulk operation: per-item failures ride in
+// a 200 answer.
+type BulkResult struct {
+	IsSuccessful bool        `json:"isSuccessful"`
+	Errors       []BulkError `json:"errors,omitempty"`
+}
+
+// BulkError is one item's outcome; some services list successes too,
+// with ErrorCode below 300.
+type BulkError struct {
+	RegistrationID string `json:"registrationId"`
+	ErrorCode      int    `json:"errorCode"`
+	ErrorStatus    string `json:"errorStatus"`
+}
+
+// Failed reports whether the item failed.
+func (e BulkError) Failed() bool { return e.ErrorCode >= 300 || e.ErrorCode < 100 }
+
+// Status is the HTTP status the item's 6-digit DPS error code starts
+// with (409201 → 409), or the code itself when it is already 3 digits.
+func (e BulkError) Status() int {
+	c := e.ErrorCode
+	for c >= 1000 {
+		c /= 10
+	}
+	return c
+}
+
+// QuerySpecification is the body of a query.
+type QuerySpecification struct {
+	Query string `json:"query"`
+}
+
+// ErrorBody is the service's error answer (ProvisioningServiceErrorDetails).
+type ErrorBody struct {
+	ErrorCode    int               `json:"errorCode"`
+	TrackingID   string            `json:"trackingId,omitempty"`
+	Message      string            `json:"message,omitempty"`
+	Info         map[string]string `json:"info,omitempty"`
+	TimestampUTC string            `json:"timestampUtc,omitempty"`
+}

@@ -1,0 +1,60 @@
+package sqlitedb
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestOpenMigrates(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "t.db")
+	m := []string{"CREATE TABLE a (x INTEGER)"}
+	db, err := Open(ctx, path, m, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mode string
+	if err := db.QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
+		t.Errorf("journal_mode = %q, %v; want wal", mode, err)
+	}
+	var sync int
+	if err := db.QueryRow("PRAGMA synchronous").Scan(&sync); err != nil || sync != 2 {
+		t.Errorf("synchronous = %d, %v; want 2 (FULL)", sync, err)
+	}
+	if _, err := db.Exec("INSERT INTO a VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	// A second migration runs once; the first is not run again.
+	m = append(m, "CREATE TABLE b (y INTEGER)")
+	db, err = Open(ctx, path, m, Options{})
+	if err != nil {
+		t.Fatalf("reopen with a new migration: %v", err)
+	}
+	var n int
+	if err := db.QueryRow("SELECT count(*) FROM a").Scan(&n); err != nil || n != 1 {
+		t.Errorf("rows in a = %d, %v; want 1 kept", n, err)
+	}
+	if _, err := db.Exec("INSERT INTO b VALUES (1)"); err != nil {
+		t.Errorf("table b missing: %v", err)
+	}
+	db.Close()
+
+	// An older binary refuses the newer file.
+	if _, err := Open(ctx, path, m[:1], Options{}); err == nil || !strings.Contains(err.Error(), "newer") {
+		t.Errorf("Open with fewer migrations = %v, want a 'newer' error", err)
+	}
+	// A broken migration leaves the version where it was.
+	bad := append(m, "CREATE TABLE nonsense (")
+	if _, err := Open(ctx, path, bad, Options{}); err == nil || !strings.Contains(err.Error(), "version 3") {
+		t.Errorf("Open with a broken migration = %v, want an error naming version 3", err)
+	}
+	db, err = Open(ctx, path, m, Options{})
+	if err != nil {
+		t.Fatalf("reopen after a failed migration: %v", err)
+	}
+	db.Close()
+}
