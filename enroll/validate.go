@@ -1,0 +1,146 @@
+package enroll
+
+import (
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"fmt"
+	"strings"
+
+	"zerotouch/internal/regid"
+)
+
+// Validate checks an individual enrollment before it is sent: a valid
+// registration ID (at most 64 characters for X.509, whose CN it is), an
+// attestation of a known type with what that type needs, and a known
+// provisioning status. Errors wrap ErrInvalid and name the registration ID
+// and the field.
+func (e *Enrollment) Validate() error {
+	max := regid.MaxLen
+	if e.Attestation.Type == AttestationX509 {
+		max = regid.MaxLenX509
+	}
+	if err := regid.Check(e.RegistrationID, max); err != nil {
+		return fmt.Errorf("%w: registrationId: %v", ErrInvalid, err)
+	}
+	if err := e.Attestation.validate(false); err != nil {
+		return fmt.Errorf("%w: enrollment %s: %v", ErrInvalid, e.RegistrationID, err)
+	}
+	if err := validStatus(e.ProvisioningStatus); err != nil {
+		return fmt.Errorf("%w: enrollment %s: %v", ErrInvalid, e.RegistrationID, err)
+	}
+	return nil
+}
+
+// Validate checks an enrollment group: a valid ID and an X.509 or
+// symmetric-key attestation (DPS has no TPM groups).
+func (g *EnrollmentGroup) Validate() error {
+	if err := regid.Check(g.EnrollmentGroupID, regid.MaxLen); err != nil {
+		return fmt.Errorf("%w: enrollmentGroupId: %v", ErrInvalid, err)
+	}
+	if err := g.Attestation.validate(true); err != nil {
+		return fmt.Errorf("%w: enrollment group %s: %v", ErrInvalid, g.EnrollmentGroupID, err)
+	}
+	if err := validStatus(g.ProvisioningStatus); err != nil {
+		return fmt.Errorf("%w: enrollment group %s: %v", ErrInvalid, g.EnrollmentGroupID, err)
+	}
+	return nil
+}
+
+func validStatus(s string) error {
+	switch s {
+	case "", "enabled", "disabled":
+		return nil
+	}
+	return fmt.Errorf("provisioningStatus %q: want enabled or disabled", s)
+}
+
+func (a *Attestation) validate(group bool) error {
+	switch a.Type {
+	case AttestationTPM:
+		if group {
+			return fmt.Errorf("attestation tpm: enrollment groups take x509 or symmetricKey")
+		}
+		if a.TPM == nil || a.TPM.EndorsementKey == "" {
+			return fmt.Errorf("attestation tpm: endorsementKey is missing")
+		}
+		if err := validBase64(a.TPM.EndorsementKey); err != nil {
+			return fmt.Errorf("attestation tpm: endorsementKey: %v", err)
+		}
+		if a.TPM.StorageRootKey != "" {
+			if err := validBase64(a.TPM.StorageRootKey); err != nil {
+				return fmt.Errorf("attestation tpm: storageRootKey: %v", err)
+			}
+		}
+	case AttestationX509:
+		x := a.X509
+		if x == nil {
+			return fmt.Errorf("attestation x509: certificates are missing")
+		}
+		certs := x.ClientCertificates
+		what := "clientCertificates"
+		if group {
+			certs, what = x.SigningCertificates, "signingCertificates"
+			if certs == nil && x.CAReferences != nil && x.CAReferences.Primary != "" {
+				return nil
+			}
+		}
+		if certs == nil || certs.Primary == nil || certs.Primary.Certificate == "" {
+			return fmt.Errorf("attestation x509: %s.primary.certificate is missing", what)
+		}
+		for _, c := range []*X509Certificate{certs.Primary, certs.Secondary} {
+			if c == nil {
+				continue
+			}
+			if _, err := ParseCertificate(c.Certificate); err != nil {
+				return fmt.Errorf("attestation x509: %s: %v", what, err)
+			}
+		}
+	case AttestationSymmetricKey:
+		if s := a.SymmetricKey; s != nil {
+			for _, k := range []string{s.PrimaryKey, s.SecondaryKey} {
+				if k == "" {
+					continue
+				}
+				if err := validBase64(k); err != nil {
+					return fmt.Errorf("attestation symmetricKey: %v", err)
+				}
+			}
+		}
+	case "":
+		return fmt.Errorf("attestation type is missing (tpm, x509 or symmetricKey)")
+	default:
+		return fmt.Errorf("attestation type %q: want tpm, x509 or symmetricKey", a.Type)
+	}
+	return nil
+}
+
+func validBase64(s string) error {
+	if _, err := base64.StdEncoding.DecodeString(s); err != nil {
+		return fmt.Errorf("not base64")
+	}
+	return nil
+}
+
+// ParseCertificate reads the first certificate of a PEM string; DPS also
+// takes base64 DER without the PEM armour.
+func ParseCertificate(s string) (*x509.Certificate, error) {
+	var der []byte
+	if b, _ := pem.Decode([]byte(s)); b != nil {
+		if b.Type != "CERTIFICATE" {
+			return nil, fmt.Errorf("PEM block %q is not a CERTIFICATE", b.Type)
+		}
+		der = b.Bytes
+	} else {
+		d, err := base64.StdEncoding.DecodeString(strings.TrimSpace(s))
+		if err != nil {
+			return nil, fmt.Errorf("certificate is neither PEM nor base64 DER")
+		}
+		der = d
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("certificate: %v", err)
+	}
+	return c, nil
+}
