@@ -310,6 +310,9 @@ func (c *Client) do(ctx context.Context, cl *call) error {
 			return fmt.Errorf("%s: encode: %w", op, err)
 		}
 		body = b
+		if len(body) > MaxMessage {
+			return fmt.Errorf("%s: %w: the request is %d bytes; DPS takes at most %d", op, ErrInvalid, len(body), MaxMessage)
+		}
 	}
 	attempts := 1
 	if cl.repeat {

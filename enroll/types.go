@@ -13,6 +13,10 @@ const APIVersion = "2021-10-01"
 // enrollments").
 const MaxBulk = 10
 
+// MaxMessage is the largest request DPS takes, in bytes ("Maximum size of
+// message: 96 KB", DPS quotas and limits).
+const MaxMessage = 96 * 1024
+
 // Attestation types.
 const (
 	AttestationTPM          = "tpm"
