@@ -1,0 +1,277 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/vbauerster/mpb/v8"
+	"github.com/vbauerster/mpb/v8/decor"
+
+	"zerotouch/enroll"
+	"zerotouch/internal/secret"
+)
+
+// envDPSConnectionString holds the DPS service connection string when
+// --connection-string-file is not given.
+const envDPSConnectionString = "ZEROTOUCH_DPS_CONNECTION_STRING"
+
+// dpsFlags say how to reach the DPS service API.
+type dpsFlags struct {
+	connFile string
+	caFile   string
+	timeout  time.Duration
+}
+
+func (f *dpsFlags) add(cmd *cobra.Command) {
+	fs := cmd.Flags()
+	fs.StringVar(&f.connFile, "connection-string-file", "", "file holding the DPS service connection string (HostName=...;SharedAccessKeyName=...;SharedAccessKey=...); default $"+envDPSConnectionString)
+	fs.StringVar(&f.caFile, "ca-file", "", "PEM file of a CA to trust for the DPS endpoint, besides the system's (an emulator, a proxy)")
+	fs.DurationVar(&f.timeout, "timeout", 30*time.Second, "how long to wait for each DPS answer")
+}
+
+func (f *dpsFlags) config(g *globals) (enroll.Config, error) {
+	s, err := secret.Read("--connection-string-file", f.connFile, envDPSConnectionString)
+	if err != nil {
+		return enroll.Config{}, usageError{fmt.Errorf("DPS connection string: %w", err)}
+	}
+	cs, err := enroll.ParseConnectionString(string(s))
+	if err != nil {
+		return enroll.Config{}, usageError{err}
+	}
+	if f.timeout <= 0 {
+		return enroll.Config{}, usageError{fmt.Errorf("--timeout %v: want a positive duration", f.timeout)}
+	}
+	return enroll.Config{ConnectionString: cs, CAFile: f.caFile, Timeout: f.timeout, Logger: g.log}, nil
+}
+
+type uploadFlags struct {
+	dps       dpsFlags
+	from      string
+	state     string
+	quota     int
+	share     float64
+	workers   int
+	batch     int
+	checkOnly bool
+}
+
+func uploadCmd(g *globals) *cobra.Command {
+	var f uploadFlags
+	cmd := &cobra.Command{
+		Use:   "upload --from FILE",
+		Short: "Upload enrollments to DPS in bulk, within its quota, exactly once",
+		Long: `Upload individual enrollments to the DPS service API in bulk requests of
+up to 10, paced at a share of the DPS quota, with retries.
+
+--from names a JSON array of enrollments (the DPS REST shape) or a CSV with
+a header row: registrationId, attestation (tpm, x509, symmetricKey),
+endorsementKey, storageRootKey, certificate, primaryKey, secondaryKey,
+deviceId, iotHubHostName, provisioningStatus, iotEdge, iotHubs,
+allocationPolicy. The whole file is checked before anything is sent.
+
+Progress is kept in a state file (--state, default FILE.upload.db): run
+the same command again after a failure or a crash and it carries on,
+re-checking what was in flight; nothing is enrolled twice. An enrollment
+DPS already holds with other content is a conflict, left for a person.
+
+Exit status: 0 when every enrollment is in DPS; 1 when some failed, are in
+conflict or are still pending (run again); 2 when the command line, the
+connection string or the file is wrong (nothing was sent).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runUpload(cmd.Context(), g, &f)
+		},
+	}
+	f.dps.add(cmd)
+	fs := cmd.Flags()
+	fs.StringVar(&f.from, "from", "", "JSON or CSV file of enrollments to upload")
+	fs.StringVar(&f.state, "state", "", "upload state file (default FILE.upload.db beside --from)")
+	fs.IntVar(&f.quota, "quota", 1000, "the DPS service quota, in operations a minute")
+	fs.Float64Var(&f.share, "share", 0.97, "share of the quota to use, in (0, 1]")
+	fs.IntVar(&f.workers, "workers", 4, "requests in flight at once")
+	fs.IntVar(&f.batch, "batch", enroll.MaxBulk, "enrollments per bulk request (1 to 10)")
+	fs.BoolVar(&f.checkOnly, "check", false, "check the file and the connection string, send nothing")
+	return cmd
+}
+
+// uploadSummary is what upload prints at the end (one JSON object with
+// --json).
+type uploadSummary struct {
+	File              string           `json:"file"`
+	State             string           `json:"state"`
+	Total             int              `json:"total"`
+	Uploaded          int              `json:"uploaded"`
+	Failed            int              `json:"failed"`
+	Conflicts         int              `json:"conflicts"`
+	Pending           int              `json:"pending"`
+	Requests          int              `json:"requests"`
+	Throttled         int              `json:"throttled"`
+	Seconds           float64          `json:"seconds"`
+	PerMinute         float64          `json:"enrollmentsPerMinute"`
+	Recovered         int              `json:"recovered,omitempty"`
+	AlreadyInDPS      int              `json:"alreadyInDps,omitempty"`
+	Problems          []enroll.Outcome `json:"problems,omitempty"`
+	Error             string           `json:"error,omitempty"`
+	AllUploaded       bool             `json:"allUploaded"`
+	UnchangedFromLast int              `json:"unchangedFromLastRun,omitempty"`
+}
+
+func runUpload(ctx context.Context, g *globals, f *uploadFlags) error {
+	if f.from == "" {
+		return usageError{errors.New("upload needs --from FILE (a JSON array or CSV of enrollments)")}
+	}
+	switch {
+	case f.quota <= 0:
+		return usageError{fmt.Errorf("--quota %d: want the DPS quota in operations a minute", f.quota)}
+	case f.share <= 0 || f.share > 1:
+		return usageError{fmt.Errorf("--share %v: want a share of the quota in (0, 1]", f.share)}
+	case f.workers < 1 || f.workers > 64:
+		return usageError{fmt.Errorf("--workers %d: want 1 to 64", f.workers)}
+	case f.batch < 1 || f.batch > enroll.MaxBulk:
+		return usageError{fmt.Errorf("--batch %d: DPS takes 1 to %d enrollments a request", f.batch, enroll.MaxBulk)}
+	}
+	cfg, err := f.dps.config(g)
+	if err != nil {
+		return err
+	}
+	file, err := os.Open(f.from)
+	if err != nil {
+		return usageError{fmt.Errorf("--from: %w", err)}
+	}
+	es, err := enroll.ReadFile(file, f.from)
+	file.Close()
+	if err != nil {
+		return usageError{err}
+	}
+	client, err := enroll.NewClient(cfg)
+	if err != nil {
+		return usageError{err}
+	}
+	if f.checkOnly {
+		fmt.Fprintf(g.stderr, "%s: %d enrollments, all valid; DPS %s\n", f.from, len(es), client.HostName())
+		return nil
+	}
+	statePath := f.state
+	if statePath == "" {
+		statePath = f.from + ".upload.db"
+	}
+	st, err := enroll.OpenStateFile(ctx, statePath)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	added, err := st.Add(ctx, es)
+	if err != nil {
+		return err
+	}
+	g.log.Info("upload: queued", "file", f.from, "state", statePath, "new", added.New, "changed", added.Changed,
+		"retried", added.Retried, "unchanged", added.Unchanged, "dps", client.HostName())
+	counts, err := st.Counts(ctx)
+	if err != nil {
+		return err
+	}
+	todo := counts[enroll.StatePending] + counts[enroll.StateInFlight]
+	bar := newCountBar(g, "upload", todo)
+	u, err := enroll.NewUploader(enroll.UploaderConfig{
+		Client: client, Queue: st, Quota: f.quota, Share: f.share, Workers: f.workers, BatchSize: f.batch,
+		Logger: g.log, Progress: func(s enroll.Stats) { bar.set(s.Uploaded + s.Failed + s.Conflicts) },
+	})
+	if err != nil {
+		return usageError{err}
+	}
+	stats, runErr := u.Run(ctx)
+	bar.done(runErr)
+
+	sum := uploadSummary{File: f.from, State: statePath, Total: len(es), Requests: stats.Requests, Throttled: stats.Throttled,
+		Seconds: stats.Elapsed.Seconds(), Recovered: stats.Recovered, AlreadyInDPS: stats.Already, UnchangedFromLast: added.Unchanged}
+	if stats.Elapsed > 0 {
+		sum.PerMinute = float64(stats.Uploaded) / stats.Elapsed.Minutes()
+	}
+	if counts, err = st.Counts(context.WithoutCancel(ctx)); err != nil {
+		return err
+	}
+	sum.Uploaded, sum.Failed, sum.Conflicts = counts[enroll.StateUploaded], counts[enroll.StateFailed], counts[enroll.StateConflict]
+	sum.Pending = counts[enroll.StatePending] + counts[enroll.StateInFlight]
+	if sum.Problems, err = st.Outcomes(context.WithoutCancel(ctx), enroll.StateFailed, enroll.StateConflict); err != nil {
+		return err
+	}
+	if len(sum.Problems) > 100 {
+		sum.Problems = sum.Problems[:100]
+	}
+	if runErr != nil {
+		sum.Error = runErr.Error()
+	}
+	sum.AllUploaded = runErr == nil && sum.Uploaded == sum.Total
+	printUploadSummary(g, &sum)
+	switch {
+	case runErr != nil:
+		return fmt.Errorf("%w; %d enrollments still pending: run the same command again", runErr, sum.Pending)
+	case !sum.AllUploaded:
+		return fmt.Errorf("%d of %d enrollments not uploaded (%d failed, %d in conflict, %d pending): see above",
+			sum.Total-sum.Uploaded, sum.Total, sum.Failed, sum.Conflicts, sum.Pending)
+	}
+	return nil
+}
+
+func printUploadSummary(g *globals, s *uploadSummary) {
+	if g.json {
+		printResult(g, s)
+		return
+	}
+	w := g.stderr
+	for _, p := range s.Problems {
+		fmt.Fprintf(w, "  %-10s %s: %s\n", p.State, p.RegistrationID, p.Error)
+	}
+	throttled := 0.0
+	if s.Requests > 0 {
+		throttled = 100 * float64(s.Throttled) / float64(s.Requests)
+	}
+	fmt.Fprintf(w, "%s: %d enrollments: %d uploaded, %d failed, %d in conflict, %d pending\n",
+		s.File, s.Total, s.Uploaded, s.Failed, s.Conflicts, s.Pending)
+	fmt.Fprintf(w, "this run: %d requests, %d throttled (%.1f%%), %.1f s, %.0f enrollments a minute",
+		s.Requests, s.Throttled, throttled, s.Seconds, s.PerMinute)
+	if s.AlreadyInDPS > 0 {
+		fmt.Fprintf(w, "; %d were already in DPS from an interrupted run", s.AlreadyInDPS)
+	}
+	fmt.Fprintf(w, "\nstate: %s\n", s.State)
+}
+
+// countBar draws a count of items done on a terminal, nothing elsewhere.
+type countBar struct {
+	p   *mpb.Progress
+	bar *mpb.Bar
+}
+
+func newCountBar(g *globals, name string, total int) *countBar {
+	if g.json || !g.term || total == 0 {
+		return &countBar{}
+	}
+	p := mpb.New(mpb.WithOutput(os.Stderr), mpb.WithWidth(40))
+	bar := p.AddBar(int64(total),
+		mpb.PrependDecorators(decor.Name(name, decor.WCSyncSpaceR), decor.CountersNoUnit("%d / %d")),
+		mpb.AppendDecorators(decor.AverageSpeed(nil, "%.0f/s"), decor.Name(" "), decor.Percentage()),
+	)
+	return &countBar{p: p, bar: bar}
+}
+
+func (b *countBar) set(n int) {
+	if b.bar != nil {
+		b.bar.SetCurrent(int64(n))
+	}
+}
+
+func (b *countBar) done(err error) {
+	if b.bar == nil {
+		return
+	}
+	if err != nil {
+		b.bar.Abort(false)
+	} else {
+		b.bar.SetTotal(-1, true)
+	}
+	b.p.Wait()
+}
