@@ -1,0 +1,491 @@
+package emulator
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"zerotouch/enroll"
+	"zerotouch/internal/sqlitedb"
+)
+
+// Defaults for Options.
+const (
+	DefaultKeyName = "provisioningserviceowner" // DPS's all-rights policy
+	DefaultMaxBody = 96 * 1024                  // DPS's maximum message size
+)
+
+// Query page sizes (x-ms-max-item-count): DefaultPageSize when the header
+// is absent; larger requests are cut to MaxPageSize.
+const (
+	DefaultPageSize = 100
+	MaxPageSize     = 1000
+)
+
+// ErrOptions means New or Start was given options it cannot run with.
+var ErrOptions = errors.New("invalid DPS emulator options")
+
+// SupportedAPIVersions lists the api-version values the emulator serves:
+// those the service SDKs send (C 2018-04-01, C# and Java 2019-03-31, Node
+// 2021-10-01) and the service API's other published versions.
+func SupportedAPIVersions() []string {
+	return []string{"2018-04-01", "2019-03-31", "2021-06-01", "2021-10-01", "2025-07-01-preview", "2026-04-01"}
+}
+
+// Options configure an Emulator. Only DB and PrimaryKey are required.
+type Options struct {
+	DB           string           // SQLite file (required); created if absent; state survives restarts
+	Synchronous  string           // passed to sqlitedb.Options ("" = FULL)
+	KeyName      string           // policy name, default DefaultKeyName
+	PrimaryKey   []byte           // required
+	SecondaryKey []byte           // optional
+	HostNames    []string         // extra names a SAS token's sr may carry, besides the request's Host header (with or without its port)
+	Quota        int              // service operations per minute (token bucket); 0 = unlimited
+	Burst        int              // bucket size; default max(1, Quota/60)
+	MaxBody      int64            // request body limit, default DefaultMaxBody
+	Faults       Faults           // faults to inject from the start
+	Now          func() time.Time // default time.Now; drives SAS expiry, the quota and timestamps
+	Logger       *slog.Logger     // default: discard
+}
+
+// Faults are injected per request, after authentication and the quota,
+// as shares of requests in [0, 1]: a request draws one number and is
+// answered with an error if it falls within ErrorRate, dropped if it falls
+// within the next DropRate, and dropped after being carried out if within
+// the next DropAfterRate (when the rates add up past 1, the later kinds get
+// what is left).
+type Faults struct {
+	ErrorRate     float64       // share of requests answered 500 or 503 (DPS error body) without doing anything
+	DropRate      float64       // share of requests whose connection is cut with no answer, nothing done
+	DropAfterRate float64       // share of requests carried out (committed) and then cut with no answer
+	Latency       time.Duration // added to every request before it is handled
+	Seed          int64         // for the random choice; 0 = random seed
+}
+
+func (f Faults) validate() error {
+	for _, r := range []struct {
+		name string
+		v    float64
+	}{{"ErrorRate", f.ErrorRate}, {"DropRate", f.DropRate}, {"DropAfterRate", f.DropAfterRate}} {
+		if math.IsNaN(r.v) || r.v < 0 || r.v > 1 {
+			return fmt.Errorf("%w: Faults.%s %v: want a share in [0, 1]", ErrOptions, r.name, r.v)
+		}
+	}
+	if f.Latency < 0 {
+		return fmt.Errorf("%w: Faults.Latency %v is negative", ErrOptions, f.Latency)
+	}
+	return nil
+}
+
+// Stats count what the emulator did since New.
+type Stats struct {
+	Requests     int64 // requests received
+	Operations   int64 // authenticated requests charged to the quota
+	Throttled    int64 // answered 429
+	Unauthorized int64 // answered 401
+	Errors       int64 // injected 500/503 answers
+	Drops        int64 // connections cut before doing anything
+	DropsAfter   int64 // connections cut after the work was committed
+}
+
+// Emulator is the DPS service API as an http.Handler. It is safe for
+// concurrent use; Close it when done.
+type Emulator struct {
+	db        *sql.DB
+	keyName   string
+	keys      [][]byte
+	hostNames []string
+	maxBody   int64
+	now       func() time.Time
+	log       *slog.Logger
+
+	writeMu sync.Mutex // one write transaction at a time
+
+	mu     sync.Mutex // guards faults, rng and bucket
+	faults Faults
+	rng    *rand.Rand
+	bucket bucket
+
+	requests, operations, throttled, unauthorized, errors, drops, dropsAfter atomic.Int64
+}
+
+// New checks opts and opens (creating or migrating) the SQLite file
+// opts.DB. Errors wrap ErrOptions for bad options, or say which file could
+// not be opened.
+func New(ctx context.Context, opts Options) (*Emulator, error) {
+	switch {
+	case opts.DB == "":
+		return nil, fmt.Errorf("%w: DB (the SQLite file) is required", ErrOptions)
+	case len(opts.PrimaryKey) == 0:
+		return nil, fmt.Errorf("%w: PrimaryKey is required", ErrOptions)
+	case opts.Quota < 0:
+		return nil, fmt.Errorf("%w: Quota %d is negative", ErrOptions, opts.Quota)
+	case opts.Burst < 0:
+		return nil, fmt.Errorf("%w: Burst %d is negative", ErrOptions, opts.Burst)
+	case opts.MaxBody < 0:
+		return nil, fmt.Errorf("%w: MaxBody %d is negative", ErrOptions, opts.MaxBody)
+	}
+	if err := opts.Faults.validate(); err != nil {
+		return nil, err
+	}
+	e := &Emulator{
+		keyName: opts.KeyName,
+		keys:    [][]byte{slices.Clone(opts.PrimaryKey)},
+		maxBody: opts.MaxBody,
+		now:     opts.Now,
+		log:     opts.Logger,
+	}
+	if e.keyName == "" {
+		e.keyName = DefaultKeyName
+	}
+	if len(opts.SecondaryKey) > 0 {
+		e.keys = append(e.keys, slices.Clone(opts.SecondaryKey))
+	}
+	for _, h := range opts.HostNames {
+		if h = strings.TrimSpace(h); h != "" {
+			e.hostNames = append(e.hostNames, h)
+		}
+	}
+	if e.maxBody == 0 {
+		e.maxBody = DefaultMaxBody
+	}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	if e.log == nil {
+		e.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	e.setFaults(opts.Faults)
+	e.bucket = newBucket(opts.Quota, opts.Burst)
+	db, err := sqlitedb.Open(ctx, opts.DB, migrations(), sqlitedb.Options{Synchronous: opts.Synchronous})
+	if err != nil {
+		return nil, fmt.Errorf("DPS emulator store: %w", err)
+	}
+	e.db = db
+	return e, nil
+}
+
+// Close closes the database. Requests still being served fail.
+func (e *Emulator) Close() error {
+	if err := e.db.Close(); err != nil {
+		return fmt.Errorf("close DPS emulator store: %w", err)
+	}
+	return nil
+}
+
+// SetFaults replaces the faults injected from the next request on, and
+// reseeds the random choice with f.Seed. Rates outside [0, 1] are clamped
+// into it and a negative latency counts as none. Safe while serving.
+func (e *Emulator) SetFaults(f Faults) {
+	clamp := func(v float64) float64 {
+		if math.IsNaN(v) {
+			return 0
+		}
+		return min(max(v, 0), 1)
+	}
+	f.ErrorRate, f.DropRate, f.DropAfterRate = clamp(f.ErrorRate), clamp(f.DropRate), clamp(f.DropAfterRate)
+	f.Latency = max(f.Latency, 0)
+	e.setFaults(f)
+}
+
+func (e *Emulator) setFaults(f Faults) {
+	seed := uint64(f.Seed)
+	if seed == 0 {
+		seed = rand.Uint64()
+	}
+	e.mu.Lock()
+	e.faults = f
+	e.rng = rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	e.mu.Unlock()
+}
+
+// SetQuota replaces the quota with perMinute operations a minute and a
+// bucket of burst (0 means max(1, perMinute/60)); perMinute 0 lifts the
+// quota. The new bucket starts full. Safe while serving.
+func (e *Emulator) SetQuota(perMinute, burst int) {
+	b := newBucket(max(perMinute, 0), max(burst, 0))
+	e.mu.Lock()
+	e.bucket = b
+	e.mu.Unlock()
+}
+
+// Stats returns the counters so far. Safe while serving.
+func (e *Emulator) Stats() Stats {
+	return Stats{
+		Requests:     e.requests.Load(),
+		Operations:   e.operations.Load(),
+		Throttled:    e.throttled.Load(),
+		Unauthorized: e.unauthorized.Load(),
+		Errors:       e.errors.Load(),
+		Drops:        e.drops.Load(),
+		DropsAfter:   e.dropsAfter.Load(),
+	}
+}
+
+// Writes reports how many times the individual enrollment registrationID
+// (compared case-insensitively) was written since it was last created: 1
+// after a create, one more for each update; 0 if it does not exist.
+// Tests use it to prove that an enrollment was made exactly once.
+func (e *Emulator) Writes(ctx context.Context, registrationID string) (int, error) {
+	n, err := writeCount(ctx, e.db, enrollmentKind.table, registrationID)
+	if err != nil {
+		return 0, fmt.Errorf("writes of enrollment %s: %w", registrationID, err)
+	}
+	return n, nil
+}
+
+// bucket is a token bucket refilling continuously at rate tokens a second
+// up to burst; rate 0 means no limit. Guarded by Emulator.mu.
+type bucket struct {
+	rate, burst, tokens float64
+	last                time.Time
+}
+
+func newBucket(perMinute, burst int) bucket {
+	if perMinute == 0 {
+		return bucket{}
+	}
+	if burst == 0 {
+		burst = max(1, perMinute/60)
+	}
+	return bucket{rate: float64(perMinute) / 60, burst: float64(burst), tokens: float64(burst)}
+}
+
+// take takes a token at now, or reports how long until one is there.
+func (b *bucket) take(now time.Time) (bool, time.Duration) {
+	if b.rate == 0 {
+		return true, 0
+	}
+	if !b.last.IsZero() && now.After(b.last) {
+		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	}
+	if b.last.IsZero() || now.After(b.last) {
+		b.last = now
+	}
+	if b.tokens >= 1 {
+		b.tokens--
+		return true, 0
+	}
+	return false, time.Duration((1 - b.tokens) / b.rate * float64(time.Second))
+}
+
+type fault int
+
+const (
+	faultNone fault = iota
+	faultError
+	faultDrop
+	faultDropAfter
+)
+
+// decide draws this request's fault and, for faultError, its status.
+func (e *Emulator) decide() (fault, int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	f := e.faults
+	if f.ErrorRate == 0 && f.DropRate == 0 && f.DropAfterRate == 0 {
+		return faultNone, 0
+	}
+	u := e.rng.Float64()
+	switch {
+	case u < f.ErrorRate:
+		if e.rng.IntN(2) == 0 {
+			return faultError, http.StatusInternalServerError
+		}
+		return faultError, http.StatusServiceUnavailable
+	case u < f.ErrorRate+f.DropRate:
+		return faultDrop, 0
+	case u < f.ErrorRate+f.DropRate+f.DropAfterRate:
+		return faultDropAfter, 0
+	}
+	return faultNone, 0
+}
+
+func (e *Emulator) latency() time.Duration {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.faults.Latency
+}
+
+// ServeHTTP answers one DPS service API request. Checks run in this
+// order: latency, route (404, 405), api-version (400), authentication
+// (401), quota (429), injected faults, then the operation itself.
+func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	e.requests.Add(1)
+	start := time.Now()
+	if d := e.latency(); d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			return
+		}
+	}
+	sw := &statusWriter{ResponseWriter: w}
+	done := func(a *apiError) {
+		if a != nil {
+			e.writeError(sw, a)
+		}
+		e.logRequest(r, sw.status, a, time.Since(start))
+	}
+	rt, aerr := route(r.Method, r.URL.EscapedPath())
+	if aerr != nil {
+		done(aerr)
+		return
+	}
+	if aerr := checkAPIVersion(r); aerr != nil {
+		done(aerr)
+		return
+	}
+	if aerr := e.authorize(r); aerr != nil {
+		e.unauthorized.Add(1)
+		done(aerr)
+		return
+	}
+	e.mu.Lock()
+	ok, wait := e.bucket.take(e.now())
+	e.mu.Unlock()
+	if !ok {
+		e.throttled.Add(1)
+		secs := max(1, int(math.Ceil(wait.Seconds())))
+		done(&apiError{status: http.StatusTooManyRequests, code: enroll.CodeThrottled,
+			msg:        fmt.Sprintf("throttled: the service operations quota is used up; retry after %d s", secs),
+			retryAfter: secs})
+		return
+	}
+	e.operations.Add(1)
+	switch f, status := e.decide(); f {
+	case faultError:
+		e.errors.Add(1)
+		code := enroll.CodeInternal
+		if status == http.StatusServiceUnavailable {
+			code = enroll.CodeServerUnavailable
+		}
+		done(&apiError{status: status, code: code, msg: "injected fault: " + http.StatusText(status), fault: true})
+		return
+	case faultDrop:
+		e.drops.Add(1)
+		e.log.LogAttrs(r.Context(), slog.LevelInfo, "injected fault: connection cut, nothing done",
+			slog.String(keyMethod, r.Method), slog.String(keyPath, r.URL.Path))
+		panic(http.ErrAbortHandler)
+	case faultDropAfter:
+		d := &discardWriter{}
+		aerr := rt.serve(e, d, r)
+		e.dropsAfter.Add(1)
+		attrs := []slog.Attr{slog.String(keyMethod, r.Method), slog.String(keyPath, r.URL.Path)}
+		if aerr != nil {
+			attrs = append(attrs, slog.Int(keyStatus, aerr.status), slog.Int(keyCode, aerr.code))
+		} else {
+			attrs = append(attrs, slog.Int(keyStatus, d.status))
+		}
+		e.log.LogAttrs(r.Context(), slog.LevelInfo, "injected fault: request carried out, then connection cut", attrs...)
+		panic(http.ErrAbortHandler)
+	}
+	done(rt.serve(e, sw, r))
+}
+
+// Log attribute keys.
+const (
+	keyMethod     = "method"
+	keyPath       = "path"
+	keyStatus     = "status"
+	keyCode       = "error_code"
+	keyMessage    = "message"
+	keyTrackingID = "tracking_id"
+	keyDuration   = "duration"
+	keyErr        = "err"
+)
+
+func (e *Emulator) logRequest(r *http.Request, status int, a *apiError, d time.Duration) {
+	attrs := []slog.Attr{slog.String(keyMethod, r.Method), slog.String(keyPath, r.URL.Path), slog.Int(keyStatus, status), slog.Duration(keyDuration, d)}
+	level := slog.LevelDebug
+	if a != nil {
+		attrs = append(attrs, slog.Int(keyCode, a.code), slog.String(keyTrackingID, a.trackingID), slog.String(keyMessage, a.logMessage()))
+		if a.status >= 500 {
+			level = slog.LevelInfo
+		}
+		if a.cause != nil {
+			level = slog.LevelError
+			attrs = append(attrs, slog.String(keyErr, a.cause.Error()))
+		}
+	}
+	e.log.LogAttrs(r.Context(), level, "DPS emulator request", attrs...)
+}
+
+// statusWriter remembers the status written.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+// discardWriter takes the answer to a request whose connection is cut.
+type discardWriter struct {
+	h      http.Header
+	status int
+}
+
+func (d *discardWriter) Header() http.Header {
+	if d.h == nil {
+		d.h = http.Header{}
+	}
+	return d.h
+}
+
+func (d *discardWriter) WriteHeader(code int) {
+	if d.status == 0 {
+		d.status = code
+	}
+}
+
+func (d *discardWriter) Write(p []byte) (int, error) {
+	d.WriteHeader(http.StatusOK)
+	return len(p), nil
+}
+
+func checkAPIVersion(r *http.Request) *apiError {
+	vs := r.URL.Query()["api-version"]
+	supported := SupportedAPIVersions()
+	list := strings.Join(supported, ", ")
+	switch {
+	case len(vs) == 0 || vs[0] == "":
+		return &apiError{status: http.StatusBadRequest, code: enroll.CodeAPIVersion,
+			msg:  "the api-version query parameter is required; supported versions: " + list,
+			info: map[string]string{"supportedVersions": list}}
+	case len(vs) > 1:
+		return &apiError{status: http.StatusBadRequest, code: enroll.CodeAPIVersion,
+			msg:  "api-version is given " + strconv.Itoa(len(vs)) + " times; give it once, one of: " + list,
+			info: map[string]string{"supportedVersions": list}}
+	case !slices.Contains(supported, vs[0]):
+		return &apiError{status: http.StatusBadRequest, code: enroll.CodeAPIVersion,
+			msg:  fmt.Sprintf("api-version %q is not supported; supported versions: %s", vs[0], list),
+			info: map[string]string{"supportedVersions": list}}
+	}
+	return nil
+}

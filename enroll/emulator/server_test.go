@@ -1,0 +1,172 @@
+package emulator
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"zerotouch/enroll"
+)
+
+// startClient is an HTTPS client that trusts only the server's CA file;
+// h2 picks HTTP/2 or HTTP/1.1.
+func startClient(t *testing.T, s *Server, h2 bool) *http.Client {
+	t.Helper()
+	pemBytes, err := os.ReadFile(s.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pemBytes) {
+		t.Fatalf("%s holds no certificate", s.CAFile)
+	}
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: h2}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: time.Minute}
+}
+
+// call makes a request signed from the server's connection string, as a
+// client given only that string and the CA would.
+func call(t *testing.T, c *http.Client, s *Server, method, path string, body any) (*http.Response, []byte, error) {
+	t.Helper()
+	cs, err := enroll.ParseConnectionString(s.ConnectionString)
+	if err != nil {
+		t.Fatalf("connection string: %v", err)
+	}
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, "https://"+cs.HostName+path+"?api-version="+enroll.APIVersion, rd)
+	req.Header.Set("Authorization", enroll.SASToken(cs.HostName, cs.KeyName, cs.Key, time.Now().Add(time.Hour)))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp, b, err
+}
+
+func TestStart(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "dps")
+	ctx := context.Background()
+	s, err := Start(ctx, "127.0.0.1:0", dir, Options{HostNames: []string{"dps.line7.example"}})
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(s.URL, "https://"))
+	if port == "0" || s.URL != "https://127.0.0.1:"+port || s.HostName != "127.0.0.1:"+port {
+		t.Fatalf("URL %q, HostName %q: want the real port", s.URL, s.HostName)
+	}
+	if !strings.HasPrefix(s.ConnectionString, "HostName="+s.HostName+";SharedAccessKeyName="+DefaultKeyName+";SharedAccessKey=") {
+		t.Errorf("connection string %q", s.ConnectionString)
+	}
+	for name, mode := range map[string]os.FileMode{"": 0o700 | os.ModeDir, FileCAKey: 0o600, FileConnectionString: 0o600} {
+		st, err := os.Stat(filepath.Join(dir, name))
+		if err != nil || st.Mode() != mode {
+			t.Errorf("%s/%s: mode %v, %v; want %v", dir, name, st.Mode(), err, mode)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, FileConnectionString)); strings.TrimSpace(string(b)) != s.ConnectionString {
+		t.Errorf("the connection string file holds %q, not %q", b, s.ConnectionString)
+	}
+
+	for _, h2 := range []bool{false, true} {
+		c := startClient(t, s, h2)
+		resp, body, err := call(t, c, s, "PUT", "/enrollments/start-1", tpmEnrollment("start-1"))
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("PUT over HTTPS (h2 %v): %v %s", h2, err, body)
+		}
+		if want := map[bool]int{false: 1, true: 2}[h2]; resp.ProtoMajor != want {
+			t.Errorf("answered over HTTP/%d, want HTTP/%d", resp.ProtoMajor, want)
+		}
+		// A connection cut after the work is an error to the client, over
+		// either protocol.
+		s.Emulator.SetFaults(Faults{DropAfterRate: 1})
+		id := map[bool]string{false: "after-h1", true: "after-h2"}[h2]
+		if resp, _, err := call(t, c, s, "PUT", "/enrollments/"+id, tpmEnrollment(id)); err == nil {
+			t.Errorf("DropAfterRate 1 over HTTP/%d: answered %d", resp.ProtoMajor, resp.StatusCode)
+		}
+		s.Emulator.SetFaults(Faults{})
+		if n, _ := s.Emulator.Writes(ctx, id); n != 1 {
+			t.Errorf("%s: Writes %d, want 1", id, n)
+		}
+	}
+	// The certificate covers the configured host names.
+	cert := s.srv.TLSConfig.Certificates[0]
+	leaf, _ := x509.ParseCertificate(cert.Certificate[0])
+	for _, name := range []string{"localhost", "127.0.0.1", "::1", "dps.line7.example"} {
+		if err := leaf.VerifyHostname(name); err != nil {
+			t.Errorf("server certificate: %v", err)
+		}
+	}
+
+	ca1, _ := os.ReadFile(s.CAFile)
+	cs1 := s.ConnectionString
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+
+	// Restarted on the same address: the same CA, key and connection
+	// string, and the enrollments kept.
+	s2, err := Start(ctx, "127.0.0.1:"+port, dir, Options{})
+	if err != nil {
+		t.Fatalf("restart: %v", err)
+	}
+	defer s2.Close()
+	if ca2, _ := os.ReadFile(s2.CAFile); !bytes.Equal(ca1, ca2) {
+		t.Errorf("restart made a new CA")
+	}
+	if s2.ConnectionString != cs1 {
+		t.Errorf("restart changed the connection string:\n%s\n%s", cs1, s2.ConnectionString)
+	}
+	if resp, body, err := call(t, startClient(t, s2, false), s2, "GET", "/enrollments/start-1", nil); err != nil || resp.StatusCode != 200 {
+		t.Errorf("GET after restart: %v %s", err, body)
+	}
+}
+
+func TestStartErrors(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	// A CA certificate without its key.
+	os.WriteFile(filepath.Join(dir, FileCA), []byte("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n"), 0o644)
+	if s, err := Start(ctx, "127.0.0.1:0", dir, Options{}); err == nil {
+		s.Close()
+		t.Errorf("Start with ca.pem and no ca.key succeeded")
+	} else if !strings.Contains(err.Error(), FileCAKey) {
+		t.Errorf("Start with ca.pem and no ca.key: %v, want it to name %s", err, FileCAKey)
+	}
+
+	dir = t.TempDir()
+	os.WriteFile(filepath.Join(dir, FileConnectionString), []byte("HostName=x;SharedAccessKeyName=y;SharedAccessKey=!!"), 0o600)
+	if s, err := Start(ctx, "127.0.0.1:0", dir, Options{}); err == nil {
+		s.Close()
+		t.Errorf("Start with a broken connection string file succeeded")
+	} else if !errors.Is(err, enroll.ErrConnectionString) || strings.Contains(err.Error(), "!!") {
+		t.Errorf("Start with a broken connection string: %v", err)
+	}
+
+	if _, err := Start(ctx, "127.0.0.1:0", "", Options{}); !errors.Is(err, ErrOptions) {
+		t.Errorf("Start without a folder: %v, want ErrOptions", err)
+	}
+	if _, err := Start(ctx, "127.0.0.1:0", t.TempDir(), Options{Quota: -1}); !errors.Is(err, ErrOptions) {
+		t.Errorf("Start with a negative quota: %v, want ErrOptions", err)
+	}
+	if _, err := Start(ctx, "127.0.0.1:99999", t.TempDir(), Options{}); err == nil || !strings.Contains(err.Error(), "listen") {
+		t.Errorf("Start on a bad address: %v", err)
+	}
+}
