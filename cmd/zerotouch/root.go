@@ -80,7 +80,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.PersistentFlags().BoolVar(&g.json, "json", false, "print results and logs as JSON lines (for line automation)")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
-	root.AddCommand(boardCmd(g), linkCmd(g), tpmCmd(g), caCmd(g), uploadCmd(g))
+	root.AddCommand(boardCmd(g), linkCmd(g), tpmCmd(g), caCmd(g), uploadCmd(g), dpsEmulatorCmd(g))
 
 	err := root.ExecuteContext(ctx)
 	if err == nil {
