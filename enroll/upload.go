@@ -26,10 +26,10 @@ const (
 
 // Outcome settles one queued enrollment.
 type Outcome struct {
-	RegistrationID string
-	State          State  // StatePending (try again later), StateUploaded, StateFailed or StateConflict
-	Error          string // the service's refusal, or the fields in conflict
-	ETag           string // the service's etag, when uploaded
+	RegistrationID string `json:"registrationId"`
+	State          State  `json:"state"`           // StatePending (try again later), StateUploaded, StateFailed or StateConflict
+	Error          string `json:"error,omitempty"` // the service's refusal, or the fields in conflict
+	ETag           string `json:"etag,omitempty"`  // the service's etag, when uploaded
 }
 
 // Queue is what the Uploader drains: the station's records, or an upload

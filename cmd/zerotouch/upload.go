@@ -235,7 +235,7 @@ func printUploadSummary(g *globals, s *uploadSummary) {
 	fmt.Fprintf(w, "this run: %d requests, %d throttled (%.1f%%), %.1f s, %.0f enrollments a minute",
 		s.Requests, s.Throttled, throttled, s.Seconds, s.PerMinute)
 	if s.AlreadyInDPS > 0 {
-		fmt.Fprintf(w, "; %d were already in DPS from an interrupted run", s.AlreadyInDPS)
+		fmt.Fprintf(w, "; %d were in DPS already, as in the file", s.AlreadyInDPS)
 	}
 	fmt.Fprintf(w, "\nstate: %s\n", s.State)
 }
