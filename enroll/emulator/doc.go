@@ -43,6 +43,25 @@
 // "timestampUtc","info"}, the x-ms-error-code header and the enroll.Code*
 // six-digit codes.
 //
+// Where DPS's behaviour is not documented the emulator chooses:
+//
+//   - If-Match on PUT: "*" or an etag (quoted or not) requires the record
+//     to exist, else 412; an etag must be the record's, else 412. On
+//     DELETE an absent record is 404 whatever If-Match says. An etag in a
+//     PUT's body is ignored.
+//   - Bulk: create fails an item that exists (409201), update creates or
+//     replaces, updateIfMatchETag needs the item's etag to match an
+//     existing record (412201 otherwise, also when missing), delete fails
+//     an absent item (404201/404202) and honours an etag if one is given;
+//     an ID repeated in one request fails the later items (400002). Only
+//     failures are listed, and "errors" is [] when there are none.
+//   - Queries: x-ms-max-item-count defaults to 100 and is cut to 1000;
+//     a bad count, query or continuation token is 400 with
+//     enroll.CodeBadQuery.
+//   - The path (404, 405) and the api-version (400) are checked before
+//     the token and cost no operation; an invalid ID in a path is 400
+//     CodeRegistrationID, after the token.
+//
 // Start runs an Emulator behind an HTTPS server with its own CA and a
 // shared access key kept in a folder, as `zerotouch dps-emulator` does.
 package emulator

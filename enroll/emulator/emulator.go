@@ -101,7 +101,9 @@ type Stats struct {
 }
 
 // Emulator is the DPS service API as an http.Handler. It is safe for
-// concurrent use; Close it when done.
+// concurrent use; Close it when done. Failures of a request, the
+// emulator's own included (a store that cannot be written: 500), are
+// answered to the client as DPS error bodies and logged, never returned.
 type Emulator struct {
 	db        *sql.DB
 	keyName   string

@@ -35,7 +35,10 @@ const (
 	FileDB               = "emulator.db"       // the store, unless Options.DB says otherwise
 )
 
-// Server is an Emulator behind an HTTPS server.
+// Server is an Emulator behind an HTTPS server, made by Start. Its fields
+// do not change once Start returns and may be read from any goroutine;
+// the Emulator's methods (SetFaults, SetQuota, Stats, Writes) are safe
+// while it serves. Close it once.
 type Server struct {
 	URL              string // https://127.0.0.1:8443
 	HostName         string // host[:port] for the connection string, e.g. "127.0.0.1:8443" (no port when 443)
@@ -59,9 +62,10 @@ type Server struct {
 //     and the file is rewritten with the current host name;
 //   - dir/emulator.db unless opts.DB is set.
 //
-// ctx bounds the start only; the server runs until Close. The other
+// ctx bounds the start only; the server runs until Close. The
+// certificates follow the real clock whatever opts.Now says. The other
 // options are New's. Errors say which file or address failed; bad options
-// wrap ErrOptions.
+// wrap ErrOptions. On error nothing is left running.
 func Start(ctx context.Context, addr, dir string, opts Options) (*Server, error) {
 	if dir == "" {
 		return nil, fmt.Errorf("%w: the emulator needs a folder for its CA, key and store", ErrOptions)
