@@ -9,6 +9,7 @@ import (
 	"database/sql"
 	"fmt"
 	"net/url"
+	"os"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
@@ -21,11 +22,18 @@ type Options struct {
 	Synchronous string
 }
 
-// Open opens (creating it if needed) the SQLite file at path and applies
+// Open opens (creating it if needed, mode 0600) the SQLite file at path and applies
 // migrations: migrations[i] takes the schema from user_version i to i+1.
 // A file whose user_version is beyond len(migrations) was written by a
 // newer zerotouch and is refused.
 func Open(ctx context.Context, path string, migrations []string, opts Options) (*sql.DB, error) {
+	// Create the file private to its owner: stores hold keys and
+	// identities. SQLite gives its -wal and -shm files the same mode.
+	if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600); err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	} else {
+		f.Close()
+	}
 	sync := opts.Synchronous
 	if sync == "" {
 		sync = "FULL"

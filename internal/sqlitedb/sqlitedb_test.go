@@ -2,6 +2,7 @@ package sqlitedb
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -25,6 +26,11 @@ func TestOpenMigrates(t *testing.T) {
 	}
 	if _, err := db.Exec("INSERT INTO a VALUES (1)"); err != nil {
 		t.Fatal(err)
+	}
+	for _, f := range []string{path, path + "-wal"} {
+		if st, err := os.Stat(f); err != nil || st.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v, %v; want 0600", f, st.Mode().Perm(), err)
+		}
 	}
 	db.Close()
 
