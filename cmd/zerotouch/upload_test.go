@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -90,19 +91,44 @@ func TestUploadSurvivesSIGKILL(t *testing.T) {
 	srv, connFile := startEmulator(t, emulator.Options{Synchronous: "NORMAL", Faults: emulator.Faults{ErrorRate: 0.05, DropAfterRate: 0.05, Seed: 3}})
 	file, es := writeEnrollments(t, 5000)
 	args := []string{"upload", "--from", file, "--connection-string-file", connFile, "--ca-file", srv.CAFile,
-		"--quota", "1200", "--share", "1", "--json"}
+		"--quota", "3000", "--share", "1", "--workers", "2", "--json"}
 	rng := rand.New(rand.NewPCG(11, 12))
 	state := file + ".upload.db"
 	killed, midBatch, lastUp := 0, 0, 0
 	for trial := 0; killed < 20 && trial < 60; trial++ {
 		cmd := exec.Command(os.Args[0], args...)
 		cmd.Env = append(os.Environ(), "ZEROTOUCH_TEST_AS_MAIN=1")
+		stderr, err := cmd.StderrPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(time.Duration(150+rng.IntN(1100)) * time.Millisecond)
+		queued := make(chan struct{})
+		go func() {
+			sc := bufio.NewScanner(stderr)
+			for sc.Scan() {
+				if strings.Contains(sc.Text(), `"upload: queued"`) {
+					close(queued)
+				}
+			}
+		}()
+		// One kill in four lands anywhere from the start (reading the
+		// file, queueing it); the others while batches go up, however
+		// long the start took on this machine.
+		if trial%4 == 0 {
+			time.Sleep(time.Duration(rng.IntN(400)) * time.Millisecond)
+		} else {
+			select {
+			case <-queued:
+			case <-time.After(time.Minute):
+				t.Fatalf("trial %d: the upload did not start in a minute", trial)
+			}
+			time.Sleep(time.Duration(rng.IntN(1500)) * time.Millisecond)
+		}
 		cmd.Process.Signal(syscall.SIGKILL)
-		err := cmd.Wait()
+		err = cmd.Wait()
 		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			killed++
 		} else if err == nil {
@@ -131,7 +157,7 @@ func TestUploadSurvivesSIGKILL(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	// The last run, at a higher pace, finishes the job.
-	args[len(args)-4] = "60000"
+	args[len(args)-6] = "60000"
 	cmd := exec.CommandContext(ctx, os.Args[0], args...)
 	cmd.Env = append(os.Environ(), "ZEROTOUCH_TEST_AS_MAIN=1")
 	out, err := cmd.Output()
