@@ -29,6 +29,8 @@ type Config struct {
 	CAFile string
 	// Endpoint overrides https://HostName (tests).
 	Endpoint string
+	// APIVersion overrides APIVersion, for a service that has moved on.
+	APIVersion string
 	// HTTPClient overrides the client built from CAFile.
 	HTTPClient *http.Client
 	// TokenLifetime of each SAS token; default one hour.
@@ -89,6 +91,9 @@ func NewClient(cfg Config) (*Client, error) {
 	}
 	if cfg.Attempts == 0 {
 		cfg.Attempts = 4
+	}
+	if cfg.APIVersion == "" {
+		cfg.APIVersion = APIVersion
 	}
 	c := &Client{cfg: cfg, endpoint: strings.TrimSuffix(cfg.Endpoint, "/"), http: cfg.HTTPClient, log: cfg.Logger}
 	if c.endpoint == "" {
@@ -360,7 +365,7 @@ func (c *Client) once(parent context.Context, op string, cl *call, body []byte) 
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, cl.method, c.endpoint+cl.path+"?api-version="+APIVersion, rd)
+	req, err := http.NewRequestWithContext(ctx, cl.method, c.endpoint+cl.path+"?api-version="+url.QueryEscape(c.cfg.APIVersion), rd)
 	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}

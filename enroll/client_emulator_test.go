@@ -237,6 +237,11 @@ func TestClientRefusedByService(t *testing.T) {
 		t.Errorf("token for another host: %v, want ErrUnauthorized", err)
 	}
 
+	old := newClient(t, srv, enroll.Config{APIVersion: "2016-01-01"})
+	if _, err := old.Get(ctx, "board-1"); !errors.Is(err, enroll.ErrBadRequest) || !strings.Contains(err.Error(), "2021-10-01") {
+		t.Errorf("unknown api-version: %v, want ErrBadRequest listing the versions served", err)
+	}
+
 	big := tpm("board-big", 1)
 	big.InitialTwin = &enroll.InitialTwin{Tags: map[string]any{"blob": strings.Repeat("x", enroll.MaxMessage)}}
 	if _, err := c.CreateOrUpdate(ctx, &big, ""); !errors.Is(err, enroll.ErrInvalid) || !strings.Contains(err.Error(), "at most") {
