@@ -64,3 +64,31 @@ func TestOpenMigrates(t *testing.T) {
 	}
 	db.Close()
 }
+
+// Characters that mean something in a URI stay part of the file name.
+func TestOpenOddPath(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"batch#2.db", "what?.db", "100%.db", "sp ace.db"} {
+		path := filepath.Join(dir, name)
+		db, err := Open(context.Background(), path, []string{"CREATE TABLE a (x)"}, Options{})
+		if err != nil {
+			t.Errorf("Open(%q) = %v", name, err)
+			continue
+		}
+		if _, err := db.Exec("INSERT INTO a VALUES (1)"); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+		db.Close()
+		if st, err := os.Stat(path); err != nil || st.Size() == 0 {
+			t.Errorf("%s: the data did not go to the file named (%v)", name, err)
+		}
+	}
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		switch e.Name() {
+		case "batch#2.db", "what?.db", "100%.db", "sp ace.db":
+		default:
+			t.Errorf("stray file %q", e.Name())
+		}
+	}
+}
