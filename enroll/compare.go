@@ -30,8 +30,9 @@ func Differences(want, got *Enrollment) []string {
 		got.Capabilities == nil && !want.Capabilities.IoTEdge, "capabilities")
 	add(want.IoTHubHostName == "" || want.IoTHubHostName == got.IoTHubHostName, "iotHubHostName")
 	add(want.InitialTwin == nil || sameJSON(want.InitialTwin, got.InitialTwin), "initialTwin")
-	add(want.ProvisioningStatus == "" || want.ProvisioningStatus == got.ProvisioningStatus ||
-		want.ProvisioningStatus == "enabled" && got.ProvisioningStatus == "", "provisioningStatus")
+	// Unset means enabled, the service's default: a disabled enrollment
+	// is not the one asked for.
+	add(orEnabled(want.ProvisioningStatus) == orEnabled(got.ProvisioningStatus), "provisioningStatus")
 	add(want.ReprovisionPolicy == nil || got.ReprovisionPolicy != nil && *want.ReprovisionPolicy == *got.ReprovisionPolicy, "reprovisionPolicy")
 	add(want.AllocationPolicy == "" || want.AllocationPolicy == got.AllocationPolicy, "allocationPolicy")
 	add(len(want.IoTHubs) == 0 || reflect.DeepEqual(want.IoTHubs, got.IoTHubs), "iotHubs")
@@ -112,4 +113,11 @@ func sameJSON(a, b any) bool {
 	json.Unmarshal(ja, &va)
 	json.Unmarshal(jb, &vb)
 	return reflect.DeepEqual(va, vb)
+}
+
+func orEnabled(s string) string {
+	if s == "" {
+		return "enabled"
+	}
+	return s
 }

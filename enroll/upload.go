@@ -118,6 +118,7 @@ type Uploader struct {
 	pace  *pacer
 	mu    sync.Mutex
 	stats Stats
+	tries map[string]int // by lower-case registration ID: settled back to pending this run
 	stop  context.CancelCauseFunc
 }
 
@@ -142,7 +143,7 @@ func NewUploader(cfg UploaderConfig) (*Uploader, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	u := &Uploader{cfg: cfg, log: cfg.Logger}
+	u := &Uploader{cfg: cfg, log: cfg.Logger, tries: map[string]int{}}
 	if u.log == nil {
 		u.log = slog.New(slog.DiscardHandler)
 	}
@@ -169,51 +170,49 @@ func (u *Uploader) Run(ctx context.Context) (Stats, error) {
 		u.update(func(s *Stats) { s.Recovered = n })
 	}
 
-	sem := make(chan struct{}, u.cfg.Workers)
-	done := make(chan struct{}, u.cfg.Workers)
-	var wg sync.WaitGroup
+	// The dispatcher alone counts outstanding batches, and a worker
+	// settles its batch before it reports done: so a Claim that finds
+	// nothing while none is outstanding means nothing is left.
+	done := make(chan struct{})
+	outstanding := 0
 	for ctx.Err() == nil {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			continue
-		}
-		batch, err := u.cfg.Queue.Claim(ctx, u.cfg.BatchSize)
-		if err != nil {
-			<-sem
-			stop(fmt.Errorf("claim from the upload queue: %w", err))
-			break
-		}
-		if len(batch) == 0 {
-			<-sem
-			if len(sem) == 0 {
-				break // nothing pending, nothing in flight
-			}
+		if outstanding == u.cfg.Workers {
 			select {
-			case <-done: // a batch settled: it may have put items back
+			case <-done:
+				outstanding--
 			case <-ctx.Done():
 			}
 			continue
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			u.sendBatch(ctx, batch)
-			<-sem
-			select {
-			case done <- struct{}{}:
-			default:
+		batch, err := u.cfg.Queue.Claim(ctx, u.cfg.BatchSize)
+		if err != nil {
+			stop(fmt.Errorf("claim from the upload queue: %w", err))
+			break
+		}
+		if len(batch) == 0 {
+			if outstanding == 0 {
+				break // nothing pending, nothing in flight
 			}
+			select {
+			case <-done: // a batch settled: it may have put items back
+				outstanding--
+			case <-ctx.Done():
+			}
+			continue
+		}
+		outstanding++
+		go func() {
+			u.sendBatch(ctx, batch)
+			done <- struct{}{}
 		}()
 	}
-	wg.Wait()
+	for ; outstanding > 0; outstanding-- {
+		<-done
+	}
 	s := u.snapshot(start)
 	if cause := context.Cause(ctx); cause != nil {
 		if errors.Is(cause, context.Canceled) || errors.Is(cause, context.DeadlineExceeded) {
 			return s, fmt.Errorf("%w: %w", ErrIncomplete, cause)
-		}
-		if errors.Is(cause, ErrIncomplete) {
-			return s, cause
 		}
 		return s, cause
 	}
@@ -252,9 +251,9 @@ func (u *Uploader) sendBatch(ctx context.Context, batch []Enrollment) {
 				u.release(batch, "")
 				return
 			}
-		case errors.Is(err, ErrBadRequest) && len(batch) > 1:
-			// Something in the batch the client's checks missed: send
-			// the items one by one to find which.
+		case len(batch) > 1 && (errors.Is(err, ErrBadRequest) || errors.Is(err, ErrTooLarge) || errors.Is(err, ErrInvalid)):
+			// Something in the batch the client's checks missed, or a
+			// batch too large as a whole: send the items one by one.
 			u.log.Warn("upload: DPS refused a batch; sending its enrollments one by one", "err", err)
 			for i := range batch {
 				u.sendBatch(ctx, batch[i:i+1])
@@ -270,33 +269,66 @@ func (u *Uploader) sendBatch(ctx context.Context, batch []Enrollment) {
 		}
 	}
 
+	inBatch := map[string]bool{}
+	for i := range batch {
+		inBatch[strings.ToLower(batch[i].RegistrationID)] = true
+	}
 	failed := map[string]BulkError{}
 	for _, e := range res.Errors {
-		if e.Failed() {
-			failed[strings.ToLower(e.RegistrationID)] = e
+		if id := strings.ToLower(e.RegistrationID); e.Failed() && inBatch[id] {
+			failed[id] = e
 		}
 	}
-	if !res.IsSuccessful && len(failed) == 0 {
-		u.release(batch, "DPS answered isSuccessful false with no errors")
-		return
-	}
+	// An answer that says the batch failed without naming an item of it
+	// says nothing about any item: read each one back.
+	unclear := !res.IsSuccessful && len(failed) == 0
 	outs := make([]Outcome, 0, len(batch))
 	for i := range batch {
 		e := &batch[i]
 		be, bad := failed[strings.ToLower(e.RegistrationID)]
 		switch {
+		case unclear:
+			outs = append(outs, u.reconcile(ctx, e))
 		case !bad:
 			outs = append(outs, Outcome{RegistrationID: e.RegistrationID, State: StateUploaded})
 		case be.Status() == 409:
 			outs = append(outs, u.reconcile(ctx, e))
 		case be.Status() == 429 || be.Status() >= 500:
-			outs = append(outs, Outcome{RegistrationID: e.RegistrationID, State: StatePending, Error: be.ErrorStatus})
+			outs = append(outs, Outcome{RegistrationID: e.RegistrationID, State: StatePending,
+				Error: fmt.Sprintf("DPS answered %s (errorCode %d)", be.ErrorStatus, be.ErrorCode)})
 		default:
 			outs = append(outs, Outcome{RegistrationID: e.RegistrationID, State: StateFailed,
 				Error: fmt.Sprintf("DPS refused it: %s (errorCode %d)", be.ErrorStatus, be.ErrorCode)})
 		}
 	}
 	u.settle(ctx, outs, batch)
+	// Items put back to pending come round again: count their tries and
+	// hold this worker back before it does, so that an answer that keeps
+	// coming does not spin.
+	if tries := u.retry(outs); tries > 0 {
+		sleep(ctx, Backoff(tries))
+	}
+}
+
+// retry counts the tries of items settled back to pending and stops the
+// run when one has had its Attempts. It returns the most tries of any.
+func (u *Uploader) retry(outs []Outcome) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	most := 0
+	for _, o := range outs {
+		if o.State != StatePending {
+			continue
+		}
+		id := strings.ToLower(o.RegistrationID)
+		u.tries[id]++
+		n := u.tries[id]
+		most = max(most, n)
+		if n >= u.cfg.Attempts {
+			u.stop(fmt.Errorf("%w: %s still not settled after %d tries: %s", ErrIncomplete, o.RegistrationID, n, o.Error))
+		}
+	}
+	return most
 }
 
 // reconcile reads back an enrollment DPS says exists.
@@ -308,6 +340,11 @@ func (u *Uploader) reconcile(ctx context.Context, want *Enrollment) Outcome {
 		return Outcome{RegistrationID: want.RegistrationID, State: StatePending}
 	case err != nil:
 		u.noteError(err)
+		if !Transient(err) && ctx.Err() == nil {
+			// 401, 403: the policy may create but not read enrollments.
+			u.stop(fmt.Errorf("%w: DPS says %s exists but it cannot be read back to compare (the policy needs EnrollmentRead): %w",
+				ErrIncomplete, want.RegistrationID, err))
+		}
 		return Outcome{RegistrationID: want.RegistrationID, State: StatePending, Error: err.Error()}
 	}
 	if d := Differences(want, got); len(d) > 0 {
