@@ -139,13 +139,15 @@ func (c *Client) HostName() string { return c.cfg.ConnectionString.HostName }
 
 // CreateOrUpdate puts e (PUT /enrollments/{id}) and returns the
 // enrollment as the service holds it. ifMatch, when not empty, is the
-// etag the enrollment must still have (ErrPrecondition otherwise).
+// etag the enrollment must still have (ErrPrecondition otherwise); such a
+// conditional call is sent once, since a second try after a lost answer
+// would meet its own new etag.
 func (c *Client) CreateOrUpdate(ctx context.Context, e *Enrollment, ifMatch string) (*Enrollment, error) {
 	if err := e.Validate(); err != nil {
 		return nil, err
 	}
 	var out Enrollment
-	err := c.do(ctx, &call{method: http.MethodPut, path: "/enrollments/" + url.PathEscape(e.RegistrationID), ifMatch: ifMatch, in: e, out: &out, repeat: true})
+	err := c.do(ctx, &call{method: http.MethodPut, path: "/enrollments/" + url.PathEscape(e.RegistrationID), ifMatch: ifMatch, in: e, out: &out, repeat: ifMatch == ""})
 	return &out, err
 }
 
@@ -158,7 +160,7 @@ func (c *Client) Get(ctx context.Context, registrationID string) (*Enrollment, e
 
 // Delete removes an enrollment; ifMatch as for CreateOrUpdate.
 func (c *Client) Delete(ctx context.Context, registrationID, ifMatch string) error {
-	return c.do(ctx, &call{method: http.MethodDelete, path: "/enrollments/" + url.PathEscape(registrationID), ifMatch: ifMatch, repeat: true})
+	return c.do(ctx, &call{method: http.MethodDelete, path: "/enrollments/" + url.PathEscape(registrationID), ifMatch: ifMatch, repeat: ifMatch == ""})
 }
 
 // AttestationMechanism returns an enrollment's attestation, keys
@@ -221,7 +223,7 @@ func (c *Client) CreateOrUpdateGroup(ctx context.Context, g *EnrollmentGroup, if
 		return nil, err
 	}
 	var out EnrollmentGroup
-	err := c.do(ctx, &call{method: http.MethodPut, path: "/enrollmentGroups/" + url.PathEscape(g.EnrollmentGroupID), ifMatch: ifMatch, in: g, out: &out, repeat: true})
+	err := c.do(ctx, &call{method: http.MethodPut, path: "/enrollmentGroups/" + url.PathEscape(g.EnrollmentGroupID), ifMatch: ifMatch, in: g, out: &out, repeat: ifMatch == ""})
 	return &out, err
 }
 
@@ -234,7 +236,7 @@ func (c *Client) GetGroup(ctx context.Context, id string) (*EnrollmentGroup, err
 
 // DeleteGroup removes an enrollment group.
 func (c *Client) DeleteGroup(ctx context.Context, id, ifMatch string) error {
-	return c.do(ctx, &call{method: http.MethodDelete, path: "/enrollmentGroups/" + url.PathEscape(id), ifMatch: ifMatch, repeat: true})
+	return c.do(ctx, &call{method: http.MethodDelete, path: "/enrollmentGroups/" + url.PathEscape(id), ifMatch: ifMatch, repeat: ifMatch == ""})
 }
 
 // QueryGroups runs one page of an enrollment group query.
