@@ -249,3 +249,39 @@ func (s *StateFile) Outcomes(ctx context.Context, states ...State) ([]Outcome, e
 	}
 	return out, nil
 }
+
+// OutcomesOf returns the state of each of the given registration IDs
+// that the file holds, in no particular order.
+func (s *StateFile) OutcomesOf(ctx context.Context, ids []string) ([]Outcome, error) {
+	var out []Outcome
+	for len(ids) > 0 {
+		n := min(len(ids), 500)
+		args := make([]any, n)
+		for i := range n {
+			args[i] = strings.ToLower(ids[i])
+		}
+		ids = ids[n:]
+		rows, err := s.db.QueryContext(ctx, `SELECT body, state, error, etag FROM enrollments WHERE id IN (?`+
+			strings.Repeat(",?", n-1)+`)`, args...)
+		if err != nil {
+			return nil, fmt.Errorf("upload state: %w", err)
+		}
+		for rows.Next() {
+			var body, state string
+			var o Outcome
+			if err := rows.Scan(&body, &state, &o.Error, &o.ETag); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("upload state: %w", err)
+			}
+			var e Enrollment
+			json.Unmarshal([]byte(body), &e)
+			o.RegistrationID, o.State = e.RegistrationID, State(state)
+			out = append(out, o)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("upload state: %w", err)
+		}
+	}
+	return out, nil
+}

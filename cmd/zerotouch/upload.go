@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sort"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -191,21 +192,35 @@ func runUpload(ctx context.Context, g *globals, f *uploadFlags) error {
 	if stats.Elapsed > 0 {
 		sum.PerMinute = float64(stats.Uploaded) / stats.Elapsed.Minutes()
 	}
-	if counts, err = st.Counts(context.WithoutCancel(ctx)); err != nil {
+	// Count this file's enrollments only: the state file may hold others.
+	ids := make([]string, len(es))
+	for i := range es {
+		ids[i] = es[i].RegistrationID
+	}
+	outs, err := st.OutcomesOf(context.WithoutCancel(ctx), ids)
+	if err != nil {
 		return err
 	}
-	sum.Uploaded, sum.Failed, sum.Conflicts = counts[enroll.StateUploaded], counts[enroll.StateFailed], counts[enroll.StateConflict]
-	sum.Pending = counts[enroll.StatePending] + counts[enroll.StateInFlight]
-	if sum.Problems, err = st.Outcomes(context.WithoutCancel(ctx), enroll.StateFailed, enroll.StateConflict); err != nil {
-		return err
+	for _, o := range outs {
+		switch o.State {
+		case enroll.StateUploaded:
+			sum.Uploaded++
+		case enroll.StateFailed:
+			sum.Failed++
+		case enroll.StateConflict:
+			sum.Conflicts++
+		default:
+			sum.Pending++
+		}
+		if (o.State == enroll.StateFailed || o.State == enroll.StateConflict) && len(sum.Problems) < 100 {
+			sum.Problems = append(sum.Problems, o)
+		}
 	}
-	if len(sum.Problems) > 100 {
-		sum.Problems = sum.Problems[:100]
-	}
+	sort.Slice(sum.Problems, func(i, j int) bool { return sum.Problems[i].RegistrationID < sum.Problems[j].RegistrationID })
 	if runErr != nil {
 		sum.Error = runErr.Error()
 	}
-	sum.AllUploaded = runErr == nil && sum.Uploaded == sum.Total
+	sum.AllUploaded = runErr == nil && sum.Uploaded == sum.Total && sum.Failed+sum.Conflicts+sum.Pending == 0
 	printUploadSummary(g, &sum)
 	switch {
 	case runErr != nil:
