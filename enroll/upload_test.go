@@ -85,7 +85,10 @@ func TestUploadExactlyOnceWithFaults(t *testing.T) {
 	srv, client := newEmulator(t, emulator.Options{Synchronous: "NORMAL"})
 	es := manyTPM(n)
 	state := newState(t, es)
-	srv.Emulator.SetFaults(emulator.Faults{ErrorRate: 0.07, DropRate: 0.06, DropAfterRate: 0.07, Seed: 5})
+	// 20% of requests fail (an error answer, a connection cut before the
+	// work, or cut after it), and 3% of the items of the bulk requests
+	// answered fail on their own.
+	srv.Emulator.SetFaults(emulator.Faults{ErrorRate: 0.07, DropRate: 0.06, DropAfterRate: 0.07, ItemErrorRate: 0.03, Seed: 5})
 	up, err := enroll.NewUploader(enroll.UploaderConfig{
 		Client: newClient(t, srv, enroll.Config{Timeout: 10 * time.Second}), Queue: state,
 		Quota: 6_000_000, Share: 1, Workers: 8, Attempts: 50,
@@ -103,8 +106,9 @@ func TestUploadExactlyOnceWithFaults(t *testing.T) {
 	if stats.Uploaded != n {
 		t.Errorf("Uploaded = %d, want %d", stats.Uploaded, n)
 	}
-	if es2.Errors == 0 || es2.Drops == 0 || es2.DropsAfter == 0 {
-		t.Errorf("emulator injected errors %d, drops %d, drops after %d: want each kind", es2.Errors, es2.Drops, es2.DropsAfter)
+	if es2.Errors == 0 || es2.Drops == 0 || es2.DropsAfter == 0 || es2.ItemErrors == 0 {
+		t.Errorf("emulator injected errors %d, drops %d, drops after %d, item errors %d: want each kind",
+			es2.Errors, es2.Drops, es2.DropsAfter, es2.ItemErrors)
 	}
 	if stats.Already == 0 {
 		t.Errorf("no enrollment was found already in DPS; the drops after the work should have caused some")

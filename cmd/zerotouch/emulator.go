@@ -21,6 +21,7 @@ type emulatorFlags struct {
 	errorRate     float64
 	dropRate      float64
 	dropAfterRate float64
+	itemErrorRate float64
 	latency       time.Duration
 	seed          int64
 	hosts         []string
@@ -65,6 +66,7 @@ CA (Node: NODE_EXTRA_CA_CERTS=DIR/ca.pem).`,
 	fl.Float64Var(&f.errorRate, "error-rate", 0, "share of requests answered 500 or 503, in [0, 1]")
 	fl.Float64Var(&f.dropRate, "drop-rate", 0, "share of requests whose connection is cut before anything is done, in [0, 1]")
 	fl.Float64Var(&f.dropAfterRate, "drop-after-rate", 0, "share of requests carried out and then cut without an answer, in [0, 1]")
+	fl.Float64Var(&f.itemErrorRate, "item-error-rate", 0, "share of the items of bulk requests that fail on their own with a 5xx errorCode, in [0, 1]")
 	fl.DurationVar(&f.latency, "latency", 0, "delay added to every request")
 	fl.Int64Var(&f.seed, "seed", 0, "seed for the choice of faults (0: random)")
 	fl.StringArrayVar(&f.hosts, "host", nil, "another host name the emulator answers to, for its certificate and SAS tokens (repeatable)")
@@ -78,7 +80,7 @@ func (f emulatorFlags) validate() error {
 	for _, r := range []struct {
 		flag string
 		v    float64
-	}{{"--error-rate", f.errorRate}, {"--drop-rate", f.dropRate}, {"--drop-after-rate", f.dropAfterRate}} {
+	}{{"--error-rate", f.errorRate}, {"--drop-rate", f.dropRate}, {"--drop-after-rate", f.dropAfterRate}, {"--item-error-rate", f.itemErrorRate}} {
 		if math.IsNaN(r.v) || r.v < 0 || r.v > 1 {
 			return usageError{fmt.Errorf("%s %v: want a share in [0, 1]", r.flag, r.v)}
 		}
@@ -106,6 +108,7 @@ func runEmulator(ctx context.Context, g *globals, f emulatorFlags) error {
 			ErrorRate:     f.errorRate,
 			DropRate:      f.dropRate,
 			DropAfterRate: f.dropAfterRate,
+			ItemErrorRate: f.itemErrorRate,
 			Latency:       f.latency,
 			Seed:          f.seed,
 		},

@@ -65,11 +65,14 @@ type Options struct {
 // answered with an error if it falls within ErrorRate, dropped if it falls
 // within the next DropRate, and dropped after being carried out if within
 // the next DropAfterRate (when the rates add up past 1, the later kinds get
-// what is left).
+// what is left). ItemErrorRate then applies to each item of a bulk request
+// that is answered: the item fails alone, as an errors entry with a 5xx
+// errorCode, and is not carried out.
 type Faults struct {
 	ErrorRate     float64       // share of requests answered 500 or 503 (DPS error body) without doing anything
 	DropRate      float64       // share of requests whose connection is cut with no answer, nothing done
 	DropAfterRate float64       // share of requests carried out (committed) and then cut with no answer
+	ItemErrorRate float64       // share of the items of bulk requests answered 200 that fail on their own with a 5xx errorCode, not carried out
 	Latency       time.Duration // added to every request before it is handled
 	Seed          int64         // for the random choice; 0 = random seed
 }
@@ -78,7 +81,7 @@ func (f Faults) validate() error {
 	for _, r := range []struct {
 		name string
 		v    float64
-	}{{"ErrorRate", f.ErrorRate}, {"DropRate", f.DropRate}, {"DropAfterRate", f.DropAfterRate}} {
+	}{{"ErrorRate", f.ErrorRate}, {"DropRate", f.DropRate}, {"DropAfterRate", f.DropAfterRate}, {"ItemErrorRate", f.ItemErrorRate}} {
 		if math.IsNaN(r.v) || r.v < 0 || r.v > 1 {
 			return fmt.Errorf("%w: Faults.%s %v: want a share in [0, 1]", ErrOptions, r.name, r.v)
 		}
@@ -98,6 +101,7 @@ type Stats struct {
 	Errors       int64 // injected 500/503 answers
 	Drops        int64 // connections cut before doing anything
 	DropsAfter   int64 // connections cut after the work was committed
+	ItemErrors   int64 // bulk items failed on their own (Faults.ItemErrorRate)
 }
 
 // Emulator is the DPS service API as an http.Handler. It is safe for
@@ -120,7 +124,7 @@ type Emulator struct {
 	rng    *rand.Rand
 	bucket bucket
 
-	requests, operations, throttled, unauthorized, errors, drops, dropsAfter atomic.Int64
+	requests, operations, throttled, unauthorized, errors, drops, dropsAfter, itemErrors atomic.Int64
 }
 
 // New checks opts and opens (creating or migrating) the SQLite file
@@ -198,6 +202,7 @@ func (e *Emulator) SetFaults(f Faults) {
 		return min(max(v, 0), 1)
 	}
 	f.ErrorRate, f.DropRate, f.DropAfterRate = clamp(f.ErrorRate), clamp(f.DropRate), clamp(f.DropAfterRate)
+	f.ItemErrorRate = clamp(f.ItemErrorRate)
 	f.Latency = max(f.Latency, 0)
 	e.setFaults(f)
 }
@@ -233,6 +238,7 @@ func (e *Emulator) Stats() Stats {
 		Errors:       e.errors.Load(),
 		Drops:        e.drops.Load(),
 		DropsAfter:   e.dropsAfter.Load(),
+		ItemErrors:   e.itemErrors.Load(),
 	}
 }
 
@@ -313,6 +319,13 @@ func (e *Emulator) decide() (fault, int) {
 		return faultDropAfter, 0
 	}
 	return faultNone, 0
+}
+
+// itemFault reports whether one item of a bulk request fails on its own.
+func (e *Emulator) itemFault() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.faults.ItemErrorRate > 0 && e.rng.Float64() < e.faults.ItemErrorRate
 }
 
 func (e *Emulator) latency() time.Duration {

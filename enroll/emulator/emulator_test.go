@@ -772,6 +772,22 @@ func TestFaults(t *testing.T) {
 		t.Errorf("a bulk request dropped after was not committed")
 	}
 
+	// Items of a bulk request that fail on their own: 200, each listed
+	// with a 5xx errorCode, none stored.
+	env.e.SetFaults(Faults{ItemErrorRate: 1})
+	r, err := env.send("POST", "/enrollments", bulkBody(enroll.ModeCreate, tpmEnrollment("item-1"), tpmEnrollment("item-2")), nil)
+	if err != nil || r.status != 200 {
+		t.Fatalf("ItemErrorRate 1: %v, status %d", err, r.status)
+	}
+	var res enroll.BulkResult
+	json.Unmarshal(r.body, &res)
+	if res.IsSuccessful || len(res.Errors) != 2 || res.Errors[0].Status() != 500 || res.Errors[1].Status() != 500 {
+		t.Errorf("ItemErrorRate 1: answer %s, want both items failed with a 5xx errorCode", r.body)
+	}
+	if env.writes("item-1") != 0 || env.writes("item-2") != 0 {
+		t.Errorf("items failed on their own were stored")
+	}
+
 	// A latency longer than the client waits: the client gives up, and
 	// nothing is done.
 	env.e.SetFaults(Faults{Latency: time.Hour})
@@ -789,8 +805,8 @@ func TestFaults(t *testing.T) {
 		t.Errorf("after the faults are lifted: %d %s", r.status, r.body)
 	}
 	st := env.e.Stats()
-	if st.Errors != 6 || st.Drops != 1 || st.DropsAfter != 2 {
-		t.Errorf("stats %+v: want 6 errors, 1 drop, 2 drops after", st)
+	if st.Errors != 6 || st.Drops != 1 || st.DropsAfter != 2 || st.ItemErrors != 2 {
+		t.Errorf("stats %+v: want 6 errors, 1 drop, 2 drops after, 2 item errors", st)
 	}
 }
 

@@ -475,6 +475,13 @@ func bulk[T any](k *kind[T]) handler {
 			seen[key(it.id)] = i
 		}
 
+		for i := range items {
+			if it := &items[i]; it.code == 0 && e.itemFault() {
+				e.itemErrors.Add(1)
+				it.code, it.status = enroll.CodeInternal, "internal error: send this item again"
+			}
+		}
+
 		ctx := r.Context()
 		now := e.now()
 		err := e.inTx(ctx, func(tx *sql.Tx) error {
