@@ -226,25 +226,10 @@ func (s *StateFile) Counts(ctx context.Context) (map[State]int, error) {
 func (s *StateFile) Outcomes(ctx context.Context, states ...State) ([]Outcome, error) {
 	var out []Outcome
 	for _, st := range states {
-		rows, err := s.db.QueryContext(ctx, `SELECT body, state, error, etag FROM enrollments WHERE state = ? ORDER BY seq`, st)
+		var err error
+		out, err = s.outcomes(ctx, out, `SELECT body, state, error, etag FROM enrollments WHERE state = ? ORDER BY seq`, st)
 		if err != nil {
-			return nil, fmt.Errorf("upload state: %w", err)
-		}
-		for rows.Next() {
-			var body, state string
-			var o Outcome
-			if err := rows.Scan(&body, &state, &o.Error, &o.ETag); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("upload state: %w", err)
-			}
-			var e Enrollment
-			json.Unmarshal([]byte(body), &e)
-			o.RegistrationID, o.State = e.RegistrationID, State(state)
-			out = append(out, o)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("upload state: %w", err)
+			return nil, err
 		}
 	}
 	return out, nil
@@ -261,27 +246,39 @@ func (s *StateFile) OutcomesOf(ctx context.Context, ids []string) ([]Outcome, er
 			args[i] = strings.ToLower(ids[i])
 		}
 		ids = ids[n:]
-		rows, err := s.db.QueryContext(ctx, `SELECT body, state, error, etag FROM enrollments WHERE id IN (?`+
+		var err error
+		out, err = s.outcomes(ctx, out, `SELECT body, state, error, etag FROM enrollments WHERE id IN (?`+
 			strings.Repeat(",?", n-1)+`)`, args...)
 		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// outcomes appends the outcomes a query of body, state, error and etag
+// finds.
+func (s *StateFile) outcomes(ctx context.Context, out []Outcome, query string, args ...any) ([]Outcome, error) {
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("upload state: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var body, state string
+		var o Outcome
+		if err := rows.Scan(&body, &state, &o.Error, &o.ETag); err != nil {
 			return nil, fmt.Errorf("upload state: %w", err)
 		}
-		for rows.Next() {
-			var body, state string
-			var o Outcome
-			if err := rows.Scan(&body, &state, &o.Error, &o.ETag); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("upload state: %w", err)
-			}
-			var e Enrollment
-			json.Unmarshal([]byte(body), &e)
-			o.RegistrationID, o.State = e.RegistrationID, State(state)
-			out = append(out, o)
+		var e Enrollment
+		if err := json.Unmarshal([]byte(body), &e); err != nil {
+			return nil, fmt.Errorf("upload state: a stored enrollment is damaged: %w", err)
 		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("upload state: %w", err)
-		}
+		o.RegistrationID, o.State = e.RegistrationID, State(state)
+		out = append(out, o)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("upload state: %w", err)
 	}
 	return out, nil
 }
