@@ -153,7 +153,7 @@ func NewUploader(cfg UploaderConfig) (*Uploader, error) {
 }
 
 // Run uploads until the queue has nothing pending, and returns what it
-// did. It returns an error wrapping ErrIncomplete when it had to stop
+// did. One Run at a time. It returns an error wrapping ErrIncomplete when it had to stop
 // with enrollments left (they stay pending or in flight in the queue), or
 // the queue's error.
 func (u *Uploader) Run(ctx context.Context) (Stats, error) {
