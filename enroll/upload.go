@@ -112,6 +112,11 @@ var ErrIncomplete = errors.New("upload incomplete")
 // earlier, interrupted run sent them), different is a conflict left for a
 // person. Create never overwrites, so sending a batch again after a crash
 // or a lost answer cannot enroll anything twice.
+//
+// An enrollment the queue hands out with an ETag (any value; "*" when the
+// etag is not known) replaces the one DPS holds for a board that was
+// provisioned again (a new certificate): it goes with mode update, which
+// writes the same content however often it is sent.
 type Uploader struct {
 	cfg   UploaderConfig
 	log   *slog.Logger
@@ -219,12 +224,32 @@ func (u *Uploader) Run(ctx context.Context) (Stats, error) {
 	return s, nil
 }
 
-// sendBatch sends one batch until DPS answers it, then settles every item.
+// sendBatch sends a claimed batch: new enrollments with mode create,
+// replacements (those claimed with an ETag) with mode update.
 func (u *Uploader) sendBatch(ctx context.Context, batch []Enrollment) {
+	var create, replace []Enrollment
+	for _, e := range batch {
+		if e.ETag != "" {
+			e.ETag = ""
+			replace = append(replace, e)
+		} else {
+			create = append(create, e)
+		}
+	}
+	if len(create) > 0 {
+		u.send(ctx, ModeCreate, create)
+	}
+	if len(replace) > 0 {
+		u.send(ctx, ModeUpdate, replace)
+	}
+}
+
+// send sends one batch until DPS answers it, then settles every item.
+func (u *Uploader) send(ctx context.Context, mode string, batch []Enrollment) {
 	var res *BulkResult
 	var err error
 	for attempt := 1; ; attempt++ {
-		res, err = u.cfg.Client.Bulk(ctx, ModeCreate, batch)
+		res, err = u.cfg.Client.Bulk(ctx, mode, batch)
 		if err == nil {
 			break
 		}
@@ -256,7 +281,7 @@ func (u *Uploader) sendBatch(ctx context.Context, batch []Enrollment) {
 			// batch too large as a whole: send the items one by one.
 			u.log.Warn("upload: DPS refused a batch; sending its enrollments one by one", "err", err)
 			for i := range batch {
-				u.sendBatch(ctx, batch[i:i+1])
+				u.send(ctx, mode, batch[i:i+1])
 			}
 			return
 		case errors.Is(err, ErrBadRequest), errors.Is(err, ErrTooLarge), errors.Is(err, ErrInvalid):

@@ -256,3 +256,35 @@ func TestDifferencesStatus(t *testing.T) {
 		t.Errorf("Differences(unset, enabled) = %v, want none", d)
 	}
 }
+
+// Enrollments claimed with an ETag replace what DPS holds (mode update);
+// the others are created.
+func TestUploadReplaces(t *testing.T) {
+	var mu sync.Mutex
+	modes := map[string][]string{}
+	c := newFakeClient(t, func(w http.ResponseWriter, r *http.Request) {
+		var op BulkOperation
+		json.NewDecoder(r.Body).Decode(&op)
+		mu.Lock()
+		for _, e := range op.Enrollments {
+			if e.ETag != "" {
+				t.Errorf("%s sent with etag %q", e.RegistrationID, e.ETag)
+			}
+			modes[op.Mode] = append(modes[op.Mode], e.RegistrationID)
+		}
+		mu.Unlock()
+		fmt.Fprint(w, `{"isSuccessful":true}`)
+	})
+	renewed := tpmEnrollment("renewed")
+	renewed.ETag = "*"
+	q := newMemQueue([]Enrollment{tpmEnrollment("new"), renewed})
+	if _, err := newTestUploader(t, c, q).Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(modes[ModeCreate]) != "[new]" || fmt.Sprint(modes[ModeUpdate]) != "[renewed]" {
+		t.Errorf("modes = %v, want new created and renewed updated", modes)
+	}
+	if q.count(StateUploaded) != 2 {
+		t.Errorf("states = %v", q.state)
+	}
+}
