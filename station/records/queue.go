@@ -1,0 +1,193 @@
+package records
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"zerotouch/enroll"
+)
+
+// The upload queue is the records themselves: a record with an
+// enrollment has an upload state (enroll.State). Claim, Settle and
+// Recover implement enroll.Queue for the station's enroll.Uploader; each
+// is one transaction that writes an audit row for every record whose
+// upload state it changes.
+//
+// A board may be saved again while its enrollment is in flight. If the
+// enrollment changed, Save queues the new one (pending) and bumps the
+// record's generation; the outcome the uploader later reports is for the
+// old one and must not settle the new. So Claim copies the record's
+// generation into claimed_generation, and:
+//
+//   - Claim skips a record whose claimed_generation is set (a claim is
+//     out on it): two claims of one registration ID are never out at
+//     once, so an outcome, which names only the registration ID, always
+//     belongs to the one claim out;
+//   - Settle applies an outcome only while the record is still in flight
+//     with generation equal to claimed_generation; otherwise the outcome
+//     was for a replaced enrollment: it is dropped with an
+//     EventUploadStale audit row. Either way the claim is cleared, so the
+//     new enrollment is claimed next;
+//   - Recover, at the start of an upload run, puts in-flight records back
+//     to pending and clears every claim.
+//
+// An enrollment replaced after DPS took the old one will meet the old one
+// there: the uploader's create answers 409, it reads the enrollment back
+// and settles a conflict, for a person to resolve.
+
+// Recover implements enroll.Queue: enrollments an earlier upload left in
+// flight go back to pending, and claims still out are cleared. It returns
+// how many were in flight. Safe for concurrent use, but an Uploader calls
+// it once before its first Claim, with no other Uploader running.
+func (s *Store) Recover(ctx context.Context) (int, error) {
+	var n int64
+	err := s.write(ctx, "recover the upload queue", func(tx *sql.Tx) error {
+		now := formatTime(s.now())
+		if _, err := tx.ExecContext(ctx, `INSERT INTO audit (time, record_id, serial, event, detail, operator)
+			SELECT ?, id, serial, ?, 'in flight when an upload stopped: pending again (the uploader reads DPS back before it could enroll twice)', ''
+			FROM records WHERE upload_state = ?`, now, EventUploadRecovered, enroll.StateInFlight); err != nil {
+			return fmt.Errorf("records: recover the upload queue: %w", err)
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE records SET upload_state = ? WHERE upload_state = ?`, enroll.StatePending, enroll.StateInFlight)
+		if err != nil {
+			return fmt.Errorf("records: recover the upload queue: %w", err)
+		}
+		n, _ = res.RowsAffected()
+		if _, err := tx.ExecContext(ctx, `UPDATE records SET claimed_generation = NULL WHERE claimed_generation IS NOT NULL`); err != nil {
+			return fmt.Errorf("records: recover the upload queue: %w", err)
+		}
+		return nil
+	})
+	return int(n), err
+}
+
+// Claim implements enroll.Queue: it marks up to n pending enrollments in
+// flight, oldest queued first, and returns them. None means nothing is
+// pending that can be claimed now. Safe for concurrent use.
+func (s *Store) Claim(ctx context.Context, n int) ([]enroll.Enrollment, error) {
+	if n <= 0 {
+		return nil, nil
+	}
+	var es []enroll.Enrollment
+	err := s.write(ctx, "claim enrollments", func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT id, serial, enrollment, generation FROM records
+			WHERE upload_state = ? AND claimed_generation IS NULL ORDER BY queue_seq LIMIT ?`, enroll.StatePending, n)
+		if err != nil {
+			return fmt.Errorf("records: claim enrollments: %w", err)
+		}
+		type claim struct {
+			id         int64
+			serial     string
+			generation int64
+		}
+		var claims []claim
+		for rows.Next() {
+			var c claim
+			var body string
+			if err := rows.Scan(&c.id, &c.serial, &body, &c.generation); err != nil {
+				rows.Close()
+				return fmt.Errorf("records: claim enrollments: %w", err)
+			}
+			var e enroll.Enrollment
+			if err := json.Unmarshal([]byte(body), &e); err != nil {
+				rows.Close()
+				return fmt.Errorf("records: claim enrollments: board %s: its stored enrollment is damaged: %w", c.serial, err)
+			}
+			es = append(es, e)
+			claims = append(claims, c)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("records: claim enrollments: %w", err)
+		}
+		now := formatTime(s.now())
+		for _, c := range claims {
+			if _, err := tx.ExecContext(ctx, `UPDATE records SET upload_state = ?, claimed_generation = generation WHERE id = ?`,
+				enroll.StateInFlight, c.id); err != nil {
+				return fmt.Errorf("records: claim board %s: %w", c.serial, err)
+			}
+			if err := audit(ctx, tx, now, c.id, c.serial, EventUploadClaimed, fmt.Sprintf("enrollment %d in flight", c.generation), ""); err != nil {
+				return fmt.Errorf("records: claim board %s: %w", c.serial, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return es, nil
+}
+
+// Settle implements enroll.Queue: it records the outcomes of claimed
+// enrollments, each found by its registration ID (case-insensitively).
+// An outcome for a registration ID no record holds any more, or for an
+// enrollment replaced since it was claimed, is dropped (see above). An
+// outcome state other than pending, uploaded, failed or conflict is an
+// error wrapping ErrInvalid, and nothing is settled. Safe for concurrent
+// use.
+func (s *Store) Settle(ctx context.Context, outs []enroll.Outcome) error {
+	for _, o := range outs {
+		switch o.State {
+		case enroll.StatePending, enroll.StateUploaded, enroll.StateFailed, enroll.StateConflict:
+		default:
+			return fmt.Errorf("records: settle %s: %w: outcome state %q", o.RegistrationID, ErrInvalid, o.State)
+		}
+	}
+	return s.write(ctx, "settle uploads", func(tx *sql.Tx) error {
+		now := formatTime(s.now())
+		for _, o := range outs {
+			if err := settle(ctx, tx, now, o); err != nil {
+				return fmt.Errorf("records: settle %s: %w", o.RegistrationID, err)
+			}
+		}
+		return nil
+	})
+}
+
+func settle(ctx context.Context, tx *sql.Tx, now string, o enroll.Outcome) error {
+	var id, generation int64
+	var serial, state string
+	var claimed sql.NullInt64
+	err := tx.QueryRowContext(ctx, `SELECT id, serial, upload_state, generation, claimed_generation FROM records WHERE registration_id = ?`,
+		strings.ToLower(o.RegistrationID)).Scan(&id, &serial, &state, &generation, &claimed)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil // the board has another registration ID now
+	case err != nil:
+		return err
+	case !claimed.Valid:
+		return nil // no claim out: settled already, or recovered
+	}
+	if state != string(enroll.StateInFlight) || claimed.Int64 != generation {
+		if _, err := tx.ExecContext(ctx, `UPDATE records SET claimed_generation = NULL WHERE id = ?`, id); err != nil {
+			return err
+		}
+		detail := fmt.Sprintf("DPS outcome %s for enrollment %d, replaced since it was claimed; enrollment %d is %s",
+			describe(o), claimed.Int64, generation, orNone(state))
+		return audit(ctx, tx, now, id, serial, EventUploadStale, detail, "")
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE records SET upload_state = ?, upload_error = ?, etag = ?, claimed_generation = NULL WHERE id = ?`,
+		o.State, o.Error, o.ETag, id); err != nil {
+		return err
+	}
+	return audit(ctx, tx, now, id, serial, EventUploadSettled, fmt.Sprintf("enrollment %d %s", generation, describe(o)), "")
+}
+
+func describe(o enroll.Outcome) string {
+	s := string(o.State)
+	if o.Error != "" {
+		s += ": " + o.Error
+	}
+	return s
+}
+
+func orNone(state string) string {
+	if state == "" {
+		return "gone (nothing to enroll)"
+	}
+	return state
+}

@@ -1,0 +1,58 @@
+package records
+
+import (
+	"database/sql"
+	"encoding/json"
+	"fmt"
+
+	"zerotouch/enroll"
+)
+
+// recordColumns are the columns scanRecord reads, in its order.
+const recordColumns = `id, serial, model, hw, firmware, attestation, coalesce(registration_id, ''), device_id,
+	ek_public, ek_certificate, ek_cert_status, ek_fingerprint, certificate_chain, cert_serial, cert_not_after,
+	config_sha256, config_path, station, line, slot, operator, work_order, result, message,
+	enrollment, upload_state, upload_error, etag, generation, created_at, updated_at`
+
+// row is a stored record with the columns Record does not show.
+type row struct {
+	Record
+	enrollment sql.NullString // as stored
+	generation int64
+}
+
+type scanner interface{ Scan(dest ...any) error }
+
+// scanRecord reads one row of recordColumns.
+func scanRecord(sc scanner) (*row, error) {
+	var r row
+	var notAfter sql.NullString
+	var created, updated, state string
+	err := sc.Scan(&r.ID, &r.Serial, &r.Model, &r.HW, &r.Firmware, &r.Attestation, &r.RegistrationID, &r.DeviceID,
+		&r.EKPublic, &r.EKCertificate, &r.EKCertStatus, &r.EKFingerprint, &r.CertificateChain, &r.CertSerial, &notAfter,
+		&r.ConfigSHA256, &r.ConfigPath, &r.Station, &r.Line, &r.Slot, &r.Operator, &r.WorkOrder, &r.Result, &r.Message,
+		&r.enrollment, &state, &r.UploadError, &r.ETag, &r.generation, &created, &updated)
+	if err != nil {
+		return nil, err
+	}
+	r.UploadState = enroll.State(state)
+	if r.CreatedAt, err = parseTime(created); err != nil {
+		return nil, fmt.Errorf("record %d: %w", r.ID, err)
+	}
+	if r.UpdatedAt, err = parseTime(updated); err != nil {
+		return nil, fmt.Errorf("record %d: %w", r.ID, err)
+	}
+	if notAfter.Valid {
+		if r.CertNotAfter, err = parseTime(notAfter.String); err != nil {
+			return nil, fmt.Errorf("record %d: %w", r.ID, err)
+		}
+	}
+	if r.enrollment.Valid {
+		var e enroll.Enrollment
+		if err := json.Unmarshal([]byte(r.enrollment.String), &e); err != nil {
+			return nil, fmt.Errorf("record %d (board %s): its stored enrollment is damaged: %w", r.ID, r.Serial, err)
+		}
+		r.Enrollment = &e
+	}
+	return &r, nil
+}

@@ -1,0 +1,333 @@
+// Package records is the station's store of provisioned boards: one
+// SQLite file (WAL, synchronous=FULL, migrations embedded) holding a
+// record per board, the upload queue of the boards' DPS enrollments, and
+// an append-only audit log (DESIGN.md, "Records").
+//
+// A board has one record, found by its serial number: provisioning it
+// again updates that record and never makes a second one. The same EK
+// arriving under another serial number is a possible clone and is refused
+// (ErrClone), as is a registration ID another board already holds
+// (ErrDuplicateID). The record's enrollment is queued for upload when it
+// is new or changed, and only then, so a board provisioned twice is never
+// enrolled twice. Every change writes an audit row in the same
+// transaction; triggers make the audit table refuse UPDATE and DELETE.
+//
+// *Store is the enroll.Queue the station's background enroll.Uploader
+// drains. One process at a time may open a Store for writing (Open takes
+// a lock file beside the database); any number may read it alongside
+// with OpenReadOnly.
+package records
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"zerotouch/enroll"
+	"zerotouch/internal/sqlitedb"
+)
+
+// Attestation modes of the station, as a Record stores them.
+const (
+	AttestationTPM          = "tpm"           // the EK of the board's TPM; DPS TPM attestation
+	AttestationX509TPM      = "x509-tpm"      // a key in the board's TPM, certificate from the station's CA
+	AttestationX509Keygen   = "x509-keygen"   // a key the board makes, certificate from the station's CA
+	AttestationSymmetricKey = "symmetric-key" // a device key derived from an enrollment group's key
+)
+
+// Results of a board's run.
+const (
+	ResultPassed = "passed"
+	ResultFailed = "failed"
+)
+
+// Audit events.
+const (
+	EventCreated         = "created"                   // first record of a board
+	EventUpdated         = "updated"                   // a board provisioned again
+	EventClone           = "clone suspected"           // an EK seen under another serial: refused
+	EventDuplicateID     = "duplicate registration id" // a registration ID another board holds: refused
+	EventUploadClaimed   = "upload started"            // claimed by the uploader: in flight
+	EventUploadSettled   = "upload settled"            // an outcome: detail says which state
+	EventUploadRecovered = "upload recovered"          // in flight at a crash: pending again
+	EventUploadStale     = "upload outcome ignored"    // an outcome for an enrollment since replaced
+	EventUploadRequeued  = "upload requeued"           // failed or in conflict before; provisioned again
+)
+
+// Errors callers branch on.
+var (
+	// ErrNotFound means no record matches the key.
+	ErrNotFound = errors.New("no such record")
+	// ErrClone means a board's EK is already recorded under another
+	// serial number; a *CloneError says which.
+	ErrClone = errors.New("possible clone: this EK is recorded under another serial number")
+	// ErrDuplicateID means a board's registration ID is already recorded
+	// under another serial number (X.509 and symmetric-key modes, where
+	// the ID does not come from an EK); a *CloneError says which.
+	ErrDuplicateID = errors.New("registration ID already recorded under another serial number")
+	// ErrBusy means another process has the records database open for
+	// writing.
+	ErrBusy = errors.New("the records database is in use by another process")
+	// ErrInvalid means a Record, a Filter or an export format was refused
+	// before anything was read or written.
+	ErrInvalid = errors.New("invalid")
+	// ErrReadOnly means a write was tried on a Store opened with
+	// OpenReadOnly.
+	ErrReadOnly = errors.New("the records database is open read-only")
+)
+
+// CloneError is a Save refused because another serial number holds the
+// board's EK (Is ErrClone) or its registration ID (Is ErrDuplicateID).
+type CloneError struct {
+	Serial         string // the board being saved
+	OtherSerial    string // the board already recorded
+	RegistrationID string // lower case
+	SameEK         bool   // the EK matched (or a TPM registration ID, which is the EK's hash)
+}
+
+func (e *CloneError) Error() string {
+	if e.SameEK {
+		return fmt.Sprintf("possible clone: board %s has the EK (registration ID %s) already recorded for board %s",
+			e.Serial, e.RegistrationID, e.OtherSerial)
+	}
+	return fmt.Sprintf("board %s: registration ID %s is already recorded for board %s", e.Serial, e.RegistrationID, e.OtherSerial)
+}
+
+// Is matches ErrClone or ErrDuplicateID.
+func (e *CloneError) Is(target error) bool {
+	if e.SameEK {
+		return target == ErrClone
+	}
+	return target == ErrDuplicateID
+}
+
+// Record is a board's record. RegistrationID is stored and returned in
+// lower case.
+type Record struct {
+	ID               int64     `json:"id"`
+	Serial           string    `json:"serial"`
+	Model            string    `json:"model,omitempty"`
+	HW               string    `json:"hw,omitempty"`
+	Firmware         string    `json:"firmware,omitempty"`
+	Attestation      string    `json:"attestation"` // AttestationTPM, ...
+	RegistrationID   string    `json:"registrationId,omitempty"`
+	DeviceID         string    `json:"deviceId,omitempty"`
+	EKPublic         []byte    `json:"ekPublic,omitempty"`      // TPM2B_PUBLIC with its size prefix (TPM modes)
+	EKCertificate    []byte    `json:"ekCertificate,omitempty"` // DER
+	EKCertStatus     string    `json:"ekCertStatus,omitempty"`
+	EKFingerprint    string    `json:"ekFingerprint,omitempty"`
+	CertificateChain string    `json:"certificateChain,omitempty"` // PEM (x509 modes)
+	CertSerial       string    `json:"certSerial,omitempty"`
+	CertNotAfter     time.Time `json:"certNotAfter,omitzero"`
+	ConfigSHA256     []byte    `json:"configSha256,omitempty"`
+	ConfigPath       string    `json:"configPath,omitempty"`
+	Station          string    `json:"station,omitempty"`
+	Line             string    `json:"line,omitempty"`
+	Slot             string    `json:"slot,omitempty"`
+	Operator         string    `json:"operator,omitempty"`
+	WorkOrder        string    `json:"workOrder,omitempty"`
+	Result           string    `json:"result"`            // ResultPassed or ResultFailed
+	Message          string    `json:"message,omitempty"` // the operator message when failed
+	// Enrollment is what goes to DPS; nil: nothing to enroll (group
+	// modes, or a board that failed before it was ever enrolled).
+	Enrollment  *enroll.Enrollment `json:"enrollment,omitempty"`
+	UploadState enroll.State       `json:"uploadState,omitempty"` // "" when Enrollment is nil
+	UploadError string             `json:"uploadError,omitempty"`
+	ETag        string             `json:"etag,omitempty"`
+	CreatedAt   time.Time          `json:"createdAt"`
+	UpdatedAt   time.Time          `json:"updatedAt"`
+}
+
+// AuditEntry is one row of the audit log.
+type AuditEntry struct {
+	ID       int64     `json:"id"`
+	Time     time.Time `json:"time"`
+	Serial   string    `json:"serial"`
+	Event    string    `json:"event"`
+	Detail   string    `json:"detail,omitempty"`
+	Operator string    `json:"operator,omitempty"`
+}
+
+// Store is the records database. Its methods are safe for concurrent use
+// by the station's slots and one enroll.Uploader in the same process:
+// writes are serialised in the process and each is one immediate SQLite
+// transaction, committed durably before the method returns. Close it once,
+// after every other call has returned.
+type Store struct {
+	db       *sql.DB
+	lock     *os.File // nil when read-only
+	path     string
+	readOnly bool
+	mu       sync.Mutex // serialises write transactions in this process
+	now      func() time.Time
+}
+
+var _ enroll.Queue = (*Store)(nil)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// migrations returns the schema migrations in file name order.
+func migrations() ([]string, error) {
+	ents, err := fs.ReadDir(migrationFiles, "migrations")
+	if err != nil {
+		return nil, err
+	}
+	ms := make([]string, 0, len(ents))
+	for _, e := range ents {
+		b, err := migrationFiles.ReadFile("migrations/" + e.Name())
+		if err != nil {
+			return nil, err
+		}
+		ms = append(ms, string(b))
+	}
+	return ms, nil
+}
+
+// Open opens the records database at path for the station, creating it
+// (mode 0600) and bringing its schema up to date. It takes an exclusive
+// lock on path+".lock": while one process has the store open another
+// gets ErrBusy (readers use OpenReadOnly instead). A database written by
+// a newer zerotouch is refused.
+func Open(ctx context.Context, path string) (*Store, error) {
+	ms, err := migrations()
+	if err != nil {
+		return nil, fmt.Errorf("records: migrations: %w", err)
+	}
+	lock, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("records: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("records: %s: %w", path, ErrBusy)
+		}
+		return nil, fmt.Errorf("records: lock %s: %w", path, err)
+	}
+	db, err := sqlitedb.Open(ctx, path, ms, sqlitedb.Options{})
+	if err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("records: %w", err)
+	}
+	return &Store{db: db, lock: lock, path: path, now: time.Now}, nil
+}
+
+// OpenReadOnly opens an existing records database for reading, alongside
+// a station that may have it open with Open: it takes no lock, creates
+// nothing and changes nothing. A missing file is an error wrapping
+// fs.ErrNotExist; a database of another schema version than this
+// zerotouch writes is refused. Save, Claim, Settle and Recover on it
+// return ErrReadOnly.
+func OpenReadOnly(ctx context.Context, path string) (*Store, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("records: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("records: %s is not a file", path)
+	}
+	ms, err := migrations()
+	if err != nil {
+		return nil, fmt.Errorf("records: migrations: %w", err)
+	}
+	q := url.Values{}
+	q.Set("mode", "ro")
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "query_only(1)")
+	dsn := (&url.URL{Scheme: "file", OmitHost: true, Path: path, RawQuery: q.Encode()}).String()
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("records: open %s: %w", path, err)
+	}
+	var v int
+	if err := db.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("records: open %s: %w", path, err)
+	}
+	if v != len(ms) {
+		db.Close()
+		if v == 0 {
+			return nil, fmt.Errorf("records: %s is not a zerotouch records database", path)
+		}
+		return nil, fmt.Errorf("records: %s has schema version %d, this zerotouch reads version %d", path, v, len(ms))
+	}
+	// Is it ours? A table list check is cheap and gives a clear error.
+	var n int
+	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name IN ('records', 'audit')`).Scan(&n); err != nil || n != 2 {
+		db.Close()
+		return nil, fmt.Errorf("records: %s is not a zerotouch records database", path)
+	}
+	return &Store{db: db, path: path, readOnly: true, now: time.Now}, nil
+}
+
+// Path returns the database file's path.
+func (s *Store) Path() string { return s.path }
+
+// Close closes the database and releases the lock.
+func (s *Store) Close() error {
+	err := s.db.Close()
+	if s.lock != nil {
+		s.lock.Close()
+	}
+	if err != nil {
+		return fmt.Errorf("records: close: %w", err)
+	}
+	return nil
+}
+
+// write runs f in one immediate transaction, serialised with the other
+// writes of this process, and commits it.
+func (s *Store) write(ctx context.Context, what string, f func(tx *sql.Tx) error) error {
+	if s.readOnly {
+		return fmt.Errorf("records: %s: %w", what, ErrReadOnly)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("records: %s: %w", what, err)
+	}
+	defer tx.Rollback()
+	if err := f(tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("records: %s: commit: %w", what, err)
+	}
+	return nil
+}
+
+// timeFormat is fixed-width, so that stored times sort as text.
+const timeFormat = "2006-01-02T15:04:05.000000000Z"
+
+func formatTime(t time.Time) string { return t.UTC().Format(timeFormat) }
+
+func parseTime(s string) (time.Time, error) {
+	t, err := time.Parse(timeFormat, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("stored time %q: %w", s, err)
+	}
+	return t, nil
+}
+
+// audit appends a row to the audit log inside tx.
+func audit(ctx context.Context, tx *sql.Tx, now string, recordID int64, serial, event, detail, operator string) error {
+	var rid any
+	if recordID != 0 {
+		rid = recordID
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO audit (time, record_id, serial, event, detail, operator) VALUES (?, ?, ?, ?, ?, ?)`,
+		now, rid, serial, event, detail, operator); err != nil {
+		return fmt.Errorf("write audit row %q for %s: %w", event, serial, err)
+	}
+	return nil
+}
