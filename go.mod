@@ -3,6 +3,7 @@ module zerotouch
 go 1.26.8
 
 require (
+	github.com/BurntSushi/toml v1.5.0
 	github.com/creack/pty v1.1.24
 	github.com/fxamacker/cbor/v2 v2.10.0
 	github.com/google/go-cmp v0.7.0

@@ -1,0 +1,149 @@
+package fwtemplates
+
+import (
+	"bytes"
+	"embed"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"text/template"
+)
+
+// builtins maps a built-in template's name to its file and format.
+var builtins = map[string]struct{ file, format string }{
+	"json":            {"builtin/json.tmpl", FormatJSON},
+	"aziot-toml":      {"builtin/aziot-toml.tmpl", FormatTOML},
+	"c-header":        {"builtin/c-header.tmpl", FormatCHeader},
+	"esp-idf-nvs-csv": {"builtin/esp-idf-nvs-csv.tmpl", FormatNVSCSV},
+}
+
+//go:embed builtin/*.tmpl
+var builtinFS embed.FS
+
+// Names returns the names of the built-in templates, sorted.
+func Names() []string {
+	names := make([]string, 0, len(builtins))
+	for n := range builtins {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Builtin returns the built-in template called name. For a name it does
+// not know, the error wraps ErrUnknown and lists the names it knows.
+func Builtin(name string) (*Template, error) {
+	b, ok := builtins[name]
+	if !ok {
+		return nil, fmt.Errorf("%w %q; the built-in templates are %s", ErrUnknown, name, strings.Join(Names(), ", "))
+	}
+	text, err := builtinFS.ReadFile(b.file)
+	if err != nil {
+		return nil, fmt.Errorf("read built-in template %s: %w", name, err)
+	}
+	return parse(name, b.format, string(text))
+}
+
+// Template is a parsed firmware configuration template. It is safe for
+// concurrent use: slots may Render with one Template at once.
+type Template struct {
+	Name   string // built-in name, or the name given to Parse (the file for Load)
+	Format string // one of the Format constants; decides how output is validated
+	tmpl   *template.Template
+}
+
+// Parse parses a custom template. Its format comes from name's extension
+// (see FormatOf). A parse error (syntax, an unknown function) wraps
+// ErrTemplate and says on which line. Parse cannot tell a misspelt field
+// (.Nope) from a good one: Check can, and must run before the first board.
+func Parse(name, text string) (*Template, error) {
+	return parse(name, FormatOf(name), text)
+}
+
+func parse(name, format, text string) (*Template, error) {
+	t, err := template.New(name).Option("missingkey=error").Funcs(funcs()).Parse(text)
+	if err != nil {
+		return nil, templateError(ErrTemplate, name, err)
+	}
+	return &Template{Name: name, Format: format, tmpl: t}, nil
+}
+
+// Load reads a custom template from file and parses it, named by the file,
+// its format given by the file's extension (see FormatOf). Errors wrap
+// ErrTemplate, and the file system's error when the file cannot be read.
+func Load(file string) (*Template, error) {
+	text, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrTemplate, err)
+	}
+	return Parse(file, string(text))
+}
+
+// Render renders the template for one board. It first checks that d has
+// every field its attestation needs (Data.Validate), and after running the
+// template that the output is valid for the template's format, so it never
+// returns a broken file. Errors wrap ErrRender, are an *Error, and name the
+// template and, when the fault is a field, the field.
+func (t *Template) Render(d Data) ([]byte, error) {
+	if err := d.Validate(); err != nil {
+		return nil, templateError(ErrRender, t.Name, err)
+	}
+	var b bytes.Buffer
+	if err := t.tmpl.Execute(&b, d); err != nil {
+		return nil, templateError(ErrRender, t.Name, err)
+	}
+	if err := validate(t.Format, b.Bytes()); err != nil {
+		return nil, &Error{Kind: ErrRender, Template: t.Name, Err: fmt.Errorf("%s output: %w", t.Format, err)}
+	}
+	return b.Bytes(), nil
+}
+
+// Check renders SampleData for each attestation and validates the output
+// for the template's format: JSON parses; TOML parses; a C header has its
+// include guard, ends every literal and comment and balances its
+// conditionals; an NVS CSV has the right header, a namespace first, known
+// types and encodings, keys of at most 15 characters and values that fit.
+// Any failure, including a field the template names that Data does not
+// have, wraps ErrTemplate: the station refuses to start on it.
+//
+// A template meant for one attestation only, or one that reads the line's
+// Custom fields as .Custom.NAME, is checked with CheckSample instead.
+func (t *Template) Check() error {
+	for _, a := range Attestations() {
+		if err := t.CheckSample(SampleData(a)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CheckSample is Check with the sample d: for a station, SampleData of the
+// line's attestation with the line's Custom fields. Errors wrap ErrTemplate
+// (and ErrRender, with the render error's details).
+func (t *Template) CheckSample(d Data) error {
+	if _, err := t.Render(d); err != nil {
+		var e *Error
+		if !errors.As(err, &e) {
+			return &Error{Kind: ErrTemplate, Template: t.Name, Err: err}
+		}
+		return &Error{Kind: ErrTemplate, Template: t.Name, Line: e.Line, Field: e.Field,
+			Err: &sampleError{attestation: d.Attestation, err: err, msg: e.Err.Error()}}
+	}
+	return nil
+}
+
+// sampleError says which sample failed; it keeps the render error in the
+// chain but prints only its cause, as the outer Error already names the
+// template, line and field.
+type sampleError struct {
+	attestation string
+	msg         string
+	err         error
+}
+
+func (e *sampleError) Error() string {
+	return fmt.Sprintf("with sample data for %s attestation: %s", e.attestation, e.msg)
+}
+func (e *sampleError) Unwrap() error { return e.err }
