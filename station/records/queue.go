@@ -1,6 +1,7 @@
 package records
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -35,9 +36,17 @@ import (
 //   - Recover, at the start of an upload run, puts in-flight records back
 //     to pending and clears every claim.
 //
-// An enrollment replaced after DPS took the old one will meet the old one
-// there: the uploader's create answers 409, it reads the enrollment back
-// and settles a conflict, for a person to resolve.
+// Once DPS has taken an enrollment of a record (an outcome uploaded, for
+// the current enrollment or a replaced one), the record remembers it
+// (column replaces: DPS's etag, or "*"), and Claim hands out the record's
+// later enrollments with that ETag: the uploader then sends them with bulk
+// mode update, which replaces what DPS holds, instead of create, which
+// DPS would refuse and the uploader would settle as a conflict. A new
+// registration ID starts again with create. One gap remains: an
+// enrollment in flight at a crash may have reached DPS without the
+// store learning it; if the board is saved with a changed enrollment
+// before the next upload run re-checks the old one, the new one is
+// created, meets the old one in DPS and is settled as a conflict.
 
 // Recover implements enroll.Queue: enrollments an earlier upload left in
 // flight go back to pending, and claims still out are cleared. It returns
@@ -74,7 +83,7 @@ func (s *Store) Claim(ctx context.Context, n int) ([]enroll.Enrollment, error) {
 	}
 	var es []enroll.Enrollment
 	err := s.write(ctx, "claim enrollments", func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT id, serial, enrollment, generation FROM records
+		rows, err := tx.QueryContext(ctx, `SELECT id, serial, enrollment, generation, replaces FROM records
 			WHERE upload_state = ? AND claimed_generation IS NULL ORDER BY queue_seq LIMIT ?`, enroll.StatePending, n)
 		if err != nil {
 			return fmt.Errorf("records: claim enrollments: %w", err)
@@ -83,12 +92,13 @@ func (s *Store) Claim(ctx context.Context, n int) ([]enroll.Enrollment, error) {
 			id         int64
 			serial     string
 			generation int64
+			replaces   string
 		}
 		var claims []claim
 		for rows.Next() {
 			var c claim
 			var body string
-			if err := rows.Scan(&c.id, &c.serial, &body, &c.generation); err != nil {
+			if err := rows.Scan(&c.id, &c.serial, &body, &c.generation, &c.replaces); err != nil {
 				rows.Close()
 				return fmt.Errorf("records: claim enrollments: %w", err)
 			}
@@ -97,6 +107,7 @@ func (s *Store) Claim(ctx context.Context, n int) ([]enroll.Enrollment, error) {
 				rows.Close()
 				return fmt.Errorf("records: claim enrollments: board %s: its stored enrollment is damaged: %w", c.serial, err)
 			}
+			e.ETag = c.replaces // non-empty: the uploader replaces DPS's (mode update)
 			es = append(es, e)
 			claims = append(claims, c)
 		}
@@ -110,7 +121,11 @@ func (s *Store) Claim(ctx context.Context, n int) ([]enroll.Enrollment, error) {
 				enroll.StateInFlight, c.id); err != nil {
 				return fmt.Errorf("records: claim board %s: %w", c.serial, err)
 			}
-			if err := audit(ctx, tx, now, c.id, c.serial, EventUploadClaimed, fmt.Sprintf("enrollment %d in flight", c.generation), ""); err != nil {
+			detail := fmt.Sprintf("enrollment %d in flight, to be created", c.generation)
+			if c.replaces != "" {
+				detail = fmt.Sprintf("enrollment %d in flight, to replace the one DPS holds", c.generation)
+			}
+			if err := audit(ctx, tx, now, c.id, c.serial, EventUploadClaimed, detail, ""); err != nil {
 				return fmt.Errorf("records: claim board %s: %w", c.serial, err)
 			}
 		}
@@ -162,16 +177,22 @@ func settle(ctx context.Context, tx *sql.Tx, now string, o enroll.Outcome) error
 	case !claimed.Valid:
 		return nil // no claim out: settled already, or recovered
 	}
+	replaces := "" // unchanged unless DPS took it
+	if o.State == enroll.StateUploaded {
+		replaces = cmp.Or(o.ETag, "*")
+	}
 	if state != string(enroll.StateInFlight) || claimed.Int64 != generation {
-		if _, err := tx.ExecContext(ctx, `UPDATE records SET claimed_generation = NULL WHERE id = ?`, id); err != nil {
+		// DPS may have taken the old enrollment: the new one replaces it.
+		if _, err := tx.ExecContext(ctx, `UPDATE records SET claimed_generation = NULL, replaces = coalesce(nullif(?, ''), replaces) WHERE id = ?`,
+			replaces, id); err != nil {
 			return err
 		}
 		detail := fmt.Sprintf("DPS outcome %s for enrollment %d, replaced since it was claimed; enrollment %d is %s",
 			describe(o), claimed.Int64, generation, orNone(state))
 		return audit(ctx, tx, now, id, serial, EventUploadStale, detail, "")
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE records SET upload_state = ?, upload_error = ?, etag = ?, claimed_generation = NULL WHERE id = ?`,
-		o.State, o.Error, o.ETag, id); err != nil {
+	if _, err := tx.ExecContext(ctx, `UPDATE records SET upload_state = ?, upload_error = ?, etag = ?, claimed_generation = NULL,
+		replaces = coalesce(nullif(?, ''), replaces) WHERE id = ?`, o.State, o.Error, o.ETag, replaces, id); err != nil {
 		return err
 	}
 	return audit(ctx, tx, now, id, serial, EventUploadSettled, fmt.Sprintf("enrollment %d %s", generation, describe(o)), "")

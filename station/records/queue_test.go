@@ -341,4 +341,70 @@ func TestUploaderDrainsTheStore(t *testing.T) {
 	if st := run(); st.Requests != 0 || st.Uploaded != 0 {
 		t.Errorf("second run sent %d requests, uploaded %d; want nothing", st.Requests, st.Uploaded)
 	}
+
+	// Boards provisioned again with changed enrollments (a new
+	// certificate, another device ID) replace what DPS holds: no conflict.
+	x := x509Record(t, "SN-UX", "cam-ux")
+	tp := tpmRecord("SN-U07", 7)
+	tp.DeviceID, tp.Enrollment.DeviceID = "dev-renamed", "dev-renamed"
+	for _, r := range []*records.Record{x, tp} {
+		if res := save(t, s, r); !res.Queued {
+			t.Errorf("re-save of %s with a changed enrollment = %+v, want queued", r.Serial, res)
+		}
+	}
+	if st := run(); st.Uploaded != 2 || st.Conflicts != 0 {
+		t.Errorf("third run uploaded %d with %d conflicts (%s); want 2 replaced", st.Uploaded, st.Conflicts, st.LastError)
+	}
+	if c := counts(t, s); !cmp.Equal(c, map[enroll.State]int{enroll.StateUploaded: n + 1}) {
+		t.Errorf("Counts = %v, want all %d uploaded", c, n+1)
+	}
+	for _, r := range []*records.Record{x, tp} {
+		got, err := client.Get(ctx, r.RegistrationID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := enroll.Differences(r.Enrollment, got); len(d) > 0 {
+			t.Errorf("DPS holds %s differing in %v from the board's new enrollment", r.RegistrationID, d)
+		}
+	}
+}
+
+func TestClaimReplacesWhatDPSHolds(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newTestStore(t)
+	save(t, s, tpmRecord("SN-RP", 1))
+	if e := claimAll(t, s, 1)[0]; e.ETag != "" {
+		t.Errorf("first claim has ETag %q, want none (create)", e.ETag)
+	}
+	if err := s.Settle(ctx, []enroll.Outcome{{RegistrationID: tpmRegID(fakeEK(1)), State: enroll.StateUploaded}}); err != nil {
+		t.Fatal(err)
+	}
+	changed := tpmRecord("SN-RP", 1)
+	changed.Enrollment.ProvisioningStatus = "disabled"
+	save(t, s, changed)
+	if e := claimAll(t, s, 1)[0]; e.ETag != "*" {
+		t.Errorf("claim of a changed enrollment DPS took before has ETag %q, want \"*\" (replace)", e.ETag)
+	}
+	if err := s.Settle(ctx, []enroll.Outcome{{RegistrationID: tpmRegID(fakeEK(1)), State: enroll.StateUploaded, ETag: `"e2"`}}); err != nil {
+		t.Fatal(err)
+	}
+	// A new EK, so a new registration ID: created, not replaced.
+	save(t, s, tpmRecord("SN-RP", 2))
+	if e := claimAll(t, s, 1)[0]; e.ETag != "" || e.RegistrationID != tpmRegID(fakeEK(2)) {
+		t.Errorf("claim after a new EK = %s with ETag %q, want the new ID, created", e.RegistrationID, e.ETag)
+	}
+
+	// The old enrollment lands while a changed one waits: the changed one
+	// replaces it.
+	save(t, s, tpmRecord("SN-RQ", 3))
+	claimAll(t, s, 1)
+	c := tpmRecord("SN-RQ", 3)
+	c.Enrollment.ProvisioningStatus = "disabled"
+	save(t, s, c)
+	if err := s.Settle(ctx, []enroll.Outcome{{RegistrationID: tpmRegID(fakeEK(3)), State: enroll.StateUploaded, ETag: `"e1"`}}); err != nil {
+		t.Fatal(err)
+	}
+	if e := claimAll(t, s, 1)[0]; e.ETag != `"e1"` || e.ProvisioningStatus != "disabled" {
+		t.Errorf("claim after a stale upload = %+v, want the changed enrollment with ETag \"e1\"", e)
+	}
 }

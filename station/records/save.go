@@ -378,7 +378,7 @@ func upsert(ctx context.Context, tx *sql.Tx, now string, r *Record, body string,
 			cert_serial = ?, cert_not_after = ?, config_sha256 = ?, config_path = ?,
 			station = ?, line = ?, slot = ?, operator = ?, work_order = ?, result = ?, message = ?,
 			enrollment = ?, upload_state = ?, upload_error = ?, etag = ?, generation = ?, queue_seq = coalesce(?, queue_seq),
-			updated_at = ? WHERE id = ?`, append(args, id)...)
+			updated_at = ?, replaces = CASE WHEN ? THEN '' ELSE replaces END WHERE id = ?`, append(args, regIDChanged, id)...)
 		if err != nil {
 			return res, fmt.Errorf("update: %w", err)
 		}
