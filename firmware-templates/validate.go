@@ -61,15 +61,15 @@ func validate(format string, out []byte) error {
 
 func validateJSON(b []byte) error {
 	if !utf8.Valid(b) {
-		return errors.New("output is not valid UTF-8")
+		return errors.New("not valid UTF-8")
 	}
 	var v any
 	if err := json.Unmarshal(b, &v); err != nil {
 		var se *json.SyntaxError
 		if errors.As(err, &se) {
-			return fmt.Errorf("output is not valid JSON: line %d: %v", lineAt(b, se.Offset), err)
+			return fmt.Errorf("not valid JSON: line %d: %v", lineAt(b, se.Offset), err)
 		}
-		return fmt.Errorf("output is not valid JSON: %w", err)
+		return fmt.Errorf("not valid JSON: %w", err)
 	}
 	return nil
 }
@@ -82,11 +82,11 @@ func lineAt(b []byte, off int64) int {
 
 func validateTOML(b []byte) error {
 	if !utf8.Valid(b) {
-		return errors.New("output is not valid UTF-8")
+		return errors.New("not valid UTF-8")
 	}
 	var v map[string]any
 	if _, err := toml.Decode(string(b), &v); err != nil {
-		return fmt.Errorf("output is not valid TOML: %w", err)
+		return fmt.Errorf("not valid TOML: %w", err)
 	}
 	return nil
 }
@@ -311,10 +311,10 @@ func macroName(s string) string {
 // what was rendered.
 func validateNVSCSV(b []byte) error {
 	if !utf8.Valid(b) {
-		return errors.New("output is not valid UTF-8")
+		return errors.New("not valid UTF-8")
 	}
 	if bytes.IndexByte(b, 0) >= 0 {
-		return errors.New("output holds a NUL byte")
+		return errors.New("holds a NUL byte")
 	}
 	// What the tool parses: text-mode newlines, '#' lines dropped.
 	text := strings.ReplaceAll(string(b), "\r\n", "\n")
@@ -325,22 +325,28 @@ func validateNVSCSV(b []byte) error {
 			kept.WriteString(l)
 		}
 	}
-	rows, err := readCSV(kept.String(), 0)
-	if err != nil {
-		return fmt.Errorf("output is not valid CSV: %w", err)
-	}
 	plain, err := readCSV(string(b), '#')
 	if err != nil {
-		return fmt.Errorf("output is not valid CSV: %w", err)
+		return fmt.Errorf("not valid CSV: %w", err)
+	}
+	const differently = "nvs_partition_gen would read the values differently than they were written: a value holds a carriage return or a line starting with #"
+	rows, err := readCSV(kept.String(), 0)
+	if err != nil {
+		return fmt.Errorf("%s (%w)", differently, err)
 	}
 	if !slices.EqualFunc(rows, plain, func(a, b csvRow) bool { return slices.Equal(a.fields, b.fields) }) {
-		return errors.New("nvs_partition_gen would read the values differently than they were written: a value holds a carriage return or a line starting with #")
+		return errors.New(differently)
 	}
 	if len(rows) == 0 {
 		return errors.New("no header row key,type,encoding,value")
 	}
 	if h := rows[0].fields; !slices.Equal(h, []string{"key", "type", "encoding", "value"}) {
 		return fmt.Errorf("line %d: header is %q, want key,type,encoding,value", rows[0].line, strings.Join(h, ","))
+	}
+	for _, r := range rows[1:] {
+		if len(r.fields) != 4 {
+			return fmt.Errorf("line %d: %d fields, want 4 (key,type,encoding,value)", r.line, len(r.fields))
+		}
 	}
 	if len(rows) > 1 && rows[1].fields[1] != "namespace" {
 		return fmt.Errorf("line %d: the first entry must be a namespace row (KEY,namespace,,)", rows[1].line)
@@ -388,7 +394,7 @@ type csvRow struct {
 func readCSV(s string, comment rune) ([]csvRow, error) {
 	r := csv.NewReader(strings.NewReader(s))
 	r.Comment = comment
-	r.FieldsPerRecord = 4
+	r.FieldsPerRecord = -1
 	var rows []csvRow
 	for {
 		rec, err := r.Read()
