@@ -137,52 +137,52 @@ func TestCheckErrors(t *testing.T) {
 		},
 		{
 			name: "not JSON", file: "line.json",
-			text: "{\n  \"scope\": {{.IDScope}}\n}\n",
+			text:    "{\n  \"scope\": {{.IDScope}}\n}\n",
 			wantMsg: "not valid JSON: line 2",
 		},
 		{
 			name: "JSON unescaped value", file: "line.json",
-			text: `{"chain": "{{.CertificateChain}}"}`,
+			text:    `{"chain": "{{.CertificateChain}}"}`,
 			wantMsg: "not valid JSON",
 		},
 		{
 			name: "not TOML", file: "aziot.toml",
-			text: "[provisioning]\nid_scope = {{.IDScope}}\n",
+			text:    "[provisioning]\nid_scope = {{.IDScope}}\n",
 			wantMsg: "not valid TOML",
 		},
 		{
 			name: "C header without guard", file: "dps.h",
-			text: "#define DPS_ID_SCOPE {{cstring .IDScope}}\n",
+			text:    "#define DPS_ID_SCOPE {{cstring .IDScope}}\n",
 			wantMsg: "no include guard",
 		},
 		{
 			name: "C header unbalanced quote", file: "dps.h",
-			text: "#ifndef X_H\n#define X_H\n#define DPS_ID_SCOPE \"{{.IDScope}}\n#endif\n",
+			text:    "#ifndef X_H\n#define X_H\n#define DPS_ID_SCOPE \"{{.IDScope}}\n#endif\n",
 			wantMsg: "line 3: string literal does not end",
 		},
 		{
 			name: "C header without #endif", file: "dps.h",
-			text: "#ifndef X_H\n#define X_H\n#define DPS_ID_SCOPE {{cstring .IDScope}}\n",
+			text:    "#ifndef X_H\n#define X_H\n#define DPS_ID_SCOPE {{cstring .IDScope}}\n",
 			wantMsg: "#ifndef X_H has no #endif",
 		},
 		{
 			name: "NVS CSV wrong header", file: "nvs.csv",
-			text: "key,type,value\ndps,namespace,\nid_scope,data,{{nvs .IDScope}}\n",
+			text:    "key,type,value\ndps,namespace,\nid_scope,data,{{nvs .IDScope}}\n",
 			wantMsg: "header is",
 		},
 		{
 			name: "NVS CSV key too long", file: "nvs.csv",
-			text: "key,type,encoding,value\ndps,namespace,,\ndps_registration_id,data,string,{{nvs .RegistrationID}}\n",
+			text:    "key,type,encoding,value\ndps,namespace,,\ndps_registration_id,data,string,{{nvs .RegistrationID}}\n",
 			wantMsg: "line 3: NVS key \"dps_registration_id\" is 19 characters, at most 15",
 		},
 		{
 			name: "NVS CSV unknown encoding", file: "nvs.csv",
-			text: "key,type,encoding,value\ndps,namespace,,\nid_scope,data,text,{{nvs .IDScope}}\n",
+			text:    "key,type,encoding,value\ndps,namespace,,\nid_scope,data,text,{{nvs .IDScope}}\n",
 			wantMsg: `encoding "text"`,
 		},
 		{
 			name: "NVS CSV no namespace", file: "nvs.csv",
-			text: "key,type,encoding,value\nid_scope,data,string,{{nvs .IDScope}}\n",
+			text:    "key,type,encoding,value\nid_scope,data,string,{{nvs .IDScope}}\n",
 			wantMsg: "first entry must be a namespace",
 		},
 		{
