@@ -387,7 +387,10 @@ func upsert(ctx context.Context, tx *sql.Tx, now string, r *Record, body string,
 	if old != nil {
 		event = EventUpdated
 	}
-	detail := strings.Join(notes, "; ") + where(r)
+	if w := where(r); w != "" {
+		notes = append(notes, strings.TrimSpace(w))
+	}
+	detail := strings.Join(notes, "; ")
 	if err := audit(ctx, tx, now, id, r.Serial, event, detail, r.Operator); err != nil {
 		return res, err
 	}
