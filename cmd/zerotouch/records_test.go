@@ -1,0 +1,175 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"zerotouch/enroll"
+	"zerotouch/station/records"
+)
+
+// newRecordsDB makes a records database with three boards that passed
+// (TPM) and one that failed, and leaves it open, as a running station
+// would. It returns the path.
+func newRecordsDB(t *testing.T) string {
+	t.Helper()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "zerotouch.db")
+	s, err := records.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	for i := range 3 {
+		ek := append([]byte{0, 32}, fmt.Sprintf("cmd-test-ek-%020d", i)...)
+		sum := sha256.Sum256(ek)
+		id := strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(sum[:]))
+		r := &records.Record{Serial: fmt.Sprintf("SN-%d", i), Model: "zt-1", Attestation: records.AttestationTPM,
+			RegistrationID: id, EKPublic: ek, Station: "st-1", Slot: fmt.Sprint(i + 1), Operator: "ana", Result: records.ResultPassed,
+			Enrollment: &enroll.Enrollment{RegistrationID: id, Attestation: enroll.Attestation{Type: enroll.AttestationTPM,
+				TPM: &enroll.TPMAttestation{EndorsementKey: base64.StdEncoding.EncodeToString(ek)}}}}
+		if _, err := s.Save(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	failed := &records.Record{Serial: "SN-BAD", Attestation: records.AttestationTPM, Result: records.ResultFailed,
+		Message: "Board on slot 4 stopped answering: reseat it and press Retry", Slot: "4"}
+	if _, err := s.Save(ctx, failed); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestRecordsCommands(t *testing.T) {
+	db := newRecordsDB(t)
+
+	code, out, errOut := run(t, "records", "list", "--db", db)
+	if code != exitOK {
+		t.Fatalf("records list: exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{"SERIAL", "SN-0", "SN-1", "SN-2", "SN-BAD", "pending", "failed"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("records list does not show %q:\n%s", want, out)
+		}
+	}
+
+	tests := []struct {
+		args []string
+		want []string // serials, in order
+	}{
+		{[]string{"--result", "failed"}, []string{"SN-BAD"}},
+		{[]string{"--state", "pending", "--limit", "2"}, []string{"SN-2", "SN-1"}},
+		{[]string{"--search", "sn-1"}, []string{"SN-1"}},
+		{nil, []string{"SN-BAD", "SN-2", "SN-1", "SN-0"}},
+	}
+	for _, tt := range tests {
+		args := append([]string{"records", "list", "--db", db, "--json"}, tt.args...)
+		code, out, errOut := run(t, args...)
+		if code != exitOK {
+			t.Errorf("%q: exit %d: %s", args, code, errOut)
+			continue
+		}
+		var got []string
+		sc := bufio.NewScanner(strings.NewReader(out))
+		for sc.Scan() {
+			var l recordLine
+			if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+				t.Fatalf("%q: line %q is not JSON: %v", args, sc.Text(), err)
+			}
+			got = append(got, l.Serial)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+			t.Errorf("%q = %q, want %q", args, got, tt.want)
+		}
+	}
+
+	code, out, errOut = run(t, "records", "show", "SN-1", "--db", db)
+	if code != exitOK {
+		t.Fatalf("records show: exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{"SN-1", "registration ID", "pending", "audit:", records.EventCreated, "ana"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("records show does not show %q:\n%s", want, out)
+		}
+	}
+	_, out, _ = run(t, "records", "list", "--db", db, "--json", "--search", "SN-2")
+	var l recordLine
+	if err := json.Unmarshal([]byte(out), &l); err != nil || l.RegistrationID == "" {
+		t.Fatalf("records list --search SN-2 --json = %q (%v), want SN-2's line", out, err)
+	}
+	code, out, errOut = run(t, "records", "show", strings.ToUpper(l.RegistrationID), "--db", db, "--json")
+	if code != exitOK {
+		t.Fatalf("records show REGID --json: exit %d: %s", code, errOut)
+	}
+	var shown recordShow
+	if err := json.Unmarshal([]byte(out), &shown); err != nil || shown.Record == nil || shown.Record.Serial != "SN-2" ||
+		len(shown.Audit) == 0 || shown.Record.Enrollment == nil {
+		t.Errorf("records show --json = %s (%v), want SN-2's record, enrollment and audit", out, err)
+	}
+	if code, _, errOut := run(t, "records", "show", "SN-9", "--db", db); code != exitFailed || !strings.Contains(errOut, "SN-9") {
+		t.Errorf("records show of an unknown board: exit %d, %q; want %d naming it", code, errOut, exitFailed)
+	}
+
+	// Exports: to standard output, and to a file; both read back.
+	code, out, errOut = run(t, "records", "export", "--format", "csv", "--db", db)
+	if code != exitOK {
+		t.Fatalf("records export csv: exit %d: %s", code, errOut)
+	}
+	if es, err := enroll.ReadFile(strings.NewReader(out), "out.csv"); err != nil || len(es) != 3 {
+		t.Errorf("records export csv read back: %d enrollments, %v; want 3\n%s", len(es), err, out)
+	}
+	file := filepath.Join(t.TempDir(), "enrollments.json")
+	code, out, errOut = run(t, "records", "export", "--format", "json", "--db", db, "--out", file, "--result", "passed")
+	if code != exitOK {
+		t.Fatalf("records export json: exit %d: %s", code, errOut)
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if es, err := enroll.ReadFile(f, file); err != nil || len(es) != 3 {
+		t.Errorf("records export json read back: %d enrollments, %v; want 3", len(es), err)
+	}
+	if out != "" || !strings.Contains(errOut, "3 enrollments") {
+		t.Errorf("records export --out: stdout %q stderr %q; want a count on stderr", out, errOut)
+	}
+}
+
+func TestRecordsErrors(t *testing.T) {
+	db := newRecordsDB(t)
+	missing := filepath.Join(t.TempDir(), "nothing-here.db")
+	tests := []struct {
+		args     []string
+		wantCode int
+		wantErr  string
+	}{
+		{[]string{"records", "list", "--db", missing}, exitFailed, "no records database"},
+		{[]string{"records", "show", "SN-0", "--db", missing}, exitFailed, "no records database"},
+		{[]string{"records", "export", "--format", "json", "--db", missing}, exitFailed, "no records database"},
+		{[]string{"records", "export", "--format", "xml", "--db", db}, exitUsage, "--format"},
+		{[]string{"records", "export", "--db", db}, exitUsage, "--format"},
+		{[]string{"records", "list", "--db", db, "--result", "ok"}, exitUsage, "--result"},
+		{[]string{"records", "list", "--db", db, "--state", "done"}, exitUsage, "--state"},
+		{[]string{"records", "list", "--db", db, "--limit", "-1"}, exitUsage, "--limit"},
+		{[]string{"records", "show", "--db", db}, exitUsage, "arg"},
+	}
+	for _, tt := range tests {
+		code, _, errOut := run(t, tt.args...)
+		if code != tt.wantCode || !strings.Contains(errOut, tt.wantErr) {
+			t.Errorf("%q: exit %d, %q; want %d and %q", tt.args, code, errOut, tt.wantCode, tt.wantErr)
+		}
+	}
+	if _, err := os.Stat(missing); !os.IsNotExist(err) {
+		t.Errorf("a read command created %s", missing)
+	}
+}
