@@ -258,7 +258,11 @@ func OpenReadOnly(ctx context.Context, path string) (*Store, error) {
 		if v == 0 {
 			return nil, fmt.Errorf("records: %s is not a zerotouch records database", path)
 		}
-		return nil, fmt.Errorf("records: %s has schema version %d, this zerotouch reads version %d", path, v, len(ms))
+		if v < len(ms) {
+			return nil, fmt.Errorf("records: %s has schema version %d, this zerotouch reads version %d: let the station open it once to bring it up to date",
+				path, v, len(ms))
+		}
+		return nil, fmt.Errorf("records: %s has schema version %d, newer than this zerotouch reads (%d): use a newer zerotouch", path, v, len(ms))
 	}
 	// Is it ours? A table list check is cheap and gives a clear error.
 	var n int
