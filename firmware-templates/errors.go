@@ -67,6 +67,10 @@ func templateError(kind error, name string, err error) *Error {
 	var fe *fieldError
 	if errors.As(err, &fe) {
 		e.Field = fe.field
+		if err == error(fe) {
+			// The field is named once, by Error.
+			e.Err = &causeError{msg: fe.msg, err: fe}
+		}
 	}
 	msg := err.Error()
 	prefix := "template: " + name + ":"

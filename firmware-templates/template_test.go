@@ -316,7 +316,7 @@ func TestErrorMessages(t *testing.T) {
 	d := SampleData(AttestationX509)
 	d.CertificateChain = ""
 	_, err = tmpl.Render(d)
-	want := `cannot render firmware template "json": field CertificateChain: CertificateChain is empty (x509 attestation needs it)`
+	want := `cannot render firmware template "json": field CertificateChain: is empty (x509 attestation needs it)`
 	if err == nil || err.Error() != want {
 		t.Errorf("Render(x509, no chain) = %v, want %s", err, want)
 	}
