@@ -13,9 +13,17 @@
 // transaction; triggers make the audit table refuse UPDATE and DELETE.
 //
 // *Store is the enroll.Queue the station's background enroll.Uploader
-// drains. One process at a time may open a Store for writing (Open takes
-// a lock file beside the database); any number may read it alongside
-// with OpenReadOnly.
+// drains. Claim notes which of a record's enrollments (a generation
+// number) it handed out, and Settle applies an outcome to that one only:
+// a board saved again with a changed enrollment while the old one is in
+// flight keeps the new one pending. A changed enrollment of a board whose
+// earlier one DPS already took is handed out with an ETag, so that the
+// uploader replaces it (bulk mode update) rather than meeting a conflict.
+// The comment at the top of queue.go has the details.
+//
+// One process at a time may open a Store for writing (Open takes a lock
+// file beside the database); any number may read it alongside with
+// OpenReadOnly.
 package records
 
 import (
@@ -59,7 +67,6 @@ const (
 	EventUploadSettled   = "upload settled"            // an outcome: detail says which state
 	EventUploadRecovered = "upload recovered"          // in flight at a crash: pending again
 	EventUploadStale     = "upload outcome ignored"    // an outcome for an enrollment since replaced
-	EventUploadRequeued  = "upload requeued"           // failed or in conflict before; provisioned again
 )
 
 // Errors callers branch on.
