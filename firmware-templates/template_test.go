@@ -327,3 +327,36 @@ func TestErrorMessages(t *testing.T) {
 		t.Errorf("Parse = %v, want %s", err, want)
 	}
 }
+
+// TestRenderConcurrent: slots share one Template (run with -race).
+func TestRenderConcurrent(t *testing.T) {
+	tmpl, err := Builtin("c-header")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := tmpl.Render(SampleData(AttestationX509))
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() {
+			for range 20 {
+				got, err := tmpl.Render(SampleData(AttestationX509))
+				if err == nil && string(got) != string(want) {
+					err = errors.New("output differs between renders")
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
