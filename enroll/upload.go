@@ -158,13 +158,16 @@ func NewUploader(cfg UploaderConfig) (*Uploader, error) {
 }
 
 // Run uploads until the queue has nothing pending, and returns what it
-// did. One Run at a time. It returns an error wrapping ErrIncomplete when it had to stop
+// did (this Run's counts). One Run at a time. It returns an error wrapping ErrIncomplete when it had to stop
 // with enrollments left (they stay pending or in flight in the queue), or
 // the queue's error.
 func (u *Uploader) Run(ctx context.Context) (Stats, error) {
 	start := time.Now()
 	ctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
+	u.mu.Lock()
+	u.stats, u.tries = Stats{}, map[string]int{} // each Run counts its own
+	u.mu.Unlock()
 	u.stop = stop
 	n, err := u.cfg.Queue.Recover(ctx)
 	if err != nil {

@@ -278,8 +278,13 @@ func TestUploadReplaces(t *testing.T) {
 	renewed := tpmEnrollment("renewed")
 	renewed.ETag = "*"
 	q := newMemQueue([]Enrollment{tpmEnrollment("new"), renewed})
-	if _, err := newTestUploader(t, c, q).Run(context.Background()); err != nil {
+	up := newTestUploader(t, c, q)
+	if _, err := up.Run(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+	// A second Run counts only its own work: none.
+	if st, err := up.Run(context.Background()); err != nil || st.Requests != 0 || st.Uploaded != 0 {
+		t.Errorf("second Run = %+v, %v; want nothing done", st, err)
 	}
 	if fmt.Sprint(modes[ModeCreate]) != "[new]" || fmt.Sprint(modes[ModeUpdate]) != "[renewed]" {
 		t.Errorf("modes = %v, want new created and renewed updated", modes)
