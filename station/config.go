@@ -1,0 +1,381 @@
+package station
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"text/template"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"zerotouch/flasher"
+	"zerotouch/internal/regid"
+)
+
+// Attestation modes a line can be set up for.
+const (
+	ModeTPM          = "tpm"           // the TPM's endorsement key, individual enrollment
+	ModeX509TPM      = "x509-tpm"      // a key made in the board's TPM, certificate from the CA
+	ModeX509Keygen   = "x509-keygen"   // a key made by the board itself, certificate from the CA
+	ModeSymmetricKey = "symmetric-key" // a device key derived from the enrollment group's key
+)
+
+// Default values of Config.
+const (
+	DefaultGlobalEndpoint = "global.azure-devices-provisioning.net"
+	DefaultConfigPath     = "/lfs/zerotouch/config"
+	DefaultRegistrationID = "{{.Serial}}"
+	DefaultBaud           = 115200
+)
+
+// ErrConfig means the station's configuration cannot be used. A
+// *ConfigError names the field.
+var ErrConfig = errors.New("invalid station configuration")
+
+// ConfigError is a problem with one field of the configuration.
+type ConfigError struct {
+	File  string
+	Field string // the YAML path, as "slots[2].port"
+	Msg   string
+}
+
+func (e *ConfigError) Error() string {
+	if e.File != "" {
+		return fmt.Sprintf("%s: %s: %s", e.File, e.Field, e.Msg)
+	}
+	return e.Field + ": " + e.Msg
+}
+
+// Is matches ErrConfig.
+func (e *ConfigError) Is(target error) bool { return target == ErrConfig }
+
+// Config is a station's configuration: one YAML file, the same for the
+// headless run and the operator's window. Secrets are never in it, only
+// the files (or environment variables) that hold them.
+type Config struct {
+	Station string `yaml:"station"` // the station's name, on every record
+	Line    string `yaml:"line"`    // the line's name, on every record
+
+	// Attestation is one of ModeTPM, ModeX509TPM, ModeX509Keygen or
+	// ModeSymmetricKey.
+	Attestation    string `yaml:"attestation"`
+	IDScope        string `yaml:"id_scope"`
+	GlobalEndpoint string `yaml:"global_endpoint"`
+	// RegistrationID is a template over the board's identity (.Serial,
+	// .Model, .HW, .Firmware) for the modes whose ID is not the EK's;
+	// default "{{.Serial}}". It is lower-cased, since DPS compares IDs
+	// without case.
+	RegistrationID string `yaml:"registration_id"`
+	// DeviceID is a template like RegistrationID for the IoT Hub device
+	// ID; empty leaves it to DPS (the registration ID).
+	DeviceID string `yaml:"device_id"`
+
+	Slots   []SlotConfig  `yaml:"slots"`
+	Baud    int           `yaml:"baud"`    // default 115200
+	Timeout time.Duration `yaml:"timeout"` // per board answer beyond wire time; default 2 s
+
+	Template TemplateConfig     `yaml:"template"`
+	CA       CAConfig           `yaml:"ca"`
+	Key      KeyConfig          `yaml:"key"`
+	TPM      TPMConfig          `yaml:"tpm"`
+	Group    SymmetricKeyConfig `yaml:"symmetric_key"`
+	DPS      DPSConfig          `yaml:"dps"`
+	Firmware *FirmwareConfig    `yaml:"firmware"`
+	Records  string             `yaml:"records"` // the SQLite file; default ./zerotouch.db
+}
+
+// SlotConfig is one fixture port.
+type SlotConfig struct {
+	Name string `yaml:"name"` // default "slot-N"
+	// Port selects the port as zerotouch link does: a device path, a
+	// /dev/serial/by-id name, a USB "vid:pid", or terms such as
+	// "vid=2fe3,usb-serial=E6614103".
+	Port string `yaml:"port"`
+}
+
+// TemplateConfig says what configuration is written to each board.
+type TemplateConfig struct {
+	Name   string            `yaml:"name"`   // a built-in template (default "json")
+	File   string            `yaml:"file"`   // a template file instead
+	Path   string            `yaml:"path"`   // the file on the board; default DefaultConfigPath
+	Custom map[string]string `yaml:"custom"` // extra fields the template sees as .Custom
+	// CertificatePath and KeyURI tell templates where the device keeps
+	// its certificate and key (X.509 modes).
+	CertificatePath string `yaml:"certificate_path"`
+	KeyURI          string `yaml:"key_uri"`
+}
+
+// CAConfig names the CA of the X.509 modes: a local CA folder, or a
+// step-ca by URL. The password comes from PasswordFile or
+// ZEROTOUCH_CA_PASSWORD.
+type CAConfig struct {
+	Dir          string `yaml:"dir"`
+	URL          string `yaml:"url"`
+	Fingerprint  string `yaml:"fingerprint"`
+	Provisioner  string `yaml:"provisioner"`
+	PasswordFile string `yaml:"password_file"`
+	Validity     string `yaml:"validity"`
+}
+
+// KeyConfig is the device key of the X.509 modes.
+type KeyConfig struct {
+	Alg    string `yaml:"alg"`    // ecdsa-p256 (default) or rsa-2048
+	Handle uint32 `yaml:"handle"` // x509-tpm: the persistent handle; default 0x81000002
+}
+
+// TPMConfig tunes the TPM modes.
+type TPMConfig struct {
+	NoCreate bool     `yaml:"no_create"` // the EK must be there already
+	EKRoots  []string `yaml:"ek_roots"`  // TPM vendor certificates
+	// RequireEKCert fails a board whose EK certificate does not verify
+	// against EKRoots.
+	RequireEKCert bool `yaml:"require_ek_cert"`
+}
+
+// SymmetricKeyConfig is the enrollment group of the symmetric-key mode:
+// its ID and the file holding its primary key (or
+// ZEROTOUCH_GROUP_KEY).
+type SymmetricKeyConfig struct {
+	GroupID string `yaml:"group_id"`
+	KeyFile string `yaml:"key_file"`
+}
+
+// DPSConfig is the DPS service the enrollments go to. The connection
+// string comes from ConnectionStringFile or
+// ZEROTOUCH_DPS_CONNECTION_STRING; with neither, the station records and
+// queues but does not upload.
+type DPSConfig struct {
+	ConnectionStringFile string  `yaml:"connection_string_file"`
+	CAFile               string  `yaml:"ca_file"`
+	Quota                int     `yaml:"quota"` // operations a minute; default 1000
+	Share                float64 `yaml:"share"` // of the quota; default 0.97
+	Upload               *bool   `yaml:"upload"`
+}
+
+// FirmwareConfig is the production image, flashed when the board runs
+// another version.
+type FirmwareConfig struct {
+	Image   string `yaml:"image"`
+	Version string `yaml:"version"`
+}
+
+// LoadConfig reads and checks a YAML configuration file. Unknown fields
+// are errors (a misspelt field would otherwise be ignored).
+func LoadConfig(file string) (*Config, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("station configuration: %w", err)
+	}
+	c, err := ParseConfig(b)
+	if err != nil {
+		var ce *ConfigError
+		if errors.As(err, &ce) {
+			ce.File = file
+			return nil, ce
+		}
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return c, nil
+}
+
+// ParseConfig parses YAML and applies defaults, then Validate.
+func ParseConfig(b []byte) (*Config, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	var c Config
+	if err := dec.Decode(&c); err != nil {
+		return nil, &ConfigError{Field: "yaml", Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
+	}
+	c.defaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func (c *Config) defaults() {
+	if c.GlobalEndpoint == "" {
+		c.GlobalEndpoint = DefaultGlobalEndpoint
+	}
+	if c.RegistrationID == "" {
+		c.RegistrationID = DefaultRegistrationID
+	}
+	if c.Baud == 0 {
+		c.Baud = DefaultBaud
+	}
+	if c.Timeout == 0 {
+		c.Timeout = 2 * time.Second
+	}
+	if c.Template.Name == "" && c.Template.File == "" {
+		c.Template.Name = "json"
+	}
+	if c.Template.Path == "" {
+		c.Template.Path = DefaultConfigPath
+	}
+	if c.Key.Alg == "" {
+		c.Key.Alg = "ecdsa-p256"
+	}
+	if c.Key.Handle == 0 {
+		c.Key.Handle = 0x81000002
+	}
+	if c.DPS.Quota == 0 {
+		c.DPS.Quota = 1000
+	}
+	if c.DPS.Share == 0 {
+		c.DPS.Share = 0.97
+	}
+	if c.Records == "" {
+		c.Records = "zerotouch.db"
+	}
+	for i := range c.Slots {
+		if c.Slots[i].Name == "" {
+			c.Slots[i].Name = fmt.Sprintf("slot-%d", i+1)
+		}
+	}
+}
+
+// Validate checks the configuration once, at start; each error names
+// its field.
+func (c *Config) Validate() error {
+	bad := func(field, format string, args ...any) error {
+		return &ConfigError{Field: field, Msg: fmt.Sprintf(format, args...)}
+	}
+	switch c.Attestation {
+	case ModeTPM, ModeX509TPM, ModeX509Keygen, ModeSymmetricKey:
+	case "":
+		return bad("attestation", "missing: want tpm, x509-tpm, x509-keygen or symmetric-key")
+	default:
+		return bad("attestation", "%q: want tpm, x509-tpm, x509-keygen or symmetric-key", c.Attestation)
+	}
+	if !validIDScope(c.IDScope) {
+		return bad("id_scope", "%q: want the DPS ID scope, as 0ne0001A2B3 (the DPS overview page shows it)", c.IDScope)
+	}
+	if strings.Contains(c.GlobalEndpoint, "/") || strings.ContainsAny(c.GlobalEndpoint, " \t") {
+		return bad("global_endpoint", "%q: want a host name, as %s, without https://", c.GlobalEndpoint, DefaultGlobalEndpoint)
+	}
+	for _, f := range []struct{ name, text string }{{"registration_id", c.RegistrationID}, {"device_id", c.DeviceID}} {
+		if _, err := identityTemplate(f.text); err != nil {
+			return bad(f.name, "%v", err)
+		}
+	}
+	if len(c.Slots) == 0 {
+		return bad("slots", "none: list the fixture ports, as - port: /dev/ttyACM0")
+	}
+	names := map[string]int{}
+	for i, s := range c.Slots {
+		field := fmt.Sprintf("slots[%d]", i)
+		if s.Port == "" {
+			return bad(field+".port", "missing")
+		}
+		if _, err := flasher.ParseMatch(s.Port); err != nil {
+			return bad(field+".port", "%v", err)
+		}
+		if j, dup := names[s.Name]; dup {
+			return bad(field+".name", "%q is also slots[%d]", s.Name, j)
+		}
+		names[s.Name] = i
+	}
+	if c.Baud < 1200 || c.Baud > 4_000_000 {
+		return bad("baud", "%d: want a serial rate such as 115200", c.Baud)
+	}
+	if c.Timeout < 0 {
+		return bad("timeout", "negative")
+	}
+	if c.Template.Name != "" && c.Template.File != "" {
+		return bad("template", "give name (a built-in template) or file, not both")
+	}
+	if !strings.HasPrefix(c.Template.Path, "/") {
+		return bad("template.path", "%q: want an absolute path on the board, as %s", c.Template.Path, DefaultConfigPath)
+	}
+	switch c.Attestation {
+	case ModeX509TPM, ModeX509Keygen:
+		if c.CA.Dir == "" && c.CA.URL == "" {
+			return bad("ca", "x509 modes need a CA: dir (a local CA) or url and fingerprint (a step-ca)")
+		}
+		if c.CA.URL != "" && c.CA.Fingerprint == "" {
+			return bad("ca.fingerprint", "missing: a step-ca's root is pinned by its SHA-256")
+		}
+		if c.Key.Alg != "ecdsa-p256" && c.Key.Alg != "rsa-2048" {
+			return bad("key.alg", "%q: want ecdsa-p256 or rsa-2048", c.Key.Alg)
+		}
+		if c.Attestation == ModeX509TPM && (c.Key.Handle < 0x81000000 || c.Key.Handle > 0x817FFFFF ||
+			c.Key.Handle == 0x81000001 || c.Key.Handle == 0x81010001) {
+			return bad("key.handle", "%#x: want a persistent handle in 0x81000000-0x817fffff other than the SRK's and the EK's", c.Key.Handle)
+		}
+	case ModeSymmetricKey:
+		if c.Group.GroupID == "" {
+			return bad("symmetric_key.group_id", "missing: the enrollment group's ID")
+		}
+		if err := regid.Check(c.Group.GroupID, regid.MaxLen); err != nil {
+			return bad("symmetric_key.group_id", "%v", err)
+		}
+	}
+	if c.TPM.RequireEKCert && len(c.TPM.EKRoots) == 0 {
+		return bad("tpm.require_ek_cert", "needs tpm.ek_roots, the TPM vendors' certificates")
+	}
+	if c.DPS.Quota < 0 || c.DPS.Share <= 0 || c.DPS.Share > 1 {
+		return bad("dps", "quota %d a minute at share %v: want a quota above 0 and a share in (0, 1]", c.DPS.Quota, c.DPS.Share)
+	}
+	if f := c.Firmware; f != nil {
+		if f.Image == "" || f.Version == "" {
+			return bad("firmware", "give both image and version")
+		}
+		if _, err := flasher.ParseImageVersion(f.Version); err != nil {
+			return bad("firmware.version", "%v", err)
+		}
+	}
+	return nil
+}
+
+// validIDScope checks the shape of a DPS ID scope: "0ne" and 8 hex
+// digits, as DPS issues them.
+func validIDScope(s string) bool {
+	if len(s) != 11 || !strings.EqualFold(s[:3], "0ne") {
+		return false
+	}
+	for _, c := range s[3:] {
+		if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
+			return false
+		}
+	}
+	return true
+}
+
+// BoardInfo is what registration_id and device_id templates see.
+type BoardInfo struct {
+	Serial, Model, HW, Firmware string
+}
+
+func identityTemplate(text string) (*template.Template, error) {
+	t, err := template.New("id").Option("missingkey=error").Parse(text)
+	if err != nil {
+		return nil, err
+	}
+	var b strings.Builder
+	if err := t.Execute(&b, BoardInfo{Serial: "ZT000001", Model: "m", HW: "1", Firmware: "1.0.0"}); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+func renderID(t *template.Template, b BoardInfo) (string, error) {
+	var s strings.Builder
+	if err := t.Execute(&s, b); err != nil {
+		return "", err
+	}
+	return strings.ToLower(s.String()), nil
+}
+
+// DPSAttestation is the DPS attestation type of a station mode.
+func DPSAttestation(mode string) string {
+	switch mode {
+	case ModeTPM:
+		return "tpm"
+	case ModeX509TPM, ModeX509Keygen:
+		return "x509"
+	}
+	return "symmetricKey"
+}

@@ -1,0 +1,441 @@
+// Package station is the provisioning pipeline: each fixture port is a
+// slot; a board that appears on a slot is connected, identified by the
+// line's attestation (its TPM's endorsement key, a key made in its TPM or
+// by the board with a certificate from the station's CA, or a device key
+// derived from the enrollment group's), given its firmware configuration
+// (rendered from a template, written, read back and compared), committed,
+// recorded and queued for enrollment. Every step emits an Event, for the
+// operator's window and the headless JSON lines alike.
+//
+// The station never speaks HTTP or opens serial ports itself: flasher,
+// tpm, ca, enroll and the records store do.
+package station
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"text/template"
+	"time"
+
+	"github.com/google/go-tpm/tpm2"
+
+	"zerotouch/ca"
+	"zerotouch/enroll"
+	fwtemplates "zerotouch/firmware-templates"
+	"zerotouch/flasher"
+	"zerotouch/internal/regid"
+	"zerotouch/station/records"
+	"zerotouch/tpm"
+)
+
+// Steps of a board's run, in order.
+const (
+	StepConnect     = "connect"
+	StepFlash       = "flash"
+	StepIdentity    = "identity"
+	StepCertificate = "certificate"
+	StepRender      = "render"
+	StepWrite       = "write"
+	StepVerify      = "verify"
+	StepCommit      = "commit"
+	StepRecord      = "record"
+)
+
+// Results an Event reports.
+const (
+	Running = "running"
+	Passed  = "passed"
+	Failed  = "failed"
+)
+
+// Event is what a slot reports as a board goes through the steps.
+type Event struct {
+	Time           time.Time `json:"time"`
+	Slot           string    `json:"slot"`
+	Port           string    `json:"port,omitempty"`
+	Serial         string    `json:"serial,omitempty"`
+	RegistrationID string    `json:"registrationId,omitempty"`
+	Step           string    `json:"step"`
+	Progress       float64   `json:"progress,omitempty"` // within the step, 0 to 1
+	Result         string    `json:"result"`             // Running, Passed or Failed
+	Message        string    `json:"message,omitempty"`  // for the operator: what happened, what to do
+	Error          string    `json:"error,omitempty"`    // the cause, for the engineer
+}
+
+// Recorder keeps the records: the SQLite store satisfies it.
+type Recorder interface {
+	Save(ctx context.Context, r *records.Record) (records.SaveResult, error)
+}
+
+// Deps are what a Station works with, opened once at start by the caller.
+type Deps struct {
+	Store    Recorder
+	Template *fwtemplates.Template
+	Issuer   ca.Issuer    // X.509 modes
+	GroupKey []byte       // symmetric-key mode: the group's primary key, decoded
+	Vendors  *tpm.Vendors // TPM vendor roots, when configured
+	Firmware []byte       // the production image, when configured
+	Events   func(Event)  // called from the slots' goroutines; must not block
+	Logger   *slog.Logger //
+	Now      func() time.Time
+}
+
+// Station runs the pipeline. It is safe for concurrent use: each slot
+// runs its boards in its own goroutine.
+type Station struct {
+	cfg   *Config
+	deps  Deps
+	log   *slog.Logger
+	regID *template.Template
+	devID *template.Template
+
+	mu        sync.Mutex
+	operator  string
+	workOrder string
+}
+
+// New checks that deps fit cfg and returns a Station.
+func New(cfg *Config, deps Deps) (*Station, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Store == nil || deps.Template == nil {
+		return nil, errors.New("station: a records store and a template are required")
+	}
+	switch cfg.Attestation {
+	case ModeX509TPM, ModeX509Keygen:
+		if deps.Issuer == nil {
+			return nil, fmt.Errorf("station: attestation %s needs a CA", cfg.Attestation)
+		}
+	case ModeSymmetricKey:
+		if len(deps.GroupKey) == 0 {
+			return nil, errors.New("station: attestation symmetric-key needs the enrollment group's key")
+		}
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if deps.Events == nil {
+		deps.Events = func(Event) {}
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	s := &Station{cfg: cfg, deps: deps, log: deps.Logger}
+	s.regID, _ = identityTemplate(cfg.RegistrationID)
+	if cfg.DeviceID != "" {
+		s.devID, _ = identityTemplate(cfg.DeviceID)
+	}
+	return s, nil
+}
+
+// SetOperator sets the operator and work order put on the records from
+// now on.
+func (s *Station) SetOperator(operator, workOrder string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.operator, s.workOrder = operator, workOrder
+}
+
+// BoardError is a board's failure: the step it failed in, the operator's
+// words and the cause.
+type BoardError struct {
+	Slot, Serial, Step string
+	Message            string // for the operator
+	Err                error
+}
+
+func (e *BoardError) Error() string {
+	who := "slot " + e.Slot
+	if e.Serial != "" {
+		who += " board " + e.Serial
+	}
+	return fmt.Sprintf("%s: %s: %v", who, e.Step, e.Err)
+}
+
+func (e *BoardError) Unwrap() error { return e.Err }
+
+// Result is a provisioned board.
+type Result struct {
+	Record *records.Record
+	Saved  records.SaveResult
+}
+
+// run is one board's run on one slot.
+type run struct {
+	s      *Station
+	slot   SlotConfig
+	port   string
+	serial string
+	regID  string
+	step   string
+}
+
+func (r *run) emit(result string, progress float64, msg string, err error) {
+	e := Event{Time: r.s.deps.Now(), Slot: r.slot.Name, Port: r.port, Serial: r.serial, RegistrationID: r.regID,
+		Step: r.step, Progress: progress, Result: result, Message: msg}
+	if err != nil {
+		e.Error = err.Error()
+	}
+	r.s.deps.Events(e)
+}
+
+func (r *run) begin(step string) {
+	r.step = step
+	r.emit(Running, 0, "", nil)
+}
+
+func (r *run) fail(msg string, err error) error {
+	return &BoardError{Slot: r.slot.Name, Serial: r.serial, Step: r.step, Message: msg, Err: err}
+}
+
+// Provision runs one board, on the port at path, through every step. A
+// failure is a *BoardError; the board is recorded as failed when it got
+// far enough to be known.
+func (s *Station) Provision(ctx context.Context, slot SlotConfig, path string) (*Result, error) {
+	r := &run{s: s, slot: slot, port: path}
+	res, err := r.provision(ctx)
+	if err != nil {
+		var be *BoardError
+		if !errors.As(err, &be) {
+			be = r.fail("unexpected failure: call the line engineer", err).(*BoardError)
+		}
+		r.emit(Failed, 0, be.Message, be.Err)
+		return nil, be
+	}
+	r.step = StepRecord
+	r.emit(Passed, 1, "provisioned: take the board off the fixture", nil)
+	return res, nil
+}
+
+func (r *run) provision(ctx context.Context) (*Result, error) {
+	s, cfg := r.s, r.s.cfg
+	r.begin(StepConnect)
+	c, err := flasher.Open(ctx, r.port, flasher.Options{Name: r.slot.Name, Baud: cfg.Baud, Timeout: cfg.Timeout, Logger: s.log})
+	if err != nil {
+		return nil, r.fail("no board answers on this slot: seat the board and check its cable", err)
+	}
+	defer c.Close()
+	id, err := c.Identity(ctx)
+	if err != nil {
+		return nil, r.fail("the board does not say who it is: is the provisioning firmware on it?", err)
+	}
+	r.serial = id.Serial
+	info := BoardInfo{Serial: id.Serial, Model: id.Model, HW: id.HW, Firmware: id.FW}
+	rec := &records.Record{Serial: id.Serial, Model: id.Model, HW: id.HW, Firmware: id.FW,
+		Attestation: cfg.Attestation, Station: cfg.Station, Line: cfg.Line, Slot: r.slot.Name, ConfigPath: cfg.Template.Path}
+	s.mu.Lock()
+	rec.Operator, rec.WorkOrder = s.operator, s.workOrder
+	s.mu.Unlock()
+
+	if cfg.Firmware != nil && len(s.deps.Firmware) > 0 && id.FW != cfg.Firmware.Version {
+		r.begin(StepFlash)
+		if err := r.flash(ctx, c); err != nil {
+			return nil, err
+		}
+	}
+
+	r.begin(StepIdentity)
+	data := fwtemplates.Data{IDScope: cfg.IDScope, GlobalEndpoint: cfg.GlobalEndpoint, Serial: id.Serial, Model: id.Model,
+		Custom: cfg.Template.Custom, CertificatePath: cfg.Template.CertificatePath, KeyURI: cfg.Template.KeyURI}
+	var enr *enroll.Enrollment
+	switch cfg.Attestation {
+	case ModeTPM:
+		enr, err = r.tpmIdentity(ctx, c, rec)
+		data.Attestation = enroll.AttestationTPM
+	case ModeX509TPM, ModeX509Keygen:
+		enr, err = r.x509Identity(ctx, c, rec, info)
+		data.Attestation = enroll.AttestationX509
+		data.CertificateChain = rec.CertificateChain
+	case ModeSymmetricKey:
+		err = r.symmetricIdentity(rec, info)
+		data.Attestation = enroll.AttestationSymmetricKey
+		data.DerivedKey = derivedKey(s.deps.GroupKey, rec.RegistrationID)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if s.devID != nil {
+		if rec.DeviceID, err = renderID(s.devID, info); err != nil {
+			return nil, r.fail("the device ID template failed: call the line engineer", err)
+		}
+	}
+	data.RegistrationID, data.DeviceID = rec.RegistrationID, rec.DeviceID
+	if enr != nil {
+		enr.DeviceID = rec.DeviceID
+		rec.Enrollment = enr
+	}
+
+	r.begin(StepRender)
+	conf, err := s.deps.Template.Render(data)
+	if err != nil {
+		return nil, r.fail("the configuration template failed for this board: call the line engineer", err)
+	}
+	sum := sha256.Sum256(conf)
+	rec.ConfigSHA256 = sum[:]
+
+	r.begin(StepWrite)
+	err = c.FileUpload(ctx, cfg.Template.Path, conf, false, func(done, total int) {
+		if total > 0 {
+			r.emit(Running, float64(done)/float64(total), "", nil)
+		}
+	})
+	if err != nil {
+		return nil, r.fail("writing the configuration to the board failed: reseat the board and press Retry", err)
+	}
+
+	r.begin(StepVerify)
+	got, n, err := c.FileHash(ctx, cfg.Template.Path, 0, 0)
+	if err != nil {
+		return nil, r.fail("reading the configuration back failed: reseat the board and press Retry", err)
+	}
+	if n != len(conf) || !hmac.Equal(got, sum[:]) {
+		return nil, r.fail("the configuration on the board is not what was written: press Retry; if it fails again, set the board aside",
+			fmt.Errorf("board holds %d bytes with sha256 %x, wrote %d bytes with sha256 %x", n, got, len(conf), sum))
+	}
+
+	r.begin(StepCommit)
+	if err := c.Commit(ctx, cfg.Template.Path, sum[:]); err != nil {
+		return nil, r.fail("the board refused to commit its configuration: press Retry; if it fails again, set the board aside", err)
+	}
+
+	r.begin(StepRecord)
+	rec.Result = Passed
+	saved, err := s.deps.Store.Save(ctx, rec)
+	if err != nil {
+		if errors.Is(err, records.ErrClone) {
+			return nil, r.fail("this board's identity is already recorded under another serial number: set it aside for the supervisor (possible clone)", err)
+		}
+		if errors.Is(err, records.ErrDuplicateID) {
+			return nil, r.fail("this board's registration ID is already another board's: set it aside and call the line engineer (registration_id in the configuration)", err)
+		}
+		return nil, r.fail("the record could not be saved: the board is provisioned but not recorded; call the line engineer", err)
+	}
+	return &Result{Record: rec, Saved: saved}, nil
+}
+
+func (r *run) flash(ctx context.Context, c *flasher.Client) error {
+	img := r.s.deps.Firmware
+	err := c.ImageUpload(ctx, 1, img, func(done, total int) {
+		if total > 0 {
+			r.emit(Running, float64(done)/float64(total), "", nil)
+		}
+	})
+	if err != nil {
+		return r.fail("flashing the firmware failed: reseat the board and press Retry", err)
+	}
+	info, err := flasher.ParseImage(img)
+	if err != nil {
+		return r.fail("the firmware image is not an MCUboot image: call the line engineer", err)
+	}
+	if _, err := c.ImageSetPending(ctx, info.Hash, true); err != nil {
+		return r.fail("the board would not take the new firmware: press Retry", err)
+	}
+	if err := c.Reset(ctx, false); err != nil {
+		return r.fail("the board did not restart after flashing: press Retry", err)
+	}
+	if err := c.WaitReady(ctx, 200*time.Millisecond); err != nil {
+		return r.fail("the board did not come back after flashing: reseat it and press Retry", err)
+	}
+	return nil
+}
+
+func (r *run) tpmIdentity(ctx context.Context, c *flasher.Client, rec *records.Record) (*enroll.Enrollment, error) {
+	cfg := r.s.cfg
+	dev := tpm.New(c.TPM(ctx), tpm.Options{Board: rec.Serial, NoCreate: cfg.TPM.NoCreate, Logger: r.s.log})
+	ek, err := dev.EK(ctx)
+	if err != nil {
+		return nil, r.fail("the board's TPM did not give its endorsement key: reseat the board and press Retry", err)
+	}
+	srk, err := dev.SRK(ctx)
+	if err != nil {
+		return nil, r.fail("the board's TPM did not give its storage root key: reseat the board and press Retry", err)
+	}
+	rec.RegistrationID, rec.EKPublic, rec.EKFingerprint = ek.RegistrationID(), ek.TPM2B, ek.Fingerprint()
+	r.regID = rec.RegistrationID
+	cert, err := dev.EKCertificate(ctx, ek, r.s.deps.Vendors)
+	if err != nil {
+		return nil, r.fail("the board's TPM could not be read: reseat the board and press Retry", err)
+	}
+	rec.EKCertificate, rec.EKCertStatus = cert.DER, cert.Status.String()
+	if cfg.TPM.RequireEKCert && cert.Status != tpm.EKCertVerified {
+		return nil, r.fail("the TPM's EK certificate does not verify: set the board aside for the supervisor", fmt.Errorf("EK certificate %s: %v", cert.Status, cert.Err))
+	}
+	return &enroll.Enrollment{RegistrationID: rec.RegistrationID, Attestation: enroll.Attestation{Type: enroll.AttestationTPM,
+		TPM: &enroll.TPMAttestation{EndorsementKey: ek.EndorsementKey(), StorageRootKey: srk.EndorsementKey()}}}, nil
+}
+
+func (r *run) x509Identity(ctx context.Context, c *flasher.Client, rec *records.Record, info BoardInfo) (*enroll.Enrollment, error) {
+	cfg := r.s.cfg
+	id, err := renderID(r.s.regID, info)
+	if err == nil {
+		err = regid.Check(id, regid.MaxLenX509)
+	}
+	if err != nil {
+		return nil, r.fail("this board's registration ID is not valid: call the line engineer (registration_id in the configuration)", err)
+	}
+	rec.RegistrationID, r.regID = id, id
+	var csr *x509.CertificateRequest
+	if cfg.Attestation == ModeX509TPM {
+		dev := tpm.New(c.TPM(ctx), tpm.Options{Board: rec.Serial, Logger: r.s.log})
+		alg, _ := tpm.ParseKeyAlg(cfg.Key.Alg)
+		signer, err := dev.SigningKey(ctx, alg, tpm2.TPMHandle(cfg.Key.Handle))
+		if err != nil {
+			return nil, r.fail("the board's TPM did not make its key: reseat the board and press Retry", err)
+		}
+		der, err := tpm.CSR(signer, id)
+		if err == nil {
+			csr, err = x509.ParseCertificateRequest(der)
+		}
+		if err != nil {
+			return nil, r.fail("the board's TPM did not sign its certificate request: press Retry", err)
+		}
+	} else {
+		if csr, err = c.Keygen(ctx, cfg.Key.Alg, id); err != nil {
+			return nil, r.fail("the board did not make its key: press Retry; if it fails again, check its firmware supports keygen", err)
+		}
+	}
+	r.begin(StepCertificate)
+	cert, err := r.s.deps.Issuer.Issue(ctx, csr, id)
+	if err != nil {
+		var pe *ca.PolicyError
+		if errors.As(err, &pe) {
+			return nil, r.fail("the CA refused the board's certificate request: set the board aside for the line engineer", err)
+		}
+		return nil, r.fail("the CA did not issue the certificate: check the CA, then press Retry", err)
+	}
+	rec.CertificateChain = string(cert.PEM())
+	rec.CertSerial, rec.CertNotAfter = cert.Serial, cert.NotAfter
+	leaf := cert.Leaf()
+	return &enroll.Enrollment{RegistrationID: id, Attestation: enroll.Attestation{Type: enroll.AttestationX509,
+		X509: &enroll.X509Attestation{ClientCertificates: &enroll.X509Certificates{
+			Primary: &enroll.X509Certificate{Certificate: string(ca.EncodePEM(leaf))}}}}}, nil
+}
+
+func (r *run) symmetricIdentity(rec *records.Record, info BoardInfo) error {
+	id, err := renderID(r.s.regID, info)
+	if err == nil {
+		err = regid.Check(id, regid.MaxLen)
+	}
+	if err != nil {
+		return r.fail("this board's registration ID is not valid: call the line engineer (registration_id in the configuration)", err)
+	}
+	rec.RegistrationID, r.regID = id, id
+	return nil
+}
+
+// derivedKey is a device's key in an enrollment group with symmetric
+// keys: base64(HMAC-SHA256(group key, registration ID)), as DPS and the
+// device SDKs compute it.
+func derivedKey(groupKey []byte, registrationID string) string {
+	m := hmac.New(sha256.New, groupKey)
+	m.Write([]byte(registrationID))
+	return base64.StdEncoding.EncodeToString(m.Sum(nil))
+}
