@@ -14,6 +14,7 @@ import (
 
 	"zerotouch/enroll"
 	"zerotouch/internal/secret"
+	"zerotouch/station/records"
 )
 
 // envDPSConnectionString holds the DPS service connection string when
@@ -52,6 +53,7 @@ func (f *dpsFlags) config(g *globals) (enroll.Config, error) {
 type uploadFlags struct {
 	dps       dpsFlags
 	from      string
+	records   string
 	state     string
 	quota     int
 	share     float64
@@ -63,10 +65,14 @@ type uploadFlags struct {
 func uploadCmd(g *globals) *cobra.Command {
 	var f uploadFlags
 	cmd := &cobra.Command{
-		Use:   "upload --from FILE",
+		Use:   "upload [--from FILE | --records DB]",
 		Short: "Upload enrollments to DPS in bulk, within its quota, exactly once",
 		Long: `Upload individual enrollments to the DPS service API in bulk requests of
 up to 10, paced at a share of the DPS quota, with retries.
+
+Without --from, the enrollments the station queued in its records
+(--records, default ./zerotouch.db) go up: those pending, and those an
+interrupted upload left in flight.
 
 --from names a JSON array of enrollments (the DPS REST shape) or a CSV with
 a header row: registrationId, attestation (tpm, x509, symmetricKey),
@@ -90,6 +96,7 @@ connection string or the file is wrong (nothing was sent).`,
 	f.dps.add(cmd)
 	fs := cmd.Flags()
 	fs.StringVar(&f.from, "from", "", "JSON or CSV file of enrollments to upload")
+	fs.StringVar(&f.records, "records", "", "the station's records (default ./zerotouch.db when --from is not given)")
 	fs.StringVar(&f.state, "state", "", "upload state file (default FILE.upload.db beside --from)")
 	fs.IntVar(&f.quota, "quota", 1000, "the DPS service quota, in operations a minute")
 	fs.Float64Var(&f.share, "share", 0.97, "share of the quota to use, in (0, 1]")
@@ -122,8 +129,8 @@ type uploadSummary struct {
 }
 
 func runUpload(ctx context.Context, g *globals, f *uploadFlags) error {
-	if f.from == "" {
-		return usageError{errors.New("upload needs --from FILE (a JSON array or CSV of enrollments)")}
+	if f.from != "" && f.records != "" {
+		return usageError{errors.New("give --from FILE or --records DB, not both")}
 	}
 	switch {
 	case f.quota <= 0:
@@ -138,6 +145,9 @@ func runUpload(ctx context.Context, g *globals, f *uploadFlags) error {
 	cfg, err := f.dps.config(g)
 	if err != nil {
 		return err
+	}
+	if f.from == "" {
+		return uploadRecords(ctx, g, f, cfg)
 	}
 	file, err := os.Open(f.from)
 	if err != nil {
@@ -289,4 +299,62 @@ func (b *countBar) done(err error) {
 		b.bar.SetTotal(-1, true)
 	}
 	b.p.Wait()
+}
+
+// uploadRecords uploads what the station's records have queued.
+func uploadRecords(ctx context.Context, g *globals, f *uploadFlags, cfg enroll.Config) error {
+	path := f.records
+	if path == "" {
+		path = "zerotouch.db"
+	}
+	if _, err := os.Stat(path); err != nil {
+		return usageError{fmt.Errorf("--records: %w (no station records here: give --records or --from)", err)}
+	}
+	client, err := enroll.NewClient(cfg)
+	if err != nil {
+		return usageError{err}
+	}
+	store, err := records.Open(ctx, path)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	counts, err := store.Counts(ctx)
+	if err != nil {
+		return err
+	}
+	bar := newCountBar(g, "upload", counts[enroll.StatePending]+counts[enroll.StateInFlight])
+	u, err := enroll.NewUploader(enroll.UploaderConfig{
+		Client: client, Queue: store, Quota: f.quota, Share: f.share, Workers: f.workers, BatchSize: f.batch,
+		Logger: g.log, Progress: func(s enroll.Stats) { bar.set(s.Uploaded + s.Failed + s.Conflicts) },
+	})
+	if err != nil {
+		return usageError{err}
+	}
+	stats, runErr := u.Run(ctx)
+	bar.done(runErr)
+	if counts, err = store.Counts(context.WithoutCancel(ctx)); err != nil {
+		return err
+	}
+	sum := uploadSummary{File: path, State: path, Requests: stats.Requests, Throttled: stats.Throttled, Seconds: stats.Elapsed.Seconds(),
+		Recovered: stats.Recovered, AlreadyInDPS: stats.Already, Uploaded: counts[enroll.StateUploaded],
+		Failed: counts[enroll.StateFailed], Conflicts: counts[enroll.StateConflict],
+		Pending: counts[enroll.StatePending] + counts[enroll.StateInFlight]}
+	sum.Total = sum.Uploaded + sum.Failed + sum.Conflicts + sum.Pending
+	if stats.Elapsed > 0 {
+		sum.PerMinute = float64(stats.Uploaded) / stats.Elapsed.Minutes()
+	}
+	if runErr != nil {
+		sum.Error = runErr.Error()
+	}
+	sum.AllUploaded = runErr == nil && sum.Failed+sum.Conflicts+sum.Pending == 0
+	printUploadSummary(g, &sum)
+	switch {
+	case runErr != nil:
+		return fmt.Errorf("%w; %d enrollments still pending: run the same command again", runErr, sum.Pending)
+	case !sum.AllUploaded:
+		return fmt.Errorf("%d enrollments not uploaded (%d failed, %d in conflict): zerotouch records list --state failed shows them",
+			sum.Failed+sum.Conflicts, sum.Failed, sum.Conflicts)
+	}
+	return nil
 }
