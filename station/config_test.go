@@ -91,3 +91,19 @@ func TestDerivedKey(t *testing.T) {
 		t.Errorf("derivedKey = %s, want %s", got, want)
 	}
 }
+
+// The configuration shown in the README parses.
+func TestREADMEConfig(t *testing.T) {
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "```yaml\n")
+	block, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("README has no yaml block")
+	}
+	if _, err := ParseConfig([]byte(block)); err != nil {
+		t.Errorf("README's configuration: %v", err)
+	}
+}
