@@ -323,7 +323,7 @@ func (r *run) provision(ctx context.Context) (*Result, error) {
 
 func (r *run) flash(ctx context.Context, c *flasher.Client) error {
 	img := r.s.deps.Firmware
-	err := c.ImageUpload(ctx, 1, img, func(done, total int) {
+	err := c.ImageUpload(ctx, 0, img, func(done, total int) {
 		if total > 0 {
 			r.emit(Running, float64(done)/float64(total), "", nil)
 		}

@@ -67,6 +67,23 @@ var groupKey = []byte("the enrollment group's primary key")
 
 func (l *line) station(t *testing.T, mode string, boards ...*board.Board) *station.Station {
 	t.Helper()
+	return l.stationWith(t, mode, nil, nil, boards...)
+}
+
+// saw reports whether an event of step came.
+func (l *line) saw(step string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, e := range l.events {
+		if e.Step == step {
+			return true
+		}
+	}
+	return false
+}
+
+func (l *line) stationWith(t *testing.T, mode string, fw *station.FirmwareConfig, image []byte, boards ...*board.Board) *station.Station {
+	t.Helper()
 	var y strings.Builder
 	y.WriteString("station: st-test\nline: line-test\nattestation: " + mode + "\nid_scope: 0ne0001A2B3\n")
 	y.WriteString("ca:\n  dir: unused-here\nsymmetric_key:\n  group_id: line-test-group\nslots:\n")
@@ -78,11 +95,12 @@ func (l *line) station(t *testing.T, mode string, boards ...*board.Board) *stati
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg.Firmware = fw
 	tmpl, err := fwtemplates.Builtin("json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := station.New(cfg, station.Deps{Store: l.store, Template: tmpl, Issuer: l.issuer, GroupKey: groupKey, Events: l.event})
+	st, err := station.New(cfg, station.Deps{Store: l.store, Template: tmpl, Issuer: l.issuer, GroupKey: groupKey, Firmware: image, Events: l.event})
 	if err != nil {
 		t.Fatal(err)
 	}
