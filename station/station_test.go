@@ -82,13 +82,28 @@ func (l *line) saw(step string) bool {
 	return false
 }
 
+// stationAt is a station whose slots are the given port paths.
+func (l *line) stationAt(t *testing.T, mode string, ports ...string) *station.Station {
+	t.Helper()
+	return l.build(t, mode, nil, nil, ports)
+}
+
 func (l *line) stationWith(t *testing.T, mode string, fw *station.FirmwareConfig, image []byte, boards ...*board.Board) *station.Station {
+	t.Helper()
+	var ports []string
+	for _, b := range boards {
+		ports = append(ports, b.Path())
+	}
+	return l.build(t, mode, fw, image, ports)
+}
+
+func (l *line) build(t *testing.T, mode string, fw *station.FirmwareConfig, image []byte, ports []string) *station.Station {
 	t.Helper()
 	var y strings.Builder
 	y.WriteString("station: st-test\nline: line-test\nattestation: " + mode + "\nid_scope: 0ne0001A2B3\n")
 	y.WriteString("ca:\n  dir: unused-here\nsymmetric_key:\n  group_id: line-test-group\nslots:\n")
-	for _, b := range boards {
-		y.WriteString("  - port: " + b.Path() + "\n")
+	for _, p := range ports {
+		y.WriteString("  - port: " + p + "\n")
 	}
 	y.WriteString("baud: 2000000\n")
 	cfg, err := station.ParseConfig([]byte(y.String()))
