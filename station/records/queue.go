@@ -42,11 +42,21 @@ import (
 // later enrollments with that ETag: the uploader then sends them with bulk
 // mode update, which replaces what DPS holds, instead of create, which
 // DPS would refuse and the uploader would settle as a conflict. A new
-// registration ID starts again with create. One gap remains: an
-// enrollment in flight at a crash may have reached DPS without the
-// store learning it; if the board is saved with a changed enrollment
-// before the next upload run re-checks the old one, the new one is
-// created, meets the old one in DPS and is settled as a conflict.
+// registration ID starts again with create.
+//
+// An enrollment in flight may reach DPS without the store learning it:
+// the station dies before the outcome is settled (SIGKILL, power), or
+// the uploader is stopped mid-request. So Save, replacing an in-flight
+// enrollment with a changed one, marks the record replaces "*" too: the
+// new one goes with mode update, which creates it or replaces the old
+// one, whichever DPS holds. Should the old one's outcome come after all
+// and be a conflict (a create DPS refused: it holds an enrollment not
+// known to be ours), Settle clears the mark, so the new one is created
+// and meets that enrollment as a conflict too, for a person to resolve.
+// One narrow gap remains: Recover makes a crashed claim pending again
+// with no trace of its flight, so a board saved with a changed
+// enrollment between Recover and the Claim of its recovered one is
+// created, and settled as a conflict if the old one had reached DPS.
 
 // Recover implements enroll.Queue: enrollments an earlier upload left in
 // flight go back to pending, and claims still out are cleared. It returns
@@ -183,8 +193,16 @@ func settle(ctx context.Context, tx *sql.Tx, now string, o enroll.Outcome) error
 	}
 	if state != string(enroll.StateInFlight) || claimed.Int64 != generation {
 		// DPS may have taken the old enrollment: the new one replaces it.
-		if _, err := tx.ExecContext(ctx, `UPDATE records SET claimed_generation = NULL, replaces = coalesce(nullif(?, ''), replaces) WHERE id = ?`,
-			replaces, id); err != nil {
+		// A conflict says DPS holds one not known to be ours: the new one
+		// is created, to meet it too (see above).
+		var err error
+		if o.State == enroll.StateConflict {
+			_, err = tx.ExecContext(ctx, `UPDATE records SET claimed_generation = NULL, replaces = '' WHERE id = ?`, id)
+		} else {
+			_, err = tx.ExecContext(ctx, `UPDATE records SET claimed_generation = NULL, replaces = coalesce(nullif(?, ''), replaces) WHERE id = ?`,
+				replaces, id)
+		}
+		if err != nil {
 			return err
 		}
 		detail := fmt.Sprintf("DPS outcome %s for enrollment %d, replaced since it was claimed; enrollment %d is %s",

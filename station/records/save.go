@@ -40,7 +40,9 @@ type SaveResult struct {
 //     read-only fields: etag, registration state, timestamps, certificate
 //     info). An unchanged one keeps its upload state: pending, in flight
 //     and uploaded stay so; failed and conflict are queued again, since
-//     provisioning the board again is how an operator retries it.
+//     provisioning the board again is how an operator retries it. A
+//     changed one replacing one in flight goes to replace whatever DPS
+//     holds (see queue.go: the old one may have reached DPS unsettled).
 //   - A passed board with a nil Enrollment (group modes) has nothing to
 //     enroll: any stored enrollment is dropped from the record (an upload
 //     of it in flight is ignored when it settles).
@@ -299,7 +301,7 @@ func upsert(ctx context.Context, tx *sql.Tx, now string, r *Record, body string,
 		state, uploadError, etag = "", "", ""
 		generation++
 	}
-	regIDChanged := false
+	regIDChanged, mayBeInDPS := false, false
 	if old != nil {
 		res.Updated = true
 		if old.RegistrationID != r.RegistrationID && old.RegistrationID != "" && r.RegistrationID != "" {
@@ -330,7 +332,16 @@ func upsert(ctx context.Context, tx *sql.Tx, now string, r *Record, body string,
 	case !enr.Valid:
 		queue("enrollment queued")
 	case enr.String != body:
+		wasInFlight := state == string(enroll.StateInFlight)
 		queue("enrollment changed" + changedFields(body, enr.String) + ", queued again")
+		// The old one is out with the uploader, or was when a station
+		// died: DPS may hold it without the store ever learning so. The
+		// new one replaces whatever DPS holds rather than meet the old
+		// one there as a conflict (see queue.go).
+		mayBeInDPS = wasInFlight && !regIDChanged
+		if mayBeInDPS {
+			notes = append(notes, "the old one was in flight: the new one replaces it")
+		}
 	case state == string(enroll.StateFailed) || state == string(enroll.StateConflict):
 		queue("enrollment unchanged, was " + state + " (" + uploadError + "), queued again")
 	default:
@@ -378,7 +389,8 @@ func upsert(ctx context.Context, tx *sql.Tx, now string, r *Record, body string,
 			cert_serial = ?, cert_not_after = ?, config_sha256 = ?, config_path = ?,
 			station = ?, line = ?, slot = ?, operator = ?, work_order = ?, result = ?, message = ?,
 			enrollment = ?, upload_state = ?, upload_error = ?, etag = ?, generation = ?, queue_seq = coalesce(?, queue_seq),
-			updated_at = ?, replaces = CASE WHEN ? THEN '' ELSE replaces END WHERE id = ?`, append(args, regIDChanged, id)...)
+			updated_at = ?, replaces = CASE WHEN ? THEN '' WHEN ? AND replaces = '' THEN '*' ELSE replaces END WHERE id = ?`,
+			append(args, regIDChanged, mayBeInDPS, id)...)
 		if err != nil {
 			return res, fmt.Errorf("update: %w", err)
 		}
