@@ -106,8 +106,9 @@ func TestEightSlots(t *testing.T) {
 			if b.Provisioned() {
 				t.Errorf("board %s, whose line dropped, is provisioned", b.Serial())
 			}
-			if r, err := store.Get(ctx, b.Serial()); err == nil && r.Result == records.ResultPassed {
-				t.Errorf("board %s, whose line dropped, has a passed record", b.Serial())
+			r, err := store.Get(ctx, b.Serial())
+			if err != nil || r.Result != records.ResultFailed || !strings.Contains(r.Message, "Retry") {
+				t.Errorf("board %s, whose line dropped: record %+v, %v; want it recorded failed with the operator's message", b.Serial(), r, err)
 			}
 			continue
 		}

@@ -176,6 +176,7 @@ type run struct {
 	serial string
 	regID  string
 	step   string
+	rec    *records.Record // once the board has said who it is
 }
 
 func (r *run) emit(result string, progress float64, msg string, err error) {
@@ -197,8 +198,10 @@ func (r *run) fail(msg string, err error) error {
 }
 
 // Provision runs one board, on the port at path, through every step. A
-// failure is a *BoardError; the board is recorded as failed when it got
-// far enough to be known.
+// failure is a *BoardError; a board that got far enough to say its serial
+// is recorded as failed, with the operator's message (a record already
+// passed keeps its identity and enrollment; see records.Store.Save),
+// unless the failure was the record itself.
 func (s *Station) Provision(ctx context.Context, slot SlotConfig, path string) (*Result, error) {
 	r := &run{s: s, slot: slot, port: path}
 	res, err := r.provision(ctx)
@@ -207,12 +210,26 @@ func (s *Station) Provision(ctx context.Context, slot SlotConfig, path string) (
 		if !errors.As(err, &be) {
 			be = r.fail("unexpected failure: call the line engineer", err).(*BoardError)
 		}
+		r.recordFailure(ctx, be)
 		r.emit(Failed, 0, be.Message, be.Err)
 		return nil, be
 	}
 	r.step = StepRecord
 	r.emit(Passed, 1, "provisioned: take the board off the fixture", nil)
 	return res, nil
+}
+
+// recordFailure records a failed board, best effort: the failure is
+// already the operator's news.
+func (r *run) recordFailure(ctx context.Context, be *BoardError) {
+	if r.rec == nil || be.Step == StepRecord || ctx.Err() != nil {
+		return
+	}
+	rec := *r.rec
+	rec.Result, rec.Message, rec.Enrollment = Failed, be.Message, nil
+	if _, err := r.s.deps.Store.Save(ctx, &rec); err != nil {
+		r.s.log.Warn("the failed board could not be recorded", "slot", r.slot.Name, "serial", r.serial, "err", err)
+	}
 }
 
 func (r *run) provision(ctx context.Context) (*Result, error) {
@@ -231,6 +248,7 @@ func (r *run) provision(ctx context.Context) (*Result, error) {
 	info := BoardInfo{Serial: id.Serial, Model: id.Model, HW: id.HW, Firmware: id.FW}
 	rec := &records.Record{Serial: id.Serial, Model: id.Model, HW: id.HW, Firmware: id.FW,
 		Attestation: cfg.Attestation, Station: cfg.Station, Line: cfg.Line, Slot: r.slot.Name, ConfigPath: cfg.Template.Path}
+	r.rec = rec
 	s.mu.Lock()
 	rec.Operator, rec.WorkOrder = s.operator, s.workOrder
 	s.mu.Unlock()

@@ -192,11 +192,12 @@ func openStation(ctx context.Context, g *globals, file string, events func(stati
 	return st, set, nil
 }
 
-// backgroundUpload drains the queue whenever kicked, until ctx ends.
+// backgroundUpload drains the queue whenever kicked, until stopped.
 type backgroundUpload struct {
 	u    *enroll.Uploader
 	log  *slog.Logger
 	kick chan struct{}
+	stop chan struct{} // closed to end the loop; a drain under way finishes first
 	mu   sync.Mutex
 	last enroll.Stats
 	err  error
@@ -206,6 +207,8 @@ func (b *backgroundUpload) loop(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
+			return
+		case <-b.stop:
 			return
 		case <-b.kick:
 		case <-time.After(30 * time.Second):
@@ -249,20 +252,20 @@ func runStation(ctx context.Context, g *globals, f *runFlags) error {
 	}
 	defer set.Close()
 	st.SetOperator(f.operator, f.workOrder)
-	upCtx, stopUpload := context.WithCancel(ctx)
-	defer stopUpload()
 	var upDone chan struct{}
 	if set.uploader != nil {
-		bg = &backgroundUpload{u: set.uploader, log: g.log, kick: make(chan struct{}, 1)}
+		bg = &backgroundUpload{u: set.uploader, log: g.log, kick: make(chan struct{}, 1), stop: make(chan struct{})}
 		upDone = make(chan struct{})
-		go func() { defer close(upDone); bg.loop(upCtx) }()
+		go func() { defer close(upDone); bg.loop(ctx) }()
 	}
 
 	sum, runErr := st.Run(ctx, station.RunOptions{Once: f.once, Count: f.count})
 
 	var upErr error
 	if bg != nil {
-		stopUpload()
+		// Let an upload under way finish (cancelling it could leave a
+		// batch DPS took marked pending), then drain what is left.
+		close(bg.stop)
 		<-upDone
 		if ctx.Err() == nil {
 			// One last drain, so that --once leaves nothing queued.
