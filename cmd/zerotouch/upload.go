@@ -185,17 +185,10 @@ func runUpload(ctx context.Context, g *globals, f *uploadFlags) error {
 	if err != nil {
 		return err
 	}
-	todo := counts[enroll.StatePending] + counts[enroll.StateInFlight]
-	bar := newCountBar(g, "upload", todo)
-	u, err := enroll.NewUploader(enroll.UploaderConfig{
-		Client: client, Queue: st, Quota: f.quota, Share: f.share, Workers: f.workers, BatchSize: f.batch,
-		Logger: g.log, Progress: func(s enroll.Stats) { bar.set(s.Uploaded + s.Failed + s.Conflicts) },
-	})
+	stats, runErr, err := f.drain(ctx, g, client, st, counts[enroll.StatePending]+counts[enroll.StateInFlight])
 	if err != nil {
-		return usageError{err}
+		return err
 	}
-	stats, runErr := u.Run(ctx)
-	bar.done(runErr)
 
 	sum := uploadSummary{File: f.from, State: statePath, Total: len(es), Requests: stats.Requests, Throttled: stats.Throttled,
 		Seconds: stats.Elapsed.Seconds(), Recovered: stats.Recovered, AlreadyInDPS: stats.Already, UnchangedFromLast: added.Unchanged}
@@ -323,16 +316,10 @@ func uploadRecords(ctx context.Context, g *globals, f *uploadFlags, cfg enroll.C
 	if err != nil {
 		return err
 	}
-	bar := newCountBar(g, "upload", counts[enroll.StatePending]+counts[enroll.StateInFlight])
-	u, err := enroll.NewUploader(enroll.UploaderConfig{
-		Client: client, Queue: store, Quota: f.quota, Share: f.share, Workers: f.workers, BatchSize: f.batch,
-		Logger: g.log, Progress: func(s enroll.Stats) { bar.set(s.Uploaded + s.Failed + s.Conflicts) },
-	})
+	stats, runErr, err := f.drain(ctx, g, client, store, counts[enroll.StatePending]+counts[enroll.StateInFlight])
 	if err != nil {
-		return usageError{err}
+		return err
 	}
-	stats, runErr := u.Run(ctx)
-	bar.done(runErr)
 	if counts, err = store.Counts(context.WithoutCancel(ctx)); err != nil {
 		return err
 	}
@@ -357,4 +344,22 @@ func uploadRecords(ctx context.Context, g *globals, f *uploadFlags, cfg enroll.C
 			sum.Failed+sum.Conflicts, sum.Failed, sum.Conflicts)
 	}
 	return nil
+}
+
+// drain runs an Uploader over q with the flags' pacing and a progress bar
+// of todo enrollments. err is a mistake in the flags; runErr the
+// upload's own outcome.
+func (f *uploadFlags) drain(ctx context.Context, g *globals, client *enroll.Client, q enroll.Queue, todo int) (stats enroll.Stats, runErr, err error) {
+	bar := newCountBar(g, "upload", todo)
+	u, err := enroll.NewUploader(enroll.UploaderConfig{
+		Client: client, Queue: q, Quota: f.quota, Share: f.share, Workers: f.workers, BatchSize: f.batch,
+		Logger: g.log, Progress: func(s enroll.Stats) { bar.set(s.Uploaded + s.Failed + s.Conflicts) },
+	})
+	if err != nil {
+		bar.done(err)
+		return stats, nil, usageError{err}
+	}
+	stats, runErr = u.Run(ctx)
+	bar.done(runErr)
+	return stats, runErr, nil
 }

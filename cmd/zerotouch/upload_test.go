@@ -16,6 +16,7 @@ import (
 
 	"zerotouch/enroll"
 	"zerotouch/enroll/emulator"
+	"zerotouch/station/records"
 )
 
 // startEmulator runs a DPS emulator on loopback and writes its connection
@@ -232,5 +233,37 @@ func TestUploadBadInput(t *testing.T) {
 	other, _ := writeEnrollments(t, 2)
 	if code, _, stderr := run(t, "upload", "--from", other, "--ca-file", srv.CAFile); code != exitFailed || !strings.Contains(stderr, "401") {
 		t.Errorf("wrong key: exit %d, %s; want 1 with the 401", code, stderr)
+	}
+}
+
+// zerotouch upload without --from takes what the station's records queued.
+func TestUploadFromRecords(t *testing.T) {
+	srv, connFile := startEmulator(t, emulator.Options{})
+	db := filepath.Join(t.TempDir(), "zerotouch.db")
+	store, err := records.Open(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, es := writeEnrollments(t, 3)
+	for i := range es {
+		r := &records.Record{Serial: fmt.Sprintf("SN-%d", i), Attestation: records.AttestationTPM, RegistrationID: es[i].RegistrationID,
+			EKPublic: []byte{byte(i), 1, 2}, Result: records.ResultPassed, Enrollment: &es[i], Station: "st", Slot: "slot-1"}
+		if _, err := store.Save(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	store.Close()
+	args := []string{"upload", "--records", db, "--connection-string-file", connFile, "--ca-file", srv.CAFile, "--json"}
+	code, out, errOut := run(t, args...)
+	if code != exitOK || !strings.Contains(out, `"uploaded":3`) {
+		t.Fatalf("upload --records: exit %d\n%s\n%s", code, out, errOut)
+	}
+	dpsHolds(t, srv, es)
+	if code, out, _ := run(t, args...); code != exitOK || !strings.Contains(out, `"requests":0`) {
+		t.Errorf("second upload: exit %d, %s; want nothing sent", code, out)
+	}
+	missing := []string{"upload", "--records", filepath.Join(t.TempDir(), "none.db"), "--connection-string-file", connFile}
+	if code, _, errOut := run(t, missing...); code != exitUsage || !strings.Contains(errOut, "--records") {
+		t.Errorf("missing records: exit %d, %s", code, errOut)
 	}
 }
