@@ -162,18 +162,14 @@ func openStation(ctx context.Context, g *globals, file string, events func(stati
 	deps.Store = set.store
 
 	if up := cfg.DPS.Upload; up == nil || *up {
-		conn, err := secret.Read("dps.connection_string_file", cfg.DPS.ConnectionStringFile, envDPSConnectionString)
+		dcfg, err := dpsConfig(g, "dps.connection_string_file", cfg.DPS.ConnectionStringFile, cfg.DPS.CAFile)
 		switch {
 		case errors.Is(err, secret.ErrMissing) && up == nil:
 			g.log.Warn("no DPS connection string: enrollments are recorded and queued, not uploaded; run zerotouch upload later")
 		case err != nil:
 			return fail(usageError{fmt.Errorf("%s: dps: %w", file, err)})
 		default:
-			cs, err := enroll.ParseConnectionString(string(conn))
-			if err != nil {
-				return fail(usageError{fmt.Errorf("%s: dps: %w", file, err)})
-			}
-			client, err := enroll.NewClient(enroll.Config{ConnectionString: cs, CAFile: cfg.DPS.CAFile, Logger: g.log})
+			client, err := enroll.NewClient(dcfg)
 			if err != nil {
 				return fail(usageError{fmt.Errorf("%s: dps: %w", file, err)})
 			}

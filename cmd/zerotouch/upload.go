@@ -36,18 +36,30 @@ func (f *dpsFlags) add(cmd *cobra.Command) {
 }
 
 func (f *dpsFlags) config(g *globals) (enroll.Config, error) {
-	s, err := secret.Read("--connection-string-file", f.connFile, envDPSConnectionString)
-	if err != nil {
-		return enroll.Config{}, usageError{fmt.Errorf("DPS connection string: %w", err)}
-	}
-	cs, err := enroll.ParseConnectionString(string(s))
-	if err != nil {
-		return enroll.Config{}, usageError{err}
-	}
 	if f.timeout <= 0 {
 		return enroll.Config{}, usageError{fmt.Errorf("--timeout %v: want a positive duration", f.timeout)}
 	}
-	return enroll.Config{ConnectionString: cs, CAFile: f.caFile, Timeout: f.timeout, Logger: g.log}, nil
+	cfg, err := dpsConfig(g, "--connection-string-file", f.connFile, f.caFile)
+	if err != nil {
+		return cfg, usageError{err}
+	}
+	cfg.Timeout = f.timeout
+	return cfg, nil
+}
+
+// dpsConfig reads the DPS connection string from connFile (the setting
+// named where) or $ZEROTOUCH_DPS_CONNECTION_STRING. An absent one is an
+// error wrapping secret.ErrMissing.
+func dpsConfig(g *globals, where, connFile, caFile string) (enroll.Config, error) {
+	s, err := secret.Read(where, connFile, envDPSConnectionString)
+	if err != nil {
+		return enroll.Config{}, fmt.Errorf("DPS connection string: %w", err)
+	}
+	cs, err := enroll.ParseConnectionString(string(s))
+	if err != nil {
+		return enroll.Config{}, err
+	}
+	return enroll.Config{ConnectionString: cs, CAFile: caFile, Logger: g.log}, nil
 }
 
 type uploadFlags struct {
@@ -190,11 +202,8 @@ func runUpload(ctx context.Context, g *globals, f *uploadFlags) error {
 		return err
 	}
 
-	sum := uploadSummary{File: f.from, State: statePath, Total: len(es), Requests: stats.Requests, Throttled: stats.Throttled,
-		Seconds: stats.Elapsed.Seconds(), Recovered: stats.Recovered, AlreadyInDPS: stats.Already, UnchangedFromLast: added.Unchanged}
-	if stats.Elapsed > 0 {
-		sum.PerMinute = float64(stats.Uploaded) / stats.Elapsed.Minutes()
-	}
+	sum := newUploadSummary(f.from, statePath, stats, runErr)
+	sum.Total, sum.UnchangedFromLast = len(es), added.Unchanged
 	// Count this file's enrollments only: the state file may hold others.
 	ids := make([]string, len(es))
 	for i := range es {
@@ -220,17 +229,33 @@ func runUpload(ctx context.Context, g *globals, f *uploadFlags) error {
 		}
 	}
 	sort.Slice(sum.Problems, func(i, j int) bool { return sum.Problems[i].RegistrationID < sum.Problems[j].RegistrationID })
+	return finishUpload(g, sum, runErr, "see above")
+}
+
+// newUploadSummary starts a summary with what the run did.
+func newUploadSummary(file, state string, stats enroll.Stats, runErr error) *uploadSummary {
+	sum := &uploadSummary{File: file, State: state, Requests: stats.Requests, Throttled: stats.Throttled,
+		Seconds: stats.Elapsed.Seconds(), Recovered: stats.Recovered, AlreadyInDPS: stats.Already}
+	if stats.Elapsed > 0 {
+		sum.PerMinute = float64(stats.Uploaded) / stats.Elapsed.Minutes()
+	}
 	if runErr != nil {
 		sum.Error = runErr.Error()
 	}
+	return sum
+}
+
+// finishUpload prints the summary, its counts filled in, and returns the
+// command's error: nil only when every enrollment is in DPS.
+func finishUpload(g *globals, sum *uploadSummary, runErr error, where string) error {
 	sum.AllUploaded = runErr == nil && sum.Uploaded == sum.Total && sum.Failed+sum.Conflicts+sum.Pending == 0
-	printUploadSummary(g, &sum)
+	printUploadSummary(g, sum)
 	switch {
 	case runErr != nil:
 		return fmt.Errorf("%w; %d enrollments still pending: run the same command again", runErr, sum.Pending)
 	case !sum.AllUploaded:
-		return fmt.Errorf("%d of %d enrollments not uploaded (%d failed, %d in conflict, %d pending): see above",
-			sum.Total-sum.Uploaded, sum.Total, sum.Failed, sum.Conflicts, sum.Pending)
+		return fmt.Errorf("%d of %d enrollments not uploaded (%d failed, %d in conflict, %d pending): %s",
+			sum.Total-sum.Uploaded, sum.Total, sum.Failed, sum.Conflicts, sum.Pending, where)
 	}
 	return nil
 }
@@ -253,7 +278,7 @@ func printUploadSummary(g *globals, s *uploadSummary) {
 	fmt.Fprintf(w, "this run: %d requests, %d throttled (%.1f%%), %.1f s, %.0f enrollments a minute",
 		s.Requests, s.Throttled, throttled, s.Seconds, s.PerMinute)
 	if s.AlreadyInDPS > 0 {
-		fmt.Fprintf(w, "; %d were in DPS already, as in the file", s.AlreadyInDPS)
+		fmt.Fprintf(w, "; %d were in DPS already, as queued", s.AlreadyInDPS)
 	}
 	fmt.Fprintf(w, "\nstate: %s\n", s.State)
 }
@@ -323,27 +348,11 @@ func uploadRecords(ctx context.Context, g *globals, f *uploadFlags, cfg enroll.C
 	if counts, err = store.Counts(context.WithoutCancel(ctx)); err != nil {
 		return err
 	}
-	sum := uploadSummary{File: path, State: path, Requests: stats.Requests, Throttled: stats.Throttled, Seconds: stats.Elapsed.Seconds(),
-		Recovered: stats.Recovered, AlreadyInDPS: stats.Already, Uploaded: counts[enroll.StateUploaded],
-		Failed: counts[enroll.StateFailed], Conflicts: counts[enroll.StateConflict],
-		Pending: counts[enroll.StatePending] + counts[enroll.StateInFlight]}
+	sum := newUploadSummary(path, path, stats, runErr)
+	sum.Uploaded, sum.Failed, sum.Conflicts = counts[enroll.StateUploaded], counts[enroll.StateFailed], counts[enroll.StateConflict]
+	sum.Pending = counts[enroll.StatePending] + counts[enroll.StateInFlight]
 	sum.Total = sum.Uploaded + sum.Failed + sum.Conflicts + sum.Pending
-	if stats.Elapsed > 0 {
-		sum.PerMinute = float64(stats.Uploaded) / stats.Elapsed.Minutes()
-	}
-	if runErr != nil {
-		sum.Error = runErr.Error()
-	}
-	sum.AllUploaded = runErr == nil && sum.Failed+sum.Conflicts+sum.Pending == 0
-	printUploadSummary(g, &sum)
-	switch {
-	case runErr != nil:
-		return fmt.Errorf("%w; %d enrollments still pending: run the same command again", runErr, sum.Pending)
-	case !sum.AllUploaded:
-		return fmt.Errorf("%d enrollments not uploaded (%d failed, %d in conflict): zerotouch records list --state failed shows them",
-			sum.Failed+sum.Conflicts, sum.Failed, sum.Conflicts)
-	}
-	return nil
+	return finishUpload(g, sum, runErr, "zerotouch records list --state failed (or conflict) shows them")
 }
 
 // drain runs an Uploader over q with the flags' pacing and a progress bar
