@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"zerotouch/internal/pause"
 )
 
 // State is where an enrollment stands in the upload queue.
@@ -275,7 +277,7 @@ func (u *Uploader) send(ctx context.Context, mode string, batch []Enrollment) {
 				u.pace.pauseFor(wait)
 			}
 			u.log.Debug("upload: batch will be sent again", "attempt", attempt, "wait", wait, "err", err)
-			if !sleep(ctx, wait) {
+			if !pause.For(ctx, wait) {
 				u.release(batch, "")
 				return
 			}
@@ -334,7 +336,7 @@ func (u *Uploader) send(ctx context.Context, mode string, batch []Enrollment) {
 	// hold this worker back before it does, so that an answer that keeps
 	// coming does not spin.
 	if tries := u.retry(outs); tries > 0 {
-		sleep(ctx, Backoff(tries))
+		pause.For(ctx, Backoff(tries))
 	}
 }
 
@@ -474,7 +476,7 @@ func (p *pacer) Wait(ctx context.Context) error {
 	p.mu.Lock()
 	until := p.until
 	p.mu.Unlock()
-	if d := time.Until(until); d > 0 && !sleep(ctx, d) {
+	if d := time.Until(until); d > 0 && !pause.For(ctx, d) {
 		return ctx.Err()
 	}
 	if err := p.lim.Wait(ctx); err != nil {
@@ -491,16 +493,5 @@ func (p *pacer) pauseFor(d time.Duration) {
 	defer p.mu.Unlock()
 	if t := time.Now().Add(d); t.After(p.until) {
 		p.until = t
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }

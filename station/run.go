@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"zerotouch/flasher"
+	"zerotouch/internal/pause"
 )
 
 // RunOptions say when Run stops.
@@ -86,7 +87,7 @@ func (s *Station) runSlot(ctx context.Context, slot SlotConfig, opts RunOptions,
 			if opts.Once {
 				return true
 			}
-			sleep(ctx, opts.Poll)
+			pause.For(ctx, opts.Poll)
 			continue
 		}
 		res, err := s.Provision(ctx, slot, path)
@@ -114,7 +115,7 @@ func (s *Station) runSlot(ctx context.Context, slot SlotConfig, opts RunOptions,
 // waitGone returns when the board that ran on path has gone: the port
 // vanished or moved, or a board with another serial answers on it.
 func (s *Station) waitGone(ctx context.Context, m flasher.Match, path, serial string, poll time.Duration) {
-	for i := 1; sleep(ctx, poll); i++ {
+	for i := 1; pause.For(ctx, poll); i++ {
 		p, err := m.Resolve()
 		if err != nil || p != path {
 			return
@@ -131,16 +132,5 @@ func (s *Station) waitGone(ctx context.Context, m flasher.Match, path, serial st
 		if err == nil && id.Serial != serial {
 			return
 		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
