@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-tpm/tpm2/transport"
 
 	"zerotouch/flasher"
+	"zerotouch/internal/rawpty"
 	"zerotouch/internal/tpmdev"
 )
 
@@ -156,7 +157,7 @@ func Start(cfg Config) (*Board, error) {
 		return nil, fmt.Errorf("board %s: %w", cfg.Serial, err)
 	}
 	b.tpm = tpm
-	b.master, b.tty, err = openPTY()
+	b.master, b.tty, err = rawpty.Open()
 	if err != nil {
 		if tpm != nil {
 			tpm.Close()

@@ -11,12 +11,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
 
 	"zerotouch/board"
 	"zerotouch/ca"
 	fwtemplates "zerotouch/firmware-templates"
+	"zerotouch/internal/rawpty"
 	"zerotouch/internal/tpmdev"
 	"zerotouch/station"
 	"zerotouch/station/records"
@@ -274,30 +274,7 @@ type benchTap struct {
 
 func newBenchTap(b *testing.B, boardPath string) *benchTap {
 	b.Helper()
-	m, tty, err := pty.Open()
-	if err != nil {
-		b.Fatal(err)
-	}
-	t, err := unix.IoctlGetTermios(int(tty.Fd()), unix.TCGETS)
-	if err == nil {
-		t.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
-		t.Oflag &^= unix.OPOST
-		t.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
-		t.Cflag &^= unix.CSIZE | unix.PARENB
-		t.Cflag |= unix.CS8
-		t.Cc[unix.VMIN], t.Cc[unix.VTIME] = 1, 0
-		err = unix.IoctlSetTermios(int(tty.Fd()), unix.TCSETS, t)
-	}
-	if err != nil {
-		b.Fatal(err)
-	}
-	// A non-blocking copy of the master goes through the runtime's
-	// poller, so that Close ends a Read in progress.
-	fd, err := unix.Dup(int(m.Fd()))
-	if err == nil {
-		err = unix.SetNonblock(fd, true)
-	}
-	m.Close()
+	master, tty, err := rawpty.Open()
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -305,7 +282,7 @@ func newBenchTap(b *testing.B, boardPath string) *benchTap {
 	if err != nil {
 		b.Fatal(err)
 	}
-	tp := &benchTap{path: tty.Name(), master: os.NewFile(uintptr(fd), "tap"), tty: tty, brd: brd}
+	tp := &benchTap{path: tty.Name(), master: master, tty: tty, brd: brd}
 	tp.wg.Add(2)
 	go tp.relay(tp.brd, tp.master, &tp.up, true)
 	go tp.relay(tp.master, tp.brd, &tp.down, false)
