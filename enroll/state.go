@@ -6,9 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
+	"io"
 	"strings"
-	"syscall"
 	"time"
 
 	"zerotouch/internal/sqlitedb"
@@ -21,7 +20,7 @@ import (
 // at a time may hold it open; its methods are safe for concurrent use.
 type StateFile struct {
 	db   *sql.DB
-	lock *os.File
+	lock io.Closer
 	path string
 }
 
@@ -46,17 +45,11 @@ CREATE INDEX enrollments_state ON enrollments (state, seq);
 // OpenStateFile opens or creates the state file at path. ErrBusy when
 // another upload has it.
 func OpenStateFile(ctx context.Context, path string) (*StateFile, error) {
-	lock, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("upload state: %w", err)
-	}
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		lock.Close()
+	db, lock, err := sqlitedb.OpenLocked(ctx, path, stateMigrations, sqlitedb.Options{})
+	if errors.Is(err, sqlitedb.ErrLocked) {
 		return nil, fmt.Errorf("%w: %s", ErrBusy, path)
 	}
-	db, err := sqlitedb.Open(ctx, path, stateMigrations, sqlitedb.Options{})
 	if err != nil {
-		lock.Close()
 		return nil, fmt.Errorf("upload state: %w", err)
 	}
 	return &StateFile{db: db, lock: lock, path: path}, nil

@@ -7,9 +7,12 @@ package sqlitedb
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
+	"syscall"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
@@ -82,4 +85,31 @@ func migrate(ctx context.Context, db *sql.DB, migrations []string) error {
 		}
 	}
 	return tx.Commit()
+}
+
+// ErrLocked means another process has the file open with OpenLocked.
+var ErrLocked = errors.New("in use by another process")
+
+// OpenLocked is Open for a store that one process at a time may write:
+// it first takes an exclusive lock on path+".lock" (ErrLocked when
+// another process holds it). Close the database, then the returned lock,
+// to let the next process in.
+func OpenLocked(ctx context.Context, path string, migrations []string, opts Options) (*sql.DB, io.Closer, error) {
+	lock, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, nil, fmt.Errorf("%s: %w", path, ErrLocked)
+		}
+		return nil, nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	db, err := Open(ctx, path, migrations, opts)
+	if err != nil {
+		lock.Close()
+		return nil, nil, err
+	}
+	return db, lock, nil
 }

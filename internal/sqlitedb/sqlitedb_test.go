@@ -2,6 +2,7 @@ package sqlitedb
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -91,4 +92,25 @@ func TestOpenOddPath(t *testing.T) {
 			t.Errorf("stray file %q", e.Name())
 		}
 	}
+}
+
+func TestOpenLocked(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "l.db")
+	m := []string{"CREATE TABLE a (x)"}
+	db, lock, err := OpenLocked(ctx, path, m, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := OpenLocked(ctx, path, m, Options{}); !errors.Is(err, ErrLocked) {
+		t.Errorf("second OpenLocked = %v, want ErrLocked", err)
+	}
+	db.Close()
+	lock.Close()
+	db, lock, err = OpenLocked(ctx, path, m, Options{})
+	if err != nil {
+		t.Fatalf("OpenLocked after release: %v", err)
+	}
+	db.Close()
+	lock.Close()
 }

@@ -32,11 +32,11 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/url"
 	"os"
 	"sync"
-	"syscall"
 	"time"
 
 	"zerotouch/enroll"
@@ -170,7 +170,7 @@ type AuditEntry struct {
 // after every other call has returned.
 type Store struct {
 	db       *sql.DB
-	lock     *os.File // nil when read-only
+	lock     io.Closer // nil when read-only
 	path     string
 	readOnly bool
 	mu       sync.Mutex // serialises write transactions in this process
@@ -209,20 +209,11 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("records: migrations: %w", err)
 	}
-	lock, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("records: %w", err)
+	db, lock, err := sqlitedb.OpenLocked(ctx, path, ms, sqlitedb.Options{})
+	if errors.Is(err, sqlitedb.ErrLocked) {
+		return nil, fmt.Errorf("records: %s: %w", path, ErrBusy)
 	}
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		lock.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("records: %s: %w", path, ErrBusy)
-		}
-		return nil, fmt.Errorf("records: lock %s: %w", path, err)
-	}
-	db, err := sqlitedb.Open(ctx, path, ms, sqlitedb.Options{})
 	if err != nil {
-		lock.Close()
 		return nil, fmt.Errorf("records: %w", err)
 	}
 	return &Store{db: db, lock: lock, path: path, now: time.Now}, nil
