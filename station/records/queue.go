@@ -64,7 +64,7 @@ import (
 // it once before its first Claim, with no other Uploader running.
 func (s *Store) Recover(ctx context.Context) (int, error) {
 	var n int64
-	err := s.write(ctx, "recover the upload queue", func(tx *sql.Tx) error {
+	err := s.write(ctx, "recover the upload queue", func(ctx context.Context, tx *wtx) error {
 		now := formatTime(s.now())
 		if _, err := tx.ExecContext(ctx, `INSERT INTO audit (time, record_id, serial, event, detail, operator)
 			SELECT ?, id, serial, ?, 'in flight when an upload stopped: pending again (the uploader reads DPS back before it could enroll twice)', ''
@@ -92,7 +92,8 @@ func (s *Store) Claim(ctx context.Context, n int) ([]enroll.Enrollment, error) {
 		return nil, nil
 	}
 	var es []enroll.Enrollment
-	err := s.write(ctx, "claim enrollments", func(tx *sql.Tx) error {
+	err := s.write(ctx, "claim enrollments", func(ctx context.Context, tx *wtx) error {
+		es = nil // a second run starts afresh
 		rows, err := tx.QueryContext(ctx, `SELECT id, serial, enrollment, generation, replaces FROM records
 			WHERE upload_state = ? AND claimed_generation IS NULL ORDER BY queue_seq LIMIT ?`, enroll.StatePending, n)
 		if err != nil {
@@ -162,7 +163,7 @@ func (s *Store) Settle(ctx context.Context, outs []enroll.Outcome) error {
 			return fmt.Errorf("records: settle %s: %w: outcome state %q", o.RegistrationID, ErrInvalid, o.State)
 		}
 	}
-	return s.write(ctx, "settle uploads", func(tx *sql.Tx) error {
+	return s.write(ctx, "settle uploads", func(ctx context.Context, tx *wtx) error {
 		now := formatTime(s.now())
 		for _, o := range outs {
 			if err := settle(ctx, tx, now, o); err != nil {
@@ -173,7 +174,7 @@ func (s *Store) Settle(ctx context.Context, outs []enroll.Outcome) error {
 	})
 }
 
-func settle(ctx context.Context, tx *sql.Tx, now string, o enroll.Outcome) error {
+func settle(ctx context.Context, tx *wtx, now string, o enroll.Outcome) error {
 	var id, generation int64
 	var serial, state string
 	var claimed sql.NullInt64

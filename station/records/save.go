@@ -70,7 +70,7 @@ func (s *Store) Save(ctx context.Context, r *Record) (SaveResult, error) {
 	}
 	var refused *CloneError
 	var saved *row
-	err = s.write(ctx, "save board "+r.Serial, func(tx *sql.Tx) error {
+	err = s.write(ctx, "save board "+r.Serial, func(ctx context.Context, tx *wtx) error {
 		now := formatTime(s.now())
 		old, err := scanRecord(tx.QueryRowContext(ctx, `SELECT `+recordColumns+` FROM records WHERE serial = ?`, r.Serial))
 		switch {
@@ -217,7 +217,7 @@ func enrollmentJSON(e *enroll.Enrollment) (string, error) {
 // checkClone looks for another serial number holding r's EK or
 // registration ID. When it finds one it writes the audit row and returns
 // the *CloneError to refuse the save with.
-func checkClone(ctx context.Context, tx *sql.Tx, now string, r *Record) (*CloneError, error) {
+func checkClone(ctx context.Context, tx *wtx, now string, r *Record) (*CloneError, error) {
 	var otherID int64
 	var otherSerial, otherRegID string
 	if len(r.EKPublic) > 0 {
@@ -277,7 +277,7 @@ func where(r *Record) string {
 // upsert writes r (registration ID in lower case) as a new record (old
 // nil) or over old, queueing its enrollment by the rules of Save, with its
 // audit row.
-func upsert(ctx context.Context, tx *sql.Tx, now string, r *Record, body string, old *row) (SaveResult, error) {
+func upsert(ctx context.Context, tx *wtx, now string, r *Record, body string, old *row) (SaveResult, error) {
 	var res SaveResult
 	var id int64
 	var enr sql.NullString
