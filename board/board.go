@@ -44,6 +44,12 @@ type Config struct {
 	// BootTime is how long the board is silent after a reset. Default
 	// 100 ms.
 	BootTime time.Duration
+	// NoSync leaves out the fsync of each write to the board's flash
+	// files: they still survive the board's process being killed, not
+	// the host losing power. For benchmarks, where many boards' fsyncs
+	// would queue on the host's one disk while real boards each write
+	// their own flash.
+	NoSync bool
 	// Faults to inject from the start; see SetFaults.
 	Faults Faults
 	Logger *slog.Logger
@@ -110,7 +116,7 @@ type Board struct {
 	rxPace *pacer
 	txPace *pacer
 
-	txq  chan []byte
+	txq  chan txFrame
 	stop chan struct{}
 	wg   sync.WaitGroup
 
@@ -141,9 +147,7 @@ func Start(cfg Config) (*Board, error) {
 	b := &Board{
 		cfg:    cfg,
 		log:    cfg.Logger.With("serial", cfg.Serial),
-		rxPace: newPacer(cfg.Baud),
-		txPace: newPacer(cfg.Baud),
-		txq:    make(chan []byte, 64),
+		txq:    make(chan txFrame, 64),
 		stop:   make(chan struct{}),
 		faults: cfg.Faults,
 		keys:   map[string]any{},
@@ -152,13 +156,25 @@ func Start(cfg Config) (*Board, error) {
 	if err := b.loadFlash(); err != nil {
 		return nil, err
 	}
+	var err error
+	if b.rxPace, err = newPacer(cfg.Baud); err != nil {
+		return nil, fmt.Errorf("board %s: %w", cfg.Serial, err)
+	}
+	if b.txPace, err = newPacer(cfg.Baud); err != nil {
+		b.rxPace.clock.Close()
+		return nil, fmt.Errorf("board %s: %w", cfg.Serial, err)
+	}
 	tpm, err := openTPM(cfg.TPM, cfg.Serial)
 	if err != nil {
+		b.rxPace.clock.Close()
+		b.txPace.clock.Close()
 		return nil, fmt.Errorf("board %s: %w", cfg.Serial, err)
 	}
 	b.tpm = tpm
 	b.master, b.tty, err = rawpty.Open()
 	if err != nil {
+		b.rxPace.clock.Close()
+		b.txPace.clock.Close()
 		if tpm != nil {
 			tpm.Close()
 		}
@@ -215,6 +231,8 @@ func (b *Board) Close() error {
 		b.mu.Unlock()
 		close(b.stop)
 		b.master.Close()
+		b.rxPace.clock.Close()
+		b.txPace.clock.Close()
 		b.wg.Wait()
 		b.tty.Close()
 		if b.tpm != nil {
@@ -226,6 +244,15 @@ func (b *Board) Close() error {
 
 // rxLoop reads what the station sends at the line's rate, reassembles
 // packets and answers them.
+//
+// The station's bytes reach the pseudo-terminal at once; the line's rate
+// is kept by giving each byte the time it would cross the line (the
+// pacer's schedule) and answering no earlier than the request's last byte
+// crossed plus the time the board took to carry it out. The board works
+// while the request is still crossing, so the sleep's own lateness (the
+// runtime's timers wake up to a millisecond late) does not delay the
+// answer; the sleep after the work only keeps the loop from reading on
+// before the bytes it has are across.
 func (b *Board) rxLoop() {
 	defer b.wg.Done()
 	dec := flasher.Decoder{MaxLine: flasher.MaxLine, MaxPacket: b.cfg.BufSize - 4}
@@ -241,11 +268,10 @@ func (b *Board) rxLoop() {
 		// the stream rather than start it.
 		continued := full
 		full = n == len(buf)
-		if !sleepUntil(b.rxPace.reserve(n, continued), b.stop) {
-			return
-		}
-		for _, c := range buf[:n] {
-			if !b.receiveByte(&dec) {
+		end := b.rxPace.reserve(n, continued, time.Time{})
+		for i, c := range buf[:n] {
+			at := end.Add(-time.Duration(n-1-i) * b.rxPace.perByte) // when c crosses
+			if !b.receiveByte(&dec, at) {
 				line, overflow = line[:0], false
 				continue
 			}
@@ -262,25 +288,27 @@ func (b *Board) rxLoop() {
 				dec.Reset()
 				b.log.Debug("dropped over-long line")
 			} else {
-				b.handleLine(&dec, line)
+				b.handleLine(&dec, line, at)
 			}
 			line, overflow = line[:0], false
+		}
+		if !b.rxPace.clock.sleepUntil(end) {
+			return
 		}
 	}
 }
 
-// receiveByte applies line faults to one received byte and reports whether
-// the board takes it.
-func (b *Board) receiveByte(dec *flasher.Decoder) bool {
+// receiveByte applies line faults to one received byte, which crosses the
+// line at now, and reports whether the board takes it.
+func (b *Board) receiveByte(dec *flasher.Decoder, now time.Time) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.rxSince++
-	now := time.Now()
 	f := &b.faults
 	if f.ResetAfter > 0 && b.rxSince == f.ResetAfter {
 		f.ResetAfter = 0
 		b.log.Info("fault: reset mid-transfer", "after_bytes", b.rxSince)
-		b.rebootLocked()
+		b.rebootLocked(now)
 	}
 	if f.DropAfter > 0 && b.rxSince == f.DropAfter {
 		f.DropAfter = 0
@@ -301,7 +329,9 @@ func (b *Board) receiveByte(dec *flasher.Decoder) bool {
 	return true
 }
 
-func (b *Board) handleLine(dec *flasher.Decoder, line []byte) {
+// handleLine decodes a line the board received and answers a complete
+// request; the line's last byte crossed at crossed.
+func (b *Board) handleLine(dec *flasher.Decoder, line []byte, crossed time.Time) {
 	msg, err := dec.Line(line)
 	if err != nil {
 		b.log.Debug("dropped frame", "err", err)
@@ -322,11 +352,12 @@ func (b *Board) handleLine(dec *flasher.Decoder, line []byte) {
 		// Answer again without doing it twice.
 		rsp := b.lastRsp
 		b.mu.Unlock()
-		b.send(rsp)
+		b.send(rsp, crossed)
 		return
 	}
 	b.mu.Unlock()
 
+	start := time.Now()
 	rsp, after := b.dispatch(msg)
 	if rsp == nil {
 		return
@@ -335,22 +366,27 @@ func (b *Board) handleLine(dec *flasher.Decoder, line []byte) {
 	b.lastReq, b.lastRsp = msg, rsp
 	delay := b.faults.Delay
 	b.mu.Unlock()
-	if delay > 0 && !sleepUntil(time.Now().Add(delay), b.stop) {
-		return
-	}
-	b.send(rsp)
+	b.send(rsp, crossed.Add(time.Since(start)+delay))
 	if after != nil && b.waitTxIdle() {
 		after()
 	}
 }
 
-// send queues an SMP message for the station.
-func (b *Board) send(msg []byte) {
+// txFrame is bytes queued for the station, not to start crossing the line
+// before notBefore.
+type txFrame struct {
+	data      []byte
+	notBefore time.Time
+}
+
+// send queues an SMP message for the station, to start no earlier than
+// notBefore.
+func (b *Board) send(msg []byte, notBefore time.Time) {
 	b.mu.Lock()
 	b.txBusy++
 	b.mu.Unlock()
 	select {
-	case b.txq <- flasher.AppendFrame(nil, msg):
+	case b.txq <- txFrame{flasher.AppendFrame(nil, msg), notBefore}:
 	case <-b.stop:
 	}
 }
@@ -361,7 +397,7 @@ func (b *Board) sendLine(text string) {
 	b.txBusy++
 	b.mu.Unlock()
 	select {
-	case b.txq <- []byte(text + "\r\n"):
+	case b.txq <- txFrame{data: []byte(text + "\r\n")}:
 	case <-b.stop:
 	}
 }
@@ -382,12 +418,13 @@ func (b *Board) txLoop() {
 	defer b.wg.Done()
 	chunk := b.txPace.chunkFor()
 	for {
-		var frame []byte
+		var tf txFrame
 		select {
-		case frame = <-b.txq:
+		case tf = <-b.txq:
 		case <-b.stop:
 			return
 		}
+		frame := tf.data
 		b.mu.Lock()
 		drop := b.dead && (b.deadUntil.IsZero() || time.Now().Before(b.deadUntil))
 		if !drop && b.faults.CorruptTx > 0 && len(frame) > 4 {
@@ -405,7 +442,7 @@ func (b *Board) txLoop() {
 		b.mu.Unlock()
 		for i := 0; i < len(frame) && !drop; i += chunk {
 			part := frame[i:min(i+chunk, len(frame))]
-			if !sleepUntil(b.txPace.reserve(len(part), i > 0), b.stop) {
+			if !b.txPace.clock.sleepUntil(b.txPace.reserve(len(part), i > 0, tf.notBefore)) {
 				return
 			}
 			if _, err := b.master.Write(part); err != nil {
@@ -424,10 +461,12 @@ func (b *Board) txLoop() {
 func (b *Board) reboot() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.rebootLocked()
+	b.rebootLocked(time.Now())
 }
 
-func (b *Board) rebootLocked() {
+// rebootLocked reboots the board at now: it is silent for BootTime from
+// then.
+func (b *Board) rebootLocked(now time.Time) {
 	if r, ok := b.tpm.(tpmdev.Resetter); ok {
 		// A reboot power-cycles the TPM: transient objects go.
 		if err := r.Reset(); err != nil {
@@ -436,7 +475,7 @@ func (b *Board) rebootLocked() {
 	}
 	b.upload = imageUpload{}
 	b.lastReq, b.lastRsp = nil, nil
-	b.bootUntil = time.Now().Add(b.cfg.BootTime)
+	b.bootUntil = now.Add(b.cfg.BootTime)
 	if err := b.bootSwapLocked(); err != nil {
 		b.log.Error("image swap failed", "err", err)
 	}

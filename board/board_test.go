@@ -10,13 +10,13 @@ import (
 )
 
 func TestParseFaults(t *testing.T) {
-	got, err := ParseFaults("drop-after=1000, drop-for=2s,corrupt-tx=1,corrupt-rx=2,delay=50ms,reset-after=7,no-replay=true,rc=fs.file:3,rc=prov.tpm:5")
+	got, err := ParseFaults("drop-after=1000, drop-for=2s,corrupt-tx=1,corrupt-rx=2,delay=50ms,reset-after=7,no-replay=true,corrupt-write=2,tpm-garbage=3,rc=fs.file:3,rc=prov.tpm:5")
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := Faults{
 		DropAfter: 1000, DropFor: 2 * time.Second, CorruptTx: 1, CorruptRx: 2,
-		Delay: 50 * time.Millisecond, ResetAfter: 7, NoReplay: true,
+		Delay: 50 * time.Millisecond, ResetAfter: 7, NoReplay: true, CorruptWrite: 2, TPMGarbage: 3,
 		RC: map[string]int{"fs.file": 3, "prov.tpm": 5},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {

@@ -34,6 +34,10 @@ type Faults struct {
 	// NoReplay makes the board carry out a resent request again instead
 	// of repeating its answer, as stock MCUmgr groups do.
 	NoReplay bool
+	// CorruptWrite flips a bit in the data of each of the next
+	// CorruptWrite file system writes as it goes to flash (a bad flash
+	// cell): the board answers as if all were well.
+	CorruptWrite int
 	// TPMGarbage answers the next TPMGarbage TPM commands with random
 	// bytes instead of the TPM's response (a TPM on a bad bus), without
 	// running them.
@@ -70,7 +74,8 @@ func (b *Board) injectedRC(h flasher.Header) (*smpErr, bool) {
 // ParseFaults parses a fault list as the board command takes it:
 // comma-separated terms among drop-after=N, drop-for=DURATION,
 // corrupt-tx=N, corrupt-rx=N, delay=DURATION, reset-after=N,
-// no-replay=true, tpm-garbage=N and rc=COMMAND:CODE (rc may repeat).
+// no-replay=true, corrupt-write=N, tpm-garbage=N and rc=COMMAND:CODE (rc
+// may repeat).
 func ParseFaults(spec string) (Faults, error) {
 	var f Faults
 	if strings.TrimSpace(spec) == "" {
@@ -97,6 +102,8 @@ func ParseFaults(spec string) (Faults, error) {
 			f.ResetAfter, err = strconv.ParseInt(val, 10, 64)
 		case "no-replay":
 			f.NoReplay, err = strconv.ParseBool(val)
+		case "corrupt-write":
+			f.CorruptWrite, err = strconv.Atoi(val)
 		case "tpm-garbage":
 			f.TPMGarbage, err = strconv.Atoi(val)
 		case "rc":
@@ -113,7 +120,7 @@ func ParseFaults(spec string) (Faults, error) {
 			}
 			f.RC[cmd] = n
 		default:
-			return f, fmt.Errorf("fault %q: unknown (drop-after, drop-for, corrupt-tx, corrupt-rx, delay, reset-after, no-replay, tpm-garbage, rc)", key)
+			return f, fmt.Errorf("fault %q: unknown (drop-after, drop-for, corrupt-tx, corrupt-rx, delay, reset-after, no-replay, corrupt-write, tpm-garbage, rc)", key)
 		}
 		if err != nil {
 			return f, fmt.Errorf("fault %q: %w", term, err)

@@ -70,7 +70,7 @@ func (b *Board) loadFlash() error {
 	if err != nil {
 		return err
 	}
-	if err := atomicfile.Write(b.slotPath(0), img, 0o600); err != nil {
+	if err := b.writeFile(b.slotPath(0), img); err != nil {
 		return fmt.Errorf("board %s: write slot 0: %w", b.cfg.Serial, err)
 	}
 	b.st.Slots[0] = slot{Version: info.Version.String(), Hash: info.Hash, Confirmed: true}
@@ -84,7 +84,15 @@ func (b *Board) saveLocked() error {
 	if err != nil {
 		return err
 	}
-	return atomicfile.Write(b.statePath(), data, 0o600)
+	return b.writeFile(b.statePath(), data)
+}
+
+// writeFile replaces a file of the board's flash atomically.
+func (b *Board) writeFile(name string, data []byte) error {
+	if b.cfg.NoSync {
+		return atomicfile.WriteUnsynced(name, data, 0o600)
+	}
+	return atomicfile.Write(name, data, 0o600)
 }
 
 // bootSwapLocked does at boot what MCUboot's swap does: a pending image in

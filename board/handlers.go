@@ -310,7 +310,7 @@ func handleImageUpload(b *Board, body []byte) (any, func(), error) {
 	if off+len(req.Data) > up.size {
 		return nil, nil, groupErr(flasher.GroupImage, flasher.ImgRCDataOverrun, flasher.RCInvalid)
 	}
-	if err := writeAt(b.uploadPartPath(), off, req.Data, false); err != nil {
+	if err := writeAt(b.uploadPartPath(), off, req.Data, false, !b.cfg.NoSync); err != nil {
 		*up = imageUpload{}
 		return nil, nil, groupErr(flasher.GroupImage, flasher.ImgRCFlashWriteFailed, flasher.RCUnknown)
 	}
@@ -433,7 +433,12 @@ func handleFileUpload(b *Board, body []byte) (any, func(), error) {
 			return nil, nil, e
 		}
 	}
-	if err := writeAt(p, off, req.Data, off == 0); err != nil {
+	if b.faults.CorruptWrite > 0 && len(req.Data) > 0 {
+		b.faults.CorruptWrite--
+		req.Data = bytes.Clone(req.Data)
+		req.Data[len(req.Data)/2] ^= 0x10
+	}
+	if err := writeAt(p, off, req.Data, off == 0, !b.cfg.NoSync); err != nil {
 		b.log.Warn("file write failed", "name", req.Name, "err", err)
 		return nil, nil, fsErr(flasher.FSRCFileWriteFailed, flasher.RCUnknown)
 	}
@@ -449,8 +454,8 @@ func handleFileUpload(b *Board, body []byte) (any, func(), error) {
 }
 
 // writeAt writes data at off in the file p, truncating it first when
-// truncate is set, and syncs it.
-func writeAt(p string, off int, data []byte, truncate bool) error {
+// truncate is set, and with sync syncs it.
+func writeAt(p string, off int, data []byte, truncate, sync bool) error {
 	flags := os.O_WRONLY | os.O_CREATE
 	if truncate {
 		flags |= os.O_TRUNC
@@ -463,9 +468,11 @@ func writeAt(p string, off int, data []byte, truncate bool) error {
 		f.Close()
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
+	if sync {
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return err
+		}
 	}
 	return f.Close()
 }

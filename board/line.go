@@ -1,8 +1,13 @@
 package board
 
 import (
+	"fmt"
+	"os"
 	"sync"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // pacer holds one direction of the line to its byte rate: a
@@ -14,23 +19,32 @@ type pacer struct {
 	mu      sync.Mutex
 	perByte time.Duration
 	free    time.Time // when the last byte scheduled has crossed
+	clock   *clock    // the loop that uses the pacer sleeps on it
 }
 
 // maxCatchUp bounds how far behind a continuing stream may fall and still
 // catch up: past it, the line was idle after all.
 const maxCatchUp = 20 * time.Millisecond
 
-func newPacer(baud int) *pacer {
-	return &pacer{perByte: time.Duration(10 * int64(time.Second) / int64(baud))}
+func newPacer(baud int) (*pacer, error) {
+	c, err := newClock()
+	if err != nil {
+		return nil, err
+	}
+	return &pacer{perByte: time.Duration(10 * int64(time.Second) / int64(baud)), clock: c}, nil
 }
 
-// reserve schedules n bytes on the line and returns when the last of them
-// has crossed. continued says the bytes were waiting to go when the
-// previous ones had crossed.
-func (p *pacer) reserve(n int, continued bool) time.Time {
+// reserve schedules n bytes on the line, to start no earlier than
+// notBefore (zero: now), and returns when the last of them has crossed.
+// continued says the bytes were waiting to go when the previous ones had
+// crossed.
+func (p *pacer) reserve(n int, continued bool, notBefore time.Time) time.Time {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := time.Now()
+	if notBefore.After(now) {
+		now = notBefore
+	}
 	if behind := now.Sub(p.free); behind > 0 && (!continued || behind > maxCatchUp) {
 		p.free = now
 	}
@@ -53,6 +67,50 @@ func sleepUntil(t time.Time, stop <-chan struct{}) bool {
 		return false
 	}
 }
+
+// clock is the pacer's own timer: a Linux timerfd, which the runtime's
+// poller waits on. Runtime timers wait in whole milliseconds and wake up
+// to a millisecond late; a timerfd wakes the poller within a tenth of
+// one. Late wake-ups at each end of each request would otherwise be
+// charged to the station as line time. One goroutine at a time sleeps on
+// a clock; Close wakes it.
+type clock struct {
+	f  *os.File
+	rc syscall.RawConn
+}
+
+func newClock() (*clock, error) {
+	fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("line clock: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "timerfd")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("line clock: %w", err)
+	}
+	return &clock{f: f, rc: rc}, nil
+}
+
+// sleepUntil sleeps until t and reports false if the clock was closed.
+func (c *clock) sleepUntil(t time.Time) bool {
+	d := time.Until(t)
+	if d <= 0 {
+		return true
+	}
+	spec := unix.ItimerSpec{Value: unix.NsecToTimespec(int64(d))}
+	var serr error
+	if err := c.rc.Control(func(fd uintptr) { serr = unix.TimerfdSettime(int(fd), 0, &spec, nil) }); err != nil || serr != nil {
+		return false
+	}
+	var expirations [8]byte
+	_, err := c.f.Read(expirations[:])
+	return err == nil
+}
+
+// Close wakes a sleeper, which sees false, and frees the timer.
+func (c *clock) Close() error { return c.f.Close() }
 
 // chunkFor is how many bytes to hand to the terminal at once when sending:
 // about a millisecond of line time, so the station sees bytes arrive at the

@@ -12,6 +12,17 @@ import (
 // in the same directory, synced, renamed over name, and the directory
 // synced so that the rename lasts.
 func Write(name string, data []byte, perm os.FileMode) error {
+	return write(name, data, perm, true)
+}
+
+// WriteUnsynced is Write without the syncs: a killed process still leaves
+// the old content or the new, but a host that loses power may keep
+// neither. For files whose loss only a simulation would see.
+func WriteUnsynced(name string, data []byte, perm os.FileMode) error {
+	return write(name, data, perm, false)
+}
+
+func write(name string, data []byte, perm os.FileMode, sync bool) error {
 	dir := filepath.Dir(name)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(name)+".*")
 	if err != nil {
@@ -22,7 +33,7 @@ func Write(name string, data []byte, perm os.FileMode) error {
 	if err == nil {
 		_, err = tmp.Write(data)
 	}
-	if err == nil {
+	if err == nil && sync {
 		err = tmp.Sync()
 	}
 	if cerr := tmp.Close(); err == nil {
@@ -33,6 +44,9 @@ func Write(name string, data []byte, perm os.FileMode) error {
 	}
 	if err != nil {
 		return fmt.Errorf("write %s: %w", name, err)
+	}
+	if !sync {
+		return nil
 	}
 	if d, err := os.Open(dir); err == nil {
 		d.Sync()

@@ -7,6 +7,15 @@ import (
 )
 
 func TestWrite(t *testing.T) {
+	for _, w := range []struct {
+		name  string
+		write func(string, []byte, os.FileMode) error
+	}{{"Write", Write}, {"WriteUnsynced", WriteUnsynced}} {
+		t.Run(w.name, func(t *testing.T) { testWrite(t, w.write) })
+	}
+}
+
+func testWrite(t *testing.T, Write func(string, []byte, os.FileMode) error) {
 	dir := t.TempDir()
 	name := filepath.Join(dir, "state.json")
 	for _, data := range []string{"first", "second, longer than the first"} {
