@@ -202,6 +202,16 @@ type fsFileReq struct {
 // Every upload ends by comparing the board's sha256 of the file with data's
 // and returns an error wrapping ErrVerify if they differ.
 func (c *Client) FileUpload(ctx context.Context, name string, data []byte, resume bool, progress Progress) error {
+	if err := c.FileWrite(ctx, name, data, resume, progress); err != nil {
+		return err
+	}
+	return c.VerifyFile(ctx, name, data)
+}
+
+// FileWrite is FileUpload without the final comparison, for a caller that
+// makes it itself with VerifyFile as a step of its own: until then the
+// board's file is unchecked.
+func (c *Client) FileWrite(ctx context.Context, name string, data []byte, resume bool, progress Progress) error {
 	off := 0
 	if resume {
 		var err error
@@ -254,7 +264,7 @@ func (c *Client) FileUpload(ctx context.Context, name string, data []byte, resum
 			progress(off, total)
 		}
 	}
-	return c.verifyFile(ctx, name, data)
+	return nil
 }
 
 // isOffsetRefused reports whether err is a board refusing an upload
@@ -267,8 +277,12 @@ func isOffsetRefused(err error) bool {
 	return be.Group == GroupFS && be.GroupRC == FSRCFileOffset || be.GroupRC == 0 && be.RC == RCInvalid
 }
 
-// verifyFile checks that the board's file name holds data.
-func (c *Client) verifyFile(ctx context.Context, name string, data []byte) error {
+// VerifyFile checks that the board's file name holds data, by its length
+// and the board's sha256 of it (file system group, command 2). A board
+// holding other bytes is an error wrapping ErrVerify that gives both
+// lengths and hashes; a board that cannot say is the link's or the
+// board's error.
+func (c *Client) VerifyFile(ctx context.Context, name string, data []byte) error {
 	if len(data) == 0 {
 		// Boards do not hash empty files; their length says it all.
 		size, err := c.FileStatus(ctx, name)

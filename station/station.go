@@ -300,7 +300,7 @@ func (r *run) provision(ctx context.Context) (*Result, error) {
 	rec.ConfigSHA256 = sum[:]
 
 	r.begin(StepWrite)
-	err = c.FileUpload(ctx, cfg.Template.Path, conf, false, func(done, total int) {
+	err = c.FileWrite(ctx, cfg.Template.Path, conf, false, func(done, total int) {
 		if total > 0 {
 			r.emit(Running, float64(done)/float64(total), "", nil)
 		}
@@ -310,13 +310,10 @@ func (r *run) provision(ctx context.Context) (*Result, error) {
 	}
 
 	r.begin(StepVerify)
-	got, n, err := c.FileHash(ctx, cfg.Template.Path, 0, 0)
-	if err != nil {
+	if err := c.VerifyFile(ctx, cfg.Template.Path, conf); errors.Is(err, flasher.ErrVerify) {
+		return nil, r.fail("the configuration on the board is not what was written: press Retry; if it fails again, set the board aside", err)
+	} else if err != nil {
 		return nil, r.fail("reading the configuration back failed: reseat the board and press Retry", err)
-	}
-	if n != len(conf) || !hmac.Equal(got, sum[:]) {
-		return nil, r.fail("the configuration on the board is not what was written: press Retry; if it fails again, set the board aside",
-			fmt.Errorf("board holds %d bytes with sha256 %x, wrote %d bytes with sha256 %x", n, got, len(conf), sum))
 	}
 
 	r.begin(StepCommit)
