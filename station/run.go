@@ -3,6 +3,7 @@ package station
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -77,19 +78,87 @@ func (s *Station) Run(ctx context.Context, opts RunOptions) (Summary, error) {
 	return sum, nil
 }
 
+// Operator commands for a slot whose board failed, in Run: see Retry and
+// Skip.
+const (
+	cmdRetry = "retry"
+	cmdSkip  = "skip"
+)
+
+// Errors of Retry and Skip.
+var (
+	// ErrNoSlot means no slot of the station has that name.
+	ErrNoSlot = errors.New("no such slot")
+	// ErrNotWaiting means the slot has no failed board waiting: Run is
+	// not running, or the slot is busy, empty or its board passed.
+	ErrNotWaiting = errors.New("the slot has no failed board waiting for Retry or Skip")
+)
+
+// Retry runs the failed board on the slot named slot again, now, without
+// waiting for it to be taken off: what an operator does after reseating
+// it. Only while Run runs, between the board's failure and its removal;
+// otherwise ErrNotWaiting (or ErrNoSlot). Safe for concurrent use.
+func (s *Station) Retry(slot string) error { return s.command(slot, cmdRetry) }
+
+// Skip sets the failed board on the slot named slot aside: the slot
+// reports it (an Event with Result Skipped) and takes the next board once
+// this one is off the fixture. Its record stays failed. Errors as Retry.
+func (s *Station) Skip(slot string) error { return s.command(slot, cmdSkip) }
+
+func (s *Station) command(slot, cmd string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch, ok := s.waiting[slot]
+	if !ok {
+		for _, sc := range s.cfg.Slots {
+			if sc.Name == slot {
+				return fmt.Errorf("slot %s: %w", slot, ErrNotWaiting)
+			}
+		}
+		return fmt.Errorf("slot %q: %w", slot, ErrNoSlot)
+	}
+	delete(s.waiting, slot) // one command per failure
+	ch <- cmd               // buffered: the slot takes it at its next look
+	return nil
+}
+
+// awaitCommand makes the slot open to Retry and Skip until the returned
+// function closes it again.
+func (s *Station) awaitCommand(slot string) (<-chan string, func()) {
+	ch := make(chan string, 1)
+	s.mu.Lock()
+	if s.waiting == nil {
+		s.waiting = map[string]chan string{}
+	}
+	s.waiting[slot] = ch
+	s.mu.Unlock()
+	return ch, func() {
+		s.mu.Lock()
+		if s.waiting[slot] == ch {
+			delete(s.waiting, slot)
+		}
+		s.mu.Unlock()
+	}
+}
+
 // runSlot runs boards on one slot; with Once it reports whether the slot
 // was empty.
 func (s *Station) runSlot(ctx context.Context, slot SlotConfig, opts RunOptions, count func(error)) (empty bool) {
 	m, _ := flasher.ParseMatch(slot.Port) // checked by Validate
+	retry := false
+	var path string
 	for ctx.Err() == nil {
-		path, err := m.Resolve()
-		if err != nil {
-			if opts.Once {
-				return true
+		if !retry {
+			var err error
+			if path, err = m.Resolve(); err != nil {
+				if opts.Once {
+					return true
+				}
+				pause.For(ctx, opts.Poll)
+				continue
 			}
-			pause.For(ctx, opts.Poll)
-			continue
 		}
+		retry = false
 		res, err := s.Provision(ctx, slot, path)
 		if ctx.Err() != nil && err != nil {
 			return false // stopped, not failed
@@ -99,6 +168,8 @@ func (s *Station) runSlot(ctx context.Context, slot SlotConfig, opts RunOptions,
 			return false
 		}
 		serial := ""
+		var cmds <-chan string
+		done := func() {}
 		if res != nil {
 			serial = res.Record.Serial
 		} else {
@@ -106,19 +177,37 @@ func (s *Station) runSlot(ctx context.Context, slot SlotConfig, opts RunOptions,
 			if errors.As(err, &be) {
 				serial = be.Serial
 			}
+			cmds, done = s.awaitCommand(slot.Name)
 		}
-		s.waitGone(ctx, m, path, serial, opts.Poll)
+		cmd := s.waitGone(ctx, m, path, serial, opts.Poll, cmds)
+		done()
+		switch cmd {
+		case cmdRetry:
+			retry = true
+		case cmdSkip:
+			s.deps.Events(Event{Time: s.deps.Now(), Slot: slot.Name, Port: path, Serial: serial, Result: Skipped,
+				Message: "board set aside: take it off the fixture; the slot takes the next board"})
+			s.waitGone(ctx, m, path, serial, opts.Poll, nil)
+		}
 	}
 	return false
 }
 
-// waitGone returns when the board that ran on path has gone: the port
-// vanished or moved, or a board with another serial answers on it.
-func (s *Station) waitGone(ctx context.Context, m flasher.Match, path, serial string, poll time.Duration) {
-	for i := 1; pause.For(ctx, poll); i++ {
+// waitGone returns "" when the board that ran on path has gone (the port
+// vanished or moved, or a board with another serial answers on it) or ctx
+// ended, or the operator's command when one comes on cmds first.
+func (s *Station) waitGone(ctx context.Context, m flasher.Match, path, serial string, poll time.Duration, cmds <-chan string) string {
+	for i := 1; ; i++ {
+		select {
+		case cmd := <-cmds:
+			return cmd
+		case <-ctx.Done():
+			return ""
+		case <-time.After(poll):
+		}
 		p, err := m.Resolve()
 		if err != nil || p != path {
-			return
+			return ""
 		}
 		if serial == "" || i%4 != 0 {
 			continue
@@ -130,7 +219,7 @@ func (s *Station) waitGone(ctx context.Context, m flasher.Match, path, serial st
 		id, err := c.Identity(ctx)
 		c.Close()
 		if err == nil && id.Serial != serial {
-			return
+			return ""
 		}
 	}
 }

@@ -53,6 +53,7 @@ const (
 	Running = "running"
 	Passed  = "passed"
 	Failed  = "failed"
+	Skipped = "skipped" // the operator set a failed board aside (Skip); Step is empty
 )
 
 // Event is what a slot reports as a board goes through the steps.
@@ -99,6 +100,7 @@ type Station struct {
 	mu        sync.Mutex
 	operator  string
 	workOrder string
+	waiting   map[string]chan string // slots whose failed board awaits Retry or Skip
 }
 
 // New checks that deps fit cfg and returns a Station.
