@@ -42,6 +42,12 @@ func TestCloneFlagged(t *testing.T) {
 	if !errors.As(err, &be) || !errors.Is(err, records.ErrClone) || !strings.Contains(be.Message, "clone") {
 		t.Fatalf("clone: %v, want a BoardError wrapping ErrClone with an operator message", err)
 	}
+	l.mu.Lock()
+	last := l.events[len(l.events)-1]
+	l.mu.Unlock()
+	if last.Result != station.Failed || !last.Clone || last.Serial != "ZT-CLONE" {
+		t.Errorf("last event %+v; want the clone's failure, marked Clone", last)
+	}
 	after, _ := l.store.Get(ctx, "ZT-ORIGINAL")
 	if after.UpdatedAt != before.UpdatedAt || after.RegistrationID != before.RegistrationID {
 		t.Errorf("the original's record changed: %+v -> %+v", before, after)

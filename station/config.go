@@ -9,6 +9,7 @@ import (
 	"text/template"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
 	"gopkg.in/yaml.v3"
 
 	"zerotouch/flasher"
@@ -85,6 +86,19 @@ type Config struct {
 	DPS      DPSConfig          `yaml:"dps"`
 	Firmware *FirmwareConfig    `yaml:"firmware"`
 	Records  string             `yaml:"records"` // the SQLite file; default ./zerotouch.db
+	GUI      GUIConfig          `yaml:"gui"`
+}
+
+// GUIConfig is the operator window's part of the configuration.
+type GUIConfig struct {
+	// Labels is the folder where each passed board's label goes, as PNG
+	// and ZPL; default ./labels.
+	Labels string `yaml:"labels"`
+	// SupervisorPasswordHash is the bcrypt hash of the password that
+	// unlocks the settings and the retry of a board flagged as a possible
+	// clone (zerotouch gui --hash-password makes one). Empty: they stay
+	// locked.
+	SupervisorPasswordHash string `yaml:"supervisor_password_hash"`
 }
 
 // SlotConfig is one fixture port.
@@ -230,6 +244,9 @@ func (c *Config) defaults() {
 	if c.Records == "" {
 		c.Records = "zerotouch.db"
 	}
+	if c.GUI.Labels == "" {
+		c.GUI.Labels = "labels"
+	}
 	for i := range c.Slots {
 		if c.Slots[i].Name == "" {
 			c.Slots[i].Name = fmt.Sprintf("slot-%d", i+1)
@@ -325,6 +342,11 @@ func (c *Config) Validate() error {
 		}
 		if _, err := flasher.ParseImageVersion(f.Version); err != nil {
 			return bad("firmware.version", "%v", err)
+		}
+	}
+	if h := c.GUI.SupervisorPasswordHash; h != "" {
+		if _, err := bcrypt.Cost([]byte(h)); err != nil {
+			return bad("gui.supervisor_password_hash", "not a bcrypt hash (%v): make one with zerotouch gui --hash-password", err)
 		}
 	}
 	return nil

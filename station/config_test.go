@@ -52,6 +52,7 @@ func TestConfigErrors(t *testing.T) {
 		{"share over 1", "+dps:\n  share: 2", "dps", "share"},
 		{"firmware without version", "+firmware:\n  image: app.bin", "firmware", "both"},
 		{"EK cert without roots", "+tpm:\n  require_ek_cert: true", "tpm.require_ek_cert", "ek_roots"},
+		{"plain supervisor password", "+gui:\n  supervisor_password_hash: hunter2", "gui.supervisor_password_hash", "bcrypt"},
 	}
 	for _, tt := range tests {
 		text := goodConfig

@@ -68,6 +68,9 @@ type Event struct {
 	Result         string    `json:"result"`             // Running, Passed or Failed
 	Message        string    `json:"message,omitempty"`  // for the operator: what happened, what to do
 	Error          string    `json:"error,omitempty"`    // the cause, for the engineer
+	// Clone marks a board failed because its EK is recorded under another
+	// serial number (records.ErrClone): a supervisor's matter.
+	Clone bool `json:"clone,omitempty"`
 }
 
 // Recorder keeps the records: the SQLite store satisfies it.
@@ -186,6 +189,7 @@ func (r *run) emit(result string, progress float64, msg string, err error) {
 		Step: r.step, Progress: progress, Result: result, Message: msg}
 	if err != nil {
 		e.Error = err.Error()
+		e.Clone = errors.Is(err, records.ErrClone)
 	}
 	r.s.deps.Events(e)
 }
