@@ -81,7 +81,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root.PersistentFlags().BoolVar(&g.json, "json", false, "print results and logs as JSON lines (for line automation)")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	root.AddCommand(boardCmd(g), linkCmd(g), tpmCmd(g), caCmd(g), uploadCmd(g), dpsEmulatorCmd(g))
-	root.AddCommand(recordsCmd(g), runCmd(g), demoCmd(g))
+	root.AddCommand(recordsCmd(g), runCmd(g), demoCmd(g), guiCmd(g))
 
 	err := root.ExecuteContext(ctx)
 	if err == nil {

@@ -1,0 +1,112 @@
+//go:build !nogui
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync/atomic"
+
+	"fyne.io/fyne/v2/app"
+	"github.com/spf13/cobra"
+
+	"zerotouch/station"
+	"zerotouch/ui"
+)
+
+func guiCmd(g *globals) *cobra.Command {
+	var file string
+	var hash bool
+	cmd := &cobra.Command{
+		Use:   "gui --config station.yaml",
+		Short: "Run the station with the operator's window",
+		Long: `Run the station with the operator's window: the same station, configuration
+and records as zerotouch run, shown as a card per slot with a large PASS or
+FAIL, the shift's counters, the upload queue, the records and the settings.
+The operator signs in (name, work order) before Start; a barcode scanner can
+fill either field. Each passed board's label is written to gui.labels as PNG
+and ZPL.
+
+--hash-password reads a password on stdin and prints the bcrypt hash to put
+in gui.supervisor_password_hash.
+
+Built with -tags nogui, zerotouch has no window (and no GL libraries).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if hash {
+				return hashPassword(g, cmd.InOrStdin())
+			}
+			return runGUI(cmd.Context(), g, file)
+		},
+	}
+	cmd.Flags().StringVar(&file, "config", "station.yaml", "the station's configuration (YAML)")
+	cmd.Flags().BoolVar(&hash, "hash-password", false, "print the bcrypt hash of the password read on stdin, and exit")
+	return cmd
+}
+
+// guiUploads is the background uploader as the window sees it.
+type guiUploads struct{ bg *backgroundUpload }
+
+func (u guiUploads) Now() { u.bg.nudge() }
+
+func (u guiUploads) LastError() error {
+	u.bg.mu.Lock()
+	defer u.bg.mu.Unlock()
+	return u.bg.err
+}
+
+func runGUI(ctx context.Context, g *globals, file string) error {
+	if os.Getenv("DISPLAY") == "" && os.Getenv("WAYLAND_DISPLAY") == "" {
+		return usageError{fmt.Errorf("no display (DISPLAY and WAYLAND_DISPLAY are unset): use zerotouch run for a headless station")}
+	}
+	var win atomic.Pointer[ui.Window]
+	var bg *backgroundUpload
+	events := func(e station.Event) {
+		if w := win.Load(); w != nil {
+			w.Event(e)
+		}
+		if e.Result == station.Passed && bg != nil {
+			bg.nudge()
+		}
+	}
+	st, set, err := openStation(ctx, g, file, events)
+	if err != nil {
+		return err
+	}
+	defer set.Close()
+	b := ui.Backend{Station: st, Config: set.cfg, ConfigFile: file, Records: set.store}
+	var upDone chan struct{}
+	if set.uploader != nil {
+		bg = &backgroundUpload{u: set.uploader, log: g.log, kick: make(chan struct{}, 1), stop: make(chan struct{})}
+		upDone = make(chan struct{})
+		go func() { defer close(upDone); bg.loop(ctx) }()
+		b.Uploads = guiUploads{bg}
+	}
+	a := app.NewWithID("net.zerotouch.station")
+	w := ui.New(a, b)
+	win.Store(w)
+	w.Window().ShowAndRun()
+	w.Close()
+	if bg != nil {
+		close(bg.stop)
+		<-upDone
+	}
+	return nil
+}
+
+func hashPassword(g *globals, in interface{ Read([]byte) (int, error) }) error {
+	buf := make([]byte, 1024)
+	n, _ := in.Read(buf)
+	pw := strings.TrimRight(string(buf[:n]), "\r\n")
+	if pw == "" {
+		return usageError{fmt.Errorf("--hash-password: no password on stdin")}
+	}
+	h, err := ui.HashPassword(pw)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(g.stdout, h)
+	return nil
+}
