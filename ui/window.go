@@ -156,7 +156,9 @@ func (w *Window) Close() {
 		close(w.stopPoll)
 		if w.cancel != nil {
 			w.cancel()
-			<-w.runDone
+		}
+		if w.runDone != nil {
+			<-w.runDone // a run stopped with Stop may still be finishing
 		}
 	})
 }
@@ -397,7 +399,7 @@ func (w *Window) stop() {
 	}
 	w.cancel()
 	done := w.runDone
-	w.cancel, w.runDone = nil, nil
+	w.cancel = nil
 	w.Stop.Disable()
 	go func() {
 		<-done
