@@ -3,8 +3,10 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -46,17 +48,6 @@ Built with -tags nogui, zerotouch has no window (and no GL libraries).`,
 	return cmd
 }
 
-// guiUploads is the background uploader as the window sees it.
-type guiUploads struct{ bg *backgroundUpload }
-
-func (u guiUploads) Now() { u.bg.nudge() }
-
-func (u guiUploads) LastError() error {
-	u.bg.mu.Lock()
-	defer u.bg.mu.Unlock()
-	return u.bg.err
-}
-
 func runGUI(ctx context.Context, g *globals, file string) error {
 	if os.Getenv("DISPLAY") == "" && os.Getenv("WAYLAND_DISPLAY") == "" {
 		return usageError{fmt.Errorf("no display (DISPLAY and WAYLAND_DISPLAY are unset): use zerotouch run for a headless station")}
@@ -67,8 +58,8 @@ func runGUI(ctx context.Context, g *globals, file string) error {
 		if w := win.Load(); w != nil {
 			w.Event(e)
 		}
-		if e.Result == station.Passed && bg != nil {
-			bg.nudge()
+		if e.Result == station.Passed {
+			bg.Now()
 		}
 	}
 	st, set, err := openStation(ctx, g, file, events)
@@ -77,29 +68,25 @@ func runGUI(ctx context.Context, g *globals, file string) error {
 	}
 	defer set.Close()
 	b := ui.Backend{Station: st, Config: set.cfg, ConfigFile: file, Records: set.store}
-	var upDone chan struct{}
-	if set.uploader != nil {
-		bg = &backgroundUpload{u: set.uploader, log: g.log, kick: make(chan struct{}, 1), stop: make(chan struct{})}
-		upDone = make(chan struct{})
-		go func() { defer close(upDone); bg.loop(ctx) }()
-		b.Uploads = guiUploads{bg}
+	if bg = startUpload(ctx, set.uploader, g.log); bg != nil {
+		b.Uploads = bg // only when there is one: a nil pointer would make a non-nil interface
 	}
 	a := app.NewWithID("net.zerotouch.station")
 	w := ui.New(a, b)
 	win.Store(w)
 	w.Window().ShowAndRun()
 	w.Close()
-	if bg != nil {
-		close(bg.stop)
-		<-upDone
-	}
+	bg.halt()
 	return nil
 }
 
-func hashPassword(g *globals, in interface{ Read([]byte) (int, error) }) error {
-	buf := make([]byte, 1024)
-	n, _ := in.Read(buf)
-	pw := strings.TrimRight(string(buf[:n]), "\r\n")
+// hashPassword prints the bcrypt hash of the first line read from in.
+func hashPassword(g *globals, in io.Reader) error {
+	line, err := bufio.NewReader(io.LimitReader(in, 4096)).ReadString('\n')
+	if err != nil && err != io.EOF {
+		return fmt.Errorf("--hash-password: read stdin: %w", err)
+	}
+	pw := strings.TrimRight(line, "\r\n")
 	if pw == "" {
 		return usageError{fmt.Errorf("--hash-password: no password on stdin")}
 	}

@@ -188,18 +188,31 @@ func openStation(ctx context.Context, g *globals, file string, events func(stati
 	return st, set, nil
 }
 
-// backgroundUpload drains the queue whenever kicked, until stopped.
+// backgroundUpload drains the queue whenever nudged, and every 30 s,
+// until halted. A nil *backgroundUpload (no DPS configured) does nothing.
 type backgroundUpload struct {
 	u    *enroll.Uploader
 	log  *slog.Logger
 	kick chan struct{}
 	stop chan struct{} // closed to end the loop; a drain under way finishes first
+	done chan struct{} // closed when the loop has ended
 	mu   sync.Mutex
 	last enroll.Stats
 	err  error
 }
 
+// startUpload starts u's background loop; nil u gives nil.
+func startUpload(ctx context.Context, u *enroll.Uploader, log *slog.Logger) *backgroundUpload {
+	if u == nil {
+		return nil
+	}
+	b := &backgroundUpload{u: u, log: log, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	go b.loop(ctx)
+	return b
+}
+
 func (b *backgroundUpload) loop(ctx context.Context) {
+	defer close(b.done)
 	for {
 		select {
 		case <-ctx.Done():
@@ -213,6 +226,16 @@ func (b *backgroundUpload) loop(ctx context.Context) {
 	}
 }
 
+// halt ends the loop, letting an upload under way finish (cancelling it
+// could leave a batch DPS took marked pending).
+func (b *backgroundUpload) halt() {
+	if b == nil {
+		return
+	}
+	close(b.stop)
+	<-b.done
+}
+
 func (b *backgroundUpload) drain(ctx context.Context) {
 	st, err := b.u.Run(ctx)
 	b.mu.Lock()
@@ -223,11 +246,25 @@ func (b *backgroundUpload) drain(ctx context.Context) {
 	}
 }
 
-func (b *backgroundUpload) nudge() {
+// Now asks for a drain at once, without waiting for it (ui.Uploads).
+func (b *backgroundUpload) Now() {
+	if b == nil {
+		return
+	}
 	select {
 	case b.kick <- struct{}{}:
 	default:
 	}
+}
+
+// LastError is the last drain's error (ui.Uploads).
+func (b *backgroundUpload) LastError() error {
+	if b == nil {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
 }
 
 func runStation(ctx context.Context, g *globals, f *runFlags) error {
@@ -238,8 +275,8 @@ func runStation(ctx context.Context, g *globals, f *runFlags) error {
 	var bg *backgroundUpload
 	events := func(e station.Event) {
 		enc.Encode(e) // g.stdout is safe for concurrent use
-		if e.Result == station.Passed && bg != nil {
-			bg.nudge()
+		if e.Result == station.Passed {
+			bg.Now()
 		}
 	}
 	st, set, err := openStation(ctx, g, f.config, events)
@@ -248,27 +285,16 @@ func runStation(ctx context.Context, g *globals, f *runFlags) error {
 	}
 	defer set.Close()
 	st.SetOperator(f.operator, f.workOrder)
-	var upDone chan struct{}
-	if set.uploader != nil {
-		bg = &backgroundUpload{u: set.uploader, log: g.log, kick: make(chan struct{}, 1), stop: make(chan struct{})}
-		upDone = make(chan struct{})
-		go func() { defer close(upDone); bg.loop(ctx) }()
-	}
+	bg = startUpload(ctx, set.uploader, g.log)
 
 	sum, runErr := st.Run(ctx, station.RunOptions{Once: f.once, Count: f.count})
 
-	var upErr error
-	if bg != nil {
-		// Let an upload under way finish (cancelling it could leave a
-		// batch DPS took marked pending), then drain what is left.
-		close(bg.stop)
-		<-upDone
-		if ctx.Err() == nil {
-			// One last drain, so that --once leaves nothing queued.
-			bg.drain(ctx)
-		}
-		upErr = bg.err
+	bg.halt()
+	if bg != nil && ctx.Err() == nil {
+		// One last drain, so that --once leaves nothing queued.
+		bg.drain(ctx)
 	}
+	upErr := bg.LastError()
 	counts, _ := set.store.Counts(context.WithoutCancel(ctx))
 	fmt.Fprintf(g.stderr, "%d boards passed, %d failed in %.1f s", sum.Passed, sum.Failed, sum.Elapsed)
 	if len(sum.Empty) > 0 {
