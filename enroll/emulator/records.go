@@ -330,17 +330,32 @@ func putOne[T any](k *kind[T]) handler {
 	}
 }
 
+// notFoundError is the 404 for a record id that does not exist.
+func (k *kind[T]) notFoundError(id string) *apiError {
+	return &apiError{status: http.StatusNotFound, code: k.notFound, msg: fmt.Sprintf("%s %q not found", k.noun, id)}
+}
+
+// find reads the record id outside a transaction: a 404 if it does not
+// exist.
+func (k *kind[T]) find(ctx context.Context, e *Emulator, id string) (*row, *apiError) {
+	old, err := getRow(ctx, e.db, k.table, id)
+	if err != nil {
+		return nil, internalError("read "+k.noun+" "+id, err)
+	}
+	if old == nil {
+		return nil, k.notFoundError(id)
+	}
+	return old, nil
+}
+
 func getOne[T any](k *kind[T]) handler {
 	return func(e *Emulator, w http.ResponseWriter, r *http.Request, id string) *apiError {
 		if a := checkPathID(k.noun, id); a != nil {
 			return a
 		}
-		old, err := getRow(r.Context(), e.db, k.table, id)
-		if err != nil {
-			return internalError("read "+k.noun+" "+id, err)
-		}
-		if old == nil {
-			return &apiError{status: http.StatusNotFound, code: k.notFound, msg: fmt.Sprintf("%s %q not found", k.noun, id)}
+		old, a := k.find(r.Context(), e, id)
+		if a != nil {
+			return a
 		}
 		writeRaw(w, http.StatusOK, old.body)
 		return nil
@@ -362,7 +377,7 @@ func deleteOne[T any](k *kind[T]) handler {
 				return err
 			}
 			if old == nil {
-				return &apiError{status: http.StatusNotFound, code: k.notFound, msg: fmt.Sprintf("%s %q not found", k.noun, id)}
+				return k.notFoundError(id)
 			}
 			if ifMatch != "" && ifMatch != "*" && !etagMatch(ifMatch, old.etag) {
 				return precondition("If-Match %s does not match the etag of %s %q, %s", ifMatch, k.noun, id, old.etag)
@@ -385,12 +400,9 @@ func attestationMechanism[T any](k *kind[T]) handler {
 		if _, a := e.readBody(w, r, true); a != nil {
 			return a
 		}
-		old, err := getRow(r.Context(), e.db, k.table, id)
-		if err != nil {
-			return internalError("read "+k.noun+" "+id, err)
-		}
-		if old == nil {
-			return &apiError{status: http.StatusNotFound, code: k.notFound, msg: fmt.Sprintf("%s %q not found", k.noun, id)}
+		old, a := k.find(r.Context(), e, id)
+		if a != nil {
+			return a
 		}
 		var v T
 		if err := json.Unmarshal(old.body, &v); err != nil {
