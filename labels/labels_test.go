@@ -7,7 +7,6 @@ import (
 	"image"
 	"image/png"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -674,24 +673,6 @@ func TestWrap(t *testing.T) {
 	} {
 		if got := wrap(tt.s, tt.width, tt.maxLines); !cmp.Equal(got, tt.want) {
 			t.Errorf("wrap(%q, %d, %d) = %q, want %q", tt.s, tt.width, tt.maxLines, got, tt.want)
-		}
-	}
-}
-
-// TestDependencies keeps the package free of the GUI toolkit, and its
-// production code free of testing.
-func TestDependencies(t *testing.T) {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("go command not found")
-	}
-	out, err := exec.Command(goBin, "list", "-deps", "-f", "{{.ImportPath}}", ".").Output()
-	if err != nil {
-		t.Fatalf("go list: %v", err)
-	}
-	for _, dep := range strings.Fields(string(out)) {
-		if strings.HasPrefix(dep, "fyne.io/") || dep == "testing" || strings.HasPrefix(dep, "zerotouch/") && dep != "zerotouch/labels" && !strings.HasPrefix(dep, "zerotouch/internal/") {
-			t.Errorf("labels depends on %s", dep)
 		}
 	}
 }
