@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -156,29 +157,30 @@ func Start(cfg Config) (*Board, error) {
 	if err := b.loadFlash(); err != nil {
 		return nil, err
 	}
-	var err error
-	if b.rxPace, err = newPacer(cfg.Baud); err != nil {
-		return nil, fmt.Errorf("board %s: %w", cfg.Serial, err)
-	}
-	if b.txPace, err = newPacer(cfg.Baud); err != nil {
-		b.rxPace.clock.Close()
-		return nil, fmt.Errorf("board %s: %w", cfg.Serial, err)
-	}
-	tpm, err := openTPM(cfg.TPM, cfg.Serial)
-	if err != nil {
-		b.rxPace.clock.Close()
-		b.txPace.clock.Close()
-		return nil, fmt.Errorf("board %s: %w", cfg.Serial, err)
-	}
-	b.tpm = tpm
-	b.master, b.tty, err = rawpty.Open()
-	if err != nil {
-		b.rxPace.clock.Close()
-		b.txPace.clock.Close()
-		if tpm != nil {
-			tpm.Close()
+	var opened []io.Closer // closed again if Start fails
+	fail := func(err error) (*Board, error) {
+		for _, c := range opened {
+			c.Close()
 		}
 		return nil, fmt.Errorf("board %s: %w", cfg.Serial, err)
+	}
+	var err error
+	if b.rxPace, err = newPacer(cfg.Baud); err != nil {
+		return fail(err)
+	}
+	opened = append(opened, b.rxPace.clock)
+	if b.txPace, err = newPacer(cfg.Baud); err != nil {
+		return fail(err)
+	}
+	opened = append(opened, b.txPace.clock)
+	if b.tpm, err = openTPM(cfg.TPM, cfg.Serial); err != nil {
+		return fail(err)
+	}
+	if b.tpm != nil {
+		opened = append(opened, b.tpm)
+	}
+	if b.master, b.tty, err = rawpty.Open(); err != nil {
+		return fail(err)
 	}
 	b.path = b.tty.Name()
 	b.wg.Add(2)

@@ -146,9 +146,6 @@ func New(app fyne.App, b Backend) *Window {
 // Window returns the Fyne window.
 func (w *Window) Window() fyne.Window { return w.win }
 
-// Content returns the window's content, for tests that render it.
-func (w *Window) Content() fyne.CanvasObject { return w.win.Content() }
-
 // Close stops a run in progress, waits for it, and stops the polling.
 // Safe to call more than once, from Fyne's goroutine.
 func (w *Window) Close() {
