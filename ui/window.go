@@ -378,7 +378,6 @@ func (w *Window) start() {
 	done := w.runDone
 	w.Start.Disable()
 	w.Stop.Enable()
-	w.shiftStart = w.b.Now()
 	go func() {
 		defer close(done)
 		_, err := w.b.Station.Run(ctx, station.RunOptions{})
