@@ -24,9 +24,13 @@ type fakeStation struct {
 	retries []string
 	skips   []string
 	op, wo  string
+	runs    int
 }
 
 func (f *fakeStation) Run(ctx context.Context, _ station.RunOptions) (station.Summary, error) {
+	f.mu.Lock()
+	f.runs++
+	f.mu.Unlock()
 	<-ctx.Done()
 	return station.Summary{}, nil
 }

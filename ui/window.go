@@ -84,6 +84,7 @@ type Window struct {
 	LabelText *widget.Label
 
 	side *fyne.Container // the upload queue and the label: laid out again as their texts change
+	tabs *container.AppTabs
 
 	stopPoll chan struct{}
 	closed   sync.Once
@@ -135,8 +136,10 @@ func New(app fyne.App, b Backend) *Window {
 		b.Now = time.Now
 	}
 	w := &Window{b: b, Slots: map[string]*SlotView{}, stopPoll: make(chan struct{}), shiftStart: b.Now()}
+	app.Settings().SetTheme(Theme(app.Settings().Theme()))
 	w.win = app.NewWindow(fmt.Sprintf("zerotouch: %s, %s", b.Config.Station, b.Config.Line))
 	w.win.SetContent(w.build())
+	w.win.SetMainMenu(w.menu())
 	w.win.Resize(fyne.NewSize(1280, 800))
 	w.win.SetOnClosed(w.Close)
 	go w.pollUploads()
@@ -170,10 +173,10 @@ func (w *Window) build() fyne.CanvasObject {
 	// A barcode scanner types the value and Enter.
 	w.Operator.OnSubmitted = func(string) { w.win.Canvas().Focus(w.WorkOrder) }
 	w.WorkOrder.OnSubmitted = func(string) { w.signIn() }
-	w.Start = widget.NewButton("Start", w.start)
+	w.Start = widget.NewButton("Start (Alt+S)", w.start)
 	w.Start.Importance = widget.HighImportance
 	w.Start.Disable() // until someone signs in
-	w.Stop = widget.NewButton("Stop", w.stop)
+	w.Stop = widget.NewButton("Stop (Alt+X)", w.stop)
 	w.Stop.Disable()
 
 	w.Passed = widget.NewLabel("passed 0")
@@ -187,7 +190,7 @@ func (w *Window) build() fyne.CanvasObject {
 	w.Queue = widget.NewLabel("upload queue: -")
 	w.QueueError = widget.NewLabel("")
 	w.QueueError.Wrapping = fyne.TextWrapWord
-	w.UploadNow = widget.NewButton("Upload now", w.uploadNow)
+	w.UploadNow = widget.NewButton("Upload now (Alt+U)", w.uploadNow)
 	if w.b.Uploads == nil {
 		w.UploadNow.Disable()
 		w.QueueError.SetText("no DPS connection string: enrollments are queued for zerotouch upload")
@@ -222,12 +225,12 @@ func (w *Window) build() fyne.CanvasObject {
 	)
 	line := container.NewBorder(top, nil, nil, container.NewGridWrap(fyne.NewSize(260, 600), w.side), container.NewVScroll(grid))
 
-	tabs := container.NewAppTabs(
+	w.tabs = container.NewAppTabs(
 		container.NewTabItem("Line", line),
 		container.NewTabItem("Records", w.buildRecords()),
 		container.NewTabItem("Settings", w.buildSettings()),
 	)
-	return tabs
+	return w.tabs
 }
 
 func (w *Window) newSlot(sc station.SlotConfig) *SlotView {
@@ -245,8 +248,8 @@ func (w *Window) newSlot(sc station.SlotConfig) *SlotView {
 	v.Verdict.Alignment = fyne.TextAlignCenter
 	v.Message = widget.NewLabel("")
 	v.Message.Wrapping = fyne.TextWrapWord
-	v.Retry = widget.NewButton("Retry", func() { w.retry(v) })
-	v.Skip = widget.NewButton("Skip", func() { w.skip(v) })
+	v.Retry = widget.NewButton("Retry (Alt+R)", func() { w.retry(v) })
+	v.Skip = widget.NewButton("Skip (Alt+K)", func() { w.skip(v) })
 	v.Retry.Hide()
 	v.Skip.Hide()
 	title := widget.NewLabelWithStyle(sc.Name, fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
