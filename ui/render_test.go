@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -25,12 +26,17 @@ type fakeStation struct {
 	skips   []string
 	op, wo  string
 	runs    int
+	once    bool // Run returns at once, as a run with RunOptions.Once over no boards
 }
 
 func (f *fakeStation) Run(ctx context.Context, _ station.RunOptions) (station.Summary, error) {
 	f.mu.Lock()
 	f.runs++
+	once := f.once
 	f.mu.Unlock()
+	if once {
+		return station.Summary{}, nil
+	}
 	<-ctx.Done()
 	return station.Summary{}, nil
 }
@@ -173,5 +179,24 @@ func TestRender(t *testing.T) {
 				test.AssertRendersToMarkup(t, tt.name+".xml", w.Window().Canvas())
 			})
 		})
+	}
+}
+
+// TestBegin signs in and starts without the keyboard, as the demo does;
+// when the run ends by itself, Start is offered again.
+func TestBegin(t *testing.T) {
+	w, fs := renderWindow(t, &fakeUploads{})
+	fs.mu.Lock()
+	fs.once = true
+	fs.mu.Unlock()
+	w.Begin("demo", "WO-DEMO")
+	waitUI(t, w, func() bool { return !w.Start.Disabled() && w.Stop.Disabled() })
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if fs.runs != 1 || fs.op != "demo" || fs.wo != "WO-DEMO" {
+		t.Errorf("runs %d as %q, %q; want one run as demo, WO-DEMO", fs.runs, fs.op, fs.wo)
+	}
+	if !strings.Contains(w.SignedIn.Text, "demo") {
+		t.Errorf("signed in: %q", w.SignedIn.Text)
 	}
 }

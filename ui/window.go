@@ -146,6 +146,19 @@ func New(app fyne.App, b Backend) *Window {
 	return w
 }
 
+// Begin signs in and starts the station, as the operator would with the
+// sign-in fields and Start: for a station that needs no one at the
+// keyboard to begin (the demo). Call it before the window shows, or on
+// Fyne's goroutine.
+func (w *Window) Begin(operator, workOrder string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.Operator.SetText(operator)
+	w.WorkOrder.SetText(workOrder)
+	w.signIn()
+	press(w.Start)
+}
+
 // Window returns the Fyne window.
 func (w *Window) Window() fyne.Window { return w.win }
 
@@ -170,6 +183,7 @@ func (w *Window) build() fyne.CanvasObject {
 	w.WorkOrder.SetPlaceHolder("work order (scan or type, Enter)")
 	w.SignIn = widget.NewButton("Sign in", w.signIn)
 	w.SignedIn = widget.NewLabel("not signed in")
+	w.SignedIn.Wrapping = fyne.TextWrapWord
 	// A barcode scanner types the value and Enter.
 	w.Operator.OnSubmitted = func(string) { w.win.Canvas().Focus(w.WorkOrder) }
 	w.WorkOrder.OnSubmitted = func(string) { w.signIn() }
@@ -253,7 +267,7 @@ func (w *Window) newSlot(sc station.SlotConfig) *SlotView {
 	v.Retry.Hide()
 	v.Skip.Hide()
 	title := widget.NewLabelWithStyle(sc.Name, fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
-	v.card = container.NewVBox(title, v.Port, v.Serial, v.RegID, v.Step, v.Progress, v.Verdict, v.Message,
+	v.card = container.NewVBox(container.NewBorder(nil, nil, title, nil, v.Port), v.Serial, v.RegID, v.Step, v.Progress, v.Verdict, v.Message,
 		container.NewGridWithColumns(2, v.Retry, v.Skip), widget.NewSeparator())
 	return v
 }
@@ -387,6 +401,13 @@ func (w *Window) start() {
 		w.do(func() {
 			if err != nil {
 				w.SignedIn.SetText("the station stopped: " + err.Error())
+			}
+			if w.runDone == done && w.cancel != nil {
+				// The run ended by itself, not by Stop.
+				w.cancel()
+				w.cancel = nil
+				w.Stop.Disable()
+				w.Start.Enable()
 			}
 		})
 	}()
