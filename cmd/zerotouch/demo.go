@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -39,9 +41,16 @@ var demoLines = []demoLine{
 	{station.ModeSymmetricKey, 2, board.TPMNone},
 }
 
+// demoFlags are the demo's command line.
+type demoFlags struct {
+	dir        string
+	baud       int
+	headless   bool
+	closeAfter time.Duration // close the window this long after the demo is done; 0 leaves it open
+}
+
 func demoCmd(g *globals) *cobra.Command {
-	var dir string
-	var baud int
+	var f demoFlags
 	cmd := &cobra.Command{
 		Use:   "demo [--dir ./zerotouch-demo]",
 		Short: "Provision virtual boards in every attestation mode against a local DPS emulator",
@@ -52,16 +61,23 @@ each attestation mode (tpm, x509-tpm, x509-keygen, symmetric-key), their
 enrollments uploaded to the emulator, and what happened is printed with
 where to look.
 
+With a display (DISPLAY or WAYLAND_DISPLAY set), the operator's window
+opens, signed in as "demo", and runs the lines; close it to end the demo
+(--close-after closes it once the lines are done and the enrollments
+uploaded). --headless (or --json) keeps to the terminal.
+
 Running it again empties the folder it made before (it refuses a folder
 it did not make). The CA's password lives only in memory: the demo CA
 cannot sign again after the run.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runDemo(cmd.Context(), g, dir, baud)
+			return runDemo(cmd.Context(), g, f)
 		},
 	}
-	cmd.Flags().StringVar(&dir, "dir", "zerotouch-demo", "work folder for the emulator, the CA, the boards and the records")
-	cmd.Flags().IntVar(&baud, "baud", 115200, "the virtual boards' line rate")
+	cmd.Flags().StringVar(&f.dir, "dir", "zerotouch-demo", "work folder for the emulator, the CA, the boards and the records")
+	cmd.Flags().IntVar(&f.baud, "baud", 115200, "the virtual boards' line rate")
+	cmd.Flags().BoolVar(&f.headless, "headless", false, "no window, even with a display")
+	cmd.Flags().DurationVar(&f.closeAfter, "close-after", 0, "with the window: close it this long after the lines are done and the enrollments uploaded (0: leave it open)")
 	return cmd
 }
 
@@ -86,54 +102,132 @@ func prepareDemoDir(dir string) error {
 	return os.WriteFile(filepath.Join(dir, demoMarker), []byte("made by zerotouch demo; emptied by its next run\n"), 0o600)
 }
 
-func runDemo(ctx context.Context, g *globals, dir string, baud int) error {
-	if baud < 1200 {
-		return usageError{fmt.Errorf("--baud %d: want 1200 or more", baud)}
+// demoRun is what a demo sets up: the emulator, the CA, the records and a
+// station per attestation mode, over boards already started.
+type demoRun struct {
+	g        *globals
+	dir      string
+	dps      *emulator.Server
+	client   *enroll.Client
+	issuer   ca.Issuer
+	store    *records.Store
+	uploader *enroll.Uploader
+	lines    demoStation
+	window   *station.Config // every line's slots, for the window
+	events   atomic.Pointer[func(station.Event)]
+	closers  []func()
+}
+
+func (d *demoRun) Close() {
+	for i := len(d.closers) - 1; i >= 0; i-- {
+		d.closers[i]()
 	}
-	if err := prepareDemoDir(dir); err != nil {
+}
+
+// event passes a station's event to whoever shows them.
+func (d *demoRun) event(e station.Event) {
+	if f := d.events.Load(); f != nil {
+		(*f)(e)
+	}
+}
+
+func runDemo(ctx context.Context, g *globals, f demoFlags) error {
+	if f.baud < 1200 {
+		return usageError{fmt.Errorf("--baud %d: want 1200 or more", f.baud)}
+	}
+	window := withWindow && !f.headless && !g.json && hasDisplay()
+	if f.closeAfter < 0 {
+		return usageError{fmt.Errorf("--close-after %v: want 0 or more", f.closeAfter)}
+	}
+	if err := prepareDemoDir(f.dir); err != nil {
 		return err
 	}
 	start := time.Now()
-	say := func(format string, args ...any) {
-		if !g.json {
-			fmt.Fprintf(g.stdout, format+"\n", args...)
+	d, err := setUpDemo(ctx, g, f)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+
+	var sum station.Summary
+	var upErr error
+	if window {
+		sum, err = demoWindow(ctx, d, f.closeAfter)
+		if err != nil {
+			return err
+		}
+	} else {
+		show := func(e station.Event) { demoEvent(g, e) }
+		d.events.Store(&show)
+		d.lines.SetOperator("demo", "WO-DEMO")
+		if sum, err = d.lines.Run(ctx, station.RunOptions{}); err != nil {
+			return err
 		}
 	}
+	// Whatever the window's background upload left, and all of it headless.
+	_, upErr = d.uploader.Run(ctx)
+	if err := d.report(start, sum); err != nil {
+		return err
+	}
+	switch {
+	case sum.Failed > 0:
+		return fmt.Errorf("demo: %d boards failed", sum.Failed)
+	case upErr != nil:
+		return fmt.Errorf("demo: upload: %w", upErr)
+	}
+	return nil
+}
+
+// say prints a line for a person (nothing with --json).
+func (d *demoRun) say(format string, args ...any) {
+	if !d.g.json {
+		fmt.Fprintf(d.g.stdout, format+"\n", args...)
+	}
+}
+
+func setUpDemo(ctx context.Context, g *globals, f demoFlags) (_ *demoRun, err error) {
+	d := &demoRun{g: g, dir: f.dir, lines: demoStation{finished: make(chan struct{})}}
+	defer func() {
+		if err != nil {
+			d.Close()
+		}
+	}()
 
 	// The cloud: a DPS emulator on loopback.
-	dps, err := emulator.Start(ctx, "127.0.0.1:0", filepath.Join(dir, "dps"), emulator.Options{Logger: g.log})
-	if err != nil {
-		return fmt.Errorf("demo: start the DPS emulator: %w", err)
+	if d.dps, err = emulator.Start(ctx, "127.0.0.1:0", filepath.Join(f.dir, "dps"), emulator.Options{Logger: g.log}); err != nil {
+		return nil, fmt.Errorf("demo: start the DPS emulator: %w", err)
 	}
-	defer dps.Close()
-	cs, err := enroll.ParseConnectionString(dps.ConnectionString)
+	d.closers = append(d.closers, func() { d.dps.Close() })
+	cs, err := enroll.ParseConnectionString(d.dps.ConnectionString)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	client, err := enroll.NewClient(enroll.Config{ConnectionString: cs, CAFile: dps.CAFile, Logger: g.log})
-	if err != nil {
-		return err
+	if d.client, err = enroll.NewClient(enroll.Config{ConnectionString: cs, CAFile: d.dps.CAFile, Logger: g.log}); err != nil {
+		return nil, err
 	}
-	say("DPS emulator on %s (CA %s)", dps.URL, dps.CAFile)
+	d.say("DPS emulator on %s (CA %s)", d.dps.URL, d.dps.CAFile)
 
 	// The factory: a CA whose password never leaves memory, and the
 	// records.
 	pw := make([]byte, 24)
 	rand.Read(pw)
-	issuer, err := ca.Init(ctx, filepath.Join(dir, "ca"), ca.InitOptions{Name: "zerotouch demo", Password: []byte(base64.StdEncoding.EncodeToString(pw)), Logger: g.log})
+	issuer, err := ca.Init(ctx, filepath.Join(f.dir, "ca"), ca.InitOptions{Name: "zerotouch demo", Password: []byte(base64.StdEncoding.EncodeToString(pw)), Logger: g.log})
 	if err != nil {
-		return fmt.Errorf("demo: make the CA: %w", err)
+		return nil, fmt.Errorf("demo: make the CA: %w", err)
 	}
-	defer issuer.Close()
-	dbPath := filepath.Join(dir, "records.db")
-	store, err := records.Open(ctx, dbPath)
-	if err != nil {
-		return err
+	d.issuer = issuer
+	d.closers = append(d.closers, func() { issuer.Close() })
+	dbPath := filepath.Join(f.dir, "records.db")
+	if d.store, err = records.Open(ctx, dbPath); err != nil {
+		return nil, err
 	}
-	defer store.Close()
+	d.closers = append(d.closers, func() { d.store.Close() })
+	if d.uploader, err = enroll.NewUploader(enroll.UploaderConfig{Client: d.client, Queue: d.store, Quota: 1000, Logger: g.log}); err != nil {
+		return nil, err
+	}
 	tmpl, err := fwtemplates.Builtin("json")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	groupKey := make([]byte, 64)
 	rand.Read(groupKey)
@@ -142,7 +236,7 @@ func runDemo(ctx context.Context, g *globals, dir string, baud int) error {
 	// intermediate and a symmetric-key group.
 	chain, err := issuer.Chain(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	groups := []enroll.EnrollmentGroup{
 		{EnrollmentGroupID: "demo-symmetric-key", Attestation: enroll.Attestation{Type: enroll.AttestationSymmetricKey,
@@ -152,85 +246,187 @@ func runDemo(ctx context.Context, g *globals, dir string, baud int) error {
 				Primary: &enroll.X509Certificate{Certificate: string(ca.EncodePEM(chain[0]))}}}}},
 	}
 	for i := range groups {
-		if _, err := client.CreateOrUpdateGroup(ctx, &groups[i], ""); err != nil {
-			return fmt.Errorf("demo: enrollment group %s: %w", groups[i].EnrollmentGroupID, err)
+		if _, err := d.client.CreateOrUpdateGroup(ctx, &groups[i], ""); err != nil {
+			return nil, fmt.Errorf("demo: enrollment group %s: %w", groups[i].EnrollmentGroupID, err)
 		}
 	}
 
-	boardsDir := filepath.Join(dir, "boards")
+	// The boards, and a station per attestation mode over them.
+	boardsDir := filepath.Join(f.dir, "boards")
 	serial := 1
-	var passed, failed int
 	for _, dl := range demoLines {
-		ports, stop, err := startDemoBoards(ctx, g, dl, boardsDir, baud, serial)
+		ports, stop, err := startDemoBoards(ctx, g, dl, boardsDir, f.baud, serial)
+		d.closers = append(d.closers, stop)
 		serial += dl.boards
 		if err != nil {
-			stop()
-			return fmt.Errorf("demo: start the %s boards: %w", dl.mode, err)
+			return nil, fmt.Errorf("demo: start the %s boards: %w", dl.mode, err)
 		}
 		var y strings.Builder
-		fmt.Fprintf(&y, "station: demo\nline: demo-%s\nattestation: %s\nid_scope: 0ne00DE0000\nbaud: %d\n", dl.mode, dl.mode, baud)
-		fmt.Fprintf(&y, "ca:\n  dir: %s\nsymmetric_key:\n  group_id: demo-symmetric-key\nslots:\n", filepath.Join(dir, "ca"))
-		for _, p := range ports {
-			fmt.Fprintf(&y, "  - port: %s\n", p)
+		fmt.Fprintf(&y, "station: demo\nline: demo-%s\nattestation: %s\nid_scope: 0ne00DE0000\nbaud: %d\n", dl.mode, dl.mode, f.baud)
+		fmt.Fprintf(&y, "ca:\n  dir: %s\nsymmetric_key:\n  group_id: demo-symmetric-key\nslots:\n", filepath.Join(f.dir, "ca"))
+		for i, p := range ports {
+			fmt.Fprintf(&y, "  - {name: %s-%d, port: %s}\n", dl.mode, i+1, p)
 		}
 		cfg, err := station.ParseConfig([]byte(y.String()))
 		if err != nil {
-			stop()
-			return err
+			return nil, err
 		}
 		cfg.Records = dbPath
-		st, err := station.New(cfg, station.Deps{Store: store, Template: tmpl, Issuer: issuer, GroupKey: groupKey, Logger: g.log,
-			Events: func(e station.Event) { demoEvent(g, e) }})
+		st, err := station.New(cfg, station.Deps{Store: d.store, Template: tmpl, Issuer: issuer, GroupKey: groupKey, Logger: g.log,
+			Events: d.event})
 		if err != nil {
-			stop()
-			return err
+			return nil, err
 		}
-		st.SetOperator("demo", "WO-DEMO")
-		sum, err := st.Run(ctx, station.RunOptions{Once: true})
-		stop()
-		if err != nil {
-			return err
+		d.lines.lines = append(d.lines.lines, demoLineRun{mode: dl.mode, st: st})
+		if d.window == nil {
+			c := *cfg
+			c.Slots = nil
+			c.Line = "demo (every attestation mode)"
+			c.GUI.Labels = filepath.Join(f.dir, "labels")
+			d.window = &c
 		}
-		say("%-14s %d passed, %d failed", dl.mode, sum.Passed, sum.Failed)
-		passed += sum.Passed
-		failed += sum.Failed
+		d.window.Slots = append(d.window.Slots, cfg.Slots...)
 	}
+	return d, nil
+}
 
-	up, err := enroll.NewUploader(enroll.UploaderConfig{Client: client, Queue: store, Quota: 1000, Logger: g.log})
+// report prints the records and where to look.
+func (d *demoRun) report(start time.Time, sum station.Summary) error {
+	for _, l := range d.lines.lines {
+		d.say("%-14s %d passed, %d failed", l.mode, l.sum.Passed, l.sum.Failed)
+	}
+	counts, err := d.store.Counts(context.Background())
 	if err != nil {
 		return err
 	}
-	stats, upErr := up.Run(ctx)
-	say("uploaded %d individual enrollments to the DPS emulator in %d requests", stats.Uploaded, stats.Requests)
-
-	list, err := store.List(ctx, records.Filter{})
+	uploaded := counts[enroll.StateUploaded]
+	d.say("%d individual enrollments uploaded to the DPS emulator", uploaded)
+	list, err := d.store.List(context.Background(), records.Filter{})
 	if err != nil {
 		return err
 	}
-	say("\n%-10s %-14s %-54s %s", "SERIAL", "ATTESTATION", "REGISTRATION ID", "ENROLLMENT")
+	d.say("\n%-10s %-14s %-54s %s", "SERIAL", "ATTESTATION", "REGISTRATION ID", "ENROLLMENT")
 	for i := len(list) - 1; i >= 0; i-- {
 		r := list[i]
 		en := "group " + map[string]string{station.ModeSymmetricKey: "demo-symmetric-key"}[r.Attestation]
 		if r.Enrollment != nil {
 			en = string(r.UploadState)
 		}
-		say("%-10s %-14s %-54s %s", r.Serial, r.Attestation, r.RegistrationID, en)
+		d.say("%-10s %-14s %-54s %s", r.Serial, r.Attestation, r.RegistrationID, en)
 	}
-	abs, _ := filepath.Abs(dir)
-	say("\n%d boards passed, %d failed in %.1f s.", passed, failed, time.Since(start).Seconds())
-	say("Records:        zerotouch records list --db %s", filepath.Join(abs, "records.db"))
-	say("DPS emulator:   zerotouch dps-emulator --data %s   (serves the same enrollments again)", filepath.Join(abs, "dps"))
-	say("Board configs:  %s/SERIAL/fs%s", filepath.Join(abs, "boards"), station.DefaultConfigPath)
-	if g.json {
-		printResult(g, map[string]any{"passed": passed, "failed": failed, "uploaded": stats.Uploaded, "dir": abs, "records": filepath.Join(abs, "records.db")})
-	}
-	switch {
-	case failed > 0:
-		return fmt.Errorf("demo: %d boards failed", failed)
-	case upErr != nil:
-		return fmt.Errorf("demo: upload: %w", upErr)
+	abs, _ := filepath.Abs(d.dir)
+	d.say("\n%d boards passed, %d failed in %.1f s.", sum.Passed, sum.Failed, time.Since(start).Seconds())
+	d.say("Records:        zerotouch records list --db %s", filepath.Join(abs, "records.db"))
+	d.say("DPS emulator:   zerotouch dps-emulator --data %s   (serves the same enrollments again)", filepath.Join(abs, "dps"))
+	d.say("Board configs:  %s/SERIAL/fs%s", filepath.Join(abs, "boards"), station.DefaultConfigPath)
+	if d.g.json {
+		printResult(d.g, map[string]any{"passed": sum.Passed, "failed": sum.Failed, "uploaded": uploaded, "dir": abs, "records": filepath.Join(abs, "records.db")})
 	}
 	return nil
+}
+
+// demoStation runs the demo's lines one after the other, each once over
+// the boards present, as one station to whoever drives it (the window
+// takes it for a station). Retry and Skip go to the line running.
+type demoStation struct {
+	lines  []demoLineRun
+	mu     sync.Mutex
+	cur    *station.Station
+	op, wo string
+	// finished is closed when a Run has gone through every line; total
+	// is that run's summary.
+	finished chan struct{}
+	once     sync.Once
+	total    station.Summary
+}
+
+type demoLineRun struct {
+	mode string
+	st   *station.Station
+	sum  station.Summary
+}
+
+func (s *demoStation) Run(ctx context.Context, _ station.RunOptions) (station.Summary, error) {
+	var total station.Summary
+	for i := range s.lines {
+		l := &s.lines[i]
+		s.mu.Lock()
+		s.cur = l.st
+		l.st.SetOperator(s.op, s.wo)
+		s.mu.Unlock()
+		sum, err := l.st.Run(ctx, station.RunOptions{Once: true})
+		s.mu.Lock()
+		l.sum = sum
+		s.mu.Unlock()
+		total.Passed += sum.Passed
+		total.Failed += sum.Failed
+		total.Empty = append(total.Empty, sum.Empty...)
+		total.Elapsed += sum.Elapsed
+		if err != nil {
+			return total, fmt.Errorf("the %s line: %w", l.mode, err)
+		}
+		if ctx.Err() != nil {
+			return total, nil
+		}
+	}
+	s.once.Do(func() {
+		s.mu.Lock()
+		s.total = total
+		s.mu.Unlock()
+		close(s.finished)
+	})
+	return total, nil
+}
+
+// summary is the first complete run's summary, else the lines' so far.
+func (s *demoStation) summary() station.Summary {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	select {
+	case <-s.finished:
+		return s.total
+	default:
+	}
+	var sum station.Summary
+	for _, l := range s.lines {
+		sum.Passed += l.sum.Passed
+		sum.Failed += l.sum.Failed
+	}
+	return sum
+}
+
+func (s *demoStation) line() (*station.Station, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur == nil {
+		return nil, station.ErrNotWaiting
+	}
+	return s.cur, nil
+}
+
+func (s *demoStation) Retry(slot string) error {
+	st, err := s.line()
+	if err != nil {
+		return err
+	}
+	return st.Retry(slot)
+}
+
+func (s *demoStation) Skip(slot string) error {
+	st, err := s.line()
+	if err != nil {
+		return err
+	}
+	return st.Skip(slot)
+}
+
+func (s *demoStation) SetOperator(op, wo string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.op, s.wo = op, wo
+	if s.cur != nil {
+		s.cur.SetOperator(op, wo)
+	}
 }
 
 // startDemoBoards starts a demo line's boards: with the TPM simulator

@@ -13,19 +13,42 @@ import (
 
 // TestDemo runs zerotouch demo as the README's main command: every
 // attestation mode, every board passed, every individual enrollment
-// uploaded; a second run in the same folder starts afresh.
+// uploaded; a second run in the same folder starts afresh. With no
+// display it keeps to the terminal.
 func TestDemo(t *testing.T) {
 	t.Setenv("ZEROTOUCH_TEST_AS_MAIN", "1") // boards with the simulator run in child processes
+	t.Setenv("DISPLAY", "")
+	t.Setenv("WAYLAND_DISPLAY", "")
 	dir := filepath.Join(t.TempDir(), "demo")
+	if code, _, errOut := run(t, "demo", "--dir", dir, "--close-after", "-1s"); code != exitUsage || !strings.Contains(errOut, "--close-after") {
+		t.Errorf("demo --close-after -1s: exit %d, %s", code, errOut)
+	}
 	for n := 1; n <= 2; n++ {
 		code, out, errOut := run(t, "demo", "--dir", dir, "--baud", "1000000")
 		if code != exitOK {
 			t.Fatalf("demo run %d: exit %d\nstdout:\n%s\nstderr:\n%s", n, code, out, errOut)
 		}
-		if !strings.Contains(out, "7 boards passed, 0 failed") {
+		if !strings.Contains(out, "7 boards passed, 0 failed") || !strings.Contains(out, "5 individual enrollments uploaded") ||
+			strings.Contains(out, "window") {
 			t.Errorf("demo run %d output:\n%s", n, out)
 		}
 	}
+	checkDemo(t, dir, "demo")
+	// A folder the demo did not make is refused.
+	other := t.TempDir()
+	os.WriteFile(filepath.Join(other, "keep.txt"), []byte("mine"), 0o600)
+	if code, _, errOut := run(t, "demo", "--dir", other); code != exitUsage || !strings.Contains(errOut, "did not make") {
+		t.Errorf("demo in a foreign folder: exit %d, %s", code, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(other, "keep.txt")); err != nil {
+		t.Errorf("the foreign folder's file is gone: %v", err)
+	}
+}
+
+// checkDemo checks a demo's records: seven boards over the four modes,
+// passed by the operator, their individual enrollments uploaded.
+func checkDemo(t *testing.T, dir, operator string) {
+	t.Helper()
 	store, err := records.OpenReadOnly(context.Background(), filepath.Join(dir, "records.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -38,8 +61,8 @@ func TestDemo(t *testing.T) {
 	modes := map[string]int{}
 	for _, r := range list {
 		modes[r.Attestation]++
-		if r.Result != "passed" {
-			t.Errorf("%s: %s", r.Serial, r.Result)
+		if r.Result != "passed" || r.Operator != operator {
+			t.Errorf("%s: %s by %q; want passed by %q", r.Serial, r.Result, r.Operator, operator)
 		}
 		if r.Enrollment != nil && r.UploadState != enroll.StateUploaded {
 			t.Errorf("%s: enrollment %s, want uploaded", r.Serial, r.UploadState)
@@ -47,14 +70,5 @@ func TestDemo(t *testing.T) {
 	}
 	if len(list) != 7 || len(modes) != 4 {
 		t.Errorf("%d records over modes %v, want 7 over 4 modes", len(list), modes)
-	}
-	// A folder the demo did not make is refused.
-	other := t.TempDir()
-	os.WriteFile(filepath.Join(other, "keep.txt"), []byte("mine"), 0o600)
-	if code, _, errOut := run(t, "demo", "--dir", other); code != exitUsage || !strings.Contains(errOut, "did not make") {
-		t.Errorf("demo in a foreign folder: exit %d, %s", code, errOut)
-	}
-	if _, err := os.Stat(filepath.Join(other, "keep.txt")); err != nil {
-		t.Errorf("the foreign folder's file is gone: %v", err)
 	}
 }

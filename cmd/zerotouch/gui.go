@@ -18,6 +18,14 @@ import (
 	"zerotouch/ui"
 )
 
+// withWindow: this build has the operator's window.
+const withWindow = true
+
+// hasDisplay tells whether a window can open.
+func hasDisplay() bool {
+	return os.Getenv("DISPLAY") != "" || os.Getenv("WAYLAND_DISPLAY") != ""
+}
+
 func guiCmd(g *globals) *cobra.Command {
 	var file string
 	var hash bool
@@ -49,7 +57,7 @@ Built with -tags nogui, zerotouch has no window (and no GL libraries).`,
 }
 
 func runGUI(ctx context.Context, g *globals, file string) error {
-	if os.Getenv("DISPLAY") == "" && os.Getenv("WAYLAND_DISPLAY") == "" {
+	if !hasDisplay() {
 		return usageError{fmt.Errorf("no display (DISPLAY and WAYLAND_DISPLAY are unset): use zerotouch run for a headless station")}
 	}
 	var win atomic.Pointer[ui.Window]

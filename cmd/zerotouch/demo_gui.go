@@ -1,0 +1,89 @@
+//go:build !nogui
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/app"
+
+	"zerotouch/enroll"
+	"zerotouch/station"
+	"zerotouch/ui"
+)
+
+// demoWindow runs the demo's lines in the operator's window, signed in as
+// "demo", until the window is closed or ctx ends. With closeAfter > 0 it
+// closes the window that long after the lines are done and their
+// enrollments uploaded.
+func demoWindow(ctx context.Context, d *demoRun, closeAfter time.Duration) (station.Summary, error) {
+	bg := startUpload(ctx, d.uploader, d.g.log)
+	var win atomic.Pointer[ui.Window]
+	show := func(e station.Event) {
+		if w := win.Load(); w != nil {
+			w.Event(e)
+		}
+		if e.Result == station.Passed {
+			bg.Now()
+		}
+	}
+	d.events.Store(&show)
+	a := app.NewWithID("net.zerotouch.demo")
+	w := ui.New(a, ui.Backend{Station: &d.lines, Config: d.window, Records: d.store, Uploads: bg, Poll: 500 * time.Millisecond})
+	w.Window().Resize(fyne.NewSize(1560, 980)) // every slot of the demo in view
+	win.Store(w)
+	w.Begin("demo", "WO-DEMO")
+
+	go func() {
+		select {
+		case <-ctx.Done():
+			fyne.Do(func() { w.Window().Close() })
+			return
+		case <-d.lines.finished:
+		}
+		bg.Now()
+		err := d.drained(ctx)
+		if err != nil {
+			d.g.log.Warn("demo: enrollments still queued", "err", err)
+		}
+		if closeAfter == 0 {
+			return
+		}
+		d.say("done: closing the window in %v", closeAfter)
+		select {
+		case <-ctx.Done():
+		case <-time.After(closeAfter):
+		}
+		fyne.Do(func() { w.Window().Close() })
+	}()
+	w.Window().ShowAndRun()
+	w.Close()
+	bg.halt()
+	return d.lines.summary(), nil
+}
+
+// drained waits, up to a minute, until no enrollment is queued or being
+// uploaded.
+func (d *demoRun) drained(ctx context.Context) error {
+	for deadline := time.Now().Add(time.Minute); ; {
+		c, err := d.store.Counts(ctx)
+		if err != nil {
+			return err
+		}
+		if c[enroll.StatePending]+c[enroll.StateInFlight] == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d enrollments still queued after a minute", c[enroll.StatePending]+c[enroll.StateInFlight])
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
