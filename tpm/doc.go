@@ -13,6 +13,12 @@
 // package makes a signing key under the SRK that never leaves the TPM,
 // persists it, and signs CSRs with it as a crypto.Signer.
 //
+// On first boot a TPM board answers DPS's challenge as the device SDK
+// does: ImportIdentityKey activates the credential DPS made for its EK and
+// SRK, imports the HMAC key it carries and persists it at 0x81000100, and
+// IdentityHMAC signs the registration's SAS token with it. Package
+// internal/dpstpm makes those challenges (the DPS emulator's side).
+//
 // Sources: TPM 2.0 Library Part 3 (commands), the TCG EK Credential
 // Profile 2.0 (NV indices, templates) and the Azure IoT C SDK's
 // hsm_client_tpm.c and prov_auth_client.c (templates, handles, the

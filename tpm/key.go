@@ -169,15 +169,11 @@ func (d *Device) LoadSigner(ctx context.Context, handle tpm2.TPMHandle) (*Signer
 	return nil, d.fail(step, fmt.Errorf("%w: not a signing key zerotouch makes: %w", ErrHandleInUse, errKeyHint(handle)))
 }
 
-// sdkIDKeyHandle is where the Azure SDK keeps the key DPS gives a TPM
-// device on its first registration.
-const sdkIDKeyHandle = tpm2.TPMHandle(0x81000100)
-
 // checkKeyHandle refuses handles outside the owner's persistent range
 // (0x81000000-0x817FFFFF) and those the device SDK uses.
 func checkKeyHandle(h tpm2.TPMHandle) error {
 	switch {
-	case h == EKHandle || h == SRKHandle || h == sdkIDKeyHandle:
+	case h == EKHandle || h == SRKHandle || h == IdentityKeyHandle:
 		return fmt.Errorf("%w: %#x is reserved for the device SDK's keys; choose another key handle", ErrHandleInUse, uint32(h))
 	case h < 0x81000000 || h > 0x817FFFFF:
 		return fmt.Errorf("%w: %#x is not a persistent handle of the owner (0x81000000-0x817fffff)", ErrHandleInUse, uint32(h))
