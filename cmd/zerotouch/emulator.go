@@ -25,6 +25,9 @@ type emulatorFlags struct {
 	latency       time.Duration
 	seed          int64
 	hosts         []string
+	idScope       string
+	iotHubs       []string
+	regQuota      int
 }
 
 // emulatorInfo is what dps-emulator prints once it serves.
@@ -32,23 +35,28 @@ type emulatorInfo struct {
 	URL              string `json:"url"`
 	ConnectionString string `json:"connectionString"`
 	CAFile           string `json:"caFile"`
+	IDScope          string `json:"idScope"`
 }
 
 func dpsEmulatorCmd(g *globals) *cobra.Command {
 	var f emulatorFlags
 	cmd := &cobra.Command{
 		Use:   "dps-emulator",
-		Short: "Serve the DPS service API over HTTPS, for tests and rehearsals",
+		Short: "Serve the DPS service and device APIs over HTTPS, for tests and rehearsals",
 		Long: `Serve the Azure IoT Hub Device Provisioning Service's service API
-(individual enrollments, bulk operations, queries, enrollment groups) over
-HTTPS, with SAS authentication, the DPS quota and injected faults. State is
-kept in --data: the emulator's CA (ca.pem, which clients must trust), the
-shared access key (connection-string) and the enrollments (emulator.db),
-all reused on the next start.
+(individual enrollments, bulk operations, queries, enrollment groups,
+registration states) and its device API (registration by symmetric key,
+X.509 client certificate or TPM) over HTTPS, with SAS authentication, the
+DPS quotas and injected faults. State is kept in --data: the emulator's CA
+(ca.pem, which clients must trust), the shared access key
+(connection-string), the ID scope (id-scope) and the enrollments and
+registrations (emulator.db), all reused on the next start.
 
 Prints the connection string to give to zerotouch upload or an Azure SDK,
-and the CA file to trust (--json: one object with url, connectionString and
-caFile), then serves until interrupted. --log-level debug logs each request.
+the CA file to trust and the ID scope devices register in (--json: one
+object with url, connectionString, caFile and idScope), then serves until
+interrupted. Devices use the URL as their global endpoint. --log-level
+debug logs each request.
 
 The Azure SDKs cannot take a port in the host name: for them, serve on
 127.0.0.1:443 with --host localhost, use HostName=localhost and trust the
@@ -70,6 +78,9 @@ CA (Node: NODE_EXTRA_CA_CERTS=DIR/ca.pem).`,
 	fl.DurationVar(&f.latency, "latency", 0, "delay added to every request")
 	fl.Int64Var(&f.seed, "seed", 0, "seed for the choice of faults (0: random)")
 	fl.StringArrayVar(&f.hosts, "host", nil, "another host name the emulator answers to, for its certificate and SAS tokens (repeatable)")
+	fl.StringVar(&f.idScope, "id-scope", "", "the ID scope devices register in (default: the one kept in --data, else "+emulator.DefaultIDScope+")")
+	fl.StringArrayVar(&f.iotHubs, "iot-hub", nil, "host name of a linked IoT hub that devices are assigned to (repeatable; default "+emulator.DefaultIoTHub+")")
+	fl.IntVar(&f.regQuota, "registration-quota", 1000, "device registrations a minute (DPS: 1000); 0 for no limit")
 	return cmd
 }
 
@@ -88,10 +99,17 @@ func (f emulatorFlags) validate() error {
 	switch {
 	case f.quota < 0:
 		return usageError{fmt.Errorf("--quota %d: want 0 (no limit) or more", f.quota)}
+	case f.regQuota < 0:
+		return usageError{fmt.Errorf("--registration-quota %d: want 0 (no limit) or more", f.regQuota)}
 	case f.burst < 0:
 		return usageError{fmt.Errorf("--burst %d: want 0 (the default) or more", f.burst)}
 	case f.latency < 0:
 		return usageError{fmt.Errorf("--latency %v is negative", f.latency)}
+	}
+	if f.idScope != "" {
+		if err := emulator.CheckIDScope(f.idScope); err != nil {
+			return usageError{fmt.Errorf("--id-scope: %w", err)}
+		}
 	}
 	return nil
 }
@@ -101,9 +119,12 @@ func runEmulator(ctx context.Context, g *globals, f emulatorFlags) error {
 		return err
 	}
 	s, err := emulator.Start(ctx, f.addr, f.data, emulator.Options{
-		HostNames: f.hosts,
-		Quota:     f.quota,
-		Burst:     f.burst,
+		HostNames:         f.hosts,
+		Quota:             f.quota,
+		Burst:             f.burst,
+		IDScope:           f.idScope,
+		IoTHubs:           f.iotHubs,
+		RegistrationQuota: f.regQuota,
 		Faults: emulator.Faults{
 			ErrorRate:     f.errorRate,
 			DropRate:      f.dropRate,
@@ -117,11 +138,11 @@ func runEmulator(ctx context.Context, g *globals, f emulatorFlags) error {
 	if err != nil {
 		return err
 	}
-	info := emulatorInfo{URL: s.URL, ConnectionString: s.ConnectionString, CAFile: s.CAFile}
+	info := emulatorInfo{URL: s.URL, ConnectionString: s.ConnectionString, CAFile: s.CAFile, IDScope: s.IDScope}
 	if g.json {
 		err = json.NewEncoder(g.stdout).Encode(info)
 	} else {
-		_, err = fmt.Fprintf(g.stdout, "DPS emulator serving %s\nconnection string: %s\nCA certificate:    %s\n", info.URL, info.ConnectionString, info.CAFile)
+		_, err = fmt.Fprintf(g.stdout, "DPS emulator serving %s\nconnection string: %s\nCA certificate:    %s\nID scope:          %s\n", info.URL, info.ConnectionString, info.CAFile, info.IDScope)
 	}
 	if err != nil {
 		s.Close()
@@ -130,6 +151,7 @@ func runEmulator(ctx context.Context, g *globals, f emulatorFlags) error {
 	<-ctx.Done()
 	st := s.Emulator.Stats()
 	g.log.Info("DPS emulator stopping", "requests", st.Requests, "operations", st.Operations, "throttled", st.Throttled,
-		"unauthorized", st.Unauthorized, "errors", st.Errors, "drops", st.Drops, "drops_after", st.DropsAfter)
+		"unauthorized", st.Unauthorized, "errors", st.Errors, "drops", st.Drops, "drops_after", st.DropsAfter,
+		"registrations", st.Registrations, "polls", st.Polls, "tpm_challenges", st.Challenges)
 	return s.Close()
 }

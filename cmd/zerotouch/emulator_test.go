@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"zerotouch/enroll"
+	"zerotouch/enroll/device"
 )
 
 // syncBuffer is a bytes.Buffer the command writes while the test reads.
@@ -164,5 +166,47 @@ func TestDPSEmulatorUsage(t *testing.T) {
 	// An address it cannot listen on is a failure, not a usage error.
 	if code, _, errOut := run(t, "dps-emulator", "--data", data, "--addr", "127.0.0.1:99999"); code != exitFailed || !strings.Contains(errOut, "listen") {
 		t.Errorf("dps-emulator on a bad port: exit %d, stderr %q", code, errOut)
+	}
+}
+
+// TestDPSEmulatorDevices: the device API of dps-emulator, in the ID scope
+// and over the IoT hub given on its command line, as a device reaches it
+// from what the command prints.
+func TestDPSEmulatorDevices(t *testing.T) {
+	if code, _, errOut := run(t, "dps-emulator", "--data", t.TempDir(), "--id-scope", "not-a-scope"); code != exitUsage || !strings.Contains(errOut, "scope") {
+		t.Errorf("--id-scope not-a-scope: exit %d, %s", code, errOut)
+	}
+	ctx := context.Background()
+	out, stop := runEmulatorCmd(t, 1, "--json", "--addr", "127.0.0.1:0", "--data", filepath.Join(t.TempDir(), "dps"),
+		"--id-scope", "0ne0000BEEF", "--iot-hub", "hub-x.azure-devices.net")
+	defer stop()
+	var info emulatorInfo
+	if err := json.Unmarshal([]byte(out), &info); err != nil || info.IDScope != "0ne0000BEEF" {
+		t.Fatalf("--json printed %q (%v); want idScope 0ne0000BEEF", out, err)
+	}
+	cs, err := enroll.ParseConnectionString(info.ConnectionString)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := enroll.NewClient(enroll.Config{ConnectionString: cs, CAFile: info.CAFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := []byte("the device's own key, 32 bytes..")
+	e := &enroll.Enrollment{RegistrationID: "dev-flags", Attestation: enroll.Attestation{Type: enroll.AttestationSymmetricKey,
+		SymmetricKey: &enroll.SymmetricKeyAttestation{PrimaryKey: base64.StdEncoding.EncodeToString(key)}}}
+	if _, err := client.CreateOrUpdate(ctx, e, ""); err != nil {
+		t.Fatal(err)
+	}
+	pemBytes, err := os.ReadFile(info.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pemBytes)
+	res, err := device.Register(ctx, device.Config{GlobalEndpoint: info.URL, IDScope: info.IDScope, RegistrationID: "dev-flags",
+		SymmetricKey: key, TLS: &tls.Config{RootCAs: roots}, MinWait: 10 * time.Millisecond})
+	if err != nil || res.AssignedHub != "hub-x.azure-devices.net" || res.DeviceID != "dev-flags" {
+		t.Fatalf("register: %+v, %v; want assigned to hub-x as dev-flags", res, err)
 	}
 }

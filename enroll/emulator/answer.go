@@ -25,6 +25,8 @@ type apiError struct {
 	fault      bool   // injected
 	cause      error  // an internal failure, logged at error level
 	logMsg     string // logged instead of msg when msg might quote a credential
+	body       any    // answered instead of the error body (the TPM challenge)
+	challenge  bool   // a TPM challenge, not a refusal
 	trackingID string // set when written
 }
 
@@ -51,6 +53,12 @@ func internalError(what string, err error) *apiError {
 // body and the x-ms-error-code header.
 func (e *Emulator) writeError(w http.ResponseWriter, a *apiError) {
 	a.trackingID = newUUID()
+	if a.body != nil {
+		if b, err := json.Marshal(a.body); err == nil {
+			writeRaw(w, a.status, b)
+			return
+		}
+	}
 	body := enroll.ErrorBody{
 		ErrorCode:    a.code,
 		TrackingID:   a.trackingID,

@@ -14,8 +14,16 @@ var errContinuation = errors.New("invalid continuation token")
 
 const continuationPrefix = "zt1:"
 
+// Continuation token kinds: which query a token continues.
+const (
+	tagEnrollments   = 'e'
+	tagGroups        = 'g'
+	tagRegistrations = 'r'
+)
+
 // formatContinuation makes the opaque x-ms-continuation token for the
-// query of kind tag ('e' enrollments, 'g' groups) that resumes after the
+// query of kind tag (tagEnrollments, tagGroups, tagRegistrations) that
+// resumes after the
 // record with sequence number seq (> 0).
 func formatContinuation(tag byte, seq int64) string {
 	return base64.RawURLEncoding.EncodeToString([]byte(continuationPrefix + string(tag) + ":" + strconv.FormatInt(seq, 10)))
@@ -35,7 +43,7 @@ func parseContinuation(token string) (byte, int64, error) {
 		return 0, 0, fmt.Errorf("%w: not made by this emulator", errContinuation)
 	}
 	tag, num := s[0], s[2:]
-	if tag != 'e' && tag != 'g' {
+	if tag != tagEnrollments && tag != tagGroups && tag != tagRegistrations {
 		return 0, 0, fmt.Errorf("%w: unknown kind %q", errContinuation, tag)
 	}
 	seq, err := strconv.ParseInt(num, 10, 64)

@@ -1,11 +1,13 @@
 // Package emulator serves the Azure IoT Hub Device Provisioning Service
-// (DPS) service API over HTTPS on loopback, with the same paths, bodies,
-// headers and error bodies as DPS, so that package enroll's client and the
-// official Azure SDKs (Node azure-iot-provisioning-service) work against
-// it unchanged. The demo, the uploader's tests and line rehearsals use it
-// in place of a real DPS instance.
+// (DPS) over HTTPS on loopback: its service API (enrollments, groups,
+// registration states) and its device API (registration), with the same
+// paths, bodies, headers and error bodies as DPS, so that package
+// enroll's client, package enroll/device, and the official Azure SDKs
+// (Node azure-iot-provisioning-service) work against it unchanged. The
+// demo, the uploader's tests and line rehearsals use it in place of a
+// real DPS instance.
 //
-// What it serves (DPS service REST API 2021-10-01, service.json in
+// The service API (DPS service REST API 2021-10-01, service.json in
 // Azure/azure-rest-api-specs, deviceprovisioningservices/data-plane),
 // matched case-insensitively, with or without a trailing slash:
 //
@@ -17,22 +19,66 @@
 //	POST           /enrollmentGroups                 bulk of groups
 //	POST           /enrollmentGroups/query           SELECT * FROM enrollmentGroups
 //	POST           /enrollmentGroups/{id}/attestationmechanism
-//	GET|DELETE     /registrations/{id}               404: the device API is not emulated yet
-//	POST           /registrations/{id}/query         an empty page
+//	GET|DELETE     /registrations/{id}               a device's DeviceRegistrationState
+//	POST           /registrations/{groupId}/query    the states of a group's devices, paged
 //
-// Every request needs an api-version query parameter DPS or one of its SDKs
-// uses (see SupportedAPIVersions) and a SharedAccessSignature token signed
-// with the policy's primary or secondary key for the request's host name,
-// checked as DPS's reference validator does (enroll.ParseSAS and
-// (*enroll.SAS).Verify: HMAC over sr exactly as sent, five minutes of clock
-// skew, skn optional). Bearer (Entra ID) tokens are refused.
+// Every service request needs an api-version query parameter DPS or one
+// of its SDKs uses (see SupportedAPIVersions) and a SharedAccessSignature
+// token signed with the policy's primary or secondary key for the
+// request's host name, checked as DPS's reference validator does
+// (enroll.ParseSAS and (*enroll.SAS).Verify: HMAC over sr exactly as sent,
+// five minutes of clock skew, skn optional). Bearer (Entra ID) tokens are
+// refused.
 //
-// Each authenticated request costs one operation from a token bucket
-// (Options.Quota per minute; a bulk request is one operation); an empty
-// bucket answers 429 with Retry-After and does nothing. Faults are decided
-// per request after authentication and the quota: an error answer (500 or
-// 503), a connection cut before anything is done, or a connection cut after
-// the request was carried out and committed.
+// The device API (device.json, api-versions 2019-03-31, 2021-06-01,
+// 2021-10-01 and the others of SupportedAPIVersions), for the ID scope
+// Options.IDScope only (another is 404):
+//
+//	PUT  /{idScope}/registrations/{id}/register              202 {operationId, status: assigning}, Retry-After, Location
+//	GET  /{idScope}/registrations/{id}/operations/{opId}     202 assigning until assigned, then 200 with registrationState
+//	POST /{idScope}/registrations/{id}                       status lookup: the DeviceRegistrationResult
+//
+// A device is attested against its individual enrollment when there is
+// one, else against the enrollment groups of its kind (dps-notes 4.4 to
+// 4.6):
+//
+//   - symmetric key: a SharedAccessSignature for
+//     "{idScope}/registrations/{id}" (sr URL-encoded or not, in any case;
+//     skn registration or none), signed with the enrollment's primary or
+//     secondary key, or for a group with the key derived from the
+//     group's: HMAC-SHA256(groupKey, registrationId);
+//   - X.509: the TLS client certificate (the server asks for one without
+//     requiring it): its CN is the registration ID and it is valid now;
+//     an individual enrollment holds that very certificate, a group's
+//     signing certificate is where the chain the client sent verifies to;
+//   - TPM: the first register request carries tpm.endorsementKey (the
+//     enrolled one) and tpm.storageRootKey and no Authorization, and is
+//     answered 401 {"message","authenticationKey","keyName":"registration"},
+//     a fresh HMAC key sealed to the EK and SRK (Options.TPMChallenge,
+//     internal/dpstpm) and kept for the registration; the requests that
+//     follow carry a SharedAccessSignature signed with that key. The
+//     final registrationState carries tpm.authenticationKey, a device key
+//     sealed the same way.
+//
+// Credentials that match nothing are 401 with DPS's error body; no
+// enrollment or group to try is 404. Registrations are allocated over the
+// linked IoT hubs (Options.IoTHubs): hashed (a stable hash of the
+// registration ID), geoLatency, static, restricted to the enrollment's
+// iotHubs; custom allocation is not emulated. A disabled enrollment or
+// group ends in status disabled. Registration states, their operations
+// and the TPM keys are stored with the enrollments and survive restarts;
+// an individual enrollment's GET carries its device's registrationState.
+//
+// Quotas: each authenticated service request costs one operation from a
+// token bucket (Options.Quota per minute; a bulk request is one
+// operation); each device register request and status lookup costs one
+// from a bucket of their own (Options.RegistrationQuota); polls are not
+// charged but are limited per device (Options.PollQuota, 5 per 10 s as
+// DPS). An empty bucket answers 429 with Retry-After and does nothing.
+// Faults, on both APIs, are decided per request after authentication and
+// the quota: an error answer (500 or 503), a connection cut before
+// anything is done, or a connection cut after the request was carried out
+// and committed.
 //
 // State lives in SQLite (internal/sqlitedb, schema migrations embedded
 // here) and survives restarts: registration and group IDs are stored
@@ -57,11 +103,38 @@
 //     failures are listed, and "errors" is [] when there are none.
 //   - Queries: x-ms-max-item-count defaults to 100 and is cut to 1000;
 //     a bad count, query or continuation token is 400 with
-//     enroll.CodeBadQuery.
+//     enroll.CodeBadQuery. Enrollment queries carry no registrationState
+//     (as DPS's); the registration query takes any body or none, and
+//     answers an empty page for a group that does not exist.
 //   - The path (404, 405) and the api-version (400) are checked before
 //     the token and cost no operation; an invalid ID in a path is 400
 //     CodeRegistrationID, after the token.
+//   - Device API: the ID scope is compared case-insensitively; a
+//     malformed operation ID is 400, an unknown one (or one superseded by
+//     a later registration of the device) 404. When the device has no
+//     individual enrollment, symmetric-key groups are tried for a SAS
+//     token and X.509 groups for a client certificate: none of that kind
+//     is 404, none that verifies 401. The TPM challenge, 401s and 404s
+//     are not charged to the quota.
+//   - Every register request is answered 202, even when the outcome is
+//     known at once; the outcome is decided then, and polls before
+//     Options.AssignDelay has passed are 202 assigning (Retry-After: the
+//     seconds left, at least 1), as is the registration state. Location
+//     is the operation's URL.
+//   - A device that registers again gets a new operation (the old one is
+//     forgotten) and keeps its createdDateTimeUtc; its substatus is
+//     reprovisionedToInitialAssignment when its hub does not change (or
+//     the reprovision policy keeps it), deviceDataMigrated or
+//     deviceDataReset when it moves. An allocation that finds no linked
+//     hub ends failed with errorCode 400208. An individual symmetric-key
+//     registration carries no symmetricKey part (as in DPS's documented
+//     answer); an individual X.509 one carries "x509":{}.
+//   - Deleting an enrollment leaves its device's registration state;
+//     deleting the registration state (DELETE /registrations/{id}) also
+//     forgets its operations and TPM key, so the device starts again
+//     from the challenge.
 //
-// Start runs an Emulator behind an HTTPS server with its own CA and a
-// shared access key kept in a folder, as `zerotouch dps-emulator` does.
+// Start runs an Emulator behind an HTTPS server with its own CA, a shared
+// access key and the ID scope kept in a folder, as `zerotouch
+// dps-emulator` does.
 package emulator

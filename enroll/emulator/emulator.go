@@ -18,13 +18,17 @@ import (
 	"time"
 
 	"zerotouch/enroll"
+	"zerotouch/internal/dpstpm"
 	"zerotouch/internal/sqlitedb"
 )
 
 // Defaults for Options.
 const (
-	DefaultKeyName = "provisioningserviceowner" // DPS's all-rights policy
-	DefaultMaxBody = 96 * 1024                  // DPS's maximum message size
+	DefaultKeyName   = "provisioningserviceowner"         // DPS's all-rights policy
+	DefaultMaxBody   = 96 * 1024                          // DPS's maximum message size
+	DefaultIDScope   = "0ne00DE0000"                      // the ID scope zerotouch demo configures its boards with
+	DefaultIoTHub    = "zerotouch-demo.azure-devices.net" // the one IoT hub linked by default
+	DefaultPollQuota = 5                                  // polls per device per 10 s ("Device polling operation: 5/10 sec/device")
 )
 
 // Query page sizes (x-ms-max-item-count): DefaultPageSize when the header
@@ -34,17 +38,26 @@ const (
 	MaxPageSize     = 1000
 )
 
+// maxIdleConns is how many SQLite connections are kept open between
+// requests.
+const maxIdleConns = 32
+
 // ErrOptions means New or Start was given options it cannot run with.
 var ErrOptions = errors.New("invalid DPS emulator options")
 
-// SupportedAPIVersions lists the api-version values the emulator serves:
-// those the service SDKs send (C 2018-04-01, C# and Java 2019-03-31, Node
-// 2021-10-01) and the service API's other published versions.
+// SupportedAPIVersions lists the api-version values the emulator serves,
+// on both APIs: those the service SDKs send (C 2018-04-01, C# and Java
+// 2019-03-31, Node 2021-10-01), those the device SDKs send (Node, C#,
+// Java 2019-03-31; C and iot-identity-service 2021-06-01) and the
+// other published versions.
 func SupportedAPIVersions() []string {
 	return []string{"2018-04-01", "2019-03-31", "2021-06-01", "2021-10-01", "2025-07-01-preview", "2026-04-01"}
 }
 
 // Options configure an Emulator. Only DB and PrimaryKey are required.
+// The device API's quota and the poll limit are apart from the service
+// API's: DPS counts device registrations on their own ("Device
+// registrations: 1,000/min/service") and does not bill polls.
 type Options struct {
 	DB           string           // SQLite file (required); created if absent; state survives restarts
 	Synchronous  string           // passed to sqlitedb.Options ("" = FULL)
@@ -55,9 +68,17 @@ type Options struct {
 	Quota        int              // service operations per minute (token bucket); 0 = unlimited
 	Burst        int              // bucket size; default max(1, Quota/60)
 	MaxBody      int64            // request body limit, default DefaultMaxBody
-	Faults       Faults           // faults to inject from the start
-	Now          func() time.Time // default time.Now; drives SAS expiry, the quota and timestamps
+	Faults       Faults           // faults to inject from the start, on the service and the device API
+	Now          func() time.Time // default time.Now; drives SAS and certificate expiry, the quotas, assignment and timestamps
 	Logger       *slog.Logger     // default: discard
+
+	IDScope           string        // the device API's ID scope, default DefaultIDScope; requests for another are 404
+	IoTHubs           []string      // host names of the linked IoT hubs that registrations are allocated over; default DefaultIoTHub
+	AssignDelay       time.Duration // from an accepted registration to its assignment: polls before then are answered 202 assigning; default 0 (the first poll gets it)
+	RegistrationQuota int           // device registrations (and status lookups) a minute (token bucket; DPS: 1,000); 0 = unlimited
+	RegistrationBurst int           // that bucket's size; default max(1, RegistrationQuota/60)
+	PollQuota         int           // polls per device per 10 s; 0 = DefaultPollQuota; negative = unlimited
+	TPMChallenge      TPMChallenge  // seals TPM challenges and device keys; default dpstpm.Challenge
 }
 
 // Faults are injected per request, after authentication and the quota,
@@ -95,16 +116,20 @@ func (f Faults) validate() error {
 // Stats count what the emulator did since New.
 type Stats struct {
 	Requests     int64 // requests received
-	Operations   int64 // authenticated requests charged to the quota
+	Operations   int64 // authenticated service API requests charged to its quota
 	Throttled    int64 // answered 429
-	Unauthorized int64 // answered 401
+	Unauthorized int64 // answered 401, TPM challenges aside
 	Errors       int64 // injected 500/503 answers
 	Drops        int64 // connections cut before doing anything
 	DropsAfter   int64 // connections cut after the work was committed
 	ItemErrors   int64 // bulk items failed on their own (Faults.ItemErrorRate)
+
+	Registrations int64 // device register requests carried out
+	Polls         int64 // device polls of an operation answered (not throttled)
+	Challenges    int64 // TPM challenges issued (401 with authenticationKey)
 }
 
-// Emulator is the DPS service API as an http.Handler. It is safe for
+// Emulator is the DPS service and device APIs as an http.Handler. It is safe for
 // concurrent use; Close it when done. Failures of a request, the
 // emulator's own included (a store that cannot be written: 500), are
 // answered to the client as DPS error bodies and logged, never returned.
@@ -119,12 +144,21 @@ type Emulator struct {
 
 	writeMu sync.Mutex // one write transaction at a time
 
-	mu     sync.Mutex // guards faults, rng and bucket
-	faults Faults
-	rng    *rand.Rand
-	bucket bucket
+	idScope      string
+	hubs         []string
+	assignDelay  time.Duration
+	pollQuota    int
+	tpmChallenge TPMChallenge
+
+	mu          sync.Mutex // guards faults, rng, bucket, regBucket and pollBuckets
+	faults      Faults
+	rng         *rand.Rand
+	bucket      bucket
+	regBucket   bucket
+	pollBuckets map[string]*bucket // by lower-cased registration ID
 
 	requests, operations, throttled, unauthorized, errors, drops, dropsAfter, itemErrors atomic.Int64
+	registrations, polls, challenges                                                     atomic.Int64
 }
 
 // New checks opts and opens (creating or migrating) the SQLite file
@@ -142,16 +176,56 @@ func New(ctx context.Context, opts Options) (*Emulator, error) {
 		return nil, fmt.Errorf("%w: Burst %d is negative", ErrOptions, opts.Burst)
 	case opts.MaxBody < 0:
 		return nil, fmt.Errorf("%w: MaxBody %d is negative", ErrOptions, opts.MaxBody)
+	case opts.RegistrationQuota < 0:
+		return nil, fmt.Errorf("%w: RegistrationQuota %d is negative", ErrOptions, opts.RegistrationQuota)
+	case opts.RegistrationBurst < 0:
+		return nil, fmt.Errorf("%w: RegistrationBurst %d is negative", ErrOptions, opts.RegistrationBurst)
+	case opts.AssignDelay < 0:
+		return nil, fmt.Errorf("%w: AssignDelay %v is negative", ErrOptions, opts.AssignDelay)
+	}
+	if opts.IDScope == "" {
+		opts.IDScope = DefaultIDScope
+	}
+	if err := CheckIDScope(opts.IDScope); err != nil {
+		return nil, fmt.Errorf("%w: IDScope: %v", ErrOptions, err)
+	}
+	var hubs []string
+	for _, h := range opts.IoTHubs {
+		h = strings.TrimSpace(h)
+		if h == "" {
+			continue
+		}
+		if strings.ContainsAny(h, "/: ") {
+			return nil, fmt.Errorf("%w: IoTHubs: %q is not a host name", ErrOptions, h)
+		}
+		if !slices.ContainsFunc(hubs, func(s string) bool { return strings.EqualFold(s, h) }) {
+			hubs = append(hubs, h)
+		}
+	}
+	if len(hubs) == 0 {
+		hubs = []string{DefaultIoTHub}
 	}
 	if err := opts.Faults.validate(); err != nil {
 		return nil, err
 	}
 	e := &Emulator{
-		keyName: opts.KeyName,
-		keys:    [][]byte{slices.Clone(opts.PrimaryKey)},
-		maxBody: opts.MaxBody,
-		now:     opts.Now,
-		log:     opts.Logger,
+		keyName:      opts.KeyName,
+		keys:         [][]byte{slices.Clone(opts.PrimaryKey)},
+		maxBody:      opts.MaxBody,
+		now:          opts.Now,
+		log:          opts.Logger,
+		idScope:      opts.IDScope,
+		hubs:         hubs,
+		assignDelay:  opts.AssignDelay,
+		pollQuota:    opts.PollQuota,
+		tpmChallenge: opts.TPMChallenge,
+		pollBuckets:  map[string]*bucket{},
+	}
+	if e.pollQuota == 0 {
+		e.pollQuota = DefaultPollQuota
+	}
+	if e.tpmChallenge == nil {
+		e.tpmChallenge = dpstpm.Challenge
 	}
 	if e.keyName == "" {
 		e.keyName = DefaultKeyName
@@ -175,10 +249,14 @@ func New(ctx context.Context, opts Options) (*Emulator, error) {
 	}
 	e.setFaults(opts.Faults)
 	e.bucket = newBucket(opts.Quota, opts.Burst)
+	e.regBucket = newBucket(opts.RegistrationQuota, opts.RegistrationBurst)
 	db, err := sqlitedb.Open(ctx, opts.DB, migrations(), sqlitedb.Options{Synchronous: opts.Synchronous})
 	if err != nil {
 		return nil, fmt.Errorf("DPS emulator store: %w", err)
 	}
+	// Concurrent devices would otherwise open and close a connection
+	// (and re-prepare every statement) for most requests.
+	db.SetMaxIdleConns(maxIdleConns)
 	e.db = db
 	return e, nil
 }
@@ -228,6 +306,21 @@ func (e *Emulator) SetQuota(perMinute, burst int) {
 	e.mu.Unlock()
 }
 
+// SetRegistrationQuota replaces the device registrations quota as
+// SetQuota does the service operations quota. Safe while serving.
+func (e *Emulator) SetRegistrationQuota(perMinute, burst int) {
+	b := newBucket(max(perMinute, 0), max(burst, 0))
+	e.mu.Lock()
+	e.regBucket = b
+	e.mu.Unlock()
+}
+
+// IDScope is the device API's ID scope.
+func (e *Emulator) IDScope() string { return e.idScope }
+
+// IoTHubs are the linked IoT hubs registrations are allocated over.
+func (e *Emulator) IoTHubs() []string { return slices.Clone(e.hubs) }
+
 // Stats returns the counters so far. Safe while serving.
 func (e *Emulator) Stats() Stats {
 	return Stats{
@@ -239,7 +332,26 @@ func (e *Emulator) Stats() Stats {
 		Drops:        e.drops.Load(),
 		DropsAfter:   e.dropsAfter.Load(),
 		ItemErrors:   e.itemErrors.Load(),
+
+		Registrations: e.registrations.Load(),
+		Polls:         e.polls.Load(),
+		Challenges:    e.challenges.Load(),
 	}
+}
+
+// Registrations reports how many register requests of registrationID
+// (compared case-insensitively) were carried out since its registration
+// record was made: 0 if it has none. Tests use it to prove that a device
+// registered exactly once.
+func (e *Emulator) Registrations(ctx context.Context, registrationID string) (int, error) {
+	r, err := getRegistration(ctx, e.db, registrationID)
+	if err != nil {
+		return 0, fmt.Errorf("registrations of %s: %w", registrationID, err)
+	}
+	if r == nil {
+		return 0, nil
+	}
+	return r.count, nil
 }
 
 // Writes reports how many times the individual enrollment registrationID
@@ -334,9 +446,11 @@ func (e *Emulator) latency() time.Duration {
 	return e.faults.Latency
 }
 
-// ServeHTTP answers one DPS service API request. Checks run in this
-// order: latency, route (404, 405), api-version (400), authentication
-// (401), quota (429), injected faults, then the operation itself.
+// ServeHTTP answers one DPS service or device API request. Checks run in
+// this order: latency, route (404, 405), api-version (400),
+// authentication (401; for the device API, after its ID scope (404), its
+// body (400) and the enrollment (404)), quota (429), injected faults,
+// then the operation itself.
 func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	e.requests.Add(1)
 	start := time.Now()
@@ -356,32 +470,21 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		e.logRequest(r, sw.status, a, time.Since(start))
 	}
-	rt, aerr := route(r.Method, r.URL.EscapedPath())
-	if aerr != nil {
-		done(aerr)
-		return
+	var serve func(http.ResponseWriter) *apiError
+	if dr, ok, aerr := matchDevice(r.Method, r.URL.EscapedPath()); ok {
+		if aerr == nil {
+			serve, aerr = e.prepareDevice(sw, r, dr)
+		}
+		if aerr != nil {
+			done(aerr)
+			return
+		}
+	} else {
+		if serve, aerr = e.prepareService(r); aerr != nil {
+			done(aerr)
+			return
+		}
 	}
-	if aerr := checkAPIVersion(r); aerr != nil {
-		done(aerr)
-		return
-	}
-	if aerr := e.authorize(r); aerr != nil {
-		e.unauthorized.Add(1)
-		done(aerr)
-		return
-	}
-	e.mu.Lock()
-	ok, wait := e.bucket.take(e.now())
-	e.mu.Unlock()
-	if !ok {
-		e.throttled.Add(1)
-		secs := max(1, int(math.Ceil(wait.Seconds())))
-		done(&apiError{status: http.StatusTooManyRequests, code: enroll.CodeThrottled,
-			msg:        fmt.Sprintf("throttled: the service operations quota is used up; retry after %d s", secs),
-			retryAfter: secs})
-		return
-	}
-	e.operations.Add(1)
 	switch f, status := e.decide(); f {
 	case faultError:
 		e.errors.Add(1)
@@ -398,7 +501,7 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		panic(http.ErrAbortHandler)
 	case faultDropAfter:
 		d := &discardWriter{}
-		aerr := rt.serve(e, d, r)
+		aerr := serve(d)
 		e.dropsAfter.Add(1)
 		attrs := []slog.Attr{slog.String(keyMethod, r.Method), slog.String(keyPath, r.URL.Path)}
 		if aerr != nil {
@@ -409,7 +512,50 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.log.LogAttrs(r.Context(), slog.LevelInfo, "injected fault: request carried out, then connection cut", attrs...)
 		panic(http.ErrAbortHandler)
 	}
-	done(rt.serve(e, sw, r))
+	done(serve(sw))
+}
+
+// prepareService checks a service API request up to the point where it
+// is carried out: route (404, 405), api-version (400), authentication
+// (401) and quota (429). It returns what carries the request out.
+func (e *Emulator) prepareService(r *http.Request) (func(http.ResponseWriter) *apiError, *apiError) {
+	rt, aerr := route(r.Method, r.URL.EscapedPath())
+	if aerr != nil {
+		return nil, aerr
+	}
+	if aerr := checkAPIVersion(r); aerr != nil {
+		return nil, aerr
+	}
+	if aerr := e.authorize(r); aerr != nil {
+		e.unauthorized.Add(1)
+		return nil, aerr
+	}
+	e.mu.Lock()
+	ok, wait := e.bucket.take(e.now())
+	e.mu.Unlock()
+	if !ok {
+		e.throttled.Add(1)
+		secs := max(1, int(math.Ceil(wait.Seconds())))
+		return nil, &apiError{status: http.StatusTooManyRequests, code: enroll.CodeThrottled,
+			msg:        fmt.Sprintf("throttled: the service operations quota is used up; retry after %d s", secs),
+			retryAfter: secs}
+	}
+	e.operations.Add(1)
+	return func(w http.ResponseWriter) *apiError { return rt.serve(e, w, r) }, nil
+}
+
+// CheckIDScope reports whether s can be an ID scope: 1 to 64 letters and
+// digits (DPS makes them like 0ne0001A2B3).
+func CheckIDScope(s string) error {
+	if s == "" || len(s) > 64 {
+		return fmt.Errorf("ID scope %q: want 1 to 64 letters and digits", s)
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+			return fmt.Errorf("ID scope %q: character %q at %d; want letters and digits", s, c, i+1)
+		}
+	}
+	return nil
 }
 
 // Log attribute keys.

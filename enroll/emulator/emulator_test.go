@@ -255,7 +255,7 @@ func TestBadRequests(t *testing.T) {
 		{"TPM group", "PUT", "/enrollmentGroups/g", enroll.EnrollmentGroup{EnrollmentGroupID: "g", Attestation: enroll.Attestation{Type: "tpm", TPM: &enroll.TPMAttestation{EndorsementKey: "AAAA"}}}, nil, 400, enroll.CodeBadBody, "groups take"},
 		{"text body", "PUT", "/enrollments/a", "registrationId=a", header{"Content-Type": "text/plain"}, 415, enroll.CodeUnsupportedType, "application/json"},
 		{"body over the limit", "PUT", "/enrollments/a", `{"registrationId":"a","deviceId":"` + strings.Repeat("x", DefaultMaxBody) + `"}`, nil, 413, enroll.CodeTooLarge, "98304"},
-		{"registration state", "GET", "/registrations/a", nil, nil, 404, enroll.CodeNotFound, "device API"},
+		{"registration state", "GET", "/registrations/a", nil, nil, 404, enroll.CodeNotFound, "no device has registered"},
 	}
 	for _, tt := range tests {
 		r := env.do(tt.method, tt.path, tt.body, tt.h)
@@ -930,7 +930,7 @@ func FuzzParseContinuation(f *testing.F) {
 			}
 			return
 		}
-		if seq <= 0 || (tag != 'e' && tag != 'g') {
+		if seq <= 0 || (tag != tagEnrollments && tag != tagGroups && tag != tagRegistrations) {
 			t.Fatalf("parseContinuation(%q) = %c, %d: out of range", s, tag, seq)
 		}
 		tag2, seq2, err := parseContinuation(formatContinuation(tag, seq))

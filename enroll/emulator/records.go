@@ -40,6 +40,9 @@ type kind[T any] struct {
 	validate  func(*T) error
 	idLimit   func(*T) int                                 // longest ID the record may have
 	bulkError func(id string, code int, status string) any // an entry of a bulk answer's errors
+	// decorate, when set, adds to a record read alone (GET) what the
+	// service keeps apart from it.
+	decorate func(ctx context.Context, e *Emulator, id string, body []byte) ([]byte, error)
 }
 
 // fields points into a record at what the service reads or fills.
@@ -62,7 +65,7 @@ var enrollmentKind = &kind[enroll.Enrollment]{
 	listField: "enrollments",
 	itemType:  "Enrollment",
 	from:      "enrollments",
-	tag:       'e',
+	tag:       tagEnrollments,
 	notFound:  enroll.CodeNotFound,
 	fields: func(v *enroll.Enrollment) fields {
 		return fields{&v.RegistrationID, &v.Attestation, &v.Capabilities, &v.ETag, &v.ProvisioningStatus,
@@ -78,6 +81,20 @@ var enrollmentKind = &kind[enroll.Enrollment]{
 	bulkError: func(id string, code int, status string) any {
 		return enroll.BulkError{RegistrationID: id, ErrorCode: code, ErrorStatus: status}
 	},
+	// An individual enrollment's GET carries the registration state of
+	// the device that registered through it.
+	decorate: func(ctx context.Context, e *Emulator, id string, body []byte) ([]byte, error) {
+		st, err := e.registrationStateOf(ctx, id)
+		if err != nil || st == nil {
+			return body, err
+		}
+		var v enroll.Enrollment
+		if err := json.Unmarshal(body, &v); err != nil {
+			return nil, fmt.Errorf("decode enrollment %s: %w", id, err)
+		}
+		v.RegistrationState = st
+		return json.Marshal(&v)
+	},
 }
 
 var groupKind = &kind[enroll.EnrollmentGroup]{
@@ -87,7 +104,7 @@ var groupKind = &kind[enroll.EnrollmentGroup]{
 	listField: "enrollmentGroups",
 	itemType:  "EnrollmentGroup",
 	from:      "enrollmentgroups",
-	tag:       'g',
+	tag:       tagGroups,
 	notFound:  enroll.CodeGroupNotFound,
 	fields: func(v *enroll.EnrollmentGroup) fields {
 		return fields{id: &v.EnrollmentGroupID, attestation: &v.Attestation, capabilities: &v.Capabilities, etag: &v.ETag,
@@ -139,7 +156,7 @@ func store[T any](ctx context.Context, tx *sql.Tx, k *kind[T], v *T, old *row, n
 	*f.etag = `"` + newUUID() + `"`
 	*f.created, *f.updated = &created, &updated
 	if f.registrationState != nil {
-		*f.registrationState = nil // read-only; no device has registered
+		*f.registrationState = nil // read-only: kept apart, with the registration
 	}
 	if *f.status == "" {
 		*f.status = "enabled"
@@ -357,7 +374,15 @@ func getOne[T any](k *kind[T]) handler {
 		if a != nil {
 			return a
 		}
-		writeRaw(w, http.StatusOK, old.body)
+		body := old.body
+		if k.decorate != nil {
+			b, err := k.decorate(r.Context(), e, id, body)
+			if err != nil {
+				return internalError("read "+k.noun+" "+id, err)
+			}
+			body = b
+		}
+		writeRaw(w, http.StatusOK, body)
 		return nil
 	}
 }

@@ -66,7 +66,7 @@ func route(method, escapedPath string) (routed, *apiError) {
 		ms = methods{http.MethodPost: attestationMechanism(groupKind)}
 	case len(segs) == 2 && lower(0) == "registrations":
 		id = segs[1]
-		ms = methods{http.MethodGet: registrationNotFound, http.MethodDelete: registrationNotFound}
+		ms = methods{http.MethodGet: getRegistrationState, http.MethodDelete: deleteRegistrationState}
 	case len(segs) == 3 && lower(0) == "registrations" && lower(2) == "query":
 		id = segs[1]
 		ms = methods{http.MethodPost: registrationQuery}
@@ -91,19 +91,4 @@ func route(method, escapedPath string) (routed, *apiError) {
 			allow: strings.Join(allow, ", ")}
 	}
 	return routed{h: h, id: id}, nil
-}
-
-func registrationNotFound(e *Emulator, w http.ResponseWriter, r *http.Request, id string) *apiError {
-	return &apiError{status: http.StatusNotFound, code: enroll.CodeNotFound,
-		msg: fmt.Sprintf("registration %q not found: the emulator does not serve the device API yet, so no device has registered", id)}
-}
-
-// registrationQuery answers an empty page: no device has registered.
-func registrationQuery(e *Emulator, w http.ResponseWriter, r *http.Request, id string) *apiError {
-	if _, aerr := e.readBody(w, r, true); aerr != nil {
-		return aerr
-	}
-	w.Header().Set("x-ms-item-type", "DeviceRegistration")
-	writeRaw(w, http.StatusOK, []byte("[]"))
-	return nil
 }

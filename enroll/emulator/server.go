@@ -33,6 +33,7 @@ const (
 	FileCAKey            = "ca.key"            // its key, 0600
 	FileConnectionString = "connection-string" // the full connection string, key included, 0600
 	FileDB               = "emulator.db"       // the store, unless Options.DB says otherwise
+	FileIDScope          = "id-scope"          // the device API's ID scope
 )
 
 // Server is an Emulator behind an HTTPS server, made by Start. Its fields
@@ -44,6 +45,7 @@ type Server struct {
 	HostName         string // host[:port] for the connection string, e.g. "127.0.0.1:8443" (no port when 443)
 	ConnectionString string // HostName=...;SharedAccessKeyName=...;SharedAccessKey=...
 	CAFile           string // DIR/ca.pem, the CA that signed the server certificate
+	IDScope          string // the device API's ID scope: devices register at URL/{IDScope}/registrations/{id}/register
 	Emulator         *Emulator
 
 	srv  *http.Server
@@ -60,7 +62,13 @@ type Server struct {
 //   - dir/connection-string: the connection string (0600); its shared
 //     access key is made once and reused unless opts.PrimaryKey is given,
 //     and the file is rewritten with the current host name;
+//   - dir/id-scope: the device API's ID scope, opts.IDScope when given,
+//     else the one kept there, else DefaultIDScope;
 //   - dir/emulator.db unless opts.DB is set.
+//
+// The server asks TLS clients for a certificate without requiring one:
+// X.509 devices authenticate with theirs, checked against their
+// enrollment by the handler.
 //
 // ctx bounds the start only; the server runs until Close. The
 // certificates follow the real clock whatever opts.Now says. The other
@@ -94,6 +102,21 @@ func Start(ctx context.Context, addr, dir string, opts Options) (*Server, error)
 	}
 	if opts.DB == "" {
 		opts.DB = filepath.Join(dir, FileDB)
+	}
+	scopeFile := filepath.Join(dir, FileIDScope)
+	if opts.IDScope == "" {
+		b, err := os.ReadFile(scopeFile)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			opts.IDScope = DefaultIDScope
+		case err != nil:
+			return nil, fmt.Errorf("DPS emulator ID scope: %w", err)
+		default:
+			opts.IDScope = strings.TrimSpace(string(b))
+			if err := CheckIDScope(opts.IDScope); err != nil {
+				return nil, fmt.Errorf("DPS emulator ID scope in %s (remove it for the default): %w", scopeFile, err)
+			}
+		}
 	}
 
 	ln, err := net.Listen("tcp", addr)
@@ -133,16 +156,22 @@ func Start(ctx context.Context, addr, dir string, opts Options) (*Server, error)
 		e.Close()
 		return nil, fmt.Errorf("DPS emulator connection string: %w", err)
 	}
+	if err := atomicfile.Write(scopeFile, []byte(e.IDScope()+"\n"), 0o644); err != nil {
+		ln.Close()
+		e.Close()
+		return nil, fmt.Errorf("DPS emulator ID scope: %w", err)
+	}
 	log := e.log
 	s := &Server{
 		URL:              "https://" + hostPort,
 		HostName:         hostName,
 		ConnectionString: cs.Secret(),
 		CAFile:           filepath.Join(dir, FileCA),
+		IDScope:          e.IDScope(),
 		Emulator:         e,
 		srv: &http.Server{
 			Handler:           e,
-			TLSConfig:         &tls.Config{Certificates: []tls.Certificate{leaf}, MinVersion: tls.VersionTLS12},
+			TLSConfig:         &tls.Config{Certificates: []tls.Certificate{leaf}, MinVersion: tls.VersionTLS12, ClientAuth: tls.RequestClientCert},
 			ReadHeaderTimeout: 30 * time.Second,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		},
@@ -154,7 +183,7 @@ func Start(ctx context.Context, addr, dir string, opts Options) (*Server, error)
 			log.Error("DPS emulator stopped serving", keyErr, err.Error())
 		}
 	}()
-	log.Info("DPS emulator serving", "url", s.URL, "ca_file", s.CAFile, "connection_string", cs.String())
+	log.Info("DPS emulator serving", "url", s.URL, "ca_file", s.CAFile, "connection_string", cs.String(), "id_scope", s.IDScope, "iot_hubs", strings.Join(e.IoTHubs(), ","))
 	return s, nil
 }
 

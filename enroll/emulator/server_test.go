@@ -170,3 +170,47 @@ func TestStartErrors(t *testing.T) {
 		t.Errorf("Start on a bad address: %v", err)
 	}
 }
+
+func TestStartIDScope(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := Start(ctx, "127.0.0.1:0", dir, Options{})
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	if s.IDScope != DefaultIDScope {
+		t.Errorf("IDScope %q, want the default %q", s.IDScope, DefaultIDScope)
+	}
+	s.Close()
+	// Given once, kept in the folder for the next start.
+	if s, err = Start(ctx, "127.0.0.1:0", dir, Options{IDScope: "0ne00ABC123"}); err != nil {
+		t.Fatalf("Start with an ID scope: %v", err)
+	}
+	s.Close()
+	if b, _ := os.ReadFile(filepath.Join(dir, FileIDScope)); strings.TrimSpace(string(b)) != "0ne00ABC123" {
+		t.Errorf("%s holds %q", FileIDScope, b)
+	}
+	if s, err = Start(ctx, "127.0.0.1:0", dir, Options{}); err != nil {
+		t.Fatalf("restart: %v", err)
+	}
+	if s.IDScope != "0ne00ABC123" || s.Emulator.IDScope() != "0ne00ABC123" {
+		t.Errorf("restart: IDScope %q, want the one kept", s.IDScope)
+	}
+	s.Close()
+
+	os.WriteFile(filepath.Join(dir, FileIDScope), []byte("not/a scope\n"), 0o644)
+	if s, err := Start(ctx, "127.0.0.1:0", dir, Options{}); err == nil {
+		s.Close()
+		t.Errorf("Start with a broken %s succeeded", FileIDScope)
+	} else if !strings.Contains(err.Error(), FileIDScope) {
+		t.Errorf("Start with a broken %s: %v, want it named", FileIDScope, err)
+	}
+	for _, bad := range []Options{{IDScope: "0ne-00"}, {IoTHubs: []string{"https://hub"}}, {RegistrationQuota: -1}, {AssignDelay: -time.Second}} {
+		if s, err := Start(ctx, "127.0.0.1:0", t.TempDir(), bad); !errors.Is(err, ErrOptions) {
+			if err == nil {
+				s.Close()
+			}
+			t.Errorf("Start(%+v) = %v, want ErrOptions", bad, err)
+		}
+	}
+}

@@ -26,12 +26,46 @@ func migrations() []string {
 	updated_utc TEXT    NOT NULL
 );`
 	}
-	return []string{table(tableEnrollments) + "\n" + table(tableGroups)}
+	return []string{
+		table(tableEnrollments) + "\n" + table(tableGroups),
+		// 2: the device API's registrations, their operations and the
+		// TPM challenge keys.
+		`CREATE TABLE ` + tableRegistrations + ` (
+	seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+	id            TEXT    NOT NULL UNIQUE, -- lower-cased registration ID
+	group_id      TEXT    NOT NULL,        -- lower-cased enrollment group ID; '' for an individual enrollment
+	body          TEXT    NOT NULL,        -- the DeviceRegistrationResult as the device is answered, JSON
+	etag          TEXT    NOT NULL,
+	registrations INTEGER NOT NULL,        -- register requests carried out
+	ready_utc     TEXT    NOT NULL,        -- when the latest registration is assigned
+	created_utc   TEXT    NOT NULL,
+	updated_utc   TEXT    NOT NULL         -- when the latest registration was accepted
+);
+CREATE INDEX registrations_group ON ` + tableRegistrations + ` (group_id, seq);
+CREATE TABLE ` + tableOperations + ` (
+	id              TEXT PRIMARY KEY,      -- operation ID as issued
+	registration_id TEXT NOT NULL,         -- lower-cased
+	body            TEXT NOT NULL,         -- the final RegistrationOperationStatus, JSON
+	ready_utc       TEXT NOT NULL,
+	created_utc     TEXT NOT NULL
+);
+CREATE INDEX operations_registration ON ` + tableOperations + ` (registration_id);
+CREATE TABLE ` + tableTPMKeys + ` (
+	id              TEXT PRIMARY KEY,      -- lower-cased registration ID
+	endorsement_key BLOB NOT NULL,         -- the TPM2B_PUBLIC the key was sealed to
+	storage_root_key BLOB NOT NULL,
+	key             BLOB NOT NULL,         -- the HMAC key sealed in the challenge
+	created_utc     TEXT NOT NULL
+);`,
+	}
 }
 
 const (
-	tableEnrollments = "enrollments"
-	tableGroups      = "enrollment_groups"
+	tableEnrollments   = "enrollments"
+	tableGroups        = "enrollment_groups"
+	tableRegistrations = "registrations"
+	tableOperations    = "operations"
+	tableTPMKeys       = "tpm_keys"
 )
 
 // row is one stored enrollment or group.

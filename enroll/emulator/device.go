@@ -1,0 +1,365 @@
+package emulator
+
+import (
+	"crypto/rand"
+	"database/sql"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"zerotouch/enroll"
+)
+
+// deviceOp is an operation of the device API (device.json).
+type deviceOp int
+
+const (
+	opRegister  deviceOp = iota + 1 // PUT /{idScope}/registrations/{id}/register
+	opOperation                     // GET /{idScope}/registrations/{id}/operations/{operationId}
+	opStatus                        // POST /{idScope}/registrations/{id}
+)
+
+// deviceRoute is a device API request matched to its operation.
+type deviceRoute struct {
+	op          deviceOp
+	scope       string
+	regID       string
+	operationID string
+}
+
+// serviceRoots are the first path segments of the service API, which win
+// over the device API's ID scope.
+var serviceRoots = []string{"enrollments", "enrollmentgroups", "registrations"}
+
+// matchDevice reports whether escapedPath is one of the device API's,
+// /{idScope}/registrations/{registrationId}[/register|/operations/{id}],
+// matched case-insensitively with or without a trailing slash. A device
+// path with another method is 405 (with Allow); an unknown path under
+// /{idScope}/registrations is 404. Paths that are not the device API's
+// are left to route.
+func matchDevice(method, escapedPath string) (deviceRoute, bool, *apiError) {
+	p := strings.TrimSuffix(strings.TrimPrefix(escapedPath, "/"), "/")
+	segs := strings.Split(p, "/")
+	if len(segs) < 3 || !strings.EqualFold(segs[1], "registrations") {
+		return deviceRoute{}, false, nil
+	}
+	for _, root := range serviceRoots {
+		if strings.EqualFold(segs[0], root) {
+			return deviceRoute{}, false, nil
+		}
+	}
+	for i, s := range segs {
+		u, err := url.PathUnescape(s)
+		if err != nil {
+			return deviceRoute{}, false, nil // route answers 400
+		}
+		segs[i] = u
+	}
+	notFound := &apiError{status: http.StatusNotFound, code: enroll.CodeNotFound,
+		msg: fmt.Sprintf("no such path %q in the DPS device API", escapedPath)}
+	dr := deviceRoute{scope: segs[0], regID: segs[2]}
+	var allow string
+	switch {
+	case len(segs) == 3:
+		dr.op, allow = opStatus, http.MethodPost
+	case len(segs) == 4 && strings.EqualFold(segs[3], "register"):
+		dr.op, allow = opRegister, http.MethodPut
+	case len(segs) == 5 && strings.EqualFold(segs[3], "operations"):
+		dr.op, allow, dr.operationID = opOperation, http.MethodGet, segs[4]
+	default:
+		return deviceRoute{}, true, notFound
+	}
+	if dr.scope == "" || dr.regID == "" || (dr.op == opOperation && dr.operationID == "") {
+		notFound.msg = fmt.Sprintf("path %q has an empty ID scope, registration ID or operation ID", escapedPath)
+		return deviceRoute{}, true, notFound
+	}
+	if method != allow {
+		return deviceRoute{}, true, &apiError{status: http.StatusMethodNotAllowed, code: enroll.CodeMethodNotAllowed,
+			msg: fmt.Sprintf("%s is not allowed on %s; allowed: %s", method, escapedPath, allow), allow: allow}
+	}
+	return dr, true, nil
+}
+
+// deviceRegistration is the body of a register request
+// (DeviceRegistration in device.json).
+type deviceRegistration struct {
+	RegistrationID string          `json:"registrationId"`
+	TPM            *tpmAttestation `json:"tpm,omitempty"`
+	Payload        json.RawMessage `json:"payload,omitempty"`
+}
+
+// tpmAttestation is what a TPM device sends: its EK and SRK, base64
+// TPM2B_PUBLIC.
+type tpmAttestation struct {
+	EndorsementKey string `json:"endorsementKey"`
+	StorageRootKey string `json:"storageRootKey"`
+}
+
+// decodeRegistration reads a register request's body: a JSON object
+// whose registrationId is the path's (compared case-insensitively) and
+// whose TPM keys, if any, are base64.
+func decodeRegistration(b []byte, regID string) (*deviceRegistration, *apiError) {
+	var reg deviceRegistration
+	if a := decode(b, &reg); a != nil {
+		return nil, a
+	}
+	switch {
+	case reg.RegistrationID == "":
+		return nil, badRequest(enroll.CodeRegistrationID, "registrationId is missing from the body: send {\"registrationId\":%q}", regID)
+	case !strings.EqualFold(reg.RegistrationID, regID):
+		return nil, badRequest(enroll.CodeRegistrationID, "registrationId %q in the body is not %q, the ID in the path", reg.RegistrationID, regID)
+	}
+	if t := reg.TPM; t != nil {
+		if t.EndorsementKey == "" {
+			return nil, badRequest(enroll.CodeBadBody, "tpm.endorsementKey is missing")
+		}
+		for _, f := range []struct{ name, v string }{{"endorsementKey", t.EndorsementKey}, {"storageRootKey", t.StorageRootKey}} {
+			if _, err := base64.StdEncoding.DecodeString(f.v); err != nil {
+				return nil, badRequest(enroll.CodeBadBody, "tpm.%s is not base64", f.name)
+			}
+		}
+	}
+	return &reg, nil
+}
+
+// prepareDevice checks a device API request up to the point where it is
+// carried out: api-version (400), ID scope (404), IDs (400), body (400,
+// 413, 415), attestation (401, 404, or the TPM challenge, a 401) and
+// quota (429). It returns what carries the request out.
+func (e *Emulator) prepareDevice(w http.ResponseWriter, r *http.Request, dr deviceRoute) (func(http.ResponseWriter) *apiError, *apiError) {
+	if a := checkAPIVersion(r); a != nil {
+		return nil, a
+	}
+	if !strings.EqualFold(dr.scope, e.idScope) {
+		return nil, &apiError{status: http.StatusNotFound, code: enroll.CodeNotFound,
+			msg: fmt.Sprintf("ID scope %q is not this service's", dr.scope)}
+	}
+	if a := checkPathID("registration", dr.regID); a != nil {
+		return nil, a
+	}
+	if dr.op == opOperation {
+		if err := parseOperationID(dr.operationID); err != nil {
+			return nil, badRequest(enroll.CodeBadRequest, "operation ID %q: %v", dr.operationID, err)
+		}
+	}
+	b, a := e.readBody(w, r, dr.op != opRegister)
+	if a != nil {
+		return nil, a
+	}
+	var reg *deviceRegistration
+	if dr.op == opRegister {
+		if reg, a = decodeRegistration(b, dr.regID); a != nil {
+			return nil, a
+		}
+	}
+	att, a := e.attest(r.Context(), r, dr.regID, reg)
+	switch {
+	case a != nil && a.challenge:
+		e.challenges.Add(1)
+		return nil, a
+	case a != nil && a.status == http.StatusUnauthorized:
+		e.unauthorized.Add(1)
+		return nil, a
+	case a != nil:
+		return nil, a
+	}
+
+	now := e.now()
+	e.mu.Lock()
+	var ok bool
+	var wait time.Duration
+	var what string
+	if dr.op == opOperation {
+		ok, wait = e.takePoll(dr.regID, now)
+		what = fmt.Sprintf("polling too often: at most %d polls per %v per device", e.pollQuota, pollWindow)
+	} else {
+		ok, wait = e.regBucket.take(now)
+		what = "the device registrations quota is used up"
+	}
+	e.mu.Unlock()
+	if !ok {
+		e.throttled.Add(1)
+		secs := max(1, int(math.Ceil(wait.Seconds())))
+		return nil, &apiError{status: http.StatusTooManyRequests, code: enroll.CodeThrottled,
+			msg: fmt.Sprintf("throttled: %s; retry after %d s", what, secs), retryAfter: secs}
+	}
+	switch dr.op {
+	case opRegister:
+		return func(w http.ResponseWriter) *apiError { return e.register(w, r, dr, att) }, nil
+	case opOperation:
+		e.polls.Add(1)
+		return func(w http.ResponseWriter) *apiError { return e.poll(w, r, dr) }, nil
+	}
+	return func(w http.ResponseWriter) *apiError { return e.lookup(w, r, dr) }, nil
+}
+
+// pollWindow is the span of the per-device poll limit ("Device polling
+// operation: 5/10 sec/device", DPS quotas and limits).
+const pollWindow = 10 * time.Second
+
+// maxPollBuckets is how many devices' poll buckets are kept before the
+// idle ones are dropped.
+const maxPollBuckets = 4096
+
+// takePoll charges one poll of registration regID at now. Guarded by
+// e.mu.
+func (e *Emulator) takePoll(regID string, now time.Time) (bool, time.Duration) {
+	if e.pollQuota <= 0 {
+		return true, 0
+	}
+	k := key(regID)
+	b := e.pollBuckets[k]
+	if b == nil {
+		if len(e.pollBuckets) >= maxPollBuckets {
+			for id, old := range e.pollBuckets {
+				if now.Sub(old.last) >= pollWindow {
+					delete(e.pollBuckets, id)
+				}
+			}
+		}
+		nb := newBucket(e.pollQuota*int(time.Minute/pollWindow), e.pollQuota)
+		b = &nb
+		e.pollBuckets[k] = b
+	}
+	return b.take(now)
+}
+
+// retryAfter is the Retry-After, in whole seconds and at least 1, for an
+// assignment d away.
+func retryAfter(d time.Duration) int {
+	return max(1, int(math.Ceil(d.Seconds())))
+}
+
+// register carries out an attested register request: the assignment is
+// decided and stored now, the registration and its operation with it,
+// and is answered from AssignDelay on; until then the operation is
+// assigning. The answer is 202 with the operation ID, Retry-After and a
+// Location to poll.
+func (e *Emulator) register(w http.ResponseWriter, r *http.Request, dr deviceRoute, att *attestation) *apiError {
+	ctx := r.Context()
+	now := e.now()
+	ready := now.Add(e.assignDelay)
+	opID := newOperationID()
+	p := att.policy()
+
+	// The device key a TPM device imports at the end, sealed to its EK
+	// and SRK: made before the transaction, as it takes a while.
+	var tpmBlob string
+	if att.tpm != nil && p.status != "disabled" {
+		if e.tpmChallenge == nil {
+			return internalError("seal the TPM device key", errNoTPMChallenge)
+		}
+		deviceKey := make([]byte, tpmKeySize)
+		rand.Read(deviceKey)
+		blob, err := e.tpmChallenge(rand.Reader, att.tpm.ek, att.tpm.srk, deviceKey)
+		if err != nil {
+			return internalError("seal the TPM device key", err)
+		}
+		tpmBlob = base64.StdEncoding.EncodeToString(blob)
+	}
+
+	err := e.inTx(ctx, func(tx *sql.Tx) error {
+		old, err := getRegistration(ctx, tx, dr.regID)
+		if err != nil {
+			return err
+		}
+		var prev *registrationResult
+		created := now.UTC()
+		if old != nil {
+			if prev, err = old.result(now); err != nil {
+				return err
+			}
+			created = old.created.UTC()
+		}
+		al := e.allocate(p, dr.regID, prev)
+		readyUTC := ready.UTC()
+		res := registrationResult{
+			RegistrationID:         dr.regID,
+			CreatedDateTimeUTC:     &created,
+			AssignedHub:            al.hub,
+			DeviceID:               al.deviceID,
+			Status:                 al.status,
+			Substatus:              al.substatus,
+			ErrorCode:              al.errorCode,
+			ErrorMessage:           al.errorMessage,
+			LastUpdatedDateTimeUTC: &readyUTC,
+			ETag:                   newRegistrationETag(),
+		}
+		att.fill(&res, tpmBlob)
+		body, err := json.Marshal(&res)
+		if err != nil {
+			return fmt.Errorf("encode registration %s: %w", dr.regID, err)
+		}
+		row := &regRow{id: dr.regID, groupID: att.groupID(), body: body, etag: res.ETag, ready: ready, created: created, updated: now}
+		if err := putRegistration(ctx, tx, old, row); err != nil {
+			return err
+		}
+		opBody, err := json.Marshal(operationStatus{OperationID: opID, Status: res.Status, RegistrationState: &res})
+		if err != nil {
+			return fmt.Errorf("encode operation %s: %w", opID, err)
+		}
+		return putOperation(ctx, tx, opID, dr.regID, opBody, ready, now)
+	})
+	if a := txError(err, "register "+dr.regID); a != nil {
+		return a
+	}
+	e.registrations.Add(1)
+	h := w.Header()
+	h.Set("Retry-After", strconv.Itoa(retryAfter(e.assignDelay)))
+	h.Set("Location", operationURL(r, dr.scope, dr.regID, opID))
+	return writeJSON(w, http.StatusAccepted, operationStatus{OperationID: opID, Status: statusAssigning})
+}
+
+// operationURL is where the operation opID is polled, on the host the
+// request came to.
+func operationURL(r *http.Request, scope, regID, opID string) string {
+	u := url.URL{Scheme: "https", Host: r.Host, Path: "/" + scope + "/registrations/" + regID + "/operations/" + opID}
+	if r.TLS == nil {
+		u.Scheme = "http"
+	}
+	u.RawQuery = url.Values{"api-version": {r.URL.Query().Get("api-version")}}.Encode()
+	return u.String()
+}
+
+// poll answers an operation: 202 assigning (with Retry-After) until it
+// is ready, then 200 with the registration's outcome; 404 for an
+// operation that is not this registration's latest.
+func (e *Emulator) poll(w http.ResponseWriter, r *http.Request, dr deviceRoute) *apiError {
+	op, err := getOperation(r.Context(), e.db, dr.operationID)
+	if err != nil {
+		return internalError("read operation "+dr.operationID, err)
+	}
+	if op == nil || op.regID != key(dr.regID) {
+		return &apiError{status: http.StatusNotFound, code: enroll.CodeNotFound,
+			msg: fmt.Sprintf("operation %q of registration %q not found: register again", dr.operationID, dr.regID)}
+	}
+	if now := e.now(); now.Before(op.ready) {
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfter(op.ready.Sub(now))))
+		return writeJSON(w, http.StatusAccepted, operationStatus{OperationID: dr.operationID, Status: statusAssigning})
+	}
+	writeRaw(w, http.StatusOK, op.body)
+	return nil
+}
+
+// lookup answers the device's status lookup: its DeviceRegistrationResult
+// as it stands, or 404 when it has not registered.
+func (e *Emulator) lookup(w http.ResponseWriter, r *http.Request, dr deviceRoute) *apiError {
+	row, err := getRegistration(r.Context(), e.db, dr.regID)
+	if err != nil {
+		return internalError("read registration "+dr.regID, err)
+	}
+	if row == nil {
+		return registrationNotFound(dr.regID)
+	}
+	res, err := row.result(e.now())
+	if err != nil {
+		return internalError("read registration "+dr.regID, err)
+	}
+	return writeJSON(w, http.StatusOK, res)
+}
