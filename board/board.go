@@ -51,6 +51,10 @@ type Config struct {
 	// would queue on the host's one disk while real boards each write
 	// their own flash.
 	NoSync bool
+	// DPSRoots is a PEM file of the CAs the board trusts for DPS's TLS
+	// certificate when it registers: its firmware's root store. Default:
+	// the host's.
+	DPSRoots string
 	// Faults to inject from the start; see SetFaults.
 	Faults Faults
 	Logger *slog.Logger
@@ -114,6 +118,7 @@ type Board struct {
 	tty    *os.File
 	path   string
 	tpm    transport.TPMCloser
+	tpmMu  sync.Mutex // one TPM command at a time: the line's, and the board's own as it registers
 	rxPace *pacer
 	txPace *pacer
 
@@ -133,7 +138,8 @@ type Board struct {
 	upload     imageUpload
 	lastReq    []byte
 	lastRsp    []byte
-	keys       map[string]any // keygen keys, by algorithm; never written out
+	keys       map[string]any       // keygen keys, by algorithm; never written out
+	reg        flasher.Registration // the last DPS registration
 	closeOnce  sync.Once
 	stopped    bool // under mu: Close has begun
 	closeError error

@@ -24,6 +24,9 @@
 //	1 tpm (write)      {cmd: bytes} -> {rsp: bytes}  one raw TPM 2.0 command
 //	2 keygen (write)   {alg: "ecdsa-p256"|"rsa-2048", cn: text} -> {csr: bytes (DER)}
 //	3 commit (write)   {config_sha256: bytes, path?: text} -> {}
+//	4 register (write) {} -> {}  register with DPS now, as at first boot
+//	5 registration (read) {} -> {state, registration_id, hub, device_id,
+//	                   substatus, status, code, error}
 //
 // Group result codes (err.rc in SMP version 2): 2 no configuration stored,
 // 3 stored configuration does not match config_sha256, 4 no TPM, 5 the TPM
@@ -36,4 +39,14 @@
 // for byte (same sequence number: the station resending after a lost
 // answer) is answered again from the board's last answer, not executed
 // twice, so a resent TPM command or keygen is harmless.
+//
+// Register reads the committed configuration (the json template's) and
+// registers with DPS over HTTPS as the device SDK does at first boot: the
+// TPM answering DPS's challenge (package tpm), the certificate the station
+// wrote with the key keygen made or the TPM key, or the derived symmetric
+// key; it trusts Config.DPSRoots. It answers at once and registers in the
+// background; registration reports none, registering, assigned (with the
+// hub and device ID), disabled or failed (with DPS's HTTP status, error
+// code and message). Register with no committed configuration is group
+// code 2.
 package board

@@ -53,23 +53,25 @@ type cmdKey struct {
 }
 
 var handlers = map[cmdKey]handler{
-	{flasher.GroupOS, flasher.CmdOSEcho, false}:                 handleEcho,
-	{flasher.GroupOS, flasher.CmdOSEcho, true}:                  handleEcho,
-	{flasher.GroupOS, flasher.CmdOSReset, true}:                 handleReset,
-	{flasher.GroupOS, flasher.CmdOSParams, false}:               handleParams,
-	{flasher.GroupOS, flasher.CmdOSInfo, false}:                 handleInfo,
-	{flasher.GroupImage, flasher.CmdImageState, false}:          handleImageState,
-	{flasher.GroupImage, flasher.CmdImageState, true}:           handleImageStateWrite,
-	{flasher.GroupImage, flasher.CmdImageUpload, true}:          handleImageUpload,
-	{flasher.GroupImage, flasher.CmdImageErase, true}:           handleImageErase,
-	{flasher.GroupFS, flasher.CmdFSFile, false}:                 handleFileDownload,
-	{flasher.GroupFS, flasher.CmdFSFile, true}:                  handleFileUpload,
-	{flasher.GroupFS, flasher.CmdFSStatus, false}:               handleFileStatus,
-	{flasher.GroupFS, flasher.CmdFSHash, false}:                 handleFileHash,
-	{flasher.GroupProvisioning, flasher.CmdProvIdentity, false}: handleIdentity,
-	{flasher.GroupProvisioning, flasher.CmdProvTPM, true}:       handleTPM,
-	{flasher.GroupProvisioning, flasher.CmdProvKeygen, true}:    handleKeygen,
-	{flasher.GroupProvisioning, flasher.CmdProvCommit, true}:    handleCommit,
+	{flasher.GroupOS, flasher.CmdOSEcho, false}:                     handleEcho,
+	{flasher.GroupOS, flasher.CmdOSEcho, true}:                      handleEcho,
+	{flasher.GroupOS, flasher.CmdOSReset, true}:                     handleReset,
+	{flasher.GroupOS, flasher.CmdOSParams, false}:                   handleParams,
+	{flasher.GroupOS, flasher.CmdOSInfo, false}:                     handleInfo,
+	{flasher.GroupImage, flasher.CmdImageState, false}:              handleImageState,
+	{flasher.GroupImage, flasher.CmdImageState, true}:               handleImageStateWrite,
+	{flasher.GroupImage, flasher.CmdImageUpload, true}:              handleImageUpload,
+	{flasher.GroupImage, flasher.CmdImageErase, true}:               handleImageErase,
+	{flasher.GroupFS, flasher.CmdFSFile, false}:                     handleFileDownload,
+	{flasher.GroupFS, flasher.CmdFSFile, true}:                      handleFileUpload,
+	{flasher.GroupFS, flasher.CmdFSStatus, false}:                   handleFileStatus,
+	{flasher.GroupFS, flasher.CmdFSHash, false}:                     handleFileHash,
+	{flasher.GroupProvisioning, flasher.CmdProvIdentity, false}:     handleIdentity,
+	{flasher.GroupProvisioning, flasher.CmdProvTPM, true}:           handleTPM,
+	{flasher.GroupProvisioning, flasher.CmdProvKeygen, true}:        handleKeygen,
+	{flasher.GroupProvisioning, flasher.CmdProvRegister, true}:      handleRegister,
+	{flasher.GroupProvisioning, flasher.CmdProvRegistration, false}: handleRegistration,
+	{flasher.GroupProvisioning, flasher.CmdProvCommit, true}:        handleCommit,
 }
 
 // dispatch answers one request message. It returns nil for messages a
@@ -629,7 +631,7 @@ func handleTPM(b *Board, body []byte) (any, func(), error) {
 	if g := b.tpmGarbage(); g != nil {
 		return map[string]any{"rsp": g}, nil, nil
 	}
-	rsp, err := b.tpm.Send(req.Cmd)
+	rsp, err := lockedTPM{b}.Send(req.Cmd)
 	if err != nil {
 		b.log.Warn("TPM command failed", "err", err)
 		return nil, nil, provErr(flasher.ProvRCTPMFailed, flasher.RCUnknown)

@@ -99,6 +99,68 @@ func (c *Client) Commit(ctx context.Context, path string, sum []byte) error {
 	return err
 }
 
+// Registration states a board reports (provisioning group, command 5).
+const (
+	RegNone        = "none"        // not asked to register since it started
+	RegRegistering = "registering" // under way
+	RegAssigned    = "assigned"    // DPS assigned it to a hub
+	RegDisabled    = "disabled"    // DPS answered that its enrollment is disabled
+	RegFailed      = "failed"      // DPS refused it, or could not be reached; Error says which
+)
+
+// Registration is the board's last DPS registration, as it reports it.
+type Registration struct {
+	State          string `cbor:"state" json:"state"`
+	RegistrationID string `cbor:"registration_id,omitempty" json:"registrationId,omitempty"`
+	Hub            string `cbor:"hub,omitempty" json:"assignedHub,omitempty"`
+	DeviceID       string `cbor:"device_id,omitempty" json:"deviceId,omitempty"`
+	Substatus      string `cbor:"substatus,omitempty" json:"substatus,omitempty"`
+	// Status is the HTTP status of DPS's refusal, ErrorCode its errorCode.
+	Status    int    `cbor:"status,omitempty" json:"status,omitempty"`
+	ErrorCode int    `cbor:"code,omitempty" json:"errorCode,omitempty"`
+	Error     string `cbor:"error,omitempty" json:"error,omitempty"`
+}
+
+// Register asks the board to register with DPS now, from its committed
+// configuration, as it would at its first boot in the field (provisioning
+// group, command 4). The board answers at once and registers in the
+// background; Registration and WaitRegistration tell how it went. A board
+// with no committed configuration answers an error matching ErrNotFound;
+// one already registering carries on.
+func (c *Client) Register(ctx context.Context) error {
+	return c.Do(ctx, OpWrite, GroupProvisioning, CmdProvRegister, struct{}{}, nil)
+}
+
+// Registration reads the board's last registration (provisioning group,
+// command 5).
+func (c *Client) Registration(ctx context.Context) (Registration, error) {
+	var r Registration
+	if err := c.Do(ctx, OpRead, GroupProvisioning, CmdProvRegistration, nil, &r); err != nil {
+		return Registration{}, err
+	}
+	switch r.State {
+	case RegNone, RegRegistering, RegAssigned, RegDisabled, RegFailed:
+		return r, nil
+	}
+	return Registration{}, fmt.Errorf("prov.registration on %s: %w: state %q", c.opts.Name, ErrProtocol, r.State)
+}
+
+// WaitRegistration reads the board's registration every interval until
+// it is no longer under way, or ctx ends.
+func (c *Client) WaitRegistration(ctx context.Context, interval time.Duration) (Registration, error) {
+	for {
+		r, err := c.Registration(ctx)
+		if err != nil || r.State != RegRegistering {
+			return r, err
+		}
+		select {
+		case <-ctx.Done():
+			return r, fmt.Errorf("prov.registration on %s: still registering: %w", c.opts.Name, ctx.Err())
+		case <-time.After(interval):
+		}
+	}
+}
+
 // tpmTimeout allows for the slowest TPM commands (an RSA primary key).
 const tpmTimeout = 90 * time.Second
 

@@ -70,6 +70,10 @@ const (
 	CmdProvTPM      uint8 = 1
 	CmdProvKeygen   uint8 = 2
 	CmdProvCommit   uint8 = 3
+	// CmdProvRegister starts the board's DPS registration, as at its
+	// first boot; CmdProvRegistration reads how it went.
+	CmdProvRegister     uint8 = 4
+	CmdProvRegistration uint8 = 5
 )
 
 // HeaderLen is the length of the SMP header.
@@ -188,20 +192,22 @@ func DecodeBody(body []byte, v any) error {
 }
 
 var commandNames = map[[2]uint16]string{
-	{GroupOS, uint16(CmdOSEcho)}:                 "os.echo",
-	{GroupOS, uint16(CmdOSReset)}:                "os.reset",
-	{GroupOS, uint16(CmdOSParams)}:               "os.params",
-	{GroupOS, uint16(CmdOSInfo)}:                 "os.info",
-	{GroupImage, uint16(CmdImageState)}:          "image.state",
-	{GroupImage, uint16(CmdImageUpload)}:         "image.upload",
-	{GroupImage, uint16(CmdImageErase)}:          "image.erase",
-	{GroupFS, uint16(CmdFSFile)}:                 "fs.file",
-	{GroupFS, uint16(CmdFSStatus)}:               "fs.status",
-	{GroupFS, uint16(CmdFSHash)}:                 "fs.hash",
-	{GroupProvisioning, uint16(CmdProvIdentity)}: "prov.identity",
-	{GroupProvisioning, uint16(CmdProvTPM)}:      "prov.tpm",
-	{GroupProvisioning, uint16(CmdProvKeygen)}:   "prov.keygen",
-	{GroupProvisioning, uint16(CmdProvCommit)}:   "prov.commit",
+	{GroupOS, uint16(CmdOSEcho)}:                     "os.echo",
+	{GroupOS, uint16(CmdOSReset)}:                    "os.reset",
+	{GroupOS, uint16(CmdOSParams)}:                   "os.params",
+	{GroupOS, uint16(CmdOSInfo)}:                     "os.info",
+	{GroupImage, uint16(CmdImageState)}:              "image.state",
+	{GroupImage, uint16(CmdImageUpload)}:             "image.upload",
+	{GroupImage, uint16(CmdImageErase)}:              "image.erase",
+	{GroupFS, uint16(CmdFSFile)}:                     "fs.file",
+	{GroupFS, uint16(CmdFSStatus)}:                   "fs.status",
+	{GroupFS, uint16(CmdFSHash)}:                     "fs.hash",
+	{GroupProvisioning, uint16(CmdProvIdentity)}:     "prov.identity",
+	{GroupProvisioning, uint16(CmdProvTPM)}:          "prov.tpm",
+	{GroupProvisioning, uint16(CmdProvKeygen)}:       "prov.keygen",
+	{GroupProvisioning, uint16(CmdProvCommit)}:       "prov.commit",
+	{GroupProvisioning, uint16(CmdProvRegister)}:     "prov.register",
+	{GroupProvisioning, uint16(CmdProvRegistration)}: "prov.registration",
 }
 
 // CommandName names a group's command for messages and logs.

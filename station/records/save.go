@@ -429,3 +429,41 @@ func nilIfEmpty(b []byte) any {
 	}
 	return b
 }
+
+// SetRegistration records how the board's registration with DPS went, on
+// its record (found by serial number), with an audit row. A device ID DPS
+// assigned fills the record's when it had none. ErrNotFound if the board
+// has no record.
+func (s *Store) SetRegistration(ctx context.Context, serial string, reg Registration, operator string) error {
+	if reg.State == "" {
+		return fmt.Errorf("records: registration of %s: no state", serial)
+	}
+	return s.write(ctx, "record the registration of "+serial, func(ctx context.Context, tx *wtx) error {
+		var id int64
+		err := tx.QueryRowContext(ctx, `SELECT id FROM records WHERE serial = ?`, serial).Scan(&id)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("records: registration of %s: %w", serial, ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("records: registration of %s: %w", serial, err)
+		}
+		var at any
+		if !reg.At.IsZero() {
+			at = formatTime(reg.At)
+		}
+		now := formatTime(s.now())
+		if _, err := tx.ExecContext(ctx, `UPDATE records SET registration_state = ?, assigned_hub = ?, registered_at = ?,
+			registration_error = ?, device_id = CASE WHEN device_id = '' THEN ? ELSE device_id END, updated_at = ? WHERE id = ?`,
+			reg.State, reg.AssignedHub, at, reg.Error, reg.DeviceID, now, id); err != nil {
+			return fmt.Errorf("records: registration of %s: %w", serial, err)
+		}
+		detail := reg.State
+		if reg.AssignedHub != "" {
+			detail += " to " + reg.AssignedHub + " as " + reg.DeviceID
+		}
+		if reg.Error != "" {
+			detail += ": " + reg.Error
+		}
+		return audit(ctx, tx, now, id, serial, EventRegistration, detail, operator)
+	})
+}

@@ -12,7 +12,8 @@ import (
 const recordColumns = `id, serial, model, hw, firmware, attestation, coalesce(registration_id, ''), device_id,
 	ek_public, ek_certificate, ek_cert_status, ek_fingerprint, certificate_chain, cert_serial, cert_not_after,
 	config_sha256, config_path, station, line, slot, operator, work_order, result, message,
-	enrollment, upload_state, upload_error, etag, generation, created_at, updated_at`
+	enrollment, upload_state, upload_error, etag, generation, created_at, updated_at,
+	registration_state, assigned_hub, registered_at, registration_error`
 
 // row is a stored record with the columns Record does not show.
 type row struct {
@@ -26,12 +27,14 @@ type scanner interface{ Scan(dest ...any) error }
 // scanRecord reads one row of recordColumns.
 func scanRecord(sc scanner) (*row, error) {
 	var r row
-	var notAfter sql.NullString
+	var notAfter, registeredAt sql.NullString
 	var created, updated, state string
+	var reg Registration
 	err := sc.Scan(&r.ID, &r.Serial, &r.Model, &r.HW, &r.Firmware, &r.Attestation, &r.RegistrationID, &r.DeviceID,
 		&r.EKPublic, &r.EKCertificate, &r.EKCertStatus, &r.EKFingerprint, &r.CertificateChain, &r.CertSerial, &notAfter,
 		&r.ConfigSHA256, &r.ConfigPath, &r.Station, &r.Line, &r.Slot, &r.Operator, &r.WorkOrder, &r.Result, &r.Message,
-		&r.enrollment, &state, &r.UploadError, &r.ETag, &r.generation, &created, &updated)
+		&r.enrollment, &state, &r.UploadError, &r.ETag, &r.generation, &created, &updated,
+		&reg.State, &reg.AssignedHub, &registeredAt, &reg.Error)
 	if err != nil {
 		return nil, err
 	}
@@ -46,6 +49,15 @@ func scanRecord(sc scanner) (*row, error) {
 		if r.CertNotAfter, err = parseTime(notAfter.String); err != nil {
 			return nil, fmt.Errorf("record %d: %w", r.ID, err)
 		}
+	}
+	if reg.State != "" {
+		if registeredAt.Valid {
+			if reg.At, err = parseTime(registeredAt.String); err != nil {
+				return nil, fmt.Errorf("record %d: %w", r.ID, err)
+			}
+		}
+		reg.DeviceID = r.DeviceID
+		r.Registration = &reg
 	}
 	if r.enrollment.Valid {
 		var e enroll.Enrollment

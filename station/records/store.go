@@ -68,6 +68,7 @@ const (
 	EventUploadSettled   = "upload settled"            // an outcome: detail says which state
 	EventUploadRecovered = "upload recovered"          // in flight at a crash: pending again
 	EventUploadStale     = "upload outcome ignored"    // an outcome for an enrollment since replaced
+	EventRegistration    = "registration"              // the board registered with DPS (or was refused): detail says how
 )
 
 // Errors callers branch on.
@@ -150,8 +151,20 @@ type Record struct {
 	UploadState enroll.State       `json:"uploadState,omitempty"` // "" when Enrollment is nil
 	UploadError string             `json:"uploadError,omitempty"`
 	ETag        string             `json:"etag,omitempty"`
-	CreatedAt   time.Time          `json:"createdAt"`
-	UpdatedAt   time.Time          `json:"updatedAt"`
+	// Registration is the board's registration with DPS when the station
+	// verified it (SetRegistration); nil otherwise.
+	Registration *Registration `json:"registration,omitempty"`
+	CreatedAt    time.Time     `json:"createdAt"`
+	UpdatedAt    time.Time     `json:"updatedAt"`
+}
+
+// Registration is how a board's registration with DPS went.
+type Registration struct {
+	State       string    `json:"state"` // assigned, disabled or failed (flasher.Reg*)
+	AssignedHub string    `json:"assignedHub,omitempty"`
+	DeviceID    string    `json:"deviceId,omitempty"`
+	Error       string    `json:"error,omitempty"` // DPS's refusal, or why the board could not ask
+	At          time.Time `json:"at"`
 }
 
 // AuditEntry is one row of the audit log.

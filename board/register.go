@@ -1,0 +1,276 @@
+package board
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/go-tpm/tpm2"
+
+	"zerotouch/enroll/device"
+	"zerotouch/flasher"
+	"zerotouch/tpm"
+)
+
+// registerTimeout bounds one registration: DPS's own waits (Retry-After)
+// included.
+const registerTimeout = 2 * time.Minute
+
+// bootConfig is what the board reads of the configuration the station
+// wrote (the built-in json template).
+type bootConfig struct {
+	Provisioning struct {
+		GlobalEndpoint string `json:"globalEndpoint"`
+		IDScope        string `json:"idScope"`
+		RegistrationID string `json:"registrationId"`
+		Attestation    struct {
+			Type             string `json:"type"`
+			CertificateChain string `json:"certificateChain"`
+			KeyURI           string `json:"keyUri"`
+			SymmetricKey     string `json:"symmetricKey"`
+		} `json:"attestation"`
+	} `json:"provisioning"`
+}
+
+// handleRegister starts the board's DPS registration from its committed
+// configuration, as its first boot would, and answers at once.
+func handleRegister(b *Board, _ []byte) (any, func(), error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.st.Provisioned {
+		return nil, nil, provErr(flasher.ProvRCNoConfig, flasher.RCNoEntry)
+	}
+	if b.reg.State == flasher.RegRegistering {
+		return map[string]any{}, nil, nil
+	}
+	if b.stopped {
+		return nil, nil, mgmtErr(flasher.RCBadState)
+	}
+	b.reg = flasher.Registration{State: flasher.RegRegistering}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), registerTimeout)
+		defer cancel()
+		go func() {
+			select {
+			case <-b.stop:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		r := b.Register(ctx)
+		b.mu.Lock()
+		b.reg = r
+		b.mu.Unlock()
+	}()
+	return map[string]any{}, nil, nil
+}
+
+// handleRegistration reports the last registration.
+func handleRegistration(b *Board, _ []byte) (any, func(), error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	r := b.reg
+	if r.State == "" {
+		r.State = flasher.RegNone
+	}
+	return r, nil, nil
+}
+
+// Register registers the board with DPS from its committed configuration,
+// as its firmware does at first boot: over HTTPS to the global endpoint,
+// with its TPM, its certificate and the key it keeps, or its derived
+// symmetric key, trusting Config.DPSRoots. It reports the outcome; it
+// does not fail otherwise.
+func (b *Board) Register(ctx context.Context) flasher.Registration {
+	r, err := b.register(ctx)
+	if err != nil {
+		r.State = flasher.RegFailed
+		r.Error = err.Error()
+		var de *device.Error
+		if errors.As(err, &de) {
+			r.Status, r.ErrorCode = de.Status, de.Code
+		}
+		if errors.Is(err, device.ErrDisabled) {
+			r.State = flasher.RegDisabled
+		}
+		b.log.Warn("DPS registration failed", "state", r.State, "err", err)
+		return r
+	}
+	b.log.Info("DPS registration", "registration_id", r.RegistrationID, "hub", r.Hub, "device_id", r.DeviceID)
+	return r
+}
+
+func (b *Board) register(ctx context.Context) (flasher.Registration, error) {
+	var r flasher.Registration
+	b.mu.Lock()
+	name := b.st.ConfigPath
+	b.mu.Unlock()
+	p, err := b.fsPath(name)
+	if err != nil {
+		return r, fmt.Errorf("configuration %s: %w", name, err)
+	}
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return r, fmt.Errorf("read the configuration: %w", err)
+	}
+	var bc bootConfig
+	if err := json.Unmarshal(data, &bc); err != nil {
+		return r, fmt.Errorf("configuration %s: the virtual board reads the json template's configuration only: %w", name, err)
+	}
+	pc := bc.Provisioning
+	r.RegistrationID = pc.RegistrationID
+	cfg := device.Config{GlobalEndpoint: "https://" + pc.GlobalEndpoint, IDScope: pc.IDScope, RegistrationID: pc.RegistrationID,
+		Logger: b.log, MinWait: 50 * time.Millisecond}
+	if b.cfg.DPSRoots != "" {
+		pem, err := os.ReadFile(b.cfg.DPSRoots)
+		if err != nil {
+			return r, fmt.Errorf("the board's DPS roots: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return r, fmt.Errorf("the board's DPS roots %s hold no PEM certificate", b.cfg.DPSRoots)
+		}
+		cfg.TLS = &tls.Config{RootCAs: pool}
+	}
+	switch a := pc.Attestation; a.Type {
+	case "symmetricKey":
+		if cfg.SymmetricKey, err = base64.StdEncoding.DecodeString(a.SymmetricKey); err != nil {
+			return r, fmt.Errorf("the configuration's symmetric key: %w", err)
+		}
+	case "x509":
+		if cfg.X509, err = b.deviceCertificate(ctx, a.CertificateChain, a.KeyURI); err != nil {
+			return r, err
+		}
+	case "tpm":
+		if cfg.TPM, err = b.bootTPM(ctx); err != nil {
+			return r, err
+		}
+	default:
+		return r, fmt.Errorf("the configuration's attestation %q is not tpm, x509 or symmetricKey", a.Type)
+	}
+	res, err := device.Register(ctx, cfg)
+	if err != nil {
+		return r, err
+	}
+	r.State = flasher.RegAssigned
+	r.RegistrationID, r.Hub, r.DeviceID, r.Substatus = res.RegistrationID, res.AssignedHub, res.DeviceID, res.Substatus
+	return r, nil
+}
+
+// deviceCertificate pairs the chain the station wrote with the key the
+// board keeps for it: one keygen made, else the TPM key at the handle
+// keyURI names (or tpm.DefaultKeyHandle).
+func (b *Board) deviceCertificate(ctx context.Context, chainPEM, keyURI string) (*tls.Certificate, error) {
+	var cert tls.Certificate
+	rest := []byte(chainPEM)
+	for {
+		var blk *pem.Block
+		blk, rest = pem.Decode(rest)
+		if blk == nil {
+			break
+		}
+		if blk.Type == "CERTIFICATE" {
+			cert.Certificate = append(cert.Certificate, blk.Bytes)
+		}
+	}
+	if len(cert.Certificate) == 0 {
+		return nil, errors.New("the configuration's certificate chain holds no certificate")
+	}
+	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil {
+		return nil, fmt.Errorf("the configuration's certificate: %w", err)
+	}
+	cert.Leaf = leaf
+	want, err := x509.MarshalPKIXPublicKey(leaf.PublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("the configuration's certificate: %w", err)
+	}
+	b.mu.Lock()
+	for _, k := range b.keys {
+		if s, ok := k.(crypto.Signer); ok {
+			if got, err := x509.MarshalPKIXPublicKey(s.Public()); err == nil && bytes.Equal(got, want) {
+				cert.PrivateKey = s
+			}
+		}
+	}
+	b.mu.Unlock()
+	if cert.PrivateKey != nil {
+		return &cert, nil
+	}
+	if b.tpm == nil {
+		return nil, errors.New("the board holds no key for its certificate: keygen made none that matches, and it has no TPM")
+	}
+	handle := tpm.DefaultKeyHandle
+	if m := keyHandleRE.FindString(strings.ToLower(keyURI)); m != "" {
+		h, _ := strconv.ParseUint(m[2:], 16, 32)
+		handle = tpm2.TPMHandle(h)
+	}
+	signer, err := tpm.New(lockedTPM{b}, tpm.Options{Board: b.cfg.Serial, Logger: b.log}).LoadSigner(ctx, handle)
+	if err != nil {
+		return nil, fmt.Errorf("the certificate's key in the TPM: %w", err)
+	}
+	got, err := x509.MarshalPKIXPublicKey(signer.Public())
+	if err != nil || !bytes.Equal(got, want) {
+		return nil, fmt.Errorf("the TPM key at %#x is not the certificate's", uint32(handle))
+	}
+	cert.PrivateKey = signer
+	return &cert, nil
+}
+
+// keyHandleRE finds a persistent handle in a key URI.
+var keyHandleRE = regexp.MustCompile(`0x81[0-9a-f]{6}`)
+
+// bootTPM is the board's TPM as DPS registration uses it.
+type bootTPM struct {
+	d       *tpm.Device
+	ek, srk []byte
+}
+
+func (b *Board) bootTPM(ctx context.Context) (*bootTPM, error) {
+	if b.tpm == nil {
+		return nil, errors.New("the configuration says tpm, and the board has no TPM")
+	}
+	d := tpm.New(lockedTPM{b}, tpm.Options{Board: b.cfg.Serial, NoCreate: true, Logger: b.log})
+	ek, err := d.EK(ctx)
+	if err != nil {
+		return nil, err
+	}
+	srk, err := d.SRK(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &bootTPM{d: d, ek: ek.TPM2B, srk: srk.TPM2B}, nil
+}
+
+func (t *bootTPM) EndorsementKey() []byte { return t.ek }
+func (t *bootTPM) StorageRootKey() []byte { return t.srk }
+func (t *bootTPM) ImportIdentityKey(ctx context.Context, blob []byte) error {
+	return t.d.ImportIdentityKey(ctx, blob)
+}
+func (t *bootTPM) IdentityHMAC(ctx context.Context, data []byte) ([]byte, error) {
+	return t.d.IdentityHMAC(ctx, data)
+}
+
+// lockedTPM sends the board's own TPM commands one at a time with those
+// arriving over the line.
+type lockedTPM struct{ b *Board }
+
+func (t lockedTPM) Send(cmd []byte) ([]byte, error) {
+	t.b.tpmMu.Lock()
+	defer t.b.tpmMu.Unlock()
+	return t.b.tpm.Send(cmd)
+}
