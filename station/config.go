@@ -87,6 +87,17 @@ type Config struct {
 	Firmware *FirmwareConfig    `yaml:"firmware"`
 	Records  string             `yaml:"records"` // the SQLite file; default ./zerotouch.db
 	GUI      GUIConfig          `yaml:"gui"`
+	// VerifyRegistration has each board register with DPS at the end of
+	// the line, as it will at its first boot, and records how it went.
+	VerifyRegistration VerifyConfig `yaml:"verify_registration"`
+}
+
+// VerifyConfig is the end-of-line registration check.
+type VerifyConfig struct {
+	Enabled bool `yaml:"enabled"`
+	// Timeout bounds the wait for the board's enrollment to reach DPS
+	// and its registration together; default 2 minutes.
+	Timeout time.Duration `yaml:"timeout"`
 }
 
 // GUIConfig is the operator window's part of the configuration.
@@ -223,6 +234,9 @@ func (c *Config) defaults() {
 	if c.Timeout == 0 {
 		c.Timeout = 2 * time.Second
 	}
+	if c.VerifyRegistration.Timeout == 0 {
+		c.VerifyRegistration.Timeout = 2 * time.Minute
+	}
 	if c.Template.Name == "" && c.Template.File == "" {
 		c.Template.Name = "json"
 	}
@@ -300,6 +314,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Timeout < 0 {
 		return bad("timeout", "negative")
+	}
+	if c.VerifyRegistration.Timeout < 0 {
+		return bad("verify_registration.timeout", "negative")
 	}
 	if c.Template.Name != "" && c.Template.File != "" {
 		return bad("template", "give name (a built-in template) or file, not both")

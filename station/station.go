@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"text/template"
 	"time"
@@ -46,6 +47,10 @@ const (
 	StepVerify      = "verify"
 	StepCommit      = "commit"
 	StepRecord      = "record"
+	// With verify_registration: the board's enrollment reaching DPS, and
+	// the board registering.
+	StepEnrollment = "enrollment"
+	StepRegister   = "register"
 )
 
 // Results an Event reports.
@@ -76,6 +81,7 @@ type Event struct {
 // Recorder keeps the records: the SQLite store satisfies it.
 type Recorder interface {
 	Save(ctx context.Context, r *records.Record) (records.SaveResult, error)
+	SetRegistration(ctx context.Context, serial string, reg records.Registration, operator string) error
 }
 
 // Deps are what a Station works with, opened once at start by the caller.
@@ -87,6 +93,10 @@ type Deps struct {
 	Vendors  *tpm.Vendors // TPM vendor roots, when configured
 	Firmware []byte       // the production image, when configured
 	Events   func(Event)  // called from the slots' goroutines; must not block
+	// Enrolled, with verify_registration, waits until the board's
+	// individual enrollment is in DPS: the board cannot register before.
+	// Nil: the station does not wait.
+	Enrolled func(ctx context.Context, serial string) error
 	Logger   *slog.Logger //
 	Now      func() time.Time
 }
@@ -221,7 +231,11 @@ func (s *Station) Provision(ctx context.Context, slot SlotConfig, path string) (
 		return nil, be
 	}
 	r.step = StepRecord
-	r.emit(Passed, 1, "provisioned: take the board off the fixture", nil)
+	msg := "provisioned: take the board off the fixture"
+	if reg := res.Record.Registration; reg != nil {
+		msg = fmt.Sprintf("provisioned, and registered with DPS to %s: take the board off the fixture", reg.AssignedHub)
+	}
+	r.emit(Passed, 1, msg, nil)
 	return res, nil
 }
 
@@ -339,7 +353,67 @@ func (r *run) provision(ctx context.Context) (*Result, error) {
 		}
 		return nil, r.fail("the record could not be saved: the board is provisioned but not recorded; call the line engineer", err)
 	}
+	if cfg.VerifyRegistration.Enabled {
+		if err := r.verifyRegistration(ctx, c, rec); err != nil {
+			return nil, err
+		}
+	}
 	return &Result{Record: rec, Saved: saved}, nil
+}
+
+// RegistrationError is a board's registration that DPS did not assign:
+// Reg says how it ended (State, the HTTP Status, DPS's ErrorCode).
+type RegistrationError struct {
+	Reg flasher.Registration
+}
+
+func (e *RegistrationError) Error() string {
+	if e.Reg.Error != "" {
+		return fmt.Sprintf("registration %s: %s", e.Reg.State, e.Reg.Error)
+	}
+	return "registration " + e.Reg.State
+}
+
+// verifyRegistration has the board register with DPS, as at its first
+// boot, once its enrollment is there, and records the outcome.
+func (r *run) verifyRegistration(ctx context.Context, c *flasher.Client, rec *records.Record) error {
+	s := r.s
+	vctx, cancel := context.WithTimeout(ctx, s.cfg.VerifyRegistration.Timeout)
+	defer cancel()
+	if rec.Enrollment != nil && s.deps.Enrolled != nil {
+		r.begin(StepEnrollment)
+		if err := s.deps.Enrolled(vctx, rec.Serial); err != nil {
+			return r.fail("the board's enrollment has not reached DPS: check the upload queue and the DPS connection, then press Retry", err)
+		}
+	}
+	r.begin(StepRegister)
+	if err := c.Register(vctx); err != nil {
+		return r.fail("the board would not start registering with DPS: does its firmware support it? Press Retry", err)
+	}
+	reg, err := c.WaitRegistration(vctx, 100*time.Millisecond)
+	if err != nil {
+		return r.fail("the board did not finish registering with DPS in time: check its network and DPS, then press Retry", err)
+	}
+	rr := records.Registration{State: reg.State, AssignedHub: reg.Hub, DeviceID: reg.DeviceID, Error: reg.Error, At: s.deps.Now()}
+	if err := s.deps.Store.SetRegistration(ctx, rec.Serial, rr, rec.Operator); err != nil {
+		return r.fail("the board's registration could not be recorded: call the line engineer", err)
+	}
+	rec.Registration = &rr
+	if reg.DeviceID != "" && rec.DeviceID == "" {
+		rec.DeviceID = reg.DeviceID
+	}
+	rerr := &RegistrationError{reg}
+	switch {
+	case reg.State == flasher.RegAssigned:
+		return nil
+	case reg.State == flasher.RegDisabled:
+		return r.fail("DPS answered that this board's enrollment is disabled: set the board aside and call the line engineer", rerr)
+	case reg.Status == http.StatusUnauthorized:
+		return r.fail("DPS did not accept the board's identity (401): its enrollment is not this board's; set it aside for the line engineer", rerr)
+	case reg.Status == http.StatusNotFound:
+		return r.fail("DPS has no enrollment for this board (404): check the ID scope and the upload queue, then press Retry", rerr)
+	}
+	return r.fail("the board could not register with DPS: press Retry; if it fails again, set it aside for the line engineer", rerr)
 }
 
 func (r *run) flash(ctx context.Context, c *flasher.Client) error {

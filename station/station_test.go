@@ -28,6 +28,10 @@ type line struct {
 	client *enroll.Client
 	events []station.Event
 	mu     sync.Mutex
+	// extra is YAML added to the configurations build makes; enrolled
+	// becomes their stations' Deps.Enrolled.
+	extra    string
+	enrolled func(ctx context.Context, serial string) error
 }
 
 func newLine(t *testing.T) *line {
@@ -100,12 +104,16 @@ func (l *line) stationWith(t *testing.T, mode string, fw *station.FirmwareConfig
 func (l *line) build(t *testing.T, mode string, fw *station.FirmwareConfig, image []byte, ports []string) *station.Station {
 	t.Helper()
 	var y strings.Builder
-	y.WriteString("station: st-test\nline: line-test\nattestation: " + mode + "\nid_scope: 0ne0001A2B3\n")
+	scope := "0ne0001A2B3"
+	if l.extra != "" {
+		scope = l.dps.IDScope // the emulator's: boards register there
+	}
+	y.WriteString("station: st-test\nline: line-test\nattestation: " + mode + "\nid_scope: " + scope + "\n")
 	y.WriteString("ca:\n  dir: unused-here\nsymmetric_key:\n  group_id: line-test-group\nslots:\n")
 	for _, p := range ports {
 		y.WriteString("  - port: " + p + "\n")
 	}
-	y.WriteString("baud: 2000000\n")
+	y.WriteString("baud: 2000000\n" + l.extra)
 	cfg, err := station.ParseConfig([]byte(y.String()))
 	if err != nil {
 		t.Fatal(err)
@@ -115,7 +123,8 @@ func (l *line) build(t *testing.T, mode string, fw *station.FirmwareConfig, imag
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := station.New(cfg, station.Deps{Store: l.store, Template: tmpl, Issuer: l.issuer, GroupKey: groupKey, Firmware: image, Events: l.event})
+	st, err := station.New(cfg, station.Deps{Store: l.store, Template: tmpl, Issuer: l.issuer, GroupKey: groupKey, Firmware: image, Events: l.event,
+		Enrolled: l.enrolled})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -585,6 +585,9 @@ func (w *Window) showRecord(r records.Record) {
 	}
 	fmt.Fprintf(&b, "Configuration: %s, sha256 %x\n", orDash(r.ConfigPath), r.ConfigSHA256)
 	fmt.Fprintf(&b, "Enrollment: %s %s\n", orDash(string(r.UploadState)), r.UploadError)
+	if reg := r.Registration; reg != nil {
+		fmt.Fprintf(&b, "Registration with DPS: %s %s %s\n", reg.State, orDash(reg.AssignedHub), reg.Error)
+	}
 	fmt.Fprintf(&b, "Station %s, line %s, slot %s, operator %s, work order %s\n", orDash(r.Station), orDash(r.Line),
 		orDash(r.Slot), orDash(r.Operator), orDash(r.WorkOrder))
 	audit, err := w.b.Records.Audit(context.Background(), r.Serial)

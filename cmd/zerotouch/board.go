@@ -32,6 +32,7 @@ type boardFlags struct {
 	fw      string
 	check   bool
 	child   bool
+	dpsCA   string
 }
 
 // boardInfo is what the board command reports of each board it runs.
@@ -70,6 +71,7 @@ checks pass.`,
 	fl.StringVar(&f.faults, "fault", "", "faults to inject, as drop-after=N,delay=50ms,rc=fs.file:3 (see board.ParseFaults)")
 	fl.IntVar(&f.bufSize, "buf-size", 4096, "MCUmgr buffer size the boards report")
 	fl.StringVar(&f.fw, "fw", "1.0.0", "firmware version the boards run")
+	fl.StringVar(&f.dpsCA, "dps-ca", "", "PEM file of the CAs the boards trust for DPS when they register (default: the system's)")
 	fl.BoolVar(&f.check, "check", false, "make one round trip to each board (echo, identity, TPM, files, keygen) and exit")
 	fl.BoolVar(&f.child, "child", false, "run as one board of a larger set (internal)")
 	fl.MarkHidden("child")
@@ -159,7 +161,7 @@ func runBoards(ctx context.Context, g *globals, f boardFlags) error {
 			}
 			b, err := board.Start(board.Config{
 				Serial: serial, FW: f.fw, Baud: f.baud, Dir: dir, BufSize: f.bufSize,
-				TPM: f.tpm, Faults: faults, Logger: g.log,
+				TPM: f.tpm, Faults: faults, DPSRoots: f.dpsCA, Logger: g.log,
 			})
 			if err != nil {
 				return fmt.Errorf("start board %s: %w", serial, err)
@@ -239,7 +241,7 @@ func spawnBoard(ctx context.Context, g *globals, f boardFlags, i int, root strin
 	args := []string{"board", "--child", "--log-level", g.logLevel,
 		"--count", "1", "--serial-prefix", f.prefix, "--first", strconv.Itoa(f.index + i),
 		"--baud", strconv.Itoa(f.baud), "--dir", root, "--tpm", f.tpm,
-		"--fault", f.faults, "--buf-size", strconv.Itoa(f.bufSize), "--fw", f.fw}
+		"--fault", f.faults, "--buf-size", strconv.Itoa(f.bufSize), "--fw", f.fw, "--dps-ca", f.dpsCA}
 	if g.json {
 		args = append(args, "--json")
 	}

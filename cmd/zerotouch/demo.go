@@ -112,6 +112,7 @@ type demoRun struct {
 	issuer   ca.Issuer
 	store    *records.Store
 	uploader *enroll.Uploader
+	bg       *backgroundUpload // the uploader's loop while the lines run
 	lines    demoStation
 	window   *station.Config // every line's slots, for the window
 	events   atomic.Pointer[func(station.Event)]
@@ -149,6 +150,15 @@ func runDemo(ctx context.Context, g *globals, f demoFlags) error {
 	}
 	defer d.Close()
 
+	d.bg = startUpload(ctx, d.uploader, g.log)
+	halted := false
+	halt := func() {
+		if !halted {
+			halted = true
+			d.bg.halt()
+		}
+	}
+	defer halt()
 	var sum station.Summary
 	var upErr error
 	if window {
@@ -157,14 +167,20 @@ func runDemo(ctx context.Context, g *globals, f demoFlags) error {
 			return err
 		}
 	} else {
-		show := func(e station.Event) { demoEvent(g, e) }
+		show := func(e station.Event) {
+			demoEvent(g, e)
+			if e.Result == station.Passed {
+				d.bg.Now()
+			}
+		}
 		d.events.Store(&show)
 		d.lines.SetOperator("demo", "WO-DEMO")
 		if sum, err = d.lines.Run(ctx, station.RunOptions{}); err != nil {
 			return err
 		}
 	}
-	// Whatever the window's background upload left, and all of it headless.
+	// Whatever the background upload left.
+	halt()
 	_, upErr = d.uploader.Run(ctx)
 	if err := d.report(start, sum); err != nil {
 		return err
@@ -255,14 +271,16 @@ func setUpDemo(ctx context.Context, g *globals, f demoFlags) (_ *demoRun, err er
 	boardsDir := filepath.Join(f.dir, "boards")
 	serial := 1
 	for _, dl := range demoLines {
-		ports, stop, err := startDemoBoards(ctx, g, dl, boardsDir, f.baud, serial)
+		ports, stop, err := startDemoBoards(ctx, g, dl, boardsDir, f.baud, serial, d.dps.CAFile)
 		d.closers = append(d.closers, stop)
 		serial += dl.boards
 		if err != nil {
 			return nil, fmt.Errorf("demo: start the %s boards: %w", dl.mode, err)
 		}
 		var y strings.Builder
-		fmt.Fprintf(&y, "station: demo\nline: demo-%s\nattestation: %s\nid_scope: 0ne00DE0000\nbaud: %d\n", dl.mode, dl.mode, f.baud)
+		fmt.Fprintf(&y, "station: demo\nline: demo-%s\nattestation: %s\nid_scope: %s\nglobal_endpoint: %s\nbaud: %d\n",
+			dl.mode, dl.mode, d.dps.IDScope, d.dps.HostName, f.baud)
+		y.WriteString("verify_registration: {enabled: true}\n")
 		fmt.Fprintf(&y, "ca:\n  dir: %s\nsymmetric_key:\n  group_id: demo-symmetric-key\nslots:\n", filepath.Join(f.dir, "ca"))
 		for i, p := range ports {
 			fmt.Fprintf(&y, "  - {name: %s-%d, port: %s}\n", dl.mode, i+1, p)
@@ -273,7 +291,7 @@ func setUpDemo(ctx context.Context, g *globals, f demoFlags) (_ *demoRun, err er
 		}
 		cfg.Records = dbPath
 		st, err := station.New(cfg, station.Deps{Store: d.store, Template: tmpl, Issuer: issuer, GroupKey: groupKey, Logger: g.log,
-			Events: d.event})
+			Events: d.event, Enrolled: func(ctx context.Context, serial string) error { return waitEnrolled(ctx, d.store, d.bg, serial) }})
 		if err != nil {
 			return nil, err
 		}
@@ -305,14 +323,21 @@ func (d *demoRun) report(start time.Time, sum station.Summary) error {
 	if err != nil {
 		return err
 	}
-	d.say("\n%-10s %-14s %-54s %s", "SERIAL", "ATTESTATION", "REGISTRATION ID", "ENROLLMENT")
+	d.say("\n%-10s %-14s %-54s %-26s %s", "SERIAL", "ATTESTATION", "REGISTRATION ID", "ENROLLMENT", "FIRST BOOT")
 	for i := len(list) - 1; i >= 0; i-- {
 		r := list[i]
 		en := "group " + map[string]string{station.ModeSymmetricKey: "demo-symmetric-key"}[r.Attestation]
 		if r.Enrollment != nil {
 			en = string(r.UploadState)
 		}
-		d.say("%-10s %-14s %-54s %s", r.Serial, r.Attestation, r.RegistrationID, en)
+		boot := "-"
+		if reg := r.Registration; reg != nil {
+			boot = reg.State
+			if reg.AssignedHub != "" {
+				boot += " to " + reg.AssignedHub
+			}
+		}
+		d.say("%-10s %-14s %-54s %-26s %s", r.Serial, r.Attestation, r.RegistrationID, en, boot)
 	}
 	abs, _ := filepath.Abs(d.dir)
 	d.say("\n%d boards passed, %d failed in %.1f s.", sum.Passed, sum.Failed, time.Since(start).Seconds())
@@ -432,7 +457,7 @@ func (s *demoStation) SetOperator(op, wo string) {
 // startDemoBoards starts a demo line's boards: with the TPM simulator
 // each in a process of its own (the simulator is one per process), else
 // in this one. stop ends them.
-func startDemoBoards(ctx context.Context, g *globals, dl demoLine, root string, baud, first int) (ports []string, stop func(), err error) {
+func startDemoBoards(ctx context.Context, g *globals, dl demoLine, root string, baud, first int, dpsCA string) (ports []string, stop func(), err error) {
 	var stops []func()
 	stop = func() {
 		for _, s := range stops {
@@ -443,7 +468,7 @@ func startDemoBoards(ctx context.Context, g *globals, dl demoLine, root string, 
 		return nil, stop, err
 	}
 	for i := range dl.boards {
-		f := boardFlags{count: 1, prefix: "ZTD", index: first + i, baud: baud, tpm: dl.tpm, bufSize: 4096, fw: "1.0.0"}
+		f := boardFlags{count: 1, prefix: "ZTD", index: first + i, baud: baud, tpm: dl.tpm, bufSize: 4096, fw: "1.0.0", dpsCA: dpsCA}
 		serial := f.serial(0)
 		if dl.tpm == board.TPMSim {
 			cctx, cancel := context.WithCancel(ctx)
@@ -459,7 +484,7 @@ func startDemoBoards(ctx context.Context, g *globals, dl demoLine, root string, 
 		if err := os.MkdirAll(bdir, 0o700); err != nil {
 			return nil, stop, err
 		}
-		b, err := board.Start(board.Config{Serial: serial, Dir: bdir, TPM: dl.tpm, Baud: baud, Logger: g.log})
+		b, err := board.Start(board.Config{Serial: serial, Dir: bdir, TPM: dl.tpm, Baud: baud, DPSRoots: dpsCA, Logger: g.log})
 		if err != nil {
 			return nil, stop, fmt.Errorf("board %s: %w", serial, err)
 		}

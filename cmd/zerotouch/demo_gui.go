@@ -21,7 +21,7 @@ import (
 // closes the window that long after the lines are done and their
 // enrollments uploaded.
 func demoWindow(ctx context.Context, d *demoRun, closeAfter time.Duration) (station.Summary, error) {
-	bg := startUpload(ctx, d.uploader, d.g.log)
+	bg := d.bg
 	var win atomic.Pointer[ui.Window]
 	show := func(e station.Event) {
 		if w := win.Load(); w != nil {
@@ -62,7 +62,6 @@ func demoWindow(ctx context.Context, d *demoRun, closeAfter time.Duration) (stat
 	}()
 	w.Window().ShowAndRun()
 	w.Close()
-	bg.halt()
 	return d.lines.summary(), nil
 }
 

@@ -46,7 +46,8 @@ func TestDemo(t *testing.T) {
 }
 
 // checkDemo checks a demo's records: seven boards over the four modes,
-// passed by the operator, their individual enrollments uploaded.
+// passed by the operator, their individual enrollments uploaded, each
+// registered with the emulator as at first boot and assigned.
 func checkDemo(t *testing.T, dir, operator string) {
 	t.Helper()
 	store, err := records.OpenReadOnly(context.Background(), filepath.Join(dir, "records.db"))
@@ -66,6 +67,9 @@ func checkDemo(t *testing.T, dir, operator string) {
 		}
 		if r.Enrollment != nil && r.UploadState != enroll.StateUploaded {
 			t.Errorf("%s: enrollment %s, want uploaded", r.Serial, r.UploadState)
+		}
+		if r.Registration == nil || r.Registration.State != "assigned" || r.Registration.AssignedHub == "" {
+			t.Errorf("%s: registration %+v, want assigned to a hub", r.Serial, r.Registration)
 		}
 	}
 	if len(list) != 7 || len(modes) != 4 {

@@ -76,7 +76,9 @@ func runGUI(ctx context.Context, g *globals, file string) error {
 	}
 	defer set.Close()
 	b := ui.Backend{Station: st, Config: set.cfg, ConfigFile: file, Records: set.store}
-	if bg = startUpload(ctx, set.uploader, g.log); bg != nil {
+	bg = startUpload(ctx, set.uploader, g.log)
+	set.bg = bg
+	if bg != nil {
 		b.Uploads = bg // only when there is one: a nil pointer would make a non-nil interface
 	}
 	a := app.NewWithID("net.zerotouch.station")

@@ -281,6 +281,16 @@ func printRecord(g *globals, r *records.Record) {
 		}
 		line("enrollment", v)
 	}
+	if reg := r.Registration; reg != nil {
+		v := reg.State
+		if reg.AssignedHub != "" {
+			v += " to " + reg.AssignedHub + " as " + reg.DeviceID
+		}
+		if reg.Error != "" {
+			v += ": " + reg.Error
+		}
+		line("registration", v+", "+reg.At.Local().Format("2006-01-02 15:04:05 MST"))
+	}
 	line("created", r.CreatedAt.Local().Format("2006-01-02 15:04:05 MST"))
 	line("updated", r.UpdatedAt.Local().Format("2006-01-02 15:04:05 MST"))
 	tw.Flush()

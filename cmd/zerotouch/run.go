@@ -74,6 +74,7 @@ type stationSetup struct {
 	store    *records.Store
 	issuer   ca.Issuer
 	uploader *enroll.Uploader
+	bg       *backgroundUpload // the uploader's loop, once started; before Run
 }
 
 func (s *stationSetup) Close() {
@@ -181,11 +182,42 @@ func openStation(ctx context.Context, g *globals, file string, events func(stati
 		}
 	}
 
+	if cfg.VerifyRegistration.Enabled {
+		deps.Enrolled = func(ctx context.Context, serial string) error {
+			return waitEnrolled(ctx, set.store, set.bg, serial)
+		}
+	}
 	st, err := station.New(cfg, deps)
 	if err != nil {
 		return fail(usageError{fmt.Errorf("%s: %w", file, err)})
 	}
 	return st, set, nil
+}
+
+// waitEnrolled nudges the background upload until the board's enrollment
+// is in DPS (station.Deps.Enrolled).
+func waitEnrolled(ctx context.Context, store *records.Store, bg *backgroundUpload, serial string) error {
+	if bg == nil {
+		return errors.New("no DPS connection string: the board's enrollment cannot reach DPS (dps.connection_string_file)")
+	}
+	for {
+		bg.Now()
+		r, err := store.Get(ctx, serial)
+		if err != nil {
+			return err
+		}
+		switch r.UploadState {
+		case enroll.StateUploaded:
+			return nil
+		case enroll.StateFailed, enroll.StateConflict:
+			return fmt.Errorf("enrollment upload %s: %s", r.UploadState, r.UploadError)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("enrollment still %s: %w", r.UploadState, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // backgroundUpload drains the queue whenever nudged, and every 30 s,
@@ -286,6 +318,7 @@ func runStation(ctx context.Context, g *globals, f *runFlags) error {
 	defer set.Close()
 	st.SetOperator(f.operator, f.workOrder)
 	bg = startUpload(ctx, set.uploader, g.log)
+	set.bg = bg
 
 	sum, runErr := st.Run(ctx, station.RunOptions{Once: f.once, Count: f.count})
 
