@@ -146,6 +146,7 @@ func BenchmarkRegister(b *testing.B) {
 		r := runScale(b, 1000, 64)
 		b.ReportMetric(r.perMinute(), "regs/min")
 		b.ReportMetric(scaleQuota, "quota/min")
+		b.ReportMetric(r.perMinute()/scaleQuota, "of-quota")
 		b.ReportMetric(float64(r.stats.Throttled), "throttled")
 		b.ReportMetric(float64(r.stats.Errors+r.stats.Drops+r.stats.DropsAfter), "faults")
 		b.ReportMetric(float64(r.repeated), "repeated")
