@@ -232,8 +232,8 @@ func (s *Station) Provision(ctx context.Context, slot SlotConfig, path string) (
 	}
 	r.step = StepRecord
 	msg := "provisioned: take the board off the fixture"
-	if reg := res.Record.Registration; reg != nil {
-		msg = fmt.Sprintf("provisioned, and registered with DPS to %s: take the board off the fixture", reg.AssignedHub)
+	if res.Record.Registration != nil {
+		msg = "provisioned and registered with DPS: take the board off the fixture"
 	}
 	r.emit(Passed, 1, msg, nil)
 	return res, nil
