@@ -14,6 +14,8 @@ import (
 	"strings"
 
 	"github.com/google/go-tpm/tpm2"
+
+	"zerotouch/internal/dpstpm"
 )
 
 // EKTemplate returns the template the Azure device SDKs create the EK
@@ -208,7 +210,7 @@ func checkEK(p *tpm2.TPMTPublic) error {
 	a := p.ObjectAttributes
 	var wrong []string
 	if p.Type != tpm2.TPMAlgRSA {
-		wrong = append(wrong, fmt.Sprintf("type %s, not RSA", algName(p.Type)))
+		wrong = append(wrong, fmt.Sprintf("type %s, not RSA", dpstpm.AlgName(p.Type)))
 	}
 	if !a.FixedTPM || !a.FixedParent || !a.SensitiveDataOrigin {
 		wrong = append(wrong, "not fixed to the TPM")
@@ -231,7 +233,7 @@ func checkSRK(p *tpm2.TPMTPublic) error {
 	a := p.ObjectAttributes
 	var wrong []string
 	if p.Type != tpm2.TPMAlgRSA {
-		wrong = append(wrong, fmt.Sprintf("type %s, not RSA", algName(p.Type)))
+		wrong = append(wrong, fmt.Sprintf("type %s, not RSA", dpstpm.AlgName(p.Type)))
 	}
 	if !a.FixedTPM || !a.FixedParent {
 		wrong = append(wrong, "not fixed to the TPM")
@@ -246,18 +248,4 @@ func checkSRK(p *tpm2.TPMTPublic) error {
 		return fmt.Errorf("%w: the SRK handle holds a key that is %s: find what put it there before clearing it (tpm2_evictcontrol -c 0x81000001)", ErrHandleInUse, strings.Join(wrong, ", "))
 	}
 	return nil
-}
-
-func algName(a tpm2.TPMAlgID) string {
-	switch a {
-	case tpm2.TPMAlgRSA:
-		return "RSA"
-	case tpm2.TPMAlgECC:
-		return "ECC"
-	case tpm2.TPMAlgKeyedHash:
-		return "keyed hash"
-	case tpm2.TPMAlgSymCipher:
-		return "symmetric"
-	}
-	return fmt.Sprintf("%#x", uint16(a))
 }

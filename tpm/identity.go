@@ -214,7 +214,7 @@ func (d *Device) challengeErr(err error) error {
 // only kind IdentityHMAC uses.
 func checkIdentityKey(p *tpm2.TPMTPublic) error {
 	if p.Type != tpm2.TPMAlgKeyedHash {
-		return fmt.Errorf("a %s key, not an HMAC key", algName(p.Type))
+		return fmt.Errorf("a %s key, not an HMAC key", dpstpm.AlgName(p.Type))
 	}
 	parms, err := p.Parameters.KeyedHashDetail()
 	if err != nil || parms.Scheme.Scheme != tpm2.TPMAlgHMAC {

@@ -16,6 +16,8 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 
+	"zerotouch/internal/dpstpm"
+
 	"zerotouch/internal/regid"
 )
 
@@ -189,7 +191,7 @@ func errKeyHint(h tpm2.TPMHandle) error {
 // attributes that keep it in the TPM.
 func checkKey(p, tmpl *tpm2.TPMTPublic) error {
 	if p.Type != tmpl.Type {
-		return fmt.Errorf("a %s key", algName(p.Type))
+		return fmt.Errorf("a %s key", dpstpm.AlgName(p.Type))
 	}
 	switch p.Type {
 	case tpm2.TPMAlgECC:

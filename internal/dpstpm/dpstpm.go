@@ -191,7 +191,7 @@ func parseStorage(tpm2b []byte, ek bool) (*storageKey, error) {
 	}
 	var wrong []string
 	if pub.Type != tpm2.TPMAlgRSA {
-		return nil, fmt.Errorf("type %s, not RSA", algName(pub.Type))
+		return nil, fmt.Errorf("type %s, not RSA", AlgName(pub.Type))
 	}
 	hash, err := pub.NameAlg.Hash()
 	if err != nil {
@@ -238,7 +238,7 @@ func parseStorage(tpm2b []byte, ek bool) (*storageKey, error) {
 // aesCFBBits returns the key size of an AES-CFB symmetric definition.
 func aesCFBBits(s *tpm2.TPMTSymDefObject) (int, error) {
 	if s.Algorithm != tpm2.TPMAlgAES {
-		return 0, fmt.Errorf("symmetric algorithm %s, not AES", algName(s.Algorithm))
+		return 0, fmt.Errorf("symmetric algorithm %s, not AES", AlgName(s.Algorithm))
 	}
 	mode, err1 := s.Mode.AES()
 	bits, err2 := s.KeyBits.AES()
@@ -347,7 +347,8 @@ func cfbEncrypt(key, data []byte) []byte {
 	return out
 }
 
-func algName(a tpm2.TPMAlgID) string {
+// AlgName names a TPM algorithm for an error message.
+func AlgName(a tpm2.TPMAlgID) string {
 	switch a {
 	case tpm2.TPMAlgRSA:
 		return "RSA"
