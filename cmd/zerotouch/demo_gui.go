@@ -38,29 +38,50 @@ func demoWindow(ctx context.Context, d *demoRun, closeAfter time.Duration) (stat
 	win.Store(w)
 	w.Begin("demo", "WO-DEMO")
 
+	// The watcher ends with the window: once the window is gone it must
+	// not read the store, which closes after this returns.
+	gone := make(chan struct{})
+	watched := make(chan struct{})
 	go func() {
+		defer close(watched)
+		closeWindow := func() { fyne.Do(func() { w.Window().Close() }) } // queued: never blocks
 		select {
+		case <-gone:
+			return
 		case <-ctx.Done():
-			fyne.Do(func() { w.Window().Close() })
+			closeWindow()
 			return
 		case <-d.lines.finished:
 		}
 		bg.Now()
-		err := d.drained(ctx)
-		if err != nil {
+		up, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go func() {
+			select {
+			case <-gone:
+				cancel()
+			case <-up.Done():
+			}
+		}()
+		if err := d.drained(up); err != nil && up.Err() == nil {
 			d.g.log.Warn("demo: enrollments still queued", "err", err)
 		}
-		if closeAfter == 0 {
+		if closeAfter == 0 || up.Err() != nil {
 			return
 		}
 		d.say("done: closing the window in %v", closeAfter)
 		select {
-		case <-ctx.Done():
+		case <-up.Done():
+			if ctx.Err() != nil {
+				closeWindow()
+			}
 		case <-time.After(closeAfter):
+			closeWindow()
 		}
-		fyne.Do(func() { w.Window().Close() })
 	}()
 	w.Window().ShowAndRun()
+	close(gone)
+	<-watched
 	w.Close()
 	return d.lines.summary(), nil
 }

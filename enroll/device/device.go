@@ -384,7 +384,10 @@ func (c *client) tpmChallenge(ctx context.Context, registerURL string, body []by
 	if err != nil {
 		return err
 	}
-	if resp.status != http.StatusUnauthorized {
+	switch {
+	case resp.status >= 400 && resp.status != http.StatusUnauthorized:
+		return decodeError(op, resp) // no enrollment (404), a bad request...
+	case resp.status != http.StatusUnauthorized:
 		return fmt.Errorf("%s: %w: answered %d, not 401 with the challenge", op, ErrProtocol, resp.status)
 	}
 	var ch challenge

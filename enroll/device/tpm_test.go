@@ -118,4 +118,13 @@ func TestTPM(t *testing.T) {
 	if status, _ := dps.registrationState(wrong); status != http.StatusNotFound {
 		t.Errorf("GET /registrations/%s = %d, want 404", wrong, status)
 	}
+
+	// No enrollment at all: DPS's 404, with its status and code, so that
+	// the station can tell the operator which.
+	cfg = dps.config("tpm-not-enrolled")
+	cfg.TPM = tp
+	_, err = device.Register(ctx, cfg)
+	if !errors.Is(err, device.ErrNotFound) || !errors.As(err, &de) || de.Status != http.StatusNotFound {
+		t.Errorf("Register with no enrollment = %v, want ErrNotFound as a *device.Error", err)
+	}
 }

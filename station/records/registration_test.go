@@ -39,10 +39,18 @@ func TestSetRegistration(t *testing.T) {
 		t.Errorf("audit row %+v", last)
 	}
 
-	// Saved again (a re-run): the registration stays until a new one.
-	save(t, s, groupRecord("SN-R1", "sn-r1"))
+	// Failed again: the registration stays (it may be what failed).
+	failed := groupRecord("SN-R1", "sn-r1")
+	failed.Result, failed.Message = records.ResultFailed, "the board could not register"
+	save(t, s, failed)
 	if r := get(t, s, "SN-R1"); r.Registration == nil || r.Registration.State != "assigned" {
-		t.Errorf("after a new save: %+v", r.Registration)
+		t.Errorf("after a failed run: %+v", r.Registration)
+	}
+	// Passed again: a new run, whose registration is not yet known.
+	again := groupRecord("SN-R1", "sn-r1")
+	save(t, s, again)
+	if again.Registration != nil {
+		t.Errorf("a board passed again comes back with its earlier registration %+v", again.Registration)
 	}
 	refused := records.Registration{State: "failed", Error: "401 Unauthorized", At: at.Add(time.Hour)}
 	if err := s.SetRegistration(ctx, "SN-R1", refused, "ana"); err != nil {

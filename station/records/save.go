@@ -370,6 +370,10 @@ func upsert(ctx context.Context, tx *wtx, now string, r *Record, body string, ol
 		r.EKCertStatus, r.EKFingerprint, r.CertificateChain, r.CertSerial, notAfter, nilIfEmpty(r.ConfigSHA256), r.ConfigPath,
 		r.Station, r.Line, r.Slot, r.Operator, r.WorkOrder, r.Result, r.Message,
 		enr, state, uploadError, etag, generation, seq, now}
+	// A board passed again is a new run: the registration of an earlier
+	// one no longer says anything about it. (A failed run keeps it: the
+	// failure may be the registration itself, recorded just before.)
+	newRun := r.Result == ResultPassed
 	if old == nil {
 		q, err := tx.ExecContext(ctx, `INSERT INTO records (model, hw, firmware, attestation, registration_id, device_id, ek_public,
 			ek_certificate, ek_cert_status, ek_fingerprint, certificate_chain, cert_serial, cert_not_after, config_sha256, config_path,
@@ -389,8 +393,12 @@ func upsert(ctx context.Context, tx *wtx, now string, r *Record, body string, ol
 			cert_serial = ?, cert_not_after = ?, config_sha256 = ?, config_path = ?,
 			station = ?, line = ?, slot = ?, operator = ?, work_order = ?, result = ?, message = ?,
 			enrollment = ?, upload_state = ?, upload_error = ?, etag = ?, generation = ?, queue_seq = coalesce(?, queue_seq),
-			updated_at = ?, replaces = CASE WHEN ? THEN '' WHEN ? AND replaces = '' THEN '*' ELSE replaces END WHERE id = ?`,
-			append(args, regIDChanged, mayBeInDPS, id)...)
+			updated_at = ?, replaces = CASE WHEN ? THEN '' WHEN ? AND replaces = '' THEN '*' ELSE replaces END,
+			registration_state = CASE WHEN ? THEN '' ELSE registration_state END,
+			assigned_hub = CASE WHEN ? THEN '' ELSE assigned_hub END,
+			registered_at = CASE WHEN ? THEN NULL ELSE registered_at END,
+			registration_error = CASE WHEN ? THEN '' ELSE registration_error END WHERE id = ?`,
+			append(args, regIDChanged, mayBeInDPS, newRun, newRun, newRun, newRun, id)...)
 		if err != nil {
 			return res, fmt.Errorf("update: %w", err)
 		}
