@@ -66,16 +66,16 @@ func demoWindow(ctx context.Context, d *demoRun, closeAfter time.Duration) (stat
 		if err := d.drained(up); err != nil && up.Err() == nil {
 			d.g.log.Warn("demo: enrollments still queued", "err", err)
 		}
-		if closeAfter == 0 || up.Err() != nil {
-			return
+		var after <-chan time.Time // nil: the operator closes the window
+		if closeAfter > 0 && up.Err() == nil {
+			d.say("done: closing the window in %v", closeAfter)
+			after = time.After(closeAfter)
 		}
-		d.say("done: closing the window in %v", closeAfter)
 		select {
-		case <-up.Done():
-			if ctx.Err() != nil {
-				closeWindow()
-			}
-		case <-time.After(closeAfter):
+		case <-gone:
+		case <-ctx.Done():
+			closeWindow()
+		case <-after:
 			closeWindow()
 		}
 	}()

@@ -4,6 +4,9 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,33 +17,53 @@ import (
 )
 
 // startXvfb starts a virtual X display for the test and returns its name.
+// It picks a display number at random, clear of a desktop's :0 and of the
+// low numbers other test processes' servers come and go on, and waits
+// until the server answers on its socket.
 func startXvfb(t *testing.T) string {
 	t.Helper()
 	xvfb, err := exec.LookPath("Xvfb")
 	if err != nil {
 		t.Skip("Xvfb is not installed (.ci/install installs it): the window is not tried")
 	}
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
+	for range 5 {
+		n := 100 + rand.IntN(30000)
+		cmd := exec.Command(xvfb, fmt.Sprintf(":%d", n), "-screen", "0", "1600x1000x24", "-nolisten", "tcp")
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("start Xvfb: %v", err)
+		}
+		exited := make(chan struct{})
+		go func() {
+			cmd.Wait()
+			close(exited)
+		}()
+		sock := fmt.Sprintf("/tmp/.X11-unix/X%d", n)
+		answers := func() bool {
+			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+				select {
+				case <-exited: // the number was taken: try another
+					return false
+				default:
+				}
+				if c, err := net.Dial("unix", sock); err == nil {
+					c.Close()
+					return true
+				}
+			}
+			return false
+		}
+		if answers() {
+			t.Cleanup(func() {
+				cmd.Process.Signal(syscall.SIGTERM) // Xvfb removes its lock file and socket
+				<-exited
+			})
+			return fmt.Sprintf(":%d", n)
+		}
+		cmd.Process.Kill()
+		<-exited
 	}
-	cmd := exec.Command(xvfb, "-displayfd", "3", "-screen", "0", "1600x1000x24", "-nolisten", "tcp")
-	cmd.ExtraFiles = []*os.File{w}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start Xvfb: %v", err)
-	}
-	w.Close()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM) // Xvfb removes its lock file and socket
-		cmd.Wait()
-	})
-	buf := make([]byte, 16)
-	n, err := r.Read(buf)
-	r.Close()
-	if err != nil || n == 0 {
-		t.Fatalf("Xvfb gave no display number: %v", err)
-	}
-	return ":" + strings.TrimSpace(string(buf[:n]))
+	t.Fatal("no Xvfb display came up in five tries")
+	return ""
 }
 
 // TestDemoWindow runs zerotouch demo with a display: the operator's window
