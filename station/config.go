@@ -30,6 +30,7 @@ const (
 	DefaultConfigPath     = "/lfs/zerotouch/config"
 	DefaultRegistrationID = "{{.Serial}}"
 	DefaultBaud           = 115200
+	DefaultRecords        = "zerotouch.db" // the records' SQLite file, in the working folder
 )
 
 // ErrConfig means the station's configuration cannot be used. A
@@ -256,7 +257,7 @@ func (c *Config) defaults() {
 		c.DPS.Share = 0.97
 	}
 	if c.Records == "" {
-		c.Records = "zerotouch.db"
+		c.Records = DefaultRecords
 	}
 	if c.GUI.Labels == "" {
 		c.GUI.Labels = "labels"

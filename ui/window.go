@@ -547,13 +547,19 @@ func (w *Window) buildRecords() fyne.CanvasObject {
 	return container.NewBorder(bar, nil, nil, nil, split)
 }
 
+// query is the search text, or the serial number of a scanned label.
+func (w *Window) query() string {
+	q := strings.TrimSpace(w.Search.Text)
+	if serial, _, err := labels.ParsePayload(q); err == nil {
+		return serial
+	}
+	return q
+}
+
 // search lists the records whose serial or registration ID contains the
 // search text; a scanned label searches its serial number.
 func (w *Window) search() {
-	q := strings.TrimSpace(w.Search.Text)
-	if serial, _, err := labels.ParsePayload(q); err == nil {
-		q = serial
-	}
+	q := w.query()
 	list, err := w.b.Records.List(context.Background(), records.Filter{Search: q, Limit: 200})
 	if err != nil {
 		w.Detail.SetText("cannot read the records: " + err.Error())
@@ -605,10 +611,7 @@ func (w *Window) showRecord(r records.Record) {
 // export writes the records the search found (all, when nothing was
 // searched) as CSV beside the records database.
 func (w *Window) export() {
-	q := strings.TrimSpace(w.Search.Text)
-	if serial, _, err := labels.ParsePayload(q); err == nil {
-		q = serial
-	}
+	q := w.query()
 	var buf bytes.Buffer
 	if err := w.b.Records.Export(context.Background(), &buf, "csv", records.Filter{Search: q}); err != nil {
 		w.Detail.SetText("export failed: " + err.Error())

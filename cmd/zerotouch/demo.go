@@ -169,9 +169,7 @@ func runDemo(ctx context.Context, g *globals, f demoFlags) error {
 	} else {
 		show := func(e station.Event) {
 			demoEvent(g, e)
-			if e.Result == station.Passed {
-				d.bg.Now()
-			}
+			d.bg.Event(e)
 		}
 		d.events.Store(&show)
 		d.lines.SetOperator("demo", "WO-DEMO")

@@ -27,9 +27,7 @@ func demoWindow(ctx context.Context, d *demoRun, closeAfter time.Duration) (stat
 		if w := win.Load(); w != nil {
 			w.Event(e)
 		}
-		if e.Result == station.Passed {
-			bg.Now()
-		}
+		bg.Event(e)
 	}
 	d.events.Store(&show)
 	a := app.NewWithID("net.zerotouch.demo")

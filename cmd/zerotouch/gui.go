@@ -66,9 +66,7 @@ func runGUI(ctx context.Context, g *globals, file string) error {
 		if w := win.Load(); w != nil {
 			w.Event(e)
 		}
-		if e.Result == station.Passed {
-			bg.Now()
-		}
+		bg.Event(e)
 	}
 	st, set, err := openStation(ctx, g, file, events)
 	if err != nil {

@@ -18,12 +18,13 @@ import (
 
 	"zerotouch/enroll"
 	"zerotouch/internal/atomicfile"
+	"zerotouch/station"
 	"zerotouch/station/records"
 )
 
 // defaultRecordsDB is where the station keeps its records unless told
 // otherwise.
-const defaultRecordsDB = "./zerotouch.db"
+const defaultRecordsDB = "./" + station.DefaultRecords
 
 // recordFilterFlags select records for list and export.
 type recordFilterFlags struct {

@@ -278,6 +278,14 @@ func (b *backgroundUpload) drain(ctx context.Context) {
 	}
 }
 
+// Event asks for a drain when a board has passed: its enrollment is
+// queued. It is chained onto the station's events.
+func (b *backgroundUpload) Event(e station.Event) {
+	if e.Result == station.Passed {
+		b.Now()
+	}
+}
+
 // Now asks for a drain at once, without waiting for it (ui.Uploads).
 func (b *backgroundUpload) Now() {
 	if b == nil {
@@ -307,9 +315,7 @@ func runStation(ctx context.Context, g *globals, f *runFlags) error {
 	var bg *backgroundUpload
 	events := func(e station.Event) {
 		enc.Encode(e) // g.stdout is safe for concurrent use
-		if e.Result == station.Passed {
-			bg.Now()
-		}
+		bg.Event(e)
 	}
 	st, set, err := openStation(ctx, g, f.config, events)
 	if err != nil {

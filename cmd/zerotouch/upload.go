@@ -323,7 +323,7 @@ func (b *countBar) done(err error) {
 func uploadRecords(ctx context.Context, g *globals, f *uploadFlags, cfg enroll.Config) error {
 	path := f.records
 	if path == "" {
-		path = "zerotouch.db"
+		path = defaultRecordsDB
 	}
 	if _, err := os.Stat(path); err != nil {
 		return usageError{fmt.Errorf("--records: %w (no station records here: give --records or --from)", err)}
