@@ -13,7 +13,6 @@ package station
 
 import (
 	"context"
-	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
@@ -29,6 +28,7 @@ import (
 
 	"zerotouch/ca"
 	"zerotouch/enroll"
+	"zerotouch/enroll/device"
 	fwtemplates "zerotouch/firmware-templates"
 	"zerotouch/flasher"
 	"zerotouch/internal/regid"
@@ -530,7 +530,5 @@ func (r *run) symmetricIdentity(rec *records.Record, info BoardInfo) error {
 // keys: base64(HMAC-SHA256(group key, registration ID)), as DPS and the
 // device SDKs compute it.
 func derivedKey(groupKey []byte, registrationID string) string {
-	m := hmac.New(sha256.New, groupKey)
-	m.Write([]byte(registrationID))
-	return base64.StdEncoding.EncodeToString(m.Sum(nil))
+	return base64.StdEncoding.EncodeToString(device.DeriveKey(groupKey, registrationID))
 }

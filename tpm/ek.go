@@ -6,7 +6,6 @@ import (
 	"crypto"
 	"crypto/sha256"
 	"crypto/x509"
-	"encoding/base32"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -16,6 +15,7 @@ import (
 	"github.com/google/go-tpm/tpm2"
 
 	"zerotouch/internal/dpstpm"
+	"zerotouch/internal/regid"
 )
 
 // EKTemplate returns the template the Azure device SDKs create the EK
@@ -79,10 +79,7 @@ func (p *Public) Fingerprint() string {
 // TPM2B_PUBLIC bytes as every Azure device SDK does (prov_auth_client.c
 // load_registration_id): SHA-256 over the bytes, RFC 4648 base32 in lower
 // case, the padding stripped: 52 characters of [a-z2-7].
-func RegistrationID(ekTPM2B []byte) string {
-	sum := sha256.Sum256(ekTPM2B)
-	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(sum[:]))
-}
+func RegistrationID(ekTPM2B []byte) string { return regid.FromEK(ekTPM2B) }
 
 // EK returns the board's endorsement key from EKHandle. If the handle is
 // empty, it creates the EK from EKTemplate in the endorsement hierarchy

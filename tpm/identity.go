@@ -124,13 +124,8 @@ func (d *Device) ImportIdentityKey(ctx context.Context, blob []byte) error {
 	replaced := err == nil
 	switch {
 	case replaced:
-		_, err := tpm2.EvictControl{
-			Auth:             tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(nil)},
-			ObjectHandle:     &tpm2.NamedHandle{Handle: IdentityKeyHandle, Name: old.Name},
-			PersistentHandle: IdentityKeyHandle,
-		}.Execute(d.tpm)
-		if err != nil {
-			return d.fail(fmt.Sprintf("remove the old DPS identity key at 0x%08x", uint32(IdentityKeyHandle)), tpmErr(err))
+		if err := d.evict(IdentityKeyHandle, old.Name, IdentityKeyHandle); err != nil {
+			return d.fail(fmt.Sprintf("remove the old DPS identity key at 0x%08x", uint32(IdentityKeyHandle)), err)
 		}
 	case !errors.Is(err, tpm2.TPMRCHandle):
 		return d.fail(persistStep, tpmErr(err))

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"zerotouch/enroll"
+	"zerotouch/internal/pause"
 	"zerotouch/internal/regid"
 )
 
@@ -247,7 +248,7 @@ func newClient(cfg Config) (*client, error) {
 			}
 			c.regID = leaf.Subject.CommonName
 		case cfg.TPM != nil:
-			c.regID = tpmRegistrationID(cfg.TPM.EndorsementKey())
+			c.regID = regid.FromEK(cfg.TPM.EndorsementKey())
 		}
 		limit := regid.MaxLen
 		if cfg.X509 != nil {
@@ -357,7 +358,8 @@ func (c *client) register(ctx context.Context) (*Result, error) {
 	for pending(resp, st) {
 		wait := c.clamp(resp.retryAfter, DefaultMinWait)
 		c.log.LogAttrs(ctx, slog.LevelDebug, "dps: assigning", slog.String(keyStep, op), slog.Duration(keyWait, wait))
-		if err := sleep(ctx, wait); err != nil {
+		if !pause.For(ctx, wait) {
+			err := ctx.Err()
 			return nil, fmt.Errorf("%s: operation %s: %w", op, st.OperationID, err)
 		}
 		u := c.base + "/operations/" + url.PathEscape(st.OperationID) + "?api-version=" + url.QueryEscape(c.cfg.APIVersion)
@@ -517,7 +519,8 @@ func (c *client) sendAs(ctx context.Context, op, method, u string, body []byte, 
 		}
 		c.log.LogAttrs(ctx, slog.LevelDebug, "dps: retrying", slog.String(keyStep, op), slog.Int(keyAttempt, attempt),
 			slog.Duration(keyWait, wait), slog.String(keyErr, err.Error()))
-		if serr := sleep(ctx, wait); serr != nil {
+		if !pause.For(ctx, wait) {
+			serr := ctx.Err()
 			return nil, fmt.Errorf("%s: %w (after %v)", op, serr, err)
 		}
 	}
@@ -629,15 +632,4 @@ func decodeError(op string, resp *response) error {
 		}
 	}
 	return e
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

@@ -3,11 +3,9 @@ package device
 import (
 	"crypto/hmac"
 	"crypto/sha256"
-	"encoding/base32"
 	"encoding/base64"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -57,12 +55,4 @@ func SymmetricKeyToken(idScope, regID string, key []byte, expiry time.Time) stri
 	m := hmac.New(sha256.New, key)
 	m.Write([]byte(StringToSign(sr, expiry)))
 	return SASToken(sr, m.Sum(nil), expiry)
-}
-
-// tpmRegistrationID is the registration ID the device SDKs derive from
-// a TPM's endorsement key (the marshalled TPM2B_PUBLIC): lower-case
-// base32 of its SHA-256, without padding (dps-notes 4.3).
-func tpmRegistrationID(ekTPM2B []byte) string {
-	s := sha256.Sum256(ekTPM2B)
-	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(s[:]))
 }

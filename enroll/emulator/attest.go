@@ -3,7 +3,6 @@ package emulator
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
@@ -18,6 +17,7 @@ import (
 	"strings"
 
 	"zerotouch/enroll"
+	"zerotouch/enroll/device"
 )
 
 // TPMChallenge seals key (an HMAC-SHA256 key) in an activation blob that
@@ -161,7 +161,7 @@ func (e *Emulator) attest(ctx context.Context, r *http.Request, regID string, re
 			tried++
 			keys := symmetricKeys(g.Attestation.SymmetricKey)
 			for i, k := range keys {
-				keys[i] = deriveKey(k, regID)
+				keys[i] = device.DeriveKey(k, regID)
 			}
 			err := sas.Verify(keys, deviceAudience(e.idScope, regID), e.now())
 			if err == nil {
@@ -277,16 +277,6 @@ func symmetricKeys(s *enroll.SymmetricKeyAttestation) [][]byte {
 		}
 	}
 	return out
-}
-
-// deriveKey is the key of device regID in a symmetric-key enrollment
-// group whose key is groupKey (base64-decoded):
-// HMAC-SHA256(groupKey, regID) (dps-notes 4.5). The device SDKs and the
-// DPS docs carry it base64-encoded.
-func deriveKey(groupKey []byte, regID string) []byte {
-	m := hmac.New(sha256.New, groupKey)
-	m.Write([]byte(regID))
-	return m.Sum(nil)
 }
 
 // clientLeaf is the request's client certificate, checked as DPS checks

@@ -20,6 +20,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"zerotouch/enroll"
+	"zerotouch/enroll/device"
 )
 
 const scope = DefaultIDScope
@@ -96,7 +97,7 @@ func TestDeviceSAS(t *testing.T) {
 	groupKey := []byte("group key")
 	env.do("PUT", "/enrollmentGroups/sas-group", enroll.EnrollmentGroup{EnrollmentGroupID: "sas-group",
 		Attestation: enroll.Attestation{Type: enroll.AttestationSymmetricKey, SymmetricKey: &enroll.SymmetricKeyAttestation{PrimaryKey: base64.StdEncoding.EncodeToString(groupKey)}}}, nil)
-	derived := deriveKey(groupKey, "sas-2")
+	derived := device.DeriveKey(groupKey, "sas-2")
 	now := env.clock.Now()
 	hour := now.Add(time.Hour)
 	raw := scope + "/registrations/sas-1"
@@ -306,7 +307,7 @@ func TestGroupRegistrationQuery(t *testing.T) {
 	env.do("PUT", "/enrollmentGroups/qg", enroll.EnrollmentGroup{EnrollmentGroupID: "qg",
 		Attestation: enroll.Attestation{Type: enroll.AttestationSymmetricKey, SymmetricKey: &enroll.SymmetricKeyAttestation{PrimaryKey: base64.StdEncoding.EncodeToString(groupKey)}}}, nil)
 	for _, id := range ids("qg-dev", 5) {
-		final := env.registerAndPoll(id, registerBody(id), env.encodedToken(id, deriveKey(groupKey, id)))
+		final := env.registerAndPoll(id, registerBody(id), env.encodedToken(id, device.DeriveKey(groupKey, id)))
 		if final.RegistrationState.SymmetricKey == nil || final.RegistrationState.SymmetricKey.EnrollmentGroupID != "qg" {
 			t.Errorf("%s: registrationState %+v, want symmetricKey.enrollmentGroupId qg", id, final.RegistrationState)
 		}

@@ -3,8 +3,11 @@
 package regid
 
 import (
+	"crypto/sha256"
+	"encoding/base32"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Length limits: DPS takes up to 128 characters; for X.509 attestation the
@@ -40,4 +43,13 @@ func Check(id string, max int) error {
 
 func alnum(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}
+
+// FromEK is a TPM device's registration ID, derived from its EK's
+// TPM2B_PUBLIC bytes as every Azure device SDK does (prov_auth_client.c
+// load_registration_id): SHA-256 over the bytes, RFC 4648 base32 in lower
+// case, the padding stripped: 52 characters of [a-z2-7].
+func FromEK(ekTPM2B []byte) string {
+	sum := sha256.Sum256(ekTPM2B)
+	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(sum[:]))
 }
