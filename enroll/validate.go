@@ -21,7 +21,7 @@ func (e *Enrollment) Validate() error {
 		max = regid.MaxLenX509
 	}
 	if err := regid.Check(e.RegistrationID, max); err != nil {
-		return fmt.Errorf("%w: registrationId: %v", ErrInvalid, err)
+		return fmt.Errorf("%w: registrationId: %w", ErrInvalid, err)
 	}
 	if err := e.Attestation.validate(false); err != nil {
 		return fmt.Errorf("%w: enrollment %s: %v", ErrInvalid, e.RegistrationID, err)
@@ -36,7 +36,7 @@ func (e *Enrollment) Validate() error {
 // symmetric-key attestation (DPS has no TPM groups).
 func (g *EnrollmentGroup) Validate() error {
 	if err := regid.Check(g.EnrollmentGroupID, regid.MaxLen); err != nil {
-		return fmt.Errorf("%w: enrollmentGroupId: %v", ErrInvalid, err)
+		return fmt.Errorf("%w: enrollmentGroupId: %w", ErrInvalid, err)
 	}
 	if err := g.Attestation.validate(true); err != nil {
 		return fmt.Errorf("%w: enrollment group %s: %v", ErrInvalid, g.EnrollmentGroupID, err)

@@ -38,7 +38,6 @@ type kind[T any] struct {
 	notFound  int    // errorCode for 404
 	fields    func(*T) fields
 	validate  func(*T) error
-	idLimit   func(*T) int                                 // longest ID the record may have
 	bulkError func(id string, code int, status string) any // an entry of a bulk answer's errors
 	// decorate, when set, adds to a record read alone (GET) what the
 	// service keeps apart from it.
@@ -72,12 +71,6 @@ var enrollmentKind = &kind[enroll.Enrollment]{
 			&v.ReprovisionPolicy, &v.AllocationPolicy, &v.CreatedDateTimeUTC, &v.LastUpdatedDateTimeUTC, &v.RegistrationState}
 	},
 	validate: func(v *enroll.Enrollment) error { return v.Validate() },
-	idLimit: func(v *enroll.Enrollment) int {
-		if v.Attestation.Type == enroll.AttestationX509 {
-			return regid.MaxLenX509
-		}
-		return regid.MaxLen
-	},
 	bulkError: func(id string, code int, status string) any {
 		return enroll.BulkError{RegistrationID: id, ErrorCode: code, ErrorStatus: status}
 	},
@@ -112,7 +105,6 @@ var groupKind = &kind[enroll.EnrollmentGroup]{
 			created: &v.CreatedDateTimeUTC, updated: &v.LastUpdatedDateTimeUTC}
 	},
 	validate: func(v *enroll.EnrollmentGroup) error { return v.Validate() },
-	idLimit:  func(*enroll.EnrollmentGroup) int { return regid.MaxLen },
 	bulkError: func(id string, code int, status string) any {
 		return struct {
 			EnrollmentGroupID string `json:"enrollmentGroupId"`
@@ -130,7 +122,7 @@ func (k *kind[T]) check(v *T) *apiError {
 		return nil
 	}
 	code := enroll.CodeBadBody
-	if regid.Check(*k.fields(v).id, k.idLimit(v)) != nil {
+	if errors.Is(err, regid.ErrInvalid) {
 		code = enroll.CodeRegistrationID
 	}
 	return badRequest(code, "%v", err)
