@@ -134,6 +134,9 @@ func New(cfg *Config, deps Deps) (*Station, error) {
 			return nil, errors.New("station: attestation symmetric-key needs the enrollment group's key")
 		}
 	}
+	if err := checkTemplate(cfg, deps.Template); err != nil {
+		return nil, err
+	}
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -149,6 +152,29 @@ func New(cfg *Config, deps Deps) (*Station, error) {
 		s.devID, _ = identityTemplate(cfg.DeviceID)
 	}
 	return s, nil
+}
+
+// checkTemplate tries the template on sample data of the line's
+// attestation, with the configuration's own template settings, so that a
+// template that cannot render stops the station before the first board.
+func checkTemplate(cfg *Config, t *fwtemplates.Template) error {
+	sample := fwtemplates.SampleData(DPSAttestation(cfg.Attestation))
+	for k, v := range cfg.Template.Custom {
+		if sample.Custom == nil {
+			sample.Custom = map[string]string{}
+		}
+		sample.Custom[k] = v
+	}
+	if cfg.Template.CertificatePath != "" {
+		sample.CertificatePath = cfg.Template.CertificatePath
+	}
+	if cfg.Template.KeyURI != "" {
+		sample.KeyURI = cfg.Template.KeyURI
+	}
+	if err := t.CheckSample(sample); err != nil {
+		return fmt.Errorf("template: %w", err)
+	}
+	return nil
 }
 
 // SetOperator sets the operator and work order put on the records from

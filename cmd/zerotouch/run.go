@@ -105,23 +105,6 @@ func openStation(ctx context.Context, g *globals, file string, events func(stati
 	} else {
 		deps.Template, err = fwtemplates.Builtin(cfg.Template.Name)
 	}
-	if err == nil {
-		// Try the template on sample data of this line's attestation.
-		sample := fwtemplates.SampleData(station.DPSAttestation(cfg.Attestation))
-		for k, v := range cfg.Template.Custom {
-			if sample.Custom == nil {
-				sample.Custom = map[string]string{}
-			}
-			sample.Custom[k] = v
-		}
-		if cfg.Template.CertificatePath != "" {
-			sample.CertificatePath = cfg.Template.CertificatePath
-		}
-		if cfg.Template.KeyURI != "" {
-			sample.KeyURI = cfg.Template.KeyURI
-		}
-		err = deps.Template.CheckSample(sample)
-	}
 	if err != nil {
 		return fail(usageError{fmt.Errorf("%s: template: %w", file, err)})
 	}
