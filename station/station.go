@@ -134,7 +134,7 @@ func New(cfg *Config, deps Deps) (*Station, error) {
 			return nil, errors.New("station: attestation symmetric-key needs the enrollment group's key")
 		}
 	}
-	if err := checkTemplate(cfg, deps.Template); err != nil {
+	if err := CheckTemplate(cfg, deps.Template); err != nil {
 		return nil, err
 	}
 	if deps.Logger == nil {
@@ -154,10 +154,11 @@ func New(cfg *Config, deps Deps) (*Station, error) {
 	return s, nil
 }
 
-// checkTemplate tries the template on sample data of the line's
+// CheckTemplate tries the template on sample data of the line's
 // attestation, with the configuration's own template settings, so that a
 // template that cannot render stops the station before the first board.
-func checkTemplate(cfg *Config, t *fwtemplates.Template) error {
+// New calls it; a caller may call it first, before it opens anything.
+func CheckTemplate(cfg *Config, t *fwtemplates.Template) error {
 	sample := fwtemplates.SampleData(DPSAttestation(cfg.Attestation))
 	for k, v := range cfg.Template.Custom {
 		if sample.Custom == nil {

@@ -108,6 +108,10 @@ func openStation(ctx context.Context, g *globals, file string, events func(stati
 	if err != nil {
 		return fail(usageError{fmt.Errorf("%s: template: %w", file, err)})
 	}
+	// Before anything is opened or created.
+	if err := station.CheckTemplate(cfg, deps.Template); err != nil {
+		return fail(usageError{fmt.Errorf("%s: %w", file, err)})
+	}
 
 	switch cfg.Attestation {
 	case station.ModeX509TPM, station.ModeX509Keygen:
