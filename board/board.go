@@ -389,12 +389,18 @@ type txFrame struct {
 
 // send queues an SMP message for the station, to start no earlier than
 // notBefore.
+// A message too long to frame is dropped (the board's buffer is at most
+// 65535 bytes, so its own answers always fit).
 func (b *Board) send(msg []byte, notBefore time.Time) {
+	frame, err := flasher.AppendFrame(nil, msg)
+	if err != nil {
+		return
+	}
 	b.mu.Lock()
 	b.txBusy++
 	b.mu.Unlock()
 	select {
-	case b.txq <- txFrame{flasher.AppendFrame(nil, msg), notBefore}:
+	case b.txq <- txFrame{frame, notBefore}:
 	case <-b.stop:
 	}
 }

@@ -31,7 +31,7 @@ func TestGoldenEcho(t *testing.T) {
 	if got := CRC16(msg); got != 0x7061 {
 		t.Errorf("CRC16 = %#04x, want 0x7061", got)
 	}
-	if got := string(AppendFrame(nil, msg)); got != goldenLine {
+	if got := string(mustFrame(nil, msg)); got != goldenLine {
 		t.Errorf("frame = %q, want %q", got, goldenLine)
 	}
 	var d Decoder
@@ -76,9 +76,9 @@ func TestFrameRoundTrip(t *testing.T) {
 		for i := range msg {
 			msg[i] = byte(i * 7)
 		}
-		frame := AppendFrame(nil, msg)
+		frame := mustFrame(nil, msg)
 		if len(frame) != FrameLen(n) {
-			t.Errorf("len(AppendFrame(%d bytes)) = %d, FrameLen says %d", n, len(frame), FrameLen(n))
+			t.Errorf("len(mustFrame(%d bytes)) = %d, FrameLen says %d", n, len(frame), FrameLen(n))
 		}
 		for i, line := range bytes.SplitAfter(frame, []byte("\n")) {
 			if len(line) > MaxLine {
@@ -101,9 +101,9 @@ func TestDecoderBetweenConsoleOutput(t *testing.T) {
 	b := []byte{1, 2, 3}
 	var stream []byte
 	stream = append(stream, "uart:~$ *** Booting Zephyr OS ***\r\n"...)
-	stream = AppendFrame(stream, a)
+	stream = mustFrame(stream, a)
 	stream = append(stream, "[00:00:01.000,000] <inf> app: hello\r\n"...)
-	stream = AppendFrame(stream, b)
+	stream = mustFrame(stream, b)
 	var d Decoder
 	var got [][]byte
 	for _, line := range bytes.Split(stream, []byte("\n")) {
@@ -146,13 +146,13 @@ func TestDecoderWholeBase64(t *testing.T) {
 }
 
 func TestDecoderErrors(t *testing.T) {
-	good := AppendFrame(nil, []byte("a message of some length"))
+	good := mustFrame(nil, []byte("a message of some length"))
 	flip := func(i int) []byte {
 		f := bytes.Clone(good)
 		f[i] ^= 0x01
 		return f
 	}
-	long := AppendFrame(nil, make([]byte, 500))
+	long := mustFrame(nil, make([]byte, 500))
 	long = bytes.ReplaceAll(long, []byte("\n\x04\x14"), nil) // lines joined
 	for _, tc := range []struct {
 		name  string
@@ -186,7 +186,7 @@ func TestDecoderErrors(t *testing.T) {
 				t.Fatalf("error = %v, want %v", err, tc.want)
 			}
 			// The decoder is ready for the next, good frame.
-			if got := decodeFrame(t, &d, AppendFrame(nil, []byte("ok"))); len(got) != 1 {
+			if got := decodeFrame(t, &d, mustFrame(nil, []byte("ok"))); len(got) != 1 {
 				t.Errorf("after the error, a good frame gave %d messages", len(got))
 			}
 		})
@@ -194,7 +194,7 @@ func TestDecoderErrors(t *testing.T) {
 }
 
 func TestDecoderCut(t *testing.T) {
-	two := AppendFrame(nil, make([]byte, 200))
+	two := mustFrame(nil, make([]byte, 200))
 	lines := bytes.SplitAfter(two, []byte("\n"))
 	var d Decoder
 	if _, err := d.Line(bytes.TrimSuffix(lines[0], []byte("\n"))); err != nil {
@@ -204,7 +204,7 @@ func TestDecoderCut(t *testing.T) {
 		t.Fatalf("Cut() after a start line")
 	}
 	// The rest of the packet is lost; the next one starts.
-	if got := decodeFrame(t, &d, AppendFrame(nil, []byte("next"))); len(got) != 1 || string(got[0]) != "next" {
+	if got := decodeFrame(t, &d, mustFrame(nil, []byte("next"))); len(got) != 1 || string(got[0]) != "next" {
 		t.Fatalf("next packet after a cut one: %q", got)
 	}
 	if !d.Cut() {
@@ -399,5 +399,29 @@ func TestStallGuard(t *testing.T) {
 	g.check("fs.file", "p", 100, 200)
 	if err := g.check("fs.file", "p", 200, 200); err != nil {
 		t.Errorf("a stall after progress: %v", err)
+	}
+}
+
+// mustFrame is AppendFrame for messages a test knows to fit.
+func mustFrame(dst, msg []byte) []byte {
+	out, err := AppendFrame(dst, msg)
+	if err != nil {
+		panic(err)
+	}
+	return out
+}
+
+// A message too long for a packet's 16-bit length is an error, not a
+// panic, and leaves dst as it was.
+func TestAppendFrameTooLong(t *testing.T) {
+	dst := []byte("kept")
+	for _, n := range []int{MaxMessage + 1, 1 << 16, 70000} {
+		out, err := AppendFrame(dst, make([]byte, n))
+		if !errors.Is(err, ErrFrameLength) || string(out) != "kept" {
+			t.Errorf("AppendFrame(%d bytes) = %q, %v; want dst unchanged and ErrFrameLength", n, out, err)
+		}
+	}
+	if _, err := AppendFrame(nil, make([]byte, MaxMessage)); err != nil {
+		t.Errorf("AppendFrame(MaxMessage bytes) = %v, want it framed", err)
 	}
 }

@@ -412,7 +412,7 @@ func (l *tamperLink) Write(p []byte) (int, error) {
 				msg[len(msg)-1] ^= 0xff // the body ends with the data
 			}
 		}
-		out = flasher.AppendFrame(out, msg)
+		out = mustFrame(out, msg)
 	}
 	if _, err := l.Link.Write(out); err != nil {
 		return 0, err
@@ -455,4 +455,13 @@ func TestCloseDuringReset(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("board.Close did not return while its reset answer was being sent")
 	}
+}
+
+// mustFrame is flasher.AppendFrame for messages a test knows to fit.
+func mustFrame(dst, msg []byte) []byte {
+	out, err := flasher.AppendFrame(dst, msg)
+	if err != nil {
+		panic(err)
+	}
+	return out
 }

@@ -75,12 +75,16 @@ func FrameLen(n int) int {
 	return chars + 3*lines
 }
 
-// AppendFrame appends msg, framed for the serial line, to dst. It panics if
-// msg is longer than a packet can be (the length field is 16 bits); callers
-// size messages by the board's buffer, which is always smaller.
-func AppendFrame(dst, msg []byte) []byte {
-	if len(msg)+crcLen > maxPacket {
-		panic(fmt.Sprintf("smp frame: message of %d bytes is too long", len(msg)))
+// MaxMessage is the longest SMP message a packet can carry: the packet's
+// 16-bit length field counts the message and its CRC.
+const MaxMessage = maxPacket - crcLen
+
+// AppendFrame appends msg, framed for the serial line, to dst. A message
+// longer than MaxMessage cannot be framed: AppendFrame returns dst
+// unchanged and an error wrapping ErrFrameLength.
+func AppendFrame(dst, msg []byte) ([]byte, error) {
+	if len(msg) > MaxMessage {
+		return dst, fmt.Errorf("%w: message of %d bytes, a packet holds at most %d", ErrFrameLength, len(msg), MaxMessage)
 	}
 	raw := make([]byte, 0, len(msg)+pktExtra)
 	raw = binary.BigEndian.AppendUint16(raw, uint16(len(msg)+crcLen))
@@ -97,7 +101,7 @@ func AppendFrame(dst, msg []byte) []byte {
 		dst = base64.StdEncoding.AppendEncode(dst, chunk)
 		dst = append(dst, '\n')
 	}
-	return dst
+	return dst, nil
 }
 
 // LineKind tells what a line of serial input is.
@@ -162,6 +166,16 @@ func (d *Decoder) Cut() bool {
 
 // InPacket reports whether a packet has been started and not finished.
 func (d *Decoder) InPacket() bool { return d.active }
+
+// Announced returns the message length (SMP header and body) the packet
+// being assembled announced, or -1 before its length is known or outside
+// a packet.
+func (d *Decoder) Announced() int {
+	if !d.active || d.want < 0 {
+		return -1
+	}
+	return d.want - crcLen
+}
 
 // Line feeds one line, without its trailing newline (a trailing '\r' is
 // ignored). It returns the SMP message when the line completes a packet,

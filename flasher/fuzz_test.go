@@ -7,8 +7,8 @@ import (
 
 func fuzzSeeds(f *testing.F) {
 	f.Add([]byte(goldenLine))
-	f.Add(AppendFrame(nil, make([]byte, 300)))
-	f.Add(append([]byte("*** Booting Zephyr OS ***\r\n"), AppendFrame(nil, []byte("abc"))...))
+	f.Add(mustFrame(nil, make([]byte, 300)))
+	f.Add(append([]byte("*** Booting Zephyr OS ***\r\n"), mustFrame(nil, []byte("abc"))...))
 	f.Add([]byte("\x06\x09\n\x04\x14AAAA\n"))
 	f.Add([]byte("\x06\x09AB==CD==\n"))
 	f.Add([]byte{})
@@ -33,7 +33,7 @@ func FuzzDecoder(f *testing.F) {
 				t.Fatalf("message of %d bytes passed a 4092-byte limit", len(msg))
 			}
 			var again Decoder
-			got := decodeFrame(t, &again, AppendFrame(nil, msg))
+			got := decodeFrame(t, &again, mustFrame(nil, msg))
 			if len(got) != 1 || !bytes.Equal(got[0], msg) {
 				t.Fatalf("message %x does not survive a second framing", msg)
 			}
@@ -52,7 +52,7 @@ func FuzzFrameRoundTrip(f *testing.F) {
 		if len(msg) > maxPacket-crcLen {
 			return
 		}
-		frame := AppendFrame(nil, msg)
+		frame := mustFrame(nil, msg)
 		for _, line := range bytes.SplitAfter(frame, []byte("\n")) {
 			if len(line) > MaxLine {
 				t.Fatalf("line of %d bytes", len(line))
