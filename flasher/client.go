@@ -54,6 +54,30 @@ type Params struct {
 // Zephyr's default buffer.
 var DefaultParams = Params{BufSize: 384, BufCount: 4}
 
+// Bounds on the buffer a board may claim. A claim below MinBufSize is
+// refused: no request fits. A claim above what the client can use is
+// taken down to it (see Client.Params): at most MaxBufSize, the largest
+// packet the 16-bit length field allows, and at most what crosses the
+// line in maxFrameTime at the client's baud rate, so that a board's claim
+// can neither make a request unframeable nor stretch the time the client
+// waits for an answer.
+const (
+	MinBufSize = 64
+	MaxBufSize = MaxMessage + pktExtra
+	// maxFrameTime bounds the wire time of one request and of the
+	// answer the client allows for.
+	maxFrameTime = 2 * time.Second
+)
+
+// usableBuf is the buffer size the client works with for a board that
+// claims claimed at baud: see MinBufSize.
+func usableBuf(claimed, baud int) int {
+	// Frames cost 4/3 of their bytes in base64 plus 3 bytes a line; 10
+	// bits a byte on the line.
+	budget := int(int64(baud) / 10 * int64(maxFrameTime/time.Millisecond) / 1000 * 3 / 4 * lineChars / MaxLine)
+	return min(claimed, MaxBufSize, max(budget, 256))
+}
+
 // Stats count what the client saw on the line.
 type Stats struct {
 	Requests   int64 // requests sent, retries included
@@ -82,6 +106,9 @@ type Client struct {
 	done    chan struct{}
 	readErr atomic.Pointer[error]
 	closed  atomic.Bool
+	// inbound is the packet arriving now, once its length is known: a
+	// wait that runs out while it arrives is stretched to its wire time.
+	inbound atomic.Pointer[inboundPacket]
 
 	requests, retries, stray, bad, stale atomic.Int64
 }
@@ -144,7 +171,8 @@ func NewClient(ctx context.Context, link Link, opts Options) (*Client, error) {
 // Name returns the name the client was given.
 func (c *Client) Name() string { return c.opts.Name }
 
-// Params returns the board's MCUmgr parameters as last read.
+// Params returns the board's MCUmgr parameters as the client uses them:
+// as last read, with the buffer size bounded (see MinBufSize).
 func (c *Client) Params() Params {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -173,10 +201,26 @@ func (c *Client) Close() error {
 	return err
 }
 
+// inboundPacket is a packet whose first line has arrived.
+type inboundPacket struct {
+	start time.Time
+	size  int // message bytes the packet announced
+}
+
 // readLoop reads lines from the link, reassembles packets and hands every
 // answer to the request in progress. It ends when the link fails.
 func (c *Client) readLoop() {
 	defer close(c.done)
+	defer func() {
+		// Nothing a board sends may end the process: a fault in
+		// decoding ends this link only.
+		if p := recover(); p != nil {
+			err := fmt.Errorf("%w: decoding the board's answer failed: %v", ErrProtocol, p)
+			c.log.Error("link ended by an internal error", "port", c.opts.Name, "err", err)
+			c.readErr.Store(&err)
+			c.link.Close()
+		}
+	}()
 	var (
 		dec  Decoder
 		buf  = make([]byte, 4096)
@@ -202,7 +246,16 @@ func (c *Client) readLoop() {
 }
 
 func (c *Client) handleLine(dec *Decoder, line []byte) {
+	started := ClassifyLine(line) == LineStart
 	msg, err := dec.Line(line)
+	switch {
+	case !dec.InPacket():
+		c.inbound.Store(nil)
+	case started || c.inbound.Load() == nil:
+		if n := dec.Announced(); n >= 0 {
+			c.inbound.Store(&inboundPacket{start: time.Now(), size: n})
+		}
+	}
 	if dec.Cut() {
 		c.bad.Add(1)
 		c.log.Debug("dropped frame", "port", c.opts.Name, "err", "a line of it was lost")
@@ -299,13 +352,18 @@ func (c *Client) do(ctx context.Context, cl call, req, rsp any) error {
 	if limit := c.maxMessage(); len(msg) > limit {
 		return fmt.Errorf("%s on %s: %w: request of %d bytes exceeds the board's %d-byte buffer", name, c.opts.Name, ErrInvalid, len(msg), limit)
 	}
-	frame := AppendFrame(nil, msg)
+	frame, err := AppendFrame(nil, msg)
+	if err != nil {
+		return fmt.Errorf("%s on %s: %w", name, c.opts.Name, err)
+	}
 
 	timeout := cl.timeout
 	if timeout <= 0 {
 		timeout = c.opts.Timeout
 	}
-	// Allow for the request and the largest answer crossing the wire.
+	// Allow for the request and an answer of the buffer's size crossing
+	// the wire; the buffer is bounded (usableBuf), and so is this. A
+	// longer answer that is arriving stretches the wait (await).
 	timeout += c.wireTime(len(frame) + FrameLen(max(c.params.BufSize, 512)))
 	retries := cl.retries
 	if retries < 0 {
@@ -435,9 +493,15 @@ func (c *Client) writeLoop() {
 }
 
 // await waits for the answer to the request with sequence number seq.
+// When the wait runs out while a packet is arriving, it is stretched
+// once, to the time that packet takes on the line from its first line
+// plus the client's timeout: a board may answer with more than the
+// buffer the client works with, but no board can hold a wait longer than
+// a 64 KiB packet's wire time.
 func (c *Client) await(ctx context.Context, cl call, seq uint8, timeout time.Duration) (Message, error) {
 	t := time.NewTimer(timeout)
 	defer t.Stop()
+	stretched := false
 	for {
 		select {
 		case m := <-c.rx:
@@ -449,6 +513,14 @@ func (c *Client) await(ctx context.Context, cl call, seq uint8, timeout time.Dur
 		case <-c.garbled:
 			return Message{}, errGarbled
 		case <-t.C:
+			if p := c.inbound.Load(); p != nil && !stretched {
+				stretched = true
+				end := p.start.Add(c.wireTime(FrameLen(p.size)) + c.opts.Timeout)
+				if d := time.Until(end); d > 0 {
+					t.Reset(d)
+					continue
+				}
+			}
 			return Message{}, ErrTimeout
 		case <-ctx.Done():
 			return Message{}, ctx.Err()
@@ -459,18 +531,28 @@ func (c *Client) await(ctx context.Context, cl call, seq uint8, timeout time.Dur
 }
 
 // ReadParams reads the board's MCUmgr parameters (OS group, command 6) and
-// sizes later transfers by them. A board without the command returns an
-// error matching ErrNotSupported and keeps DefaultParams.
+// sizes later transfers by them. It returns them as the board said; the
+// client works with a buffer of at most MaxBufSize and at most what
+// crosses the line in 2 s (Params says which). A buffer below MinBufSize
+// or a negative count is an error wrapping ErrProtocol, and the client
+// keeps what it had. A board without the command returns an error
+// matching ErrNotSupported and keeps DefaultParams.
 func (c *Client) ReadParams(ctx context.Context) (Params, error) {
 	var p Params
 	if err := c.Do(ctx, OpRead, GroupOS, CmdOSParams, nil, &p); err != nil {
 		return Params{}, err
 	}
-	if p.BufSize < 64 {
-		return Params{}, fmt.Errorf("os.params on %s: %w: buffer size %d", c.opts.Name, ErrProtocol, p.BufSize)
+	if p.BufSize < MinBufSize || p.BufCount < 0 {
+		return Params{}, fmt.Errorf("os.params on %s: %w: buffer size %d, count %d (want a size of at least %d)",
+			c.opts.Name, ErrProtocol, p.BufSize, p.BufCount, MinBufSize)
+	}
+	use := p
+	use.BufSize = usableBuf(p.BufSize, c.opts.Baud)
+	if use.BufSize != p.BufSize {
+		c.log.Debug("board buffer larger than the client uses", "port", c.opts.Name, "claimed", p.BufSize, "used", use.BufSize)
 	}
 	c.mu.Lock()
-	c.params = p
+	c.params = use
 	c.mu.Unlock()
 	return p, nil
 }

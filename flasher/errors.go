@@ -25,6 +25,9 @@ var (
 	ErrVerify = errors.New("verification failed")
 	// ErrNoPort means no serial port matched a rule.
 	ErrNoPort = errors.New("no matching serial port")
+	// ErrTooLarge means the board announced a transfer longer than the
+	// caller's limit.
+	ErrTooLarge = errors.New("larger than the limit")
 )
 
 // Conditions a board reports; an *Error matches them with errors.Is.

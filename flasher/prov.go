@@ -7,8 +7,12 @@ import (
 	"fmt"
 	"slices"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/google/go-tpm/tpm2/transport"
+
+	"zerotouch/internal/textsafe"
 )
 
 // Identity is what a board says of itself (provisioning group, command 0).
@@ -31,16 +35,87 @@ const (
 // Has reports whether the board lists capability c.
 func (id Identity) Has(c string) bool { return slices.Contains(id.Caps, c) }
 
-// Identity reads the board's identity.
+// Identity reads the board's identity and checks it (CheckIdentity): an
+// identity that breaks the rules is an error wrapping ErrBadIdentity.
 func (c *Client) Identity(ctx context.Context) (Identity, error) {
 	var id Identity
 	if err := c.Do(ctx, OpRead, GroupProvisioning, CmdProvIdentity, nil, &id); err != nil {
 		return Identity{}, err
 	}
-	if id.Serial == "" {
-		return Identity{}, fmt.Errorf("prov.identity on %s: %w: no serial number", c.opts.Name, ErrProtocol)
+	if err := CheckIdentity(id); err != nil {
+		return Identity{}, fmt.Errorf("prov.identity on %s: %w", c.opts.Name, err)
 	}
 	return id, nil
+}
+
+// Limits of what a board may say of itself.
+const (
+	// MaxSerialLen is the longest serial number, in characters.
+	MaxSerialLen = 64
+	// maxInfoLen is the longest model, hardware or firmware version.
+	maxInfoLen = 128
+	// maxCaps is the most capabilities a board may list.
+	maxCaps = 32
+)
+
+// ErrBadIdentity means a board's serial number, model, hardware or
+// firmware version breaks the rules of CheckSerial and CheckIdentity.
+var ErrBadIdentity = errors.New("the board's identity breaks the rules")
+
+// CheckSerial checks a serial number against the rule every board's must
+// meet, whoever supplies it: 1 to MaxSerialLen characters of UTF-8, all
+// printable and none a space (letters, digits, punctuation, symbols), no
+// path separator ('/' or '\'), and neither "." nor "..". The serial names
+// the board's record, its label file and its log lines, so it must be
+// safe in each. A refusal wraps ErrBadIdentity and shows the serial
+// escaped.
+func CheckSerial(serial string) error {
+	bad := func(why string) error {
+		return fmt.Errorf("%w: serial number %q %s", ErrBadIdentity, textsafe.Truncate(serial, MaxSerialLen+16), why)
+	}
+	switch n := utf8.RuneCountInString(serial); {
+	case serial == "":
+		return fmt.Errorf("%w: no serial number", ErrBadIdentity)
+	case !utf8.ValidString(serial):
+		return bad("is not UTF-8")
+	case n > MaxSerialLen:
+		return bad(fmt.Sprintf("has %d characters, at most %d are allowed", n, MaxSerialLen))
+	case serial == "." || serial == "..":
+		return bad("is a path")
+	}
+	for _, r := range serial {
+		switch {
+		case r == '/' || r == '\\':
+			return bad("holds a path separator")
+		case !unicode.IsPrint(r) || unicode.IsSpace(r):
+			return bad(fmt.Sprintf("holds %U, which is not a printable character", r))
+		}
+	}
+	return nil
+}
+
+// CheckIdentity checks what a board says of itself: its serial number by
+// CheckSerial; its model, hardware and firmware version printable and at
+// most 128 characters each; at most 32 capabilities, each a printable
+// word. A refusal wraps ErrBadIdentity.
+func CheckIdentity(id Identity) error {
+	if err := CheckSerial(id.Serial); err != nil {
+		return err
+	}
+	for _, f := range []struct{ name, v string }{{"model", id.Model}, {"hardware version", id.HW}, {"firmware version", id.FW}} {
+		if n := utf8.RuneCountInString(f.v); n > maxInfoLen || !textsafe.Printable(f.v) {
+			return fmt.Errorf("%w: %s %q is not printable text of at most %d characters", ErrBadIdentity, f.name, textsafe.Truncate(f.v, maxInfoLen), maxInfoLen)
+		}
+	}
+	if len(id.Caps) > maxCaps {
+		return fmt.Errorf("%w: %d capabilities, at most %d are allowed", ErrBadIdentity, len(id.Caps), maxCaps)
+	}
+	for _, cp := range id.Caps {
+		if cp == "" || len(cp) > 32 || !textsafe.Printable(cp) {
+			return fmt.Errorf("%w: capability %q", ErrBadIdentity, textsafe.Truncate(cp, 32))
+		}
+	}
+	return nil
 }
 
 // Key algorithms for Keygen.
@@ -140,9 +215,20 @@ func (c *Client) Registration(ctx context.Context) (Registration, error) {
 	}
 	switch r.State {
 	case RegNone, RegRegistering, RegAssigned, RegDisabled, RegFailed:
-		return r, nil
+	default:
+		return Registration{}, fmt.Errorf("prov.registration on %s: %w: state %q", c.opts.Name, ErrProtocol, textsafe.Truncate(r.State, 32))
 	}
-	return Registration{}, fmt.Errorf("prov.registration on %s: %w: state %q", c.opts.Name, ErrProtocol, r.State)
+	// What the board reports goes into records and onto screens: names
+	// must be printable and short, and DPS's message is kept escaped.
+	for _, f := range []struct{ name, v string }{{"registration ID", r.RegistrationID}, {"hub", r.Hub},
+		{"device ID", r.DeviceID}, {"substatus", r.Substatus}} {
+		if len(f.v) > 256 || !textsafe.Printable(f.v) {
+			return Registration{}, fmt.Errorf("prov.registration on %s: %w: %s %q is not printable text of at most 256 bytes",
+				c.opts.Name, ErrProtocol, f.name, textsafe.Truncate(f.v, 256))
+		}
+	}
+	r.Error = textsafe.Escape(textsafe.Truncate(r.Error, 1024))
+	return r, nil
 }
 
 // WaitRegistration reads the board's registration every interval until

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 )
 
 // Progress is called after every chunk a transfer moves, with the bytes
@@ -342,47 +343,77 @@ func isBoardRefusal(err error) bool {
 	return errors.As(err, &be)
 }
 
+// DefaultDownloadLimit is the largest file FileDownload takes into
+// memory.
+const DefaultDownloadLimit = 1 << 20
+
 // FileDownload reads the file name from the board (file system group,
-// command 0).
+// command 0) into memory. A file the board says is longer than
+// DefaultDownloadLimit is refused with an error wrapping ErrTooLarge
+// before any of it is read; FileDownloadTo streams larger files.
 func (c *Client) FileDownload(ctx context.Context, name string, progress Progress) ([]byte, error) {
+	var b bytes.Buffer
+	if _, err := c.FileDownloadTo(ctx, name, &b, DefaultDownloadLimit, progress); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// FileDownloadTo reads the file name from the board (file system group,
+// command 0) and writes it to w as it arrives, returning the bytes
+// written. The board announces the file's length in its first answer: a
+// length above limit is refused with an error wrapping ErrTooLarge, and
+// one below zero with ErrProtocol, before anything is written; so is any
+// answer that would carry the file past its announced length. A write
+// to w that fails ends the download with that error.
+func (c *Client) FileDownloadTo(ctx context.Context, name string, w io.Writer, limit int64, progress Progress) (int64, error) {
 	type req struct {
-		Off  int    `cbor:"off"`
+		Off  int64  `cbor:"off"`
 		Name string `cbor:"name"`
 	}
 	var (
-		out   []byte
-		total = -1
+		done  int64
+		total int64 = -1
 	)
-	for total < 0 || len(out) < total {
+	for total < 0 || done < total {
 		var rsp struct {
-			Off  int    `cbor:"off"`
+			Off  int64  `cbor:"off"`
 			Data []byte `cbor:"data"`
-			Len  *int   `cbor:"len"`
+			Len  *int64 `cbor:"len"`
 		}
-		if err := c.Do(ctx, OpRead, GroupFS, CmdFSFile, req{len(out), name}, &rsp); err != nil {
-			return nil, fmt.Errorf("download %s at offset %d: %w", name, len(out), err)
+		if err := c.Do(ctx, OpRead, GroupFS, CmdFSFile, req{done, name}, &rsp); err != nil {
+			return done, fmt.Errorf("download %s at offset %d: %w", name, done, err)
 		}
-		if rsp.Off != len(out) {
-			return nil, fmt.Errorf("fs.file on %s: %w: asked for offset %d, got %d", c.opts.Name, ErrProtocol, len(out), rsp.Off)
+		if rsp.Off != done {
+			return done, fmt.Errorf("fs.file on %s: %w: asked for offset %d, got %d", c.opts.Name, ErrProtocol, done, rsp.Off)
 		}
 		if total < 0 {
-			if rsp.Len == nil {
-				return nil, fmt.Errorf("fs.file on %s: %w: first answer has no length", c.opts.Name, ErrProtocol)
+			switch {
+			case rsp.Len == nil:
+				return done, fmt.Errorf("fs.file on %s: %w: first answer has no length", c.opts.Name, ErrProtocol)
+			case *rsp.Len < 0:
+				return done, fmt.Errorf("fs.file on %s: %w: the board announces a length of %d", c.opts.Name, ErrProtocol, *rsp.Len)
+			case *rsp.Len > limit:
+				return done, fmt.Errorf("download %s from %s: %w: the board announces %d bytes, the limit is %d", name, c.opts.Name, ErrTooLarge, *rsp.Len, limit)
 			}
 			total = *rsp.Len
 		}
-		if len(rsp.Data) == 0 && len(out) < total {
-			return nil, fmt.Errorf("fs.file on %s: %w: no data at offset %d of %d", c.opts.Name, ErrProtocol, len(out), total)
+		if len(rsp.Data) == 0 && done < total {
+			return done, fmt.Errorf("fs.file on %s: %w: no data at offset %d of %d", c.opts.Name, ErrProtocol, done, total)
 		}
-		out = append(out, rsp.Data...)
-		if len(out) > total {
-			return nil, fmt.Errorf("fs.file on %s: %w: %d bytes for a %d-byte file", c.opts.Name, ErrProtocol, len(out), total)
+		if int64(len(rsp.Data)) > total-done {
+			return done, fmt.Errorf("fs.file on %s: %w: %d bytes at offset %d of a %d-byte file", c.opts.Name, ErrProtocol, len(rsp.Data), done, total)
+		}
+		n, err := w.Write(rsp.Data)
+		done += int64(n)
+		if err != nil {
+			return done, fmt.Errorf("download %s: %w", name, err)
 		}
 		if progress != nil {
-			progress(len(out), total)
+			progress(int(done), int(total))
 		}
 	}
-	return out, nil
+	return done, nil
 }
 
 // FileStatus returns the length of the file name (file system group,
