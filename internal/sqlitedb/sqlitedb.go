@@ -61,8 +61,21 @@ func Open(ctx context.Context, path string, migrations []string, opts Options) (
 	return db, nil
 }
 
+// migrate applies the migrations the file lacks, in one transaction, on
+// a connection with foreign keys off (a migration may rebuild a table
+// that others reference, as SQLite's documented way to change a table's
+// constraints does) and checks every foreign key before it commits.
 func migrate(ctx context.Context, db *sql.DB, migrations []string) error {
-	tx, err := db.BeginTx(ctx, nil)
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "PRAGMA foreign_keys = OFF"); err != nil {
+		return fmt.Errorf("prepare migration: %w", err)
+	}
+	defer conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA foreign_keys = ON")
+	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
@@ -74,15 +87,25 @@ func migrate(ctx context.Context, db *sql.DB, migrations []string) error {
 	if v > len(migrations) {
 		return fmt.Errorf("schema version %d is newer than this zerotouch knows (%d): use a newer zerotouch", v, len(migrations))
 	}
+	if v == len(migrations) {
+		return nil
+	}
 	for i := v; i < len(migrations); i++ {
 		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
 			return fmt.Errorf("migrate schema to version %d: %w", i+1, err)
 		}
 	}
-	if v < len(migrations) {
-		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", len(migrations))); err != nil {
-			return fmt.Errorf("set schema version: %w", err)
-		}
+	rows, err := tx.QueryContext(ctx, "PRAGMA foreign_key_check")
+	if err != nil {
+		return fmt.Errorf("migrate schema: check foreign keys: %w", err)
+	}
+	broken := rows.Next()
+	rows.Close()
+	if broken {
+		return fmt.Errorf("migrate schema to version %d: it leaves foreign keys that point nowhere", len(migrations))
+	}
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", len(migrations))); err != nil {
+		return fmt.Errorf("set schema version: %w", err)
 	}
 	return tx.Commit()
 }

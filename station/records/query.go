@@ -63,7 +63,7 @@ func (s *Store) get(ctx context.Context, key string) (*row, error) {
 // Filter selects records for List and Export. Zero fields select all.
 type Filter struct {
 	Search      string       // a substring of the serial number or registration ID, in any case
-	Result      string       // ResultPassed or ResultFailed
+	Result      string       // ResultPassed, ResultFailed or ResultInProgress
 	UploadState enroll.State // one upload state
 	Limit       int          // at most this many records; 0 for all
 }
@@ -78,11 +78,11 @@ func (f *Filter) where() (string, []any, error) {
 	}
 	switch f.Result {
 	case "":
-	case ResultPassed, ResultFailed:
+	case ResultPassed, ResultFailed, ResultInProgress:
 		conds = append(conds, `result = ?`)
 		args = append(args, f.Result)
 	default:
-		return "", nil, fmt.Errorf("records: filter: %w: result %q: want %s or %s", ErrInvalid, f.Result, ResultPassed, ResultFailed)
+		return "", nil, fmt.Errorf("records: filter: %w: result %q: want %s, %s or %s", ErrInvalid, f.Result, ResultPassed, ResultFailed, ResultInProgress)
 	}
 	switch f.UploadState {
 	case "":
@@ -179,9 +179,12 @@ func (s *Store) Audit(ctx context.Context, key string) ([]AuditEntry, error) {
 }
 
 // Counts returns how many enrollments are in each upload state (records
-// without an enrollment are not counted). Safe for concurrent use.
+// without an enrollment are not counted). A pending enrollment of a board
+// that has not passed is counted as StateHeld, not pending: it waits for
+// its board, not for the uploader. Safe for concurrent use.
 func (s *Store) Counts(ctx context.Context) (map[enroll.State]int, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT upload_state, count(*) FROM records WHERE upload_state <> '' GROUP BY upload_state`)
+	rows, err := s.db.QueryContext(ctx, `SELECT CASE WHEN upload_state = ? AND result <> ? THEN ? ELSE upload_state END AS st, count(*)
+		FROM records WHERE upload_state <> '' GROUP BY st`, enroll.StatePending, ResultPassed, StateHeld)
 	if err != nil {
 		return nil, fmt.Errorf("records: counts: %w", err)
 	}
@@ -208,7 +211,7 @@ const (
 )
 
 // Export writes the enrollments of the records f selects (records without
-// one are skipped), in the order the boards were first recorded, as a
+// one, and boards that have not passed, are skipped), in the order the boards were first recorded, as a
 // file `zerotouch upload --from` reads (enroll.ReadFile): "json", a JSON
 // array of enroll.Enrollment, one per line; or "csv", enroll.WriteCSV's
 // columns, which refuses, before writing anything, an enrollment with a
@@ -223,11 +226,13 @@ func (s *Store) Export(ctx context.Context, w io.Writer, format string, f Filter
 	if err != nil {
 		return err
 	}
+	// As Claim: a board that has not passed is not enrolled.
 	if where == "" {
-		where = " WHERE enrollment IS NOT NULL"
+		where = " WHERE enrollment IS NOT NULL AND result = ?"
 	} else {
-		where += " AND enrollment IS NOT NULL"
+		where += " AND enrollment IS NOT NULL AND result = ?"
 	}
+	args = append(args, ResultPassed)
 	q := `SELECT serial, enrollment FROM records` + where + ` ORDER BY id`
 	if f.Limit > 0 {
 		q += ` LIMIT ?`

@@ -81,21 +81,28 @@ func (s *Store) Recover(ctx context.Context) (int, error) {
 		}
 		return nil
 	})
+	if err == nil {
+		s.claims.clear()
+	}
 	return int(n), err
 }
 
 // Claim implements enroll.Queue: it marks up to n pending enrollments in
-// flight, oldest queued first, and returns them. None means nothing is
+// flight, oldest queued first, and returns them. Only a board that passed
+// is enrolled: the pending enrollment of a board whose run failed or is in
+// progress is held (Counts says StateHeld) until it passes again, for the
+// board may no longer hold the key it is for. None means nothing is
 // pending that can be claimed now. Safe for concurrent use.
 func (s *Store) Claim(ctx context.Context, n int) ([]enroll.Enrollment, error) {
 	if n <= 0 {
 		return nil, nil
 	}
 	var es []enroll.Enrollment
+	var ids []int64
 	err := s.write(ctx, "claim enrollments", func(ctx context.Context, tx *wtx) error {
-		es = nil // a second run starts afresh
+		es, ids = nil, nil // a second run starts afresh
 		rows, err := tx.QueryContext(ctx, `SELECT id, serial, enrollment, generation, replaces FROM records
-			WHERE upload_state = ? AND claimed_generation IS NULL ORDER BY queue_seq LIMIT ?`, enroll.StatePending, n)
+			WHERE upload_state = ? AND claimed_generation IS NULL AND result = ? ORDER BY queue_seq LIMIT ?`, enroll.StatePending, ResultPassed, n)
 		if err != nil {
 			return fmt.Errorf("records: claim enrollments: %w", err)
 		}
@@ -139,12 +146,14 @@ func (s *Store) Claim(ctx context.Context, n int) ([]enroll.Enrollment, error) {
 			if err := audit(ctx, tx, now, c.id, c.serial, EventUploadClaimed, detail, ""); err != nil {
 				return fmt.Errorf("records: claim board %s: %w", c.serial, err)
 			}
+			ids = append(ids, c.id)
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
+	s.claims.add(ids...)
 	return es, nil
 }
 
@@ -163,18 +172,30 @@ func (s *Store) Settle(ctx context.Context, outs []enroll.Outcome) error {
 			return fmt.Errorf("records: settle %s: %w: outcome state %q", o.RegistrationID, ErrInvalid, o.State)
 		}
 	}
-	return s.write(ctx, "settle uploads", func(ctx context.Context, tx *wtx) error {
+	var ids []int64
+	err := s.write(ctx, "settle uploads", func(ctx context.Context, tx *wtx) error {
 		now := formatTime(s.now())
+		ids = ids[:0]
 		for _, o := range outs {
-			if err := settle(ctx, tx, now, o); err != nil {
+			id, err := settle(ctx, tx, now, o)
+			if err != nil {
 				return fmt.Errorf("records: settle %s: %w", o.RegistrationID, err)
+			}
+			if id != 0 {
+				ids = append(ids, id)
 			}
 		}
 		return nil
 	})
+	if err == nil {
+		s.claims.remove(ids...)
+	}
+	return err
 }
 
-func settle(ctx context.Context, tx *wtx, now string, o enroll.Outcome) error {
+// settle applies o and returns the ID of the record whose claim it
+// cleared (0 for none).
+func settle(ctx context.Context, tx *wtx, now string, o enroll.Outcome) (int64, error) {
 	var id, generation int64
 	var serial, state string
 	var claimed sql.NullInt64
@@ -182,11 +203,11 @@ func settle(ctx context.Context, tx *wtx, now string, o enroll.Outcome) error {
 		strings.ToLower(o.RegistrationID)).Scan(&id, &serial, &state, &generation, &claimed)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		return nil // the board has another registration ID now
+		return 0, nil // the board has another registration ID now
 	case err != nil:
-		return err
+		return 0, err
 	case !claimed.Valid:
-		return nil // no claim out: settled already, or recovered
+		return 0, nil // no claim out: settled already, or recovered
 	}
 	replaces := "" // unchanged unless DPS took it
 	if o.State == enroll.StateUploaded {
@@ -204,17 +225,17 @@ func settle(ctx context.Context, tx *wtx, now string, o enroll.Outcome) error {
 				replaces, id)
 		}
 		if err != nil {
-			return err
+			return 0, err
 		}
 		detail := fmt.Sprintf("DPS outcome %s for enrollment %d, replaced since it was claimed; enrollment %d is %s",
 			describe(o), claimed.Int64, generation, orNone(state))
-		return audit(ctx, tx, now, id, serial, EventUploadStale, detail, "")
+		return id, audit(ctx, tx, now, id, serial, EventUploadStale, detail, "")
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE records SET upload_state = ?, upload_error = ?, etag = ?, claimed_generation = NULL,
 		replaces = coalesce(nullif(?, ''), replaces) WHERE id = ?`, o.State, o.Error, o.ETag, replaces, id); err != nil {
-		return err
+		return 0, err
 	}
-	return audit(ctx, tx, now, id, serial, EventUploadSettled, fmt.Sprintf("enrollment %d %s", generation, describe(o)), "")
+	return id, audit(ctx, tx, now, id, serial, EventUploadSettled, fmt.Sprintf("enrollment %d %s", generation, describe(o)), "")
 }
 
 func describe(o enroll.Outcome) string {

@@ -391,7 +391,7 @@ func upsert(ctx context.Context, tx *wtx, now string, r *Record, body string, ol
 		_, err := tx.ExecContext(ctx, `UPDATE records SET model = ?, hw = ?, firmware = ?, attestation = ?, registration_id = ?,
 			device_id = ?, ek_public = ?, ek_certificate = ?, ek_cert_status = ?, ek_fingerprint = ?, certificate_chain = ?,
 			cert_serial = ?, cert_not_after = ?, config_sha256 = ?, config_path = ?,
-			station = ?, line = ?, slot = ?, operator = ?, work_order = ?, result = ?, message = ?,
+			station = ?, line = ?, slot = ?, operator = ?, work_order = ?, result = ?, previous_result = '', message = ?,
 			enrollment = ?, upload_state = ?, upload_error = ?, etag = ?, generation = ?, queue_seq = coalesce(?, queue_seq),
 			updated_at = ?, replaces = CASE WHEN ? THEN '' WHEN ? AND replaces = '' THEN '*' ELSE replaces END,
 			registration_state = CASE WHEN ? THEN '' ELSE registration_state END,

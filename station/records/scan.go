@@ -11,7 +11,7 @@ import (
 // recordColumns are the columns scanRecord reads, in its order.
 const recordColumns = `id, serial, model, hw, firmware, attestation, coalesce(registration_id, ''), device_id,
 	ek_public, ek_certificate, ek_cert_status, ek_fingerprint, certificate_chain, cert_serial, cert_not_after,
-	config_sha256, config_path, station, line, slot, operator, work_order, result, message,
+	config_sha256, config_path, station, line, slot, operator, work_order, result, previous_result, message,
 	enrollment, upload_state, upload_error, etag, generation, created_at, updated_at,
 	registration_state, assigned_hub, registered_at, registration_error`
 
@@ -32,7 +32,7 @@ func scanRecord(sc scanner) (*row, error) {
 	var reg Registration
 	err := sc.Scan(&r.ID, &r.Serial, &r.Model, &r.HW, &r.Firmware, &r.Attestation, &r.RegistrationID, &r.DeviceID,
 		&r.EKPublic, &r.EKCertificate, &r.EKCertStatus, &r.EKFingerprint, &r.CertificateChain, &r.CertSerial, &notAfter,
-		&r.ConfigSHA256, &r.ConfigPath, &r.Station, &r.Line, &r.Slot, &r.Operator, &r.WorkOrder, &r.Result, &r.Message,
+		&r.ConfigSHA256, &r.ConfigPath, &r.Station, &r.Line, &r.Slot, &r.Operator, &r.WorkOrder, &r.Result, &r.PreviousResult, &r.Message,
 		&r.enrollment, &state, &r.UploadError, &r.ETag, &r.generation, &created, &updated,
 		&reg.State, &reg.AssignedHub, &registeredAt, &reg.Error)
 	if err != nil {

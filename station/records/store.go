@@ -56,6 +56,10 @@ const (
 const (
 	ResultPassed = "passed"
 	ResultFailed = "failed"
+	// ResultInProgress is a board the station has begun to change (Begin)
+	// and not yet verified: a record left so by a station that stopped
+	// mid-run says the board must be provisioned again.
+	ResultInProgress = "in_progress"
 )
 
 // Audit events.
@@ -69,7 +73,13 @@ const (
 	EventUploadRecovered = "upload recovered"          // in flight at a crash: pending again
 	EventUploadStale     = "upload outcome ignored"    // an outcome for an enrollment since replaced
 	EventRegistration    = "registration"              // the board registered with DPS (or was refused): detail says how
+	EventBegun           = "run started"               // the station began to change the board (Begin)
 )
+
+// StateHeld is what Counts calls a pending enrollment whose board has not
+// passed (its run failed, or is in progress): it is not uploaded until the
+// board passes again.
+const StateHeld enroll.State = "held"
 
 // Errors callers branch on.
 var (
@@ -143,8 +153,11 @@ type Record struct {
 	Slot             string    `json:"slot,omitempty"`
 	Operator         string    `json:"operator,omitempty"`
 	WorkOrder        string    `json:"workOrder,omitempty"`
-	Result           string    `json:"result"`            // ResultPassed or ResultFailed
-	Message          string    `json:"message,omitempty"` // the operator message when failed
+	Result           string    `json:"result"` // ResultPassed, ResultFailed or ResultInProgress
+	// PreviousResult is, while Result is ResultInProgress, the result
+	// before the run began ("" for a board new to the records).
+	PreviousResult string `json:"previousResult,omitempty"`
+	Message        string `json:"message,omitempty"` // the operator message when failed
 	// Enrollment is what goes to DPS; nil: nothing to enroll (group
 	// modes, or a board that failed before it was ever enrolled).
 	Enrollment  *enroll.Enrollment `json:"enrollment,omitempty"`
@@ -197,6 +210,8 @@ type Store struct {
 
 	stmtMu sync.Mutex
 	stmts  map[string]*sql.Stmt // the write statements, prepared once
+
+	claims liveClaims // claims this Store handed out and has not settled
 }
 
 // writeJob is one write waiting to be committed.
