@@ -52,8 +52,11 @@ func TestCloneFlagged(t *testing.T) {
 	if after.UpdatedAt != before.UpdatedAt || after.RegistrationID != before.RegistrationID {
 		t.Errorf("the original's record changed: %+v -> %+v", before, after)
 	}
-	if _, err := l.store.Get(ctx, "ZT-CLONE"); !errors.Is(err, records.ErrNotFound) {
-		t.Errorf("the clone got a record: %v", err)
+	// The clone's own record says it failed, and holds none of the
+	// identity it presented.
+	if r, err := l.store.Get(ctx, "ZT-CLONE"); err != nil || r.Result != records.ResultFailed ||
+		!strings.Contains(r.Message, "clone") || len(r.EKPublic) != 0 || r.RegistrationID != "" || r.Enrollment != nil {
+		t.Errorf("the clone's record = %+v, %v; want failed as a possible clone, without the original's identity", r, err)
 	}
 	audit, _ := l.store.Audit(ctx, "ZT-ORIGINAL")
 	flagged := false

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 	"text/template"
 	"time"
@@ -31,6 +32,9 @@ const (
 	DefaultRegistrationID = "{{.Serial}}"
 	DefaultBaud           = 115200
 	DefaultRecords        = "zerotouch.db" // the records' SQLite file, in the working folder
+	DefaultBoardTimeout   = 10 * time.Minute
+	// MaxTimeout bounds timeout, the wait for one answer.
+	MaxTimeout = time.Minute
 )
 
 // ErrConfig means the station's configuration cannot be used. A
@@ -77,7 +81,17 @@ type Config struct {
 
 	Slots   []SlotConfig  `yaml:"slots"`
 	Baud    int           `yaml:"baud"`    // default 115200
-	Timeout time.Duration `yaml:"timeout"` // per board answer beyond wire time; default 2 s
+	Timeout time.Duration `yaml:"timeout"` // per board answer beyond wire time; default 2 s, at most 1 minute
+	// BoardTimeout bounds one board's whole run on its slot, from
+	// connect to record (and the registration check, when enabled): a
+	// board still running then fails. Default DefaultBoardTimeout, plus
+	// verify_registration.timeout when that is enabled.
+	BoardTimeout time.Duration `yaml:"board_timeout"`
+	// SerialPattern, when set, is a regular expression (Go syntax) that
+	// every board's serial number must match whole, on top of the rule
+	// every serial meets (flasher.CheckSerial: printable, no spaces or
+	// path separators, at most 64 characters).
+	SerialPattern string `yaml:"serial_pattern"`
 
 	Template TemplateConfig     `yaml:"template"`
 	CA       CAConfig           `yaml:"ca"`
@@ -238,6 +252,12 @@ func (c *Config) defaults() {
 	if c.VerifyRegistration.Timeout == 0 {
 		c.VerifyRegistration.Timeout = 2 * time.Minute
 	}
+	if c.BoardTimeout == 0 {
+		c.BoardTimeout = DefaultBoardTimeout
+		if c.VerifyRegistration.Enabled {
+			c.BoardTimeout += c.VerifyRegistration.Timeout
+		}
+	}
 	if c.Template.Name == "" && c.Template.File == "" {
 		c.Template.Name = "json"
 	}
@@ -313,8 +333,19 @@ func (c *Config) Validate() error {
 	if c.Baud < 1200 || c.Baud > 4_000_000 {
 		return bad("baud", "%d: want a serial rate such as 115200", c.Baud)
 	}
-	if c.Timeout < 0 {
-		return bad("timeout", "negative")
+	if c.Timeout < 0 || c.Timeout > MaxTimeout {
+		return bad("timeout", "%v: want a wait for one answer of at most %v, as 2s", c.Timeout, MaxTimeout)
+	}
+	if c.BoardTimeout < 0 {
+		return bad("board_timeout", "negative")
+	}
+	if c.VerifyRegistration.Enabled && c.BoardTimeout > 0 && c.BoardTimeout <= c.VerifyRegistration.Timeout {
+		return bad("board_timeout", "%v leaves no time for the board before verify_registration.timeout (%v)", c.BoardTimeout, c.VerifyRegistration.Timeout)
+	}
+	if c.SerialPattern != "" {
+		if _, err := serialPattern(c.SerialPattern); err != nil {
+			return bad("serial_pattern", "%v", err)
+		}
 	}
 	if c.VerifyRegistration.Timeout < 0 {
 		return bad("verify_registration.timeout", "negative")
@@ -382,6 +413,11 @@ func validIDScope(s string) bool {
 		}
 	}
 	return true
+}
+
+// serialPattern compiles a serial_pattern, anchored to match whole.
+func serialPattern(p string) (*regexp.Regexp, error) {
+	return regexp.Compile(`^(?:` + p + `)$`)
 }
 
 // BoardInfo is what registration_id and device_id templates see.

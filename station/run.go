@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -63,7 +64,7 @@ func (s *Station) Run(ctx context.Context, opts RunOptions) (Summary, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if empty := s.runSlot(ctx, slot, opts, count); empty {
+			if empty := s.superviseSlot(ctx, slot, opts, count); empty {
 				mu.Lock()
 				sum.Empty = append(sum.Empty, slot.Name)
 				mu.Unlock()
@@ -139,6 +140,35 @@ func (s *Station) awaitCommand(slot string) (<-chan string, func()) {
 		}
 		s.mu.Unlock()
 	}
+}
+
+// superviseSlot runs the slot and, should it end in a fault of the
+// station's own (a panic outside a board's run, which Provision guards
+// itself), logs it, tells the operator and starts the slot again: one
+// slot's fault never ends the process or the other slots.
+func (s *Station) superviseSlot(ctx context.Context, slot SlotConfig, opts RunOptions, count func(error)) (empty bool) {
+	for {
+		empty, p, stack := s.protectedSlot(ctx, slot, opts, count)
+		if p == nil {
+			return empty
+		}
+		s.log.Error("a slot ended in an internal error; it starts again", "slot", slot.Name, "panic", fmt.Sprint(p), "stack", stack)
+		s.deps.Events(Event{Time: s.deps.Now(), Slot: slot.Name, Result: Failed,
+			Message: "the station hit an internal error on this slot and started it again: if it happens again, call the line engineer",
+			Error:   fmt.Sprintf("%v: %v", ErrInternal, p)})
+		if opts.Once || !pause.For(ctx, time.Second) {
+			return false
+		}
+	}
+}
+
+func (s *Station) protectedSlot(ctx context.Context, slot SlotConfig, opts RunOptions, count func(error)) (empty bool, p any, stack string) {
+	defer func() {
+		if p = recover(); p != nil {
+			stack = string(debug.Stack())
+		}
+	}()
+	return s.runSlot(ctx, slot, opts, count), nil, ""
 }
 
 // runSlot runs boards on one slot; with Once it reports whether the slot

@@ -20,6 +20,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"regexp"
+	"runtime/debug"
 	"sync"
 	"text/template"
 	"time"
@@ -80,6 +82,9 @@ type Event struct {
 
 // Recorder keeps the records: the SQLite store satisfies it.
 type Recorder interface {
+	// Begin marks the board's record in progress before the station
+	// first changes the board; Save ends the run (see records.Store).
+	Begin(ctx context.Context, r *records.Record) error
 	Save(ctx context.Context, r *records.Record) (records.SaveResult, error)
 	SetRegistration(ctx context.Context, serial string, reg records.Registration, operator string) error
 }
@@ -109,6 +114,10 @@ type Station struct {
 	log   *slog.Logger
 	regID *template.Template
 	devID *template.Template
+	// serials is the line's serial_pattern, nil when it has none.
+	serials *regexp.Regexp
+	// boardTimeout bounds one board's run (Config.BoardTimeout).
+	boardTimeout time.Duration
 
 	mu        sync.Mutex
 	operator  string
@@ -146,7 +155,13 @@ func New(cfg *Config, deps Deps) (*Station, error) {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	s := &Station{cfg: cfg, deps: deps, log: deps.Logger}
+	s := &Station{cfg: cfg, deps: deps, log: deps.Logger, boardTimeout: cfg.BoardTimeout}
+	if s.boardTimeout == 0 {
+		s.boardTimeout = DefaultBoardTimeout
+	}
+	if cfg.SerialPattern != "" {
+		s.serials, _ = serialPattern(cfg.SerialPattern) // checked by Validate
+	}
 	s.regID, _ = identityTemplate(cfg.RegistrationID)
 	if cfg.DeviceID != "" {
 		s.devID, _ = identityTemplate(cfg.DeviceID)
@@ -245,13 +260,24 @@ func (r *run) fail(msg string, err error) error {
 // is recorded as failed, with the operator's message (a record already
 // passed keeps its identity and enrollment; see records.Store.Save),
 // unless the failure was the record itself.
+//
+// The run is bounded by the line's board_timeout: a board still running
+// then fails with an error wrapping ErrBoardTimeout. A fault inside the
+// run (a panic) fails this board alone, recorded like any failure, with
+// an error wrapping ErrInternal; the process and the other slots go on.
 func (s *Station) Provision(ctx context.Context, slot SlotConfig, path string) (*Result, error) {
 	r := &run{s: s, slot: slot, port: path}
-	res, err := r.provision(ctx)
+	bctx, cancel := context.WithTimeoutCause(ctx, s.boardTimeout, ErrBoardTimeout)
+	res, err := r.guarded(bctx)
+	cancel()
 	if err != nil {
 		var be *BoardError
 		if !errors.As(err, &be) {
 			be = r.fail("unexpected failure: call the line engineer", err).(*BoardError)
+		}
+		if ctx.Err() == nil && errors.Is(context.Cause(bctx), ErrBoardTimeout) {
+			be.Message = fmt.Sprintf("this board took longer than the line allows (board_timeout %v) at step %s: set it aside and call the line engineer", s.boardTimeout, be.Step)
+			be.Err = fmt.Errorf("%w (%v): %w", ErrBoardTimeout, s.boardTimeout, be.Err)
 		}
 		r.recordFailure(ctx, be)
 		r.emit(Failed, 0, be.Message, be.Err)
@@ -266,14 +292,46 @@ func (s *Station) Provision(ctx context.Context, slot SlotConfig, path string) (
 	return res, nil
 }
 
+// Errors a board's run can end in besides its steps' own.
+var (
+	// ErrBoardTimeout means the board's run took longer than the line's
+	// board_timeout.
+	ErrBoardTimeout = errors.New("the board's run took longer than board_timeout")
+	// ErrInternal means the run ended in a fault of the station's own (a
+	// panic), not of the board: the slot goes on with the next board.
+	ErrInternal = errors.New("internal error in the station")
+)
+
+// guarded runs provision, turning a panic into a failure of this board
+// alone, with its stack in the log.
+func (r *run) guarded(ctx context.Context) (res *Result, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.s.log.Error("a board's run ended in an internal error", "slot", r.slot.Name, "serial", r.serial, "step", r.step,
+				"panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			res, err = nil, r.fail("the station hit an internal error on this board: set it aside and call the line engineer",
+				fmt.Errorf("%w: %v", ErrInternal, p))
+		}
+	}()
+	return r.provision(ctx)
+}
+
 // recordFailure records a failed board, best effort: the failure is
 // already the operator's news.
+//
+// A board refused at the record step as a possible clone (or for another
+// board's registration ID) is recorded failed without the identity it
+// presented, which stays the other board's alone.
 func (r *run) recordFailure(ctx context.Context, be *BoardError) {
-	if r.rec == nil || be.Step == StepRecord || ctx.Err() != nil {
+	if r.rec == nil || ctx.Err() != nil {
 		return
 	}
 	rec := *r.rec
 	rec.Result, rec.Message, rec.Enrollment = Failed, be.Message, nil
+	if errors.Is(be.Err, records.ErrClone) || errors.Is(be.Err, records.ErrDuplicateID) {
+		rec.RegistrationID, rec.DeviceID, rec.EKPublic, rec.EKCertificate, rec.EKCertStatus, rec.EKFingerprint = "", "", nil, nil, "", ""
+		rec.CertificateChain, rec.CertSerial, rec.CertNotAfter = "", "", time.Time{}
+	}
 	if _, err := r.s.deps.Store.Save(ctx, &rec); err != nil {
 		r.s.log.Warn("the failed board could not be recorded", "slot", r.slot.Name, "serial", r.serial, "err", err)
 	}
@@ -288,17 +346,31 @@ func (r *run) provision(ctx context.Context) (*Result, error) {
 	}
 	defer c.Close()
 	id, err := c.Identity(ctx)
+	if errors.Is(err, flasher.ErrBadIdentity) {
+		return nil, r.fail("the board's serial number or identity breaks the rules (see the cause): set the board aside and call the line engineer", err)
+	}
 	if err != nil {
 		return nil, r.fail("the board does not say who it is: is the provisioning firmware on it?", err)
+	}
+	if s.serials != nil && !s.serials.MatchString(id.Serial) {
+		return nil, r.fail("the board's serial number is not of this line's form (serial_pattern): set the board aside and call the line engineer",
+			fmt.Errorf("%w: serial number %q does not match serial_pattern %q", flasher.ErrBadIdentity, id.Serial, cfg.SerialPattern))
 	}
 	r.serial = id.Serial
 	info := BoardInfo{Serial: id.Serial, Model: id.Model, HW: id.HW, Firmware: id.FW}
 	rec := &records.Record{Serial: id.Serial, Model: id.Model, HW: id.HW, Firmware: id.FW,
 		Attestation: cfg.Attestation, Station: cfg.Station, Line: cfg.Line, Slot: r.slot.Name, ConfigPath: cfg.Template.Path}
-	r.rec = rec
 	s.mu.Lock()
 	rec.Operator, rec.WorkOrder = s.operator, s.workOrder
 	s.mu.Unlock()
+
+	// Before the first change to the board: its record says the run is in
+	// progress until a verified commit says passed (records.Store.Begin).
+	begun := *rec
+	if err := s.deps.Store.Begin(ctx, &begun); err != nil {
+		return nil, r.fail("the board's record could not be opened, so it was left untouched: call the line engineer", err)
+	}
+	r.rec = rec
 
 	if cfg.Firmware != nil && len(s.deps.Firmware) > 0 && id.FW != cfg.Firmware.Version {
 		r.begin(StepFlash)
