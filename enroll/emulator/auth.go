@@ -13,9 +13,11 @@ import (
 
 // authorize checks the request's SharedAccessSignature as DPS does
 // (dps-notes §2.4): enroll.ParseSAS, then Verify with the primary and
-// secondary keys against each name the service answers to. Failures are
-// 401 with enroll.CodeUnauthorized and say what was wrong; the log gets
-// only the kind of failure, never the token.
+// secondary keys against each name the service answers to (audiences),
+// never against the request's Host header: a token signed for another
+// host is refused whatever Host the request names. Failures are 401 with
+// enroll.CodeUnauthorized and say what was wrong; the log gets only the
+// kind of failure, never the token.
 func (e *Emulator) authorize(r *http.Request) *apiError {
 	unauth := func(kind, format string, args ...any) *apiError {
 		return &apiError{status: http.StatusUnauthorized, code: enroll.CodeUnauthorized,
@@ -35,7 +37,7 @@ func (e *Emulator) authorize(r *http.Request) *apiError {
 	if sas.KeyName != "" && !strings.EqualFold(sas.KeyName, e.keyName) {
 		return unauth("policy", "the SAS token names the policy %q; the emulator's policy is %q", sas.KeyName, e.keyName)
 	}
-	targets := e.audiences(r.Host)
+	targets := e.audiences(r)
 	now := e.now()
 	for _, t := range targets {
 		err = sas.Verify(e.keys, t, now)
@@ -58,26 +60,44 @@ func (e *Emulator) authorize(r *http.Request) *apiError {
 	return unauth("invalid", "%v", err)
 }
 
-// audiences are the names a token's sr may carry: the Host header as
-// sent, without its port, and each configured host name (and without its
-// port), lower-cased, without repeats.
-func (e *Emulator) audiences(host string) []string {
+// audiences are the names a token's sr may carry, lower-cased, without
+// repeats: the names the service answers to (Options.HostNames, to which
+// Start adds the names of its certificate) and the address the
+// connection came in on, each without a port and with the port the
+// connection came in on (or the one it was configured with). They come
+// from the server's side of the connection, not from the request: the
+// Host header is the client's to choose.
+func (e *Emulator) audiences(r *http.Request) []string {
+	var local, port string
+	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok && a != nil {
+		local = a.String()
+		_, port, _ = net.SplitHostPort(local)
+	}
 	var out []string
-	add := func(h string) {
+	add := func(v string) {
+		if v != "" && !slices.Contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	addName := func(h string) {
 		h = strings.ToLower(strings.TrimSpace(h))
 		if h == "" {
 			return
 		}
-		for _, v := range []string{h, stripPort(h)} {
-			if v != "" && !slices.Contains(out, v) {
-				out = append(out, v)
-			}
+		bare := stripPort(h)
+		add(h)
+		add(bare)
+		if strings.Contains(bare, ":") {
+			add("[" + bare + "]") // an IPv6 literal as a connection string's HostName carries it
+		}
+		if port != "" {
+			add(net.JoinHostPort(bare, port))
 		}
 	}
-	add(host)
 	for _, h := range e.hostNames {
-		add(h)
+		addName(h)
 	}
+	addName(local)
 	return out
 }
 

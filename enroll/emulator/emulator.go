@@ -64,7 +64,7 @@ type Options struct {
 	KeyName      string           // policy name, default DefaultKeyName
 	PrimaryKey   []byte           // required
 	SecondaryKey []byte           // optional
-	HostNames    []string         // extra names a SAS token's sr may carry, besides the request's Host header (with or without its port)
+	HostNames    []string         // names the service answers to: a SAS token's sr may carry one (with or without a port) or the address the connection came in on, never just the request's Host; Start adds its certificate's names
 	Quota        int              // service operations per minute (token bucket); 0 = unlimited
 	Burst        int              // bucket size; default max(1, Quota/60)
 	MaxBody      int64            // request body limit, default DefaultMaxBody

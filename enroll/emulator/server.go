@@ -66,6 +66,10 @@ type Server struct {
 //     else the one kept there, else DefaultIDScope;
 //   - dir/emulator.db unless opts.DB is set.
 //
+// A service SAS token must be signed for one of the certificate's names
+// (with or without the port) or for the address a connection came in on,
+// whatever Host header the request carries.
+//
 // The server asks TLS clients for a certificate without requiring one:
 // X.509 devices authenticate with theirs, checked against their
 // enrollment by the handler.
@@ -145,6 +149,8 @@ func Start(ctx context.Context, addr, dir string, opts Options) (*Server, error)
 		ln.Close()
 		return nil, err
 	}
+	// SAS tokens are checked against the names the certificate is for.
+	opts.HostNames = names
 	e, err := New(ctx, opts)
 	if err != nil {
 		ln.Close()

@@ -214,3 +214,55 @@ func TestStartIDScope(t *testing.T) {
 		}
 	}
 }
+
+// TestStartAudience: a service SAS token is checked against the names
+// the server answers to (its certificate's and the address connections
+// come in on), never against the Host header the request chose.
+func TestStartAudience(t *testing.T) {
+	s, err := Start(context.Background(), "127.0.0.1:0", filepath.Join(t.TempDir(), "dps"), Options{HostNames: []string{"dps.line7.example"}})
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	defer s.Close()
+	cs, err := enroll.ParseConnectionString(s.ConnectionString)
+	if err != nil {
+		t.Fatalf("connection string: %v", err)
+	}
+	_, port, _ := net.SplitHostPort(s.HostName)
+	const other = "other-dps.azure-devices-provisioning.net"
+	tests := []struct {
+		name     string
+		sr, host string // the token's audience and the request's Host ("": the URL's)
+		want     int
+	}{
+		{"another host, named by Host", other, other, http.StatusUnauthorized},
+		{"another host and the port, named by Host", other + ":" + port, other + ":" + port, http.StatusUnauthorized},
+		{"another host, Host the server's", other, s.HostName, http.StatusUnauthorized},
+		{"another host, no Host given", other, "", http.StatusUnauthorized},
+		{"the server's host name", s.HostName, "", http.StatusNotFound},
+		{"the server's host name, Host another", s.HostName, other, http.StatusNotFound},
+		{"the server's address without the port, Host in capitals", "127.0.0.1", "LOCALHOST:" + port, http.StatusNotFound},
+		{"localhost and the port", "localhost:" + port, s.HostName, http.StatusNotFound},
+		{"a configured name in capitals", "DPS.line7.example", "dps.line7.example", http.StatusNotFound},
+		{"a configured name and the port, Host another", "dps.line7.example:" + port, other, http.StatusNotFound},
+	}
+	for _, h2 := range []bool{false, true} {
+		c := startClient(t, s, h2)
+		for _, tt := range tests {
+			req, _ := http.NewRequest("GET", s.URL+"/enrollments/nobody?api-version="+enroll.APIVersion, nil)
+			req.Header.Set("Authorization", enroll.SASToken(tt.sr, cs.KeyName, cs.Key, time.Now().Add(time.Hour)))
+			req.Host = tt.host
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatalf("%s (h2 %v): %v", tt.name, h2, err)
+			}
+			var eb enroll.ErrorBody
+			json.NewDecoder(resp.Body).Decode(&eb)
+			resp.Body.Close()
+			wantCode := map[int]int{http.StatusUnauthorized: enroll.CodeUnauthorized, http.StatusNotFound: enroll.CodeNotFound}[tt.want]
+			if resp.StatusCode != tt.want || eb.ErrorCode != wantCode {
+				t.Errorf("%s (h2 %v): GET with sr %q and Host %q = %d %d %q, want %d %d", tt.name, h2, tt.sr, tt.host, resp.StatusCode, eb.ErrorCode, eb.Message, tt.want, wantCode)
+			}
+		}
+	}
+}
