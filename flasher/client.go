@@ -26,7 +26,8 @@ type Options struct {
 	// the wire when waiting for an answer. Zero means 115200.
 	Baud int
 	// Timeout is how long to wait for an answer beyond the wire time of the
-	// request and of a full answer. Zero means 2 s.
+	// request and of a full answer. Zero means 2 s; more than MaxTimeout
+	// means MaxTimeout.
 	Timeout time.Duration
 	// Retries is how many times a request is sent again, with the same
 	// sequence number, when no answer comes. Zero means 2; negative means
@@ -68,6 +69,12 @@ const (
 	// answer the client allows for.
 	maxFrameTime = 2 * time.Second
 )
+
+// MaxTimeout is the longest Options.Timeout: with the wire time of a
+// request and an answer, which the buffer's bound keeps within 4 s, it
+// bounds every wait for an answer but those of the slow board commands
+// (a TPM command, a key made on the board), which allow for themselves.
+const MaxTimeout = time.Minute
 
 // usableBuf is the buffer size the client works with for a board that
 // claims claimed at baud: see MinBufSize.
@@ -124,6 +131,7 @@ func NewClient(ctx context.Context, link Link, opts Options) (*Client, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 2 * time.Second
 	}
+	opts.Timeout = min(opts.Timeout, MaxTimeout)
 	switch {
 	case opts.Retries == 0:
 		opts.Retries = 2

@@ -33,8 +33,6 @@ const (
 	DefaultBaud           = 115200
 	DefaultRecords        = "zerotouch.db" // the records' SQLite file, in the working folder
 	DefaultBoardTimeout   = 10 * time.Minute
-	// MaxTimeout bounds timeout, the wait for one answer.
-	MaxTimeout = time.Minute
 )
 
 // ErrConfig means the station's configuration cannot be used. A
@@ -333,8 +331,8 @@ func (c *Config) Validate() error {
 	if c.Baud < 1200 || c.Baud > 4_000_000 {
 		return bad("baud", "%d: want a serial rate such as 115200", c.Baud)
 	}
-	if c.Timeout < 0 || c.Timeout > MaxTimeout {
-		return bad("timeout", "%v: want a wait for one answer of at most %v, as 2s", c.Timeout, MaxTimeout)
+	if c.Timeout < 0 || c.Timeout > flasher.MaxTimeout {
+		return bad("timeout", "%v: want a wait for one answer of at most %v, as 2s", c.Timeout, flasher.MaxTimeout)
 	}
 	if c.BoardTimeout < 0 {
 		return bad("board_timeout", "negative")

@@ -341,6 +341,9 @@ func (r *run) provision(ctx context.Context) (*Result, error) {
 	s, cfg := r.s, r.s.cfg
 	r.begin(StepConnect)
 	c, err := flasher.Open(ctx, r.port, flasher.Options{Name: r.slot.Name, Baud: cfg.Baud, Timeout: cfg.Timeout, Logger: s.log})
+	if errors.Is(err, flasher.ErrProtocol) {
+		return nil, r.fail("the board on this slot answers with nonsense (see the cause): set it aside and check its firmware", err)
+	}
 	if err != nil {
 		return nil, r.fail("no board answers on this slot: seat the board and check its cable", err)
 	}
