@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -276,25 +278,42 @@ func fsCmd(g *globals, with withFunc) *cobra.Command {
 		}),
 	}
 	upload.Flags().BoolVar(&resume, "resume", true, "go on from what the board already holds of the same file")
+	var maxSize int64
 	download := &cobra.Command{
 		Use: "download REMOTE LOCAL", Short: "Read a file from the board (LOCAL - for standard output)", Args: cobra.ExactArgs(2),
+		Long: `Read a file from the board's file system into LOCAL, as it arrives (LOCAL is
+replaced only once the whole file is in), or to standard output with -.
+A board that announces a file longer than --max-size is refused before
+anything is read.`,
 		RunE: with(func(ctx context.Context, c *flasher.Client, args []string) (any, error) {
+			if maxSize <= 0 {
+				return nil, usageError{fmt.Errorf("--max-size %d: want a size in bytes above 0", maxSize)}
+			}
 			bar := newProgress(g, args[0], 0)
-			data, err := c.FileDownload(ctx, args[0], bar.update)
+			var n int64
+			var err error
+			if args[1] == "-" {
+				n, err = c.FileDownloadTo(ctx, args[0], g.stdout, maxSize, bar.update)
+			} else {
+				err = atomicfile.WriteFrom(args[1], 0o644, func(w io.Writer) error {
+					n, err = c.FileDownloadTo(ctx, args[0], w, maxSize, bar.update)
+					return err
+				})
+			}
 			bar.done(err)
 			if err != nil {
+				if errors.Is(err, flasher.ErrTooLarge) {
+					err = fmt.Errorf("%w (raise --max-size if the file is meant to be that large)", err)
+				}
 				return nil, err
 			}
 			if args[1] == "-" {
-				_, err := g.stdout.Write(data)
-				return nil, err
+				return nil, nil
 			}
-			if err := atomicfile.Write(args[1], data, 0o644); err != nil {
-				return nil, err
-			}
-			return map[string]any{"name": args[0], "bytes": len(data), "saved": args[1]}, nil
+			return map[string]any{"name": args[0], "bytes": n, "saved": args[1]}, nil
 		}),
 	}
+	download.Flags().Int64Var(&maxSize, "max-size", 64<<20, "refuse a file the board says is longer than this many bytes")
 	hash := &cobra.Command{
 		Use: "hash REMOTE", Short: "Print the sha256 of a file on the board", Args: cobra.ExactArgs(1),
 		RunE: with(func(ctx context.Context, c *flasher.Client, args []string) (any, error) {

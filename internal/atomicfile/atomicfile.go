@@ -4,6 +4,7 @@ package atomicfile
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 )
@@ -22,7 +23,21 @@ func WriteUnsynced(name string, data []byte, perm os.FileMode) error {
 	return write(name, data, perm, false)
 }
 
+// WriteFrom is Write for content that arrives as a stream: fill writes
+// it, into the temporary file. When fill fails, name is left as it was
+// and fill's error is returned.
+func WriteFrom(name string, perm os.FileMode, fill func(w io.Writer) error) error {
+	return writeFrom(name, perm, true, fill)
+}
+
 func write(name string, data []byte, perm os.FileMode, sync bool) error {
+	return writeFrom(name, perm, sync, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+}
+
+func writeFrom(name string, perm os.FileMode, sync bool, fill func(w io.Writer) error) error {
 	dir := filepath.Dir(name)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(name)+".*")
 	if err != nil {
@@ -31,7 +46,10 @@ func write(name string, data []byte, perm os.FileMode, sync bool) error {
 	defer os.Remove(tmp.Name())
 	err = tmp.Chmod(perm)
 	if err == nil {
-		_, err = tmp.Write(data)
+		if err = fill(tmp); err != nil {
+			tmp.Close()
+			return err
+		}
 	}
 	if err == nil && sync {
 		err = tmp.Sync()
