@@ -18,6 +18,7 @@ import (
 
 	"zerotouch/enroll"
 	"zerotouch/internal/atomicfile"
+	"zerotouch/internal/textsafe"
 	"zerotouch/station"
 	"zerotouch/station/records"
 )
@@ -36,7 +37,7 @@ type recordFilterFlags struct {
 
 func (f *recordFilterFlags) add(fs *pflag.FlagSet, withLimit bool) {
 	fs.StringVar(&f.search, "search", "", "only boards whose serial number or registration ID contains this, in any case")
-	fs.StringVar(&f.result, "result", "", "only boards that passed or failed")
+	fs.StringVar(&f.result, "result", "", "only boards that passed, failed, or are in_progress (a run that never ended: provision them again)")
 	fs.StringVar(&f.state, "state", "", "only enrollments in this upload state: pending, in_flight, uploaded, failed or conflict")
 	if withLimit {
 		fs.IntVar(&f.limit, "limit", 100, "show at most this many, newest first (0 for all)")
@@ -45,9 +46,9 @@ func (f *recordFilterFlags) add(fs *pflag.FlagSet, withLimit bool) {
 
 func (f *recordFilterFlags) filter() (records.Filter, error) {
 	switch f.result {
-	case "", records.ResultPassed, records.ResultFailed:
+	case "", records.ResultPassed, records.ResultFailed, records.ResultInProgress:
 	default:
-		return records.Filter{}, usageError{fmt.Errorf("--result %q: want %s or %s", f.result, records.ResultPassed, records.ResultFailed)}
+		return records.Filter{}, usageError{fmt.Errorf("--result %q: want %s, %s or %s", f.result, records.ResultPassed, records.ResultFailed, records.ResultInProgress)}
 	}
 	switch st := enroll.State(f.state); st {
 	case "", enroll.StatePending, enroll.StateInFlight, enroll.StateUploaded, enroll.StateFailed, enroll.StateConflict:
@@ -151,8 +152,11 @@ func recordsListCmd(g *globals, db *string) *cobra.Command {
 			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "UPDATED\tSERIAL\tRESULT\tATTESTATION\tREGISTRATION ID\tUPLOAD\tWHERE\tOPERATOR")
 			for _, r := range rs {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.UpdatedAt.Local().Format("2006-01-02 15:04:05"), r.Serial,
-					r.Result, r.Attestation, dash(r.RegistrationID), dash(string(r.UploadState)), dash(slotOf(&r)), dash(r.Operator))
+				// Text from boards and operators is escaped: it must not
+				// forge a line or drive the terminal.
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.UpdatedAt.Local().Format("2006-01-02 15:04:05"), textsafe.Escape(r.Serial),
+					resultText(&r), r.Attestation, dash(textsafe.Escape(r.RegistrationID)), dash(uploadText(&r)),
+					dash(textsafe.Escape(slotOf(&r))), dash(textsafe.Escape(r.Operator)))
 			}
 			if err := tw.Flush(); err != nil {
 				return err
@@ -219,7 +223,8 @@ func recordsShowCmd(g *globals, db *string) *cobra.Command {
 					if a.Operator != "" {
 						who = " (" + a.Operator + ")"
 					}
-					fmt.Fprintf(tw, "  %s\t%s\t%s\t%s%s\n", a.Time.Local().Format("2006-01-02 15:04:05"), a.Serial, a.Event, a.Detail, who)
+					fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", a.Time.Local().Format("2006-01-02 15:04:05"), textsafe.Escape(a.Serial), a.Event,
+						textsafe.Escape(a.Detail+who))
 				}
 				tw.Flush()
 			}
@@ -233,7 +238,7 @@ func printRecord(g *globals, r *records.Record) {
 	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 	line := func(k, v string) {
 		if v != "" {
-			fmt.Fprintf(tw, "%s\t%s\n", k, v)
+			fmt.Fprintf(tw, "%s\t%s\n", k, textsafe.Escape(v))
 		}
 	}
 	line("serial", r.Serial)
@@ -264,7 +269,10 @@ func printRecord(g *globals, r *records.Record) {
 	line("provisioned at", slotOf(r))
 	line("operator", r.Operator)
 	line("work order", r.WorkOrder)
-	res := r.Result
+	res := resultText(r)
+	if r.Result == records.ResultInProgress {
+		res += ": the station began to provision it and did not finish; provision it again before it ships"
+	}
 	if r.Message != "" {
 		res += ": " + r.Message
 	}
@@ -273,7 +281,10 @@ func printRecord(g *globals, r *records.Record) {
 	case r.Enrollment == nil:
 		line("enrollment", "none (nothing to enroll for this board)")
 	default:
-		v := string(r.UploadState)
+		v := uploadText(r)
+		if v == "held" {
+			v = "pending, held until the board passes again"
+		}
 		if r.UploadError != "" {
 			v += ": " + r.UploadError
 		}
@@ -296,7 +307,10 @@ func printRecord(g *globals, r *records.Record) {
 	line("updated", r.UpdatedAt.Local().Format("2006-01-02 15:04:05 MST"))
 	tw.Flush()
 	if r.CertificateChain != "" {
-		fmt.Fprintf(g.stdout, "\ncertificate chain:\n%s", r.CertificateChain)
+		fmt.Fprintln(g.stdout, "\ncertificate chain:")
+		for l := range strings.Lines(r.CertificateChain) {
+			fmt.Fprintln(g.stdout, textsafe.Escape(strings.TrimRight(l, "\r\n")))
+		}
 	}
 }
 
@@ -381,6 +395,27 @@ func withLabel(label, v string) string {
 		return ""
 	}
 	return label + " " + v
+}
+
+// resultText is a record's result for a person: "in progress (was
+// passed)" for a run that began and has not ended.
+func resultText(r *records.Record) string {
+	if r.Result != records.ResultInProgress {
+		return r.Result
+	}
+	if r.PreviousResult != "" {
+		return "in progress (was " + r.PreviousResult + ")"
+	}
+	return "in progress"
+}
+
+// uploadText is a record's upload state, saying when a pending
+// enrollment waits for its board to pass.
+func uploadText(r *records.Record) string {
+	if r.UploadState == enroll.StatePending && r.Result != records.ResultPassed {
+		return "held"
+	}
+	return string(r.UploadState)
 }
 
 func dash(s string) string {

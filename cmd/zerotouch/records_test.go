@@ -173,3 +173,56 @@ func TestRecordsErrors(t *testing.T) {
 		t.Errorf("a read command created %s", missing)
 	}
 }
+
+// Records hold text that came from boards (and, written by an older
+// zerotouch or another tool, it may break today's rules): list and show
+// print it escaped, so that it can neither forge a line nor drive the
+// terminal. A board left in progress says so, and that its enrollment
+// is held.
+func TestRecordsPrintEscaped(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "zerotouch.db")
+	s, err := records.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	hostile := "SN-9\nFAKE LOG LINE: board SN-9 passed\x1b[31m"
+	if _, err := s.Save(ctx, &records.Record{Serial: hostile, Attestation: records.AttestationTPM, Result: records.ResultFailed,
+		Message: "line one\rline two", Operator: "op\x1b]0;title\x07"}); err != nil {
+		t.Fatal(err)
+	}
+	passed := &records.Record{Serial: "SN-IP", Attestation: records.AttestationSymmetricKey, RegistrationID: "sn-ip", Result: records.ResultPassed,
+		Enrollment: &enroll.Enrollment{RegistrationID: "sn-ip", Attestation: enroll.Attestation{Type: enroll.AttestationSymmetricKey,
+			SymmetricKey: &enroll.SymmetricKeyAttestation{PrimaryKey: "cHJpbWFyeWtleXByaW1hcnlrZXlwcmltYXJ5a2V5MTI=", SecondaryKey: "c2Vjb25kYXJ5a2V5c2Vjb25kYXJ5a2V5c2Vjb25kMTI="}}}}
+	if _, err := s.Save(ctx, passed); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Begin(ctx, &records.Record{Serial: "SN-IP", Attestation: records.AttestationSymmetricKey}); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"records", "list", "--db", path}, {"records", "show", hostile, "--db", path}} {
+		code, out, errOut := run(t, args...)
+		if code != exitOK {
+			t.Fatalf("%q: exit %d: %s", args, code, errOut)
+		}
+		for _, bad := range []string{"\nFAKE LOG LINE", "\x1b", "\r", "\a"} {
+			if strings.Contains(out, bad) {
+				t.Errorf("%q prints %q raw:\n%s", args, bad, out)
+			}
+		}
+		if !strings.Contains(out, `SN-9\nFAKE LOG LINE`) {
+			t.Errorf("%q does not show the serial escaped:\n%s", args, out)
+		}
+	}
+	_, out, _ := run(t, "records", "show", "SN-IP", "--db", path)
+	for _, want := range []string{"in progress (was passed)", "provision it again", "held until the board passes again"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("records show of a board in progress lacks %q:\n%s", want, out)
+		}
+	}
+	_, out, _ = run(t, "records", "list", "--db", path, "--result", "in_progress", "--json")
+	if !strings.Contains(out, `"SN-IP"`) || strings.Contains(out, "FAKE") {
+		t.Errorf("records list --result in_progress = %s, want SN-IP alone", out)
+	}
+}
