@@ -139,6 +139,7 @@ type Board struct {
 	lastReq    []byte
 	lastRsp    []byte
 	keys       map[string]any       // keygen keys, by algorithm; never written out
+	keysMade   []KeyMade            // every key keygen made, oldest first
 	reg        flasher.Registration // the last DPS registration
 	closeOnce  sync.Once
 	stopped    bool // under mu: Close has begun

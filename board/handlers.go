@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"time"
 
 	"zerotouch/flasher"
 )
@@ -697,10 +698,26 @@ func handleKeygen(b *Board, body []byte) (any, func(), error) {
 	}
 	b.mu.Lock()
 	b.keys[req.Alg] = key
+	b.keysMade = append(b.keysMade, KeyMade{At: time.Now(), Alg: req.Alg, Public: key.Public()})
 	b.mu.Unlock()
 	pub, _ := x509.MarshalPKIXPublicKey(key.Public())
 	b.log.Info("key made", "alg", req.Alg, "cn", req.CN, "pub", keyFingerprint(pub))
 	return map[string]any{"csr": csr}, nil, nil
+}
+
+// KeyMade is a key the board made (keygen): when, and its public half.
+type KeyMade struct {
+	At     time.Time
+	Alg    string
+	Public crypto.PublicKey
+}
+
+// KeysMade returns every key keygen made since the board started, oldest
+// first: which key the board held at any moment.
+func (b *Board) KeysMade() []KeyMade {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]KeyMade(nil), b.keysMade...)
 }
 
 // DeviceKey returns the public half of the last key keygen made for alg,

@@ -3,9 +3,13 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
+	"crypto"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -25,6 +29,7 @@ import (
 	"zerotouch/ca"
 	"zerotouch/enroll"
 	"zerotouch/enroll/emulator"
+	"zerotouch/flasher"
 	"zerotouch/station"
 	"zerotouch/station/records"
 )
@@ -32,10 +37,7 @@ import (
 // killTargets are where the kills of TestStationSurvivesSIGKILL aim, in
 // turn: a step a slot has just begun, plus up to so long into it ("" is
 // anywhere from the start of the process).
-var killTargets = []struct {
-	step  string
-	delay time.Duration
-}{
+var killTargets = []killTarget{
 	{station.StepConnect, 60 * time.Millisecond},
 	{station.StepIdentity, 80 * time.Millisecond},
 	{station.StepCertificate, 10 * time.Millisecond},
@@ -51,23 +53,22 @@ var killTargets = []struct {
 // starts.
 const uploading = "upload"
 
-// TestStationSurvivesSIGKILL is acceptance 4 of the station: `zerotouch
-// run --once` over four boards at 115200 baud (X.509 with board-made
-// keys, a local CA, enrollments uploaded to the DPS emulator) is killed
-// with SIGKILL at random points, at least 20 times, each kill aimed at a
-// step in turn, and started again. After every kill the records open, no
-// board is committed with anything but a whole configuration of its own,
-// and no record says passed for a configuration its board does not hold
-// committed. The DPS emulator cuts three answers in ten after doing the
-// work, so that enrollments reach DPS with the station none the wiser,
-// as a kill mid-upload also leaves them. A last run to completion leaves
-// each board with exactly one passed record whose configuration hash is
-// that of the file on the board, and DPS with exactly one enrollment per
-// board: the one its record holds, uploaded, with no conflict.
-func TestStationSurvivesSIGKILL(t *testing.T) {
-	if testing.Short() {
-		t.Skip("kills the station 20 times")
-	}
+// killBed is a station's world for the kill tests: four boards making
+// their own keys (x509-keygen) at 115200 baud, a local CA, and the DPS
+// emulator, which cuts three answers in ten after doing the work, so
+// that enrollments reach DPS with the station none the wiser, as a kill
+// mid-upload also leaves them.
+type killBed struct {
+	dir    string
+	config string
+	db     string
+	boards []*board.Board
+	srv    *emulator.Server
+	dps    *enroll.Client
+}
+
+func newKillBed(t *testing.T) *killBed {
+	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
 	srv, connFile := startEmulator(t, emulator.Options{Faults: emulator.Faults{DropAfterRate: 0.3, Seed: 5}})
@@ -81,41 +82,55 @@ func TestStationSurvivesSIGKILL(t *testing.T) {
 	}
 	l.Close()
 	const baud = 115200
-	boards := make([]*board.Board, 4)
+	kb := &killBed{dir: dir, db: filepath.Join(dir, "records.db"), srv: srv, boards: make([]*board.Board, 4)}
 	var y strings.Builder
 	fmt.Fprintf(&y, "station: st-kill\nline: l1\nattestation: x509-keygen\nid_scope: 0ne0001A2B3\nbaud: %d\ntimeout: 500ms\n", baud)
-	fmt.Fprintf(&y, "records: %s\n", filepath.Join(dir, "records.db"))
+	fmt.Fprintf(&y, "records: %s\n", kb.db)
 	fmt.Fprintf(&y, "ca:\n  dir: %s\n  password_file: %s\n", filepath.Join(dir, "ca"), pwFile)
 	fmt.Fprintf(&y, "dps:\n  connection_string_file: %s\n  ca_file: %s\n  quota: 60000\n", connFile, srv.CAFile)
 	y.WriteString("slots:\n")
-	for i := range boards {
+	for i := range kb.boards {
 		b, err := board.Start(board.Config{Serial: fmt.Sprintf("KILL-%d", i+1), Dir: t.TempDir(), TPM: board.TPMNone, Baud: baud})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { b.Close() })
-		boards[i] = b
+		kb.boards[i] = b
 		fmt.Fprintf(&y, "  - port: %s\n", b.Path())
 	}
-	config := filepath.Join(dir, "station.yaml")
-	if err := os.WriteFile(config, []byte(y.String()), 0o600); err != nil {
+	kb.config = filepath.Join(dir, "station.yaml")
+	if err := os.WriteFile(kb.config, []byte(y.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cs, _ := enroll.ParseConnectionString(srv.ConnectionString)
-	dps, err := enroll.NewClient(enroll.Config{ConnectionString: cs, CAFile: srv.CAFile})
-	if err != nil {
+	if kb.dps, err = enroll.NewClient(enroll.Config{ConnectionString: cs, CAFile: srv.CAFile}); err != nil {
 		t.Fatal(err)
 	}
+	return kb
+}
 
-	rng := rand.New(rand.NewPCG(41, 42))
+// killTarget is where a kill aims: a step a slot has just begun, plus up
+// to delay into it ("" is anywhere from the start of the process).
+type killTarget struct {
+	step  string
+	delay time.Duration
+}
+
+// kills runs `zerotouch run --once` and kills it with SIGKILL, aiming
+// at targets in turn, until want kills have landed, checking the records,
+// the boards and DPS after each (checkAfterKill). It returns the steps
+// the slots were in at the kills.
+func (kb *killBed) kills(t *testing.T, targets []killTarget, want int, seed uint64) map[string]int {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(seed, 42))
 	landed := map[string]int{} // slots in each step at the kills
 	states := map[string]int{} // boards in each state after the kills
 	killed, uploading := 0, 0
 	start := time.Now()
-	for trial := 0; killed < 20 && trial < 40; trial++ {
-		target := killTargets[trial%len(killTargets)]
+	for trial := 0; killed < want && trial < 2*want; trial++ {
+		target := targets[trial%len(targets)]
 		delay := time.Duration(rng.Int64N(int64(target.delay) + 1))
-		k := startStation(t, config)
+		k := startStation(t, kb.config)
 		if target.step == "" {
 			k.killAfter(delay)
 		} else {
@@ -132,8 +147,8 @@ func TestStationSurvivesSIGKILL(t *testing.T) {
 			continue
 		}
 		killed++
-		quiet(boards)
-		releasePorts(t, boards)
+		quiet(kb.boards)
+		releasePorts(t, kb.boards)
 		var where []string
 		for _, slot := range slices.Sorted(maps.Keys(k.last)) {
 			e := k.last[slot]
@@ -148,7 +163,7 @@ func TestStationSurvivesSIGKILL(t *testing.T) {
 			landed["start"]++
 			where = append(where, "before the first event")
 		}
-		st, inFlight := checkAfterKill(t, filepath.Join(dir, "records.db"), boards, dps)
+		st, inFlight := checkAfterKill(t, kb)
 		for _, s := range st {
 			_, state, _ := strings.Cut(s, " ")
 			states[state]++
@@ -165,23 +180,84 @@ func TestStationSurvivesSIGKILL(t *testing.T) {
 	}
 	t.Logf("%d kills in %v; slots in each step at the kills: %v; kills with an upload in flight: %d; boards found after the kills: %v",
 		killed, time.Since(start).Round(time.Millisecond), landed, uploading, states)
-	if killed < 20 {
+	if killed < want {
 		t.Fatalf("only %d kills landed", killed)
 	}
+	return landed
+}
+
+// finish runs the station to completion and checks the end state.
+func (kb *killBed) finish(t *testing.T) {
+	t.Helper()
+	k := startStation(t, kb.config)
+	k.wait(2 * time.Minute)
+	if k.exit != nil {
+		t.Fatalf("run to completion: %v\nstderr:\n%s", k.exit, k.stderr.String())
+	}
+	t.Logf("run to completion: %s", strings.TrimSpace(k.stderr.String()))
+	checkFinal(t, kb)
+}
+
+// TestStationSurvivesSIGKILL is acceptance 4 of the station: `zerotouch
+// run --once` over four boards at 115200 baud (X.509 with board-made
+// keys, a local CA, enrollments uploaded to the DPS emulator) is killed
+// with SIGKILL at random points, at least 20 times, each kill aimed at a
+// step in turn, and started again (boards that passed in an earlier run
+// are provisioned again in the next). After every kill the records open,
+// no board is committed with anything but a whole configuration of its
+// own, no record says passed unless its board holds that configuration
+// committed, and DPS holds no enrollment for a key its board did not hold
+// when it was written. A last run to completion leaves each board with
+// exactly one passed record whose configuration hash is that of the file
+// on the board, and DPS with exactly one enrollment per board: the one
+// its record holds, uploaded, with no conflict.
+func TestStationSurvivesSIGKILL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills the station 20 times")
+	}
+	kb := newKillBed(t)
+	landed := kb.kills(t, killTargets, 20, 41)
 	for _, s := range []string{station.StepConnect, station.StepWrite, station.StepCommit, station.StepRecord} {
 		if landed[s] == 0 {
 			t.Errorf("no kill landed in step %s", s)
 		}
 	}
+	kb.finish(t)
+}
 
-	// The last run finishes the job.
-	k := startStation(t, config)
-	k.wait(2 * time.Minute)
-	if k.exit != nil {
-		t.Fatalf("final run: %v\nstderr:\n%s", k.exit, k.stderr.String())
+// reprovisionTargets aim at the steps that change a board that passed
+// before: its new key, the write of its new configuration, the commit,
+// and the record.
+var reprovisionTargets = []killTarget{
+	{station.StepIdentity, 80 * time.Millisecond},
+	{station.StepCertificate, 10 * time.Millisecond},
+	{station.StepWrite, 350 * time.Millisecond},
+	{station.StepVerify, 20 * time.Millisecond},
+	{station.StepCommit, 15 * time.Millisecond},
+	{station.StepRecord, 10 * time.Millisecond},
+	{uploading, 40 * time.Millisecond},
+}
+
+// TestReprovisionSurvivesSIGKILL is issue 17's acceptance 3: every board
+// passes and is enrolled first; then the station provisions them again
+// and is killed at 20 points during the new key, the write, the commit
+// and the record. After each restart no record is passed unless its
+// board's configuration verifies, and no enrollment reaches DPS for a key
+// the board does not hold; a run to completion then leaves every board
+// passed and enrolled with the key it holds.
+func TestReprovisionSurvivesSIGKILL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills the station 20 times")
 	}
-	t.Logf("final run: %s", strings.TrimSpace(k.stderr.String()))
-	checkFinal(t, filepath.Join(dir, "records.db"), boards, dps, srv)
+	kb := newKillBed(t)
+	kb.finish(t)
+	landed := kb.kills(t, reprovisionTargets, 20, 17)
+	for _, s := range []string{station.StepWrite, station.StepCommit, station.StepRecord} {
+		if landed[s] == 0 {
+			t.Errorf("no kill landed in step %s", s)
+		}
+	}
+	kb.finish(t)
 }
 
 func stepOr(step string) string {
@@ -376,13 +452,13 @@ type boardConfig struct {
 	} `json:"device"`
 }
 
-// checkAfterKill checks the records and the boards after a kill. It
+// checkAfterKill checks the records, the boards and DPS after a kill. It
 // returns, for each board, its serial number and the state it was found
 // in, and how many enrollments the kill left in flight.
-func checkAfterKill(t *testing.T, db string, boards []*board.Board, dps *enroll.Client) (found []string, inFlight int) {
+func checkAfterKill(t *testing.T, kb *killBed) (found []string, inFlight int) {
 	t.Helper()
 	ctx := context.Background()
-	store, err := records.Open(ctx, db)
+	store, err := records.Open(ctx, kb.db)
 	if err != nil {
 		t.Fatalf("the records do not open after a kill: %v", err)
 	}
@@ -399,7 +475,7 @@ func checkAfterKill(t *testing.T, db string, boards []*board.Board, dps *enroll.
 		}
 		bySerial[r.Serial] = r
 	}
-	for _, b := range boards {
+	for _, b := range kb.boards {
 		r := bySerial[b.Serial()]
 		delete(bySerial, b.Serial())
 		conf, err := b.ReadFile(station.DefaultConfigPath)
@@ -407,7 +483,8 @@ func checkAfterKill(t *testing.T, db string, boards []*board.Board, dps *enroll.
 			t.Fatal(err)
 		}
 		sum := sha256.Sum256(conf)
-		recorded := r != nil && r.Result == records.ResultPassed && bytes.Equal(r.ConfigSHA256, sum[:])
+		passed := r != nil && r.Result == records.ResultPassed
+		state := ""
 		switch {
 		case b.Provisioned():
 			// Committed: the board took the commit only for the hash of
@@ -418,38 +495,40 @@ func checkAfterKill(t *testing.T, db string, boards []*board.Board, dps *enroll.
 				c.Provisioning.RegistrationID != strings.ToLower(b.Serial()) || !strings.Contains(c.Provisioning.Attestation.CertificateChain, "BEGIN CERTIFICATE") {
 				t.Errorf("board %s is committed with a configuration that is not its own whole one (%v):\n%s", b.Serial(), err, conf)
 			}
-			if recorded {
-				found = append(found, b.Serial()+" recorded")
-			} else {
-				found = append(found, b.Serial()+" committed, not yet recorded")
-			}
-		case recorded:
-			t.Errorf("board %s is not committed, but its record says passed with the configuration it holds", b.Serial())
+			state = "committed"
 		case conf == nil:
-			found = append(found, b.Serial()+" untouched")
+			state = "untouched"
 		default:
-			found = append(found, b.Serial()+" written, not committed")
+			state = "written, not committed"
 		}
-		if r != nil && r.Result != records.ResultPassed {
+		// No record says passed unless its board's configuration
+		// verifies: committed, and the very one the record names, whose
+		// certificate is for the key the board holds.
+		if passed {
+			if !b.Provisioned() || !bytes.Equal(r.ConfigSHA256, sum[:]) {
+				t.Errorf("board %s: its record says passed, but the board is %s with a configuration of sha256 %x, not %x",
+					b.Serial(), state, sum, r.ConfigSHA256)
+			}
+			if k := certKey(t, r.CertificateChain); k == nil || !k.Equal(b.DeviceKey(flasher.AlgECDSAP256)) {
+				t.Errorf("board %s: its record says passed with a certificate for a key the board does not hold", b.Serial())
+			}
+		}
+		switch {
+		case r == nil:
+			state += ", no record"
+		case r.Result == records.ResultInProgress:
+			state += ", in progress (was " + cmp.Or(r.PreviousResult, "new") + ")"
+		case passed:
+			state += ", recorded"
+		default:
 			t.Errorf("board %s has a record with result %s: %s", b.Serial(), r.Result, r.Message)
 		}
+		found = append(found, b.Serial()+" "+state)
 	}
 	for serial := range bySerial {
 		t.Errorf("a record of board %s, which is on no slot", serial)
 	}
-	// DPS holds nothing but our boards' enrollments.
-	ids := map[string]bool{}
-	for _, b := range boards {
-		ids[strings.ToLower(b.Serial())] = true
-	}
-	for e, err := range dps.Enrollments(ctx, 100) {
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !ids[strings.ToLower(e.RegistrationID)] {
-			t.Errorf("DPS holds an enrollment %s of no board", e.RegistrationID)
-		}
-	}
+	checkDPSKeys(t, kb)
 	counts, err := store.Counts(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -457,13 +536,70 @@ func checkAfterKill(t *testing.T, db string, boards []*board.Board, dps *enroll.
 	return found, counts[enroll.StateInFlight]
 }
 
+// checkDPSKeys checks that DPS holds nothing but the boards' enrollments,
+// each for the key its board held when DPS wrote it: no enrollment
+// reached DPS for a key its board had already replaced.
+func checkDPSKeys(t *testing.T, kb *killBed) {
+	t.Helper()
+	bySerial := map[string]*board.Board{}
+	for _, b := range kb.boards {
+		bySerial[strings.ToLower(b.Serial())] = b
+	}
+	for e, err := range kb.dps.Enrollments(context.Background(), 100) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := bySerial[strings.ToLower(e.RegistrationID)]
+		if b == nil {
+			t.Errorf("DPS holds an enrollment %s of no board", e.RegistrationID)
+			continue
+		}
+		var chain string
+		if x := e.Attestation.X509; x != nil && x.ClientCertificates != nil && x.ClientCertificates.Primary != nil {
+			chain = x.ClientCertificates.Primary.Certificate
+		}
+		if e.LastUpdatedDateTimeUTC == nil {
+			t.Errorf("DPS's enrollment %s has no time of writing", e.RegistrationID)
+			continue
+		}
+		at := *e.LastUpdatedDateTimeUTC
+		var held crypto.PublicKey
+		for _, k := range b.KeysMade() {
+			if !k.At.After(at) {
+				held = k.Public
+			}
+		}
+		got := certKey(t, chain)
+		if got == nil || held == nil || !got.Equal(held) {
+			t.Errorf("DPS wrote enrollment %s at %s for a key board %s did not hold then", e.RegistrationID, at.Format(time.RFC3339Nano), b.Serial())
+		}
+	}
+}
+
+// certKey is the public key of the first certificate of a PEM chain.
+func certKey(t *testing.T, chain string) interface{ Equal(crypto.PublicKey) bool } {
+	t.Helper()
+	block, _ := pem.Decode([]byte(chain))
+	if block == nil {
+		return nil
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Errorf("a certificate does not parse: %v", err)
+		return nil
+	}
+	k, _ := cert.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
+	return k
+}
+
 // checkFinal checks the end state: every board committed with one passed
 // record of what it holds, and DPS holding exactly that record's
 // enrollment, uploaded. A board with a problem has its audit trail logged.
-func checkFinal(t *testing.T, db string, boards []*board.Board, dps *enroll.Client, srv *emulator.Server) {
+func checkFinal(t *testing.T, kb *killBed) {
 	t.Helper()
 	ctx := context.Background()
-	store, err := records.Open(ctx, db)
+	boards, dps, srv := kb.boards, kb.dps, kb.srv
+	store, err := records.Open(ctx, kb.db)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -489,6 +625,7 @@ func checkFinal(t *testing.T, db string, boards []*board.Board, dps *enroll.Clie
 	if len(held) != len(boards) {
 		t.Errorf("DPS holds %d enrollments, want one per board: %d", len(held), len(boards))
 	}
+	checkDPSKeys(t, kb)
 	for _, b := range boards {
 		var problems []string
 		bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
@@ -506,6 +643,9 @@ func checkFinal(t *testing.T, db string, boards []*board.Board, dps *enroll.Clie
 		sum := sha256.Sum256(conf)
 		if !b.Provisioned() || r.Result != records.ResultPassed || !bytes.Equal(r.ConfigSHA256, sum[:]) {
 			bad("committed %v, record %s with config hash %x; the board holds %x", b.Provisioned(), r.Result, r.ConfigSHA256, sum)
+		}
+		if k := certKey(t, r.CertificateChain); k == nil || !k.Equal(b.DeviceKey(flasher.AlgECDSAP256)) {
+			bad("its record's certificate is for a key the board does not hold")
 		}
 		switch got := held[r.RegistrationID]; {
 		case r.Enrollment == nil || r.UploadState != enroll.StateUploaded:
