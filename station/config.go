@@ -311,6 +311,12 @@ func (c *Config) Validate() error {
 			return bad(f.name, "%v", err)
 		}
 	}
+	if c.DeviceID != "" {
+		t, _ := identityTemplate(c.DeviceID)
+		if _, err := renderDeviceID(t, sampleBoard); err != nil {
+			return bad("device_id", "for a board %+v: %v", sampleBoard, err)
+		}
+	}
 	if len(c.Slots) == 0 {
 		return bad("slots", "none: list the fixture ports, as - port: /dev/ttyACM0")
 	}
@@ -423,16 +429,32 @@ type BoardInfo struct {
 	Serial, Model, HW, Firmware string
 }
 
+// sampleBoard is what identity templates are tried on at start.
+var sampleBoard = BoardInfo{Serial: "ZT000001", Model: "m", HW: "1", Firmware: "1.0.0"}
+
 func identityTemplate(text string) (*template.Template, error) {
 	t, err := template.New("id").Option("missingkey=error").Parse(text)
 	if err != nil {
 		return nil, err
 	}
 	var b strings.Builder
-	if err := t.Execute(&b, BoardInfo{Serial: "ZT000001", Model: "m", HW: "1", Firmware: "1.0.0"}); err != nil {
+	if err := t.Execute(&b, sampleBoard); err != nil {
 		return nil, err
 	}
 	return t, nil
+}
+
+// renderDeviceID renders a device_id template for a board, as renderID
+// does, and checks the result against IoT Hub's rule.
+func renderDeviceID(t *template.Template, b BoardInfo) (string, error) {
+	id, err := renderID(t, b)
+	if err != nil {
+		return "", err
+	}
+	if err := regid.CheckDeviceID(id); err != nil {
+		return "", err
+	}
+	return id, nil
 }
 
 func renderID(t *template.Template, b BoardInfo) (string, error) {

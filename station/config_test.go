@@ -53,6 +53,11 @@ func TestConfigErrors(t *testing.T) {
 		{"firmware without version", "+firmware:\n  image: app.bin", "firmware", "both"},
 		{"EK cert without roots", "+tpm:\n  require_ek_cert: true", "tpm.require_ek_cert", "ek_roots"},
 		{"plain supervisor password", "+gui:\n  supervisor_password_hash: hunter2", "gui.supervisor_password_hash", "bcrypt"},
+		{"device ID IoT Hub refuses", "+device_id: 'dev#{{.Serial}}'", "device_id", "invalid device ID"},
+		{"timeout over a minute", "+timeout: 5m", "timeout", "at most 1m0s"},
+		{"negative board timeout", "+board_timeout: -1s", "board_timeout", "negative"},
+		{"board timeout under the registration check", "+board_timeout: 1m\nverify_registration:\n  enabled: true\n  timeout: 2m", "board_timeout", "no time"},
+		{"bad serial pattern", "+serial_pattern: 'SN-[0-9'", "serial_pattern", "missing closing"},
 	}
 	for _, tt := range tests {
 		text := goodConfig

@@ -138,6 +138,8 @@ func hostileCases() []hostileCase {
 		{name: "serial empty", set: serial(""), want: flasher.ErrBadIdentity.Error()},
 		{name: "serial not text", set: serial(12345), want: flasher.ErrProtocol.Error()},
 		{name: "serial off pattern", set: serial("OTHER-7"), extra: "serial_pattern: '(HOSTILE|HONEST)-[0-9]+'\n", want: flasher.ErrBadIdentity.Error()},
+		{name: "device ID IoT Hub refuses", set: on(hostile.Identity, identity(map[string]any{"model": "zt+1"})),
+			extra: "device_id: '{{.Model}}-{{.Serial}}'\n", want: "invalid device ID"},
 		{name: "model 10 KB", set: on(hostile.Identity, identity(map[string]any{"model": strings.Repeat("m", 10_000)})), want: flasher.ErrBadIdentity.Error()},
 		{name: "firmware escape", set: on(hostile.Identity, identity(map[string]any{"fw": "1.0\x1b]0;pwned\x07"})), want: flasher.ErrBadIdentity.Error()},
 		{name: "4000 caps", set: on(hostile.Identity, identity(map[string]any{"caps": make([]string, 4000)})), want: flasher.ErrBadIdentity.Error()},

@@ -403,8 +403,8 @@ func (r *run) provision(ctx context.Context) (*Result, error) {
 		return nil, err
 	}
 	if s.devID != nil {
-		if rec.DeviceID, err = renderID(s.devID, info); err != nil {
-			return nil, r.fail("the device ID template failed: call the line engineer", err)
+		if rec.DeviceID, err = renderDeviceID(s.devID, info); err != nil {
+			return nil, r.fail("this board's device ID is not one IoT Hub takes: call the line engineer (device_id in the configuration)", err)
 		}
 	}
 	data.RegistrationID, data.DeviceID = rec.RegistrationID, rec.DeviceID

@@ -41,6 +41,33 @@ func Check(id string, max int) error {
 	return nil
 }
 
+// MaxDeviceIDLen is the longest IoT Hub device ID.
+const MaxDeviceIDLen = 128
+
+// ErrInvalidDeviceID is what CheckDeviceID returns, wrapped with the
+// reason.
+var ErrInvalidDeviceID = errors.New("invalid device ID")
+
+// CheckDeviceID reports whether id is a device ID IoT Hub accepts: 1 to
+// 128 ASCII letters, digits and the characters - . % _ * ? ! ( ) , : = @
+// $ ' (IoT Hub's identity registry; + and # are no longer taken). DPS
+// puts a board into its hub under this ID, and refuses the board's
+// registration when the hub refuses the ID.
+func CheckDeviceID(id string) error {
+	switch {
+	case id == "":
+		return fmt.Errorf("%w: empty", ErrInvalidDeviceID)
+	case len(id) > MaxDeviceIDLen:
+		return fmt.Errorf("%w %q: %d characters, at most %d", ErrInvalidDeviceID, id, len(id), MaxDeviceIDLen)
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; !alnum(c) && !strings.ContainsRune("-.%_*?!(),:=@$'", rune(c)) {
+			return fmt.Errorf("%w %q: character %q at %d; use letters, digits and - . %% _ * ? ! ( ) , : = @ $ '", ErrInvalidDeviceID, id, c, i+1)
+		}
+	}
+	return nil
+}
+
 func alnum(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 }

@@ -53,3 +53,16 @@ func FuzzCheck(f *testing.F) {
 		}
 	})
 }
+
+func TestCheckDeviceID(t *testing.T) {
+	for _, id := range []string{"dev-1", "A.b_c:d", "x%*?!(),=@$'", strings.Repeat("d", MaxDeviceIDLen)} {
+		if err := CheckDeviceID(id); err != nil {
+			t.Errorf("CheckDeviceID(%q) = %v, want nil", id, err)
+		}
+	}
+	for _, id := range []string{"", "a b", "a/b", "a+b", "a#b", "a\nb", "é", "a\"b", strings.Repeat("d", MaxDeviceIDLen+1)} {
+		if err := CheckDeviceID(id); !errors.Is(err, ErrInvalidDeviceID) {
+			t.Errorf("CheckDeviceID(%q) = %v, want ErrInvalidDeviceID", id, err)
+		}
+	}
+}
