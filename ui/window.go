@@ -21,6 +21,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"zerotouch/internal/atomicfile"
+	"zerotouch/internal/textsafe"
 	"zerotouch/labels"
 	"zerotouch/station"
 	"zerotouch/station/records"
@@ -536,7 +537,7 @@ func (w *Window) buildRecords() fyne.CanvasObject {
 		func() fyne.CanvasObject { return widget.NewLabel("") },
 		func(i widget.ListItemID, o fyne.CanvasObject) {
 			r := w.found[i]
-			o.(*widget.Label).SetText(fmt.Sprintf("%s  %s  %s  %s", r.Serial, r.Result, orDash(string(r.UploadState)), r.RegistrationID))
+			o.(*widget.Label).SetText(textsafe.Escape(fmt.Sprintf("%s  %s  %s  %s", r.Serial, r.ResultText(), orDash(r.UploadText()), r.RegistrationID)))
 		})
 	w.Results.OnSelected = func(i widget.ListItemID) { w.showRecord(w.found[i]) }
 	w.Export = widget.NewButton("Export CSV", w.export)
@@ -580,8 +581,9 @@ func (w *Window) search() {
 
 func (w *Window) showRecord(r records.Record) {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Board %s (%s, hw %s, firmware %s)\n", r.Serial, orDash(r.Model), orDash(r.HW), orDash(r.Firmware))
-	fmt.Fprintf(&b, "Result: %s %s\n", r.Result, r.Message)
+	fmt.Fprintf(&b, "Board %s (%s, hw %s, firmware %s)\n", textsafe.Escape(r.Serial), orDash(textsafe.Escape(r.Model)),
+		orDash(textsafe.Escape(r.HW)), orDash(textsafe.Escape(r.Firmware)))
+	fmt.Fprintf(&b, "Result: %s %s\n", r.ResultText(), textsafe.Escape(r.Message))
 	fmt.Fprintf(&b, "Attestation: %s\nRegistration ID: %s\nDevice ID: %s\n", r.Attestation, orDash(r.RegistrationID), orDash(r.DeviceID))
 	if r.EKFingerprint != "" {
 		fmt.Fprintf(&b, "EK: %s (certificate: %s)\n", r.EKFingerprint, orDash(r.EKCertStatus))
@@ -590,7 +592,7 @@ func (w *Window) showRecord(r records.Record) {
 		fmt.Fprintf(&b, "Certificate: serial %s, valid until %s\n", r.CertSerial, r.CertNotAfter.Format(time.DateOnly))
 	}
 	fmt.Fprintf(&b, "Configuration: %s, sha256 %x\n", orDash(r.ConfigPath), r.ConfigSHA256)
-	fmt.Fprintf(&b, "Enrollment: %s %s\n", orDash(string(r.UploadState)), r.UploadError)
+	fmt.Fprintf(&b, "Enrollment: %s %s\n", orDash(r.UploadText()), r.UploadError)
 	if reg := r.Registration; reg != nil {
 		fmt.Fprintf(&b, "Registration with DPS: %s %s %s\n", reg.State, orDash(reg.AssignedHub), reg.Error)
 	}

@@ -155,7 +155,7 @@ func recordsListCmd(g *globals, db *string) *cobra.Command {
 				// Text from boards and operators is escaped: it must not
 				// forge a line or drive the terminal.
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.UpdatedAt.Local().Format("2006-01-02 15:04:05"), textsafe.Escape(r.Serial),
-					resultText(&r), r.Attestation, dash(textsafe.Escape(r.RegistrationID)), dash(uploadText(&r)),
+					r.ResultText(), r.Attestation, dash(textsafe.Escape(r.RegistrationID)), dash(r.UploadText()),
 					dash(textsafe.Escape(slotOf(&r))), dash(textsafe.Escape(r.Operator)))
 			}
 			if err := tw.Flush(); err != nil {
@@ -269,7 +269,7 @@ func printRecord(g *globals, r *records.Record) {
 	line("provisioned at", slotOf(r))
 	line("operator", r.Operator)
 	line("work order", r.WorkOrder)
-	res := resultText(r)
+	res := r.ResultText()
 	if r.Result == records.ResultInProgress {
 		res += ": the station began to provision it and did not finish; provision it again before it ships"
 	}
@@ -281,8 +281,8 @@ func printRecord(g *globals, r *records.Record) {
 	case r.Enrollment == nil:
 		line("enrollment", "none (nothing to enroll for this board)")
 	default:
-		v := uploadText(r)
-		if v == "held" {
+		v := r.UploadText()
+		if v == string(records.StateHeld) {
 			v = "pending, held until the board passes again"
 		}
 		if r.UploadError != "" {
@@ -395,27 +395,6 @@ func withLabel(label, v string) string {
 		return ""
 	}
 	return label + " " + v
-}
-
-// resultText is a record's result for a person: "in progress (was
-// passed)" for a run that began and has not ended.
-func resultText(r *records.Record) string {
-	if r.Result != records.ResultInProgress {
-		return r.Result
-	}
-	if r.PreviousResult != "" {
-		return "in progress (was " + r.PreviousResult + ")"
-	}
-	return "in progress"
-}
-
-// uploadText is a record's upload state, saying when a pending
-// enrollment waits for its board to pass.
-func uploadText(r *records.Record) string {
-	if r.UploadState == enroll.StatePending && r.Result != records.ResultPassed {
-		return "held"
-	}
-	return string(r.UploadState)
 }
 
 func dash(s string) string {

@@ -171,6 +171,27 @@ type Record struct {
 	UpdatedAt    time.Time     `json:"updatedAt"`
 }
 
+// ResultText is the record's result for a person: "in progress (was
+// passed)" for a run that began and has not ended.
+func (r *Record) ResultText() string {
+	if r.Result != ResultInProgress {
+		return r.Result
+	}
+	if r.PreviousResult != "" {
+		return "in progress (was " + r.PreviousResult + ")"
+	}
+	return "in progress"
+}
+
+// UploadText is the record's upload state for a person: "held" for a
+// pending enrollment whose board has not passed (see Claim).
+func (r *Record) UploadText() string {
+	if r.UploadState == enroll.StatePending && r.Result != ResultPassed {
+		return string(StateHeld)
+	}
+	return string(r.UploadState)
+}
+
 // Registration is how a board's registration with DPS went.
 type Registration struct {
 	State       string    `json:"state"` // assigned, disabled or failed (flasher.Reg*)
