@@ -3,6 +3,7 @@ package station_test
 import (
 	"context"
 	"io"
+	"log/slog"
 	"math"
 	"math/rand/v2"
 	"runtime"
@@ -332,3 +333,53 @@ func sampleHeap(peak *atomic.Uint64) (stop func()) {
 	}()
 	return func() { close(done); wg.Wait() }
 }
+
+// A board left in progress by a station that stopped mid-run is named in
+// a warning when the station starts again, and provisioned again (its
+// record passed once more) when it is back on a fixture.
+func TestInProgressProvisionedAgain(t *testing.T) {
+	ctx := context.Background()
+	l := newLine(t)
+	var logs strings.Builder
+	var mu sync.Mutex
+	l.log = slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logs.Write(p)
+	}), nil))
+	b := startBoard(t, "ZT-AGAIN", board.TPMNone)
+	st := l.station(t, station.ModeSymmetricKey, b)
+	if sum, err := st.Run(ctx, station.RunOptions{Once: true}); err != nil || sum.Passed != 1 {
+		t.Fatalf("first run = %+v, %v", sum, err)
+	}
+	// The station stops while provisioning it again.
+	if err := l.store.Begin(ctx, &records.Record{Serial: "ZT-AGAIN", Attestation: records.AttestationSymmetricKey}); err != nil {
+		t.Fatal(err)
+	}
+	st = l.station(t, station.ModeSymmetricKey, b)
+	if sum, err := st.Run(ctx, station.RunOptions{Once: true}); err != nil || sum.Passed != 1 {
+		t.Fatalf("run after the stop = %+v, %v", sum, err)
+	}
+	mu.Lock()
+	text := logs.String()
+	mu.Unlock()
+	if !strings.Contains(text, "1 boards were being provisioned") || !strings.Contains(text, "ZT-AGAIN") {
+		t.Errorf("no warning naming the board in progress:\n%s", text)
+	}
+	r, err := l.store.Get(ctx, "ZT-AGAIN")
+	if err != nil || r.Result != records.ResultPassed {
+		t.Errorf("record after the board was provisioned again = %+v, %v; want passed", r, err)
+	}
+	audit, _ := l.store.Audit(ctx, "ZT-AGAIN")
+	interrupted := false
+	for _, a := range audit {
+		interrupted = interrupted || a.Event == records.EventBegun && strings.Contains(a.Detail, "did not finish")
+	}
+	if !interrupted {
+		t.Errorf("the audit does not say the earlier run was interrupted: %+v", audit)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -43,6 +43,7 @@ func (s *Station) Run(ctx context.Context, opts RunOptions) (Summary, error) {
 		opts.Poll = 500 * time.Millisecond
 	}
 	start := time.Now()
+	s.warnInProgress(ctx)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var mu sync.Mutex
@@ -77,6 +78,22 @@ func (s *Station) Run(ctx context.Context, opts RunOptions) (Summary, error) {
 		return sum, err
 	}
 	return sum, nil
+}
+
+// warnInProgress logs the boards whose runs never ended (the station
+// stopped mid-run): each must be provisioned again before it ships, and
+// is, when it is put back on a fixture.
+func (s *Station) warnInProgress(ctx context.Context) {
+	list, err := s.deps.Store.InProgress(ctx)
+	if err != nil || len(list) == 0 {
+		return
+	}
+	serials := make([]string, 0, len(list))
+	for _, r := range list {
+		serials = append(serials, r.Serial)
+	}
+	s.log.Warn(fmt.Sprintf("%d boards were being provisioned when the station last stopped: put each back on a fixture to provision it again", len(list)),
+		"serials", serials)
 }
 
 // Operator commands for a slot whose board failed, in Run: see Retry and

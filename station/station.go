@@ -86,6 +86,8 @@ type Recorder interface {
 	// first changes the board; Save ends the run (see records.Store).
 	Begin(ctx context.Context, r *records.Record) error
 	Save(ctx context.Context, r *records.Record) (records.SaveResult, error)
+	// InProgress lists the boards whose runs never ended.
+	InProgress(ctx context.Context) ([]records.Record, error)
 	SetRegistration(ctx context.Context, serial string, reg records.Registration, operator string) error
 }
 

@@ -6,6 +6,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -32,6 +33,7 @@ type line struct {
 	// becomes their stations' Deps.Enrolled.
 	extra    string
 	enrolled func(ctx context.Context, serial string) error
+	log      *slog.Logger // the stations' logger; nil discards
 }
 
 func newLine(t *testing.T) *line {
@@ -124,7 +126,7 @@ func (l *line) build(t *testing.T, mode string, fw *station.FirmwareConfig, imag
 		t.Fatal(err)
 	}
 	st, err := station.New(cfg, station.Deps{Store: l.store, Template: tmpl, Issuer: l.issuer, GroupKey: groupKey, Firmware: image, Events: l.event,
-		Enrolled: l.enrolled})
+		Enrolled: l.enrolled, Logger: l.log})
 	if err != nil {
 		t.Fatal(err)
 	}
