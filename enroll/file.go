@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"zerotouch/internal/regid"
+	"zerotouch/internal/textsafe"
 )
 
 // MaxFileSize is the largest enrollment file ReadFile reads: 1 GiB, room
@@ -47,13 +48,15 @@ func (e *FileError) Error() string {
 	case e.Line > 0:
 		fmt.Fprintf(&b, ":%d", e.Line)
 	}
+	// A field name may come from the file itself (a CSV header): it is
+	// escaped, as the values in the messages are quoted.
 	if e.Field != "" {
 		b.WriteString(": ")
-		b.WriteString(e.Field)
+		b.WriteString(textsafe.Escape(e.Field))
 	}
 	b.WriteString(": ")
 	if e.Err != nil {
-		b.WriteString(e.Err.Error())
+		b.WriteString(textsafe.Escape(e.Err.Error()))
 	} else {
 		b.WriteString("invalid")
 	}

@@ -36,3 +36,20 @@ func TestReadFileSizeLimit(t *testing.T) {
 		}
 	}
 }
+
+// A CSV header cell that names no column is shown escaped: the file's
+// own text cannot forge a line of the error report.
+func TestFileErrorEscapesFileText(t *testing.T) {
+	_, err := ReadFile(strings.NewReader("registrationId,\"\x1b[31mevil\nFAKE: all good\"\nx,y\n"), "bad.csv")
+	if err == nil || strings.Contains(err.Error(), "\x1b") {
+		t.Fatalf("ReadFile with a hostile header = %q, want the cell escaped", err)
+	}
+	for _, l := range strings.Split(err.Error(), "\n") {
+		if !strings.HasPrefix(l, "bad.csv:") {
+			t.Errorf("ReadFile error line %q does not start with the file's name: a line was forged", l)
+		}
+	}
+	if !strings.Contains(err.Error(), `\x1b[31mevil`) {
+		t.Errorf("ReadFile error %q does not show the cell escaped", err)
+	}
+}
