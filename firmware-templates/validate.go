@@ -71,7 +71,58 @@ func validateJSON(b []byte) error {
 		}
 		return fmt.Errorf("not valid JSON: %w", err)
 	}
-	return nil
+	return checkJSONKeys(b)
+}
+
+// checkJSONKeys refuses an object that has a key twice: RFC 8259 section 4
+// leaves what a parser makes of it open, and one that takes the first and
+// one that takes the last would read different documents.
+func checkJSONKeys(b []byte) error {
+	type object struct {
+		keys    map[string]bool
+		wantKey bool
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	var stack []*object // nil for an array
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("not valid JSON: %w", err)
+		}
+		var top *object
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, &object{keys: map[string]bool{}, wantKey: true})
+			continue
+		case json.Delim('['):
+			stack = append(stack, nil)
+			continue
+		case json.Delim('}'), json.Delim(']'):
+			stack = stack[:len(stack)-1]
+			if len(stack) > 0 && stack[len(stack)-1] != nil {
+				stack[len(stack)-1].wantKey = true
+			}
+			continue
+		}
+		switch {
+		case top == nil:
+		case top.wantKey:
+			k := tok.(string)
+			if top.keys[k] {
+				return fmt.Errorf("line %d: key %q appears twice in one object (parsers differ on which one they take)", lineAt(b, dec.InputOffset()), k)
+			}
+			top.keys[k] = true
+			top.wantKey = false
+		default:
+			top.wantKey = true
+		}
+	}
 }
 
 // lineAt returns the 1-based line of byte offset off in b.
@@ -107,45 +158,15 @@ func validateCHeader(b []byte) error {
 		name, arg string
 	}
 	var (
-		dirs      []directive
-		inComment bool
-		codeAt    []int // lines with code outside directives
+		dirs   []directive
+		codeAt []int // lines with code outside directives
 	)
-	for _, ll := range logicalLines(string(b)) {
-		var text strings.Builder // the line without comments and literals' contents
-		s := ll.text
-		for i := 0; i < len(s); {
-			if inComment {
-				end := strings.Index(s[i:], "*/")
-				if end < 0 {
-					i = len(s)
-					continue
-				}
-				inComment = false
-				i += end + 2
-				text.WriteByte(' ')
-				continue
-			}
-			switch {
-			case strings.HasPrefix(s[i:], "/*"):
-				inComment = true
-				i += 2
-			case strings.HasPrefix(s[i:], "//"):
-				i = len(s)
-			case s[i] == '"' || s[i] == '\'':
-				n, err := scanLiteral(s[i:])
-				if err != nil {
-					return fmt.Errorf("line %d: %w", ll.line, err)
-				}
-				text.WriteString(s[i : i+1])
-				text.WriteString(s[i : i+1])
-				i += n
-			default:
-				text.WriteByte(s[i])
-				i++
-			}
-		}
-		t := strings.TrimSpace(text.String())
+	lines, err := cCode(b)
+	if err != nil {
+		return err
+	}
+	for _, ll := range lines {
+		t := strings.TrimSpace(ll.text)
 		if t == "" {
 			continue
 		}
@@ -162,9 +183,6 @@ func validateCHeader(b []byte) error {
 			arg = macroName(arg)
 		}
 		dirs = append(dirs, directive{line: ll.line, name: name, arg: arg})
-	}
-	if inComment {
-		return errors.New("a /* comment does not end")
 	}
 	if len(dirs) < 3 || dirs[0].name != "ifndef" || dirs[1].name != "define" || dirs[1].arg != dirs[0].arg || dirs[0].arg == "" {
 		return errors.New("no include guard: the first directives must be #ifndef NAME and #define NAME")
@@ -217,6 +235,56 @@ func validateCHeader(b []byte) error {
 	return nil
 }
 
+// cCode returns the logical lines of a C source with each comment
+// replaced by a space and each string or character literal by its empty
+// quotes, or an error where a literal or a comment does not end.
+func cCode(b []byte) ([]logicalLine, error) {
+	var (
+		out       []logicalLine
+		inComment bool
+	)
+	for _, ll := range logicalLines(string(b)) {
+		var text strings.Builder // the line without comments and literals' contents
+		s := ll.text
+		for i := 0; i < len(s); {
+			if inComment {
+				end := strings.Index(s[i:], "*/")
+				if end < 0 {
+					i = len(s)
+					continue
+				}
+				inComment = false
+				i += end + 2
+				text.WriteByte(' ')
+				continue
+			}
+			switch {
+			case strings.HasPrefix(s[i:], "/*"):
+				inComment = true
+				i += 2
+			case strings.HasPrefix(s[i:], "//"):
+				i = len(s)
+			case s[i] == '"' || s[i] == '\'':
+				n, err := scanLiteral(s[i:])
+				if err != nil {
+					return nil, fmt.Errorf("line %d: %w", ll.line, err)
+				}
+				text.WriteString(s[i : i+1])
+				text.WriteString(s[i : i+1])
+				i += n
+			default:
+				text.WriteByte(s[i])
+				i++
+			}
+		}
+		out = append(out, logicalLine{line: ll.line, text: text.String()})
+	}
+	if inComment {
+		return nil, errors.New("a /* comment does not end")
+	}
+	return out, nil
+}
+
 type logicalLine struct {
 	line int // physical line it starts on, from 1
 	text string
@@ -267,9 +335,32 @@ func scanLiteral(s string) (int, error) {
 			if !strings.ContainsRune(`'"?\abfnrtv01234567xuU`, rune(s[i])) {
 				return 0, fmt.Errorf("%s literal has an unknown escape \\%c", kind, s[i])
 			}
+			if n := map[byte]int{'u': 4, 'U': 8}[s[i]]; n > 0 {
+				if err := checkUCN(s[i+1:], n); err != nil {
+					return 0, fmt.Errorf("%s literal: \\%c: %w", kind, s[i], err)
+				}
+				i += n
+			}
 		}
 	}
 	return 0, fmt.Errorf("%s literal does not end (unbalanced %c)", kind, q)
+}
+
+// checkUCN checks the n hex digits of a universal character name (\u or
+// \U) at the start of s: C99 section 6.4.3 refuses one below U+00A0 but
+// $, @ and `, and one in the surrogates D800-DFFF.
+func checkUCN(s string, n int) error {
+	if len(s) < n {
+		return errors.New("universal character name without its hex digits")
+	}
+	c, err := strconv.ParseUint(s[:n], 16, 32)
+	if err != nil {
+		return fmt.Errorf("universal character name %q is not %d hex digits", s[:n], n)
+	}
+	if c < 0xa0 && c != '$' && c != '@' && c != '`' || c >= 0xd800 && c <= 0xdfff || c > 0x10ffff {
+		return fmt.Errorf("universal character name %s cannot stand for U+%04X", s[:n], c)
+	}
+	return nil
 }
 
 // macroName returns the identifier that starts s.
@@ -316,21 +407,12 @@ func validateNVSCSV(b []byte) error {
 	if bytes.IndexByte(b, 0) >= 0 {
 		return errors.New("holds a NUL byte")
 	}
-	// What the tool parses: text-mode newlines, '#' lines dropped.
-	text := strings.ReplaceAll(string(b), "\r\n", "\n")
-	text = strings.ReplaceAll(text, "\r", "\n")
-	var kept strings.Builder
-	for _, l := range strings.SplitAfter(text, "\n") {
-		if !strings.HasPrefix(l, "#") {
-			kept.WriteString(l)
-		}
-	}
 	plain, err := readCSV(string(b), '#')
 	if err != nil {
 		return fmt.Errorf("not valid CSV: %w", err)
 	}
 	const differently = "nvs_partition_gen would read the values differently than they were written: a value holds a carriage return or a line starting with #"
-	rows, err := readCSV(kept.String(), 0)
+	rows, err := readCSV(nvsToolText(b), 0)
 	if err != nil {
 		return fmt.Errorf("%s (%w)", differently, err)
 	}
@@ -384,6 +466,20 @@ func validateNVSCSV(b []byte) error {
 		seen[[2]string{ns, key}] = r.line
 	}
 	return nil
+}
+
+// nvsToolText returns the text of b that nvs_partition_gen parses as CSV:
+// newlines as in Python's text mode, lines starting with '#' dropped.
+func nvsToolText(b []byte) string {
+	text := strings.ReplaceAll(string(b), "\r\n", "\n")
+	text = strings.ReplaceAll(text, "\r", "\n")
+	var kept strings.Builder
+	for _, l := range strings.SplitAfter(text, "\n") {
+		if !strings.HasPrefix(l, "#") {
+			kept.WriteString(l)
+		}
+	}
+	return kept.String()
 }
 
 type csvRow struct {

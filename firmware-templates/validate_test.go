@@ -29,6 +29,10 @@ func TestValidateCHeader(t *testing.T) {
 		{"else of guard", guard + "#else\n#endif\n", "belongs to the include guard"},
 		{"macro twice", guard + "#define X \"a\"\n#define X \"b\"\n#endif\n", "macro X is already defined on line 3"},
 		{"NUL", guard + "#define X \"\x00\"\n#endif\n", "NUL"},
+		{"universal character names", guard + "#define X \"\\u00e9\\U0001F600\\u0024\"\n#endif\n", ""},
+		{"universal character name for a control", guard + "#define X \"\\u0001\"\n#endif\n", `\u: universal character name 0001 cannot stand for U+0001`},
+		{"universal character name too short", guard + "#define X \"\\u12zz\"\n#endif\n", "not 4 hex digits"},
+		{"universal character name surrogate", guard + "#define X \"\\uD800\"\n#endif\n", "cannot stand for U+D800"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			checkErr(t, "validateCHeader", validateCHeader([]byte(tc.src)), tc.wantErr)
@@ -87,6 +91,9 @@ func TestValidateJSONAndTOML(t *testing.T) {
 		{"json trailing comma", FormatJSON, "{\n\"a\": 1,\n}", "not valid JSON: line 3"},
 		{"json two values", FormatJSON, `{} {}`, "not valid JSON"},
 		{"json invalid UTF-8", FormatJSON, "\"\xff\"", "UTF-8"},
+		{"json duplicate key", FormatJSON, "{\"a\": 1,\n\"b\": 2,\n\"a\": 3}", `line 3: key "a" appears twice in one object`},
+		{"json duplicate nested key", FormatJSON, `{"a": [{"k": 1}, {"k": 2, "x": {"k": 1, "k": 1}}]}`, `key "k" appears twice`},
+		{"json same key in two objects", FormatJSON, `{"a": {"k": 1}, "b": {"k": 1}, "k": [{"k": {}}, {"k": []}]}`, ""},
 		{"toml table", FormatTOML, "[a]\nb = \"c\"\n", ""},
 		{"toml bare string", FormatTOML, "a = b\n", "not valid TOML"},
 		{"toml duplicate key", FormatTOML, "a = 1\na = 2\n", "not valid TOML"},
