@@ -100,17 +100,71 @@
 //     without space, comma and quote.
 //   - fileuri STRING: an absolute path as a file:// URI; a URI (file:,
 //     pkcs11:, ...) as is.
+//   - raw VALUE: VALUE as it is, not escaped (see below). For a value the
+//     template's author knows is safe and wants verbatim, such as a
+//     pre-formatted block; the output is still validated for its format.
 //
-// Built-in templates pass every value through one of these; a custom
-// template should too.
+// # Escaping
+//
+// Every action that writes a value is escaped for the template's format
+// and for the place in the file where the value lands, unless its last
+// command is one of the escaping functions above (json, toml, cstring,
+// cstringlines, cmacro, csv, nvs, nvskey), whose output is written as it
+// is (never escaped twice), or raw. So "serial": "{{.Serial}}" in a JSON
+// template is as safe as "serial": {{json .Serial}}: a serial that holds
+// a quote cannot add a key. Actions that write nothing are left alone:
+// if, range, with, define, template, and {{$x := ...}}; required, fileuri
+// or printf inside a pipeline are arguments, and the pipeline's value is
+// escaped. An escaping function of another format is trusted too, so
+// {{toml .Serial}} in a JSON template writes TOML: the output check
+// catches what that breaks. Where a value lands, by format:
+//
+//   - json: inside a string literal, as the string's contents (JSON
+//     escapes); elsewhere, as a JSON value: a string as a string literal,
+//     .Custom as an object, a number as a number. Invalid UTF-8 is
+//     refused.
+//   - toml: inside a basic string "..." or """...""", as its contents
+//     (TOML escapes); inside a literal string ('...', single or
+//     multi-line), which has no escapes, as it is, and a value that holds
+//     a single quote or a control character is refused; in a # comment, as a quoted basic
+//     string; elsewhere, as a TOML value: a basic string, an integer, or
+//     .Custom as an inline table. A value where it touches a bare key or
+//     value (id_{{.Serial}} = 1) is refused.
+//   - c-header: inside a string literal, as its contents (C escapes, NUL
+//     refused, no trigraph can form with the text around, an unfinished
+//     octal or hex escape before it cannot take its first character);
+//     inside a character literal likewise, with ' escaped; in a comment,
+//     as a string literal that cannot end the comment; elsewhere, as a
+//     string literal (as cstring writes it), or an integer as itself. A
+//     value that touches an identifier (#define SERIAL_{{.Serial}}) is
+//     refused: build macro names with cmacro.
+//   - nvs-csv: as a whole field, as nvs writes it (quoted when it needs to
+//     be); inside a quoted field, with quotes doubled; as part of an
+//     unquoted field, as it is, and a value that would need quotes is
+//     refused; in each case a value nvs_partition_gen cannot store
+//     unchanged is refused as nvs refuses it. In a # comment line, as a
+//     JSON string literal.
+//   - text: as it is; text output is not validated either.
+//
+// A value that cannot go where the template puts it (just after a
+// backslash in a string, after the closing quote of a CSV field) fails the
+// render with an error that names the action and its line.
+//
+// The escaping works on the real output: after parsing, each such action
+// gets an internal last command that records its value and writes a
+// placeholder holding a random nonce; after the template has run (if,
+// range, with and template included), one pass reads the output as the
+// format's parser would, finds where each placeholder is, and writes the
+// value escaped for that place.
 //
 // # Formats and checks
 //
 // A template has a format: json, toml, c-header, nvs-csv or text. A
 // built-in has its own; a custom template's comes from its file extension
 // (.json, .toml, .h, .csv; anything else is text). Render validates its
-// output for the format, so it returns a file the board can use or an
-// error wrapping ErrRender, never a broken file. Check renders SampleData
-// for each attestation through the same validation; its errors wrap
-// ErrTemplate, and the station runs it before the first board.
+// output for the format (a JSON object may not hold a key twice either),
+// so it returns a file the board can use or an error wrapping ErrRender,
+// never a broken file. Check renders SampleData for each attestation
+// through the same validation; its errors wrap ErrTemplate, and the
+// station runs it before the first board.
 package fwtemplates

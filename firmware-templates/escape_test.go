@@ -109,6 +109,28 @@ func TestCHeaderCompiles(t *testing.T) {
 // like want.
 func compileAndPrint(t *testing.T, gcc string, header []byte, d Data) map[string]string {
 	t.Helper()
+	macros := map[string]string{}
+	for m, f := range cMacros {
+		macros[f] = m
+	}
+	keys := map[string]string{}
+	for f := range want("c-header", d) {
+		m := macros[f]
+		if k, ok := strings.CutPrefix(f, "Custom."); ok {
+			m = "DEVICE_CUSTOM_" + k
+		}
+		keys[f] = m
+	}
+	flag := map[string]string{AttestationTPM: "TPM", AttestationX509: "X509", AttestationSymmetricKey: "SYMMETRIC_KEY"}[d.Attestation]
+	return gccPrint(t, gcc, header, keys, "#if DPS_ATTESTATION_"+flag+" != 1\n#error wrong attestation flag\n#endif\n")
+}
+
+// gccPrint compiles (C99, warnings as errors) and runs a program that
+// includes header twice and prints each string macro of keys (key:
+// macro name) in hex, with extra in its main, and returns what it printed
+// by key.
+func gccPrint(t *testing.T, gcc string, header []byte, keys map[string]string, extra string) map[string]string {
+	t.Helper()
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "dps_config.h"), header, 0o644); err != nil {
 		t.Fatal(err)
@@ -117,24 +139,15 @@ func compileAndPrint(t *testing.T, gcc string, header []byte, d Data) map[string
 	prog.WriteString("#include <stdio.h>\n#include \"dps_config.h\"\n#include \"dps_config.h\" /* the guard makes this harmless */\n")
 	prog.WriteString("static void p(const char *k, const char *s, size_t n) { printf(\"%s=\", k); for (size_t i = 0; i + 1 < n; i++) printf(\"%02x\", (unsigned char)s[i]); printf(\"\\n\"); }\n")
 	prog.WriteString("#define P(k, m) p(k, m, sizeof(m))\nint main(void) {\n")
-	macros := map[string]string{}
-	for m, f := range cMacros {
-		macros[f] = m
+	names := make([]string, 0, len(keys))
+	for k := range keys {
+		names = append(names, k)
 	}
-	keys := make([]string, 0)
-	for f := range want("c-header", d) {
-		keys = append(keys, f)
+	sort.Strings(names)
+	for _, k := range names {
+		prog.WriteString("\tP(\"" + k + "\", " + keys[k] + ");\n")
 	}
-	sort.Strings(keys)
-	for _, f := range keys {
-		m := macros[f]
-		if k, ok := strings.CutPrefix(f, "Custom."); ok {
-			m = "DEVICE_CUSTOM_" + k
-		}
-		prog.WriteString("\tP(\"" + f + "\", " + m + ");\n")
-	}
-	flag := map[string]string{AttestationTPM: "TPM", AttestationX509: "X509", AttestationSymmetricKey: "SYMMETRIC_KEY"}[d.Attestation]
-	prog.WriteString("#if DPS_ATTESTATION_" + flag + " != 1\n#error wrong attestation flag\n#endif\n\treturn 0;\n}\n")
+	prog.WriteString(extra + "\treturn 0;\n}\n")
 	src := filepath.Join(dir, "main.c")
 	if err := os.WriteFile(src, []byte(prog.String()), 0o644); err != nil {
 		t.Fatal(err)

@@ -25,8 +25,13 @@ func funcs() template.FuncMap {
 		"nvs":          nvsString,
 		"nvskey":       nvsKey,
 		"fileuri":      fileURI,
+		"raw":          raw,
 	}
 }
+
+// raw returns v as it is: an action that ends in raw writes its value
+// verbatim instead of escaped for the format.
+func raw(v any) any { return v }
 
 // required returns value, or fails the render naming field when it is
 // empty.

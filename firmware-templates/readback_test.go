@@ -319,8 +319,8 @@ func decodeCLiteral(s string) (string, int, error) {
 			return b.String(), i + 1, nil
 		case c == '\n':
 			return "", 0, fmt.Errorf("newline in string literal")
-		case c == '?' && i+1 < len(s) && s[i+1] == '?':
-			return "", 0, fmt.Errorf("?? would start a trigraph")
+		case c == '?' && i+2 < len(s) && s[i+1] == '?' && strings.IndexByte("=(/)'<!>-", s[i+2]) >= 0:
+			return "", 0, fmt.Errorf("%q is a trigraph", s[i:i+3])
 		case c != '\\':
 			b.WriteByte(c)
 			continue

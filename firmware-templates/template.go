@@ -50,8 +50,12 @@ func Builtin(name string) (*Template, error) {
 // concurrent use: slots may Render with one Template at once.
 type Template struct {
 	Name   string // built-in name, or the name given to Parse (the file for Load)
-	Format string // one of the Format constants; decides how output is validated
+	Format string // one of the Format constants; decides how output is escaped and validated
 	tmpl   *template.Template
+	// actions are the actions whose values are escaped (see escapeTree),
+	// indexed by the number the escape command passes.
+	actions []action
+	raw     []action // the actions that end in raw
 }
 
 // Parse parses a custom template. Its format comes from name's extension
@@ -67,7 +71,11 @@ func parse(name, format, text string) (*Template, error) {
 	if err != nil {
 		return nil, templateError(ErrTemplate, name, err)
 	}
-	return &Template{Name: name, Format: format, tmpl: t}, nil
+	tmpl := &Template{Name: name, Format: format, tmpl: t}
+	if format != FormatText {
+		tmpl.actions, tmpl.raw = escapeTree(t)
+	}
+	return tmpl, nil
 }
 
 // Load reads a custom template from file and parses it, named by the file,
@@ -82,23 +90,67 @@ func Load(file string) (*Template, error) {
 }
 
 // Render renders the template for one board. It first checks that d has
-// every field its attestation needs (Data.Validate), and after running the
-// template that the output is valid for the template's format, so it never
-// returns a broken file. Errors wrap ErrRender, are an *Error, and name the
-// template and, when the fault is a field, the field.
+// every field its attestation needs (Data.Validate), then runs the
+// template, escaping each value for the place in the format where it lands
+// (unless the action ends in an escaping function or raw; see the package
+// documentation), and checks that the output is valid for the template's
+// format, so it never returns a broken file. Errors wrap ErrRender, are an
+// *Error, and name the template and, when the fault is a field, the field;
+// a value that cannot go where the template puts it (a NUL byte in a C
+// string, a quote in a TOML literal string) names the action and its line.
 func (t *Template) Render(d Data) ([]byte, error) {
 	if err := d.Validate(); err != nil {
 		return nil, templateError(ErrRender, t.Name, err)
 	}
+	return t.execute(d)
+}
+
+// execute runs the template on d, escapes its values and validates the
+// output.
+func (t *Template) execute(d Data) ([]byte, error) {
+	tmpl, rec := t.tmpl, (*recorder)(nil)
+	if len(t.actions) > 0 {
+		// Each render binds the escape command to its own recorder, in a
+		// clone that shares the parse trees: Templates stay safe for
+		// concurrent use.
+		c, err := t.tmpl.Clone()
+		if err != nil {
+			return nil, templateError(ErrRender, t.Name, err)
+		}
+		rec = newRecorder()
+		tmpl = c.Funcs(template.FuncMap{escapeFunc: rec.escape})
+	}
 	var b bytes.Buffer
-	if err := t.tmpl.Execute(&b, d); err != nil {
+	if err := tmpl.Execute(&b, d); err != nil {
 		return nil, templateError(ErrRender, t.Name, err)
 	}
-	if err := validate(t.Format, b.Bytes()); err != nil {
-		return nil, &Error{Kind: ErrRender, Template: t.Name, Err: fmt.Errorf("%s output: %w", t.Format, err)}
+	out := b.Bytes()
+	if rec != nil {
+		var err error
+		if out, err = substitute(t.Format, out, rec, t.actions); err != nil {
+			var e *Error
+			if !errors.As(err, &e) {
+				e = &Error{Kind: ErrRender, Err: err}
+			}
+			e.Template = t.Name
+			return nil, e
+		}
 	}
-	return b.Bytes(), nil
+	if err := validate(t.Format, out); err != nil {
+		return nil, &Error{Kind: ErrRender, Template: t.Name, Err: &formatError{format: t.Format, err: err}}
+	}
+	return out, nil
 }
+
+// formatError is output that is not valid for its format: what Render
+// refuses after running the template, as against a value it refuses.
+type formatError struct {
+	format string
+	err    error
+}
+
+func (e *formatError) Error() string { return e.format + " output: " + e.err.Error() }
+func (e *formatError) Unwrap() error { return e.err }
 
 // Check renders SampleData for each attestation and validates the output
 // for the template's format: JSON parses; TOML parses; a C header has its

@@ -137,58 +137,38 @@ func TestCheckErrors(t *testing.T) {
 		},
 		{
 			name: "not JSON", file: "line.json",
-			text:    "{\n  \"scope\": {{.IDScope}}\n}\n",
-			wantMsg: "not valid JSON: line 2",
+			text:    "{\n  \"scope\": {{.IDScope}}\n  \"x\": 1\n}\n",
+			wantMsg: "not valid JSON: line 3",
 		},
 		{
-			name: "JSON unescaped value", file: "line.json",
-			text:    `{"chain": "{{.CertificateChain}}"}`,
+			name: "JSON raw value", file: "line.json",
+			text:    `{"chain": "{{raw .CertificateChain}}"}`,
 			wantMsg: "not valid JSON",
 		},
 		{
+			name: "JSON duplicate key", file: "line.json",
+			text:    "{\n  \"id\": {{.RegistrationID}},\n  \"id\": {{.DeviceID}}\n}\n",
+			wantMsg: `line 3: key "id" appears twice`,
+		},
+		{
 			name: "not TOML", file: "aziot.toml",
-			text:    "[provisioning]\nid_scope = {{.IDScope}}\n",
+			text:    "[provisioning]\nid_scope = {{raw .IDScope}}\n",
 			wantMsg: "not valid TOML",
 		},
 		{
-			name: "C header without guard", file: "dps.h",
-			text:    "#define DPS_ID_SCOPE {{cstring .IDScope}}\n",
-			wantMsg: "no include guard",
+			name: "TOML value touching a bare key", file: "aziot.toml",
+			text: "[provisioning]\nid_{{.IDScope}} = 1\n",
+			line: 2, field: "IDScope", wantMsg: "{{.IDScope}} as a TOML value: it touches a bare key",
 		},
 		{
-			name: "C header unbalanced quote", file: "dps.h",
-			text:    "#ifndef X_H\n#define X_H\n#define DPS_ID_SCOPE \"{{.IDScope}}\n#endif\n",
-			wantMsg: "line 3: string literal does not end",
+			name: "C value touching an identifier", file: "dps.h",
+			text: "#ifndef X_H\n#define X_H\n#define DEVICE_{{.Model}} 1\n#endif\n",
+			line: 3, field: "Model", wantMsg: "it touches an identifier",
 		},
 		{
-			name: "C header without #endif", file: "dps.h",
-			text:    "#ifndef X_H\n#define X_H\n#define DPS_ID_SCOPE {{cstring .IDScope}}\n",
-			wantMsg: "#ifndef X_H has no #endif",
-		},
-		{
-			name: "NVS CSV wrong header", file: "nvs.csv",
-			text:    "key,type,value\ndps,namespace,\nid_scope,data,{{nvs .IDScope}}\n",
-			wantMsg: "header is",
-		},
-		{
-			name: "NVS CSV key too long", file: "nvs.csv",
-			text:    "key,type,encoding,value\ndps,namespace,,\ndps_registration_id,data,string,{{nvs .RegistrationID}}\n",
-			wantMsg: "line 3: NVS key \"dps_registration_id\" is 19 characters, at most 15",
-		},
-		{
-			name: "NVS CSV unknown encoding", file: "nvs.csv",
-			text:    "key,type,encoding,value\ndps,namespace,,\nid_scope,data,text,{{nvs .IDScope}}\n",
-			wantMsg: `encoding "text"`,
-		},
-		{
-			name: "NVS CSV no namespace", file: "nvs.csv",
-			text:    "key,type,encoding,value\nid_scope,data,string,{{nvs .IDScope}}\n",
-			wantMsg: "first entry must be a namespace",
-		},
-		{
-			name: "required empty in a sample", file: "line.txt",
-			text: "cert={{required \"CertificatePath\" .CertificatePath}}\n",
-			line: 1, field: "CertificatePath", wantMsg: "with sample data for tpm attestation",
+			name: "CSV value after a quoted field", file: "nvs.csv",
+			text: "key,type,encoding,value\ndps,namespace,,\nserial,data,string,\"SN\"{{.Serial}}\n",
+			line: 3, field: "Serial", wantMsg: "follows the closing quote of the field",
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -288,18 +268,18 @@ func TestRenderRefuses(t *testing.T) {
 	}
 }
 
-// TestRenderValidatesOutput: a custom template that does not escape
-// passes Check on the sample but fails Render, not the board, on a value
-// that breaks its format.
+// TestRenderValidatesOutput: a custom template that writes a value raw
+// renders the sample, but Render refuses, rather than hand the board, a
+// value that breaks its format.
 func TestRenderValidatesOutput(t *testing.T) {
-	tmpl, err := Parse("line.json", `{"serial": "{{.Serial}}"}`)
+	tmpl, err := Parse("line.json", `{"serial": "{{raw .Serial}}"}`)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := tmpl.Check(); err != nil {
-		t.Fatalf("Check() = %v", err)
-	}
 	d := SampleData(AttestationTPM)
+	if out, err := tmpl.Render(d); err != nil || string(out) != `{"serial": "SN-000123"}` {
+		t.Errorf("Render(sample) = %q, %v; want the serial verbatim", out, err)
+	}
 	d.Serial = `SN "1"`
 	out, err := tmpl.Render(d)
 	if !errors.Is(err, ErrRender) || !strings.Contains(err.Error(), "not valid JSON") {
@@ -328,35 +308,42 @@ func TestErrorMessages(t *testing.T) {
 	}
 }
 
-// TestRenderConcurrent: slots share one Template (run with -race).
+// TestRenderConcurrent: slots share one Template (run with -race), a
+// built-in one or a custom one whose values are escaped by default.
 func TestRenderConcurrent(t *testing.T) {
-	tmpl, err := Builtin("c-header")
+	builtin, err := Builtin("c-header")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, err := tmpl.Render(SampleData(AttestationX509))
+	custom, err := Parse("custom.json", `{"serial": "{{.Serial}}", "chain": {{.CertificateChain}}{{range $k, $v := .Custom}}, "{{$k}}": {{$v}}{{end}}}`)
 	if err != nil {
 		t.Fatal(err)
 	}
-	errs := make(chan error, 8)
-	for range 8 {
-		go func() {
-			for range 20 {
-				got, err := tmpl.Render(SampleData(AttestationX509))
-				if err == nil && string(got) != string(want) {
-					err = errors.New("output differs between renders")
+	for _, tmpl := range []*Template{builtin, custom} {
+		want, err := tmpl.Render(SampleData(AttestationX509))
+		if err != nil {
+			t.Fatal(err)
+		}
+		errs := make(chan error, 8)
+		for range 8 {
+			go func() {
+				for range 20 {
+					got, err := tmpl.Render(SampleData(AttestationX509))
+					if err == nil && string(got) != string(want) {
+						err = errors.New("output differs between renders")
+					}
+					if err != nil {
+						errs <- err
+						return
+					}
 				}
-				if err != nil {
-					errs <- err
-					return
-				}
+				errs <- nil
+			}()
+		}
+		for range 8 {
+			if err := <-errs; err != nil {
+				t.Errorf("%s: %v", tmpl.Name, err)
 			}
-			errs <- nil
-		}()
-	}
-	for range 8 {
-		if err := <-errs; err != nil {
-			t.Error(err)
 		}
 	}
 }
