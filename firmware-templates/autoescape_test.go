@@ -471,41 +471,96 @@ func TestEscapeErrorNamesAction(t *testing.T) {
 }
 
 // TestRaw: raw writes a value verbatim; Render still validates the
-// output.
+// output, and CheckSample refuses a template whose raw field a hostile
+// value breaks, naming the field and the action's line.
 func TestRaw(t *testing.T) {
 	for _, tc := range []struct {
 		name, file, text string
 		sample           string // the output for SampleData(tpm)
-		serial, wantErr  string
+		serial, wantErr  string // a value to render, and what Render says of it
+		line             int
+		field, checkMsg  string // what CheckSample says
 	}{
-		{"JSON in a string", "a.json", "{\n  \"serial\": \"{{raw .Serial}}\"\n}", "{\n  \"serial\": \"SN-000123\"\n}", `a"`, "not valid JSON"},
-		{"JSON value", "a.json", `{"serial": {{.Serial | raw}}}`, "", "1", ""},
-		{"TOML", "a.toml", "\nserial = \"{{raw .Serial}}\"\n", "\nserial = \"SN-000123\"\n", "a\nb", "not valid TOML"},
-		{"C header", "a.h", "#ifndef X_H\n#define X_H\n#define SERIAL \"{{raw .Serial}}\"\n#endif\n", "#ifndef X_H\n#define X_H\n#define SERIAL \"SN-000123\"\n#endif\n", `a"`, "c-header output"},
-		{"NVS CSV", "a.csv", "key,type,encoding,value\nn,namespace,,\nserial,data,string,{{raw .Serial}}\n", "key,type,encoding,value\nn,namespace,,\nserial,data,string,SN-000123\n", "a\nb,c", "nvs-csv output"},
+		{"JSON in a string", "a.json", "{\n  \"serial\": \"{{raw .Serial}}\"\n}", "{\n  \"serial\": \"SN-000123\"\n}", `a"`, "not valid JSON",
+			2, "Serial", "json output"},
+		{"JSON adds a key", "a.json", `{"serial": "{{.Serial | raw}}", "id": {{.RegistrationID}}}`, `{"serial": "SN-000123", "id": "7kxmzkrmfhdxh4hyohru3wx76e7ujjjh6bcw5vwgzgxnvuwevn2a"}`, `x", "registrationId": "evil`, "",
+			1, "Serial", `gains $."registrationId" string`},
+		{"TOML", "a.toml", "\nserial = \"{{raw .Serial}}\"\n", "\nserial = \"SN-000123\"\n", "a\nb", "not valid TOML",
+			2, "Serial", "toml output"},
+		{"C header", "a.h", "#ifndef X_H\n#define X_H\n#define SERIAL \"{{raw .Model}}\"\n#endif\n", "#ifndef X_H\n#define X_H\n#define SERIAL \"ZT-EVK-1\"\n#endif\n", "", "",
+			3, "Model", "c-header output"},
+		{"NVS CSV", "a.csv", "key,type,encoding,value\nn,namespace,,\nline,data,string,{{raw .Custom.line}}\nserial,data,string,{{raw .Serial}}\n", "key,type,encoding,value\nn,namespace,,\nline,data,string,L1\nserial,data,string,SN-000123\n", "a\nb,c", "nvs-csv output",
+			4, "Serial", "nvs-csv output"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tmpl, err := Parse(tc.file, tc.text)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if tc.sample != "" {
-				out, err := tmpl.Render(SampleData(AttestationTPM))
-				if err != nil || string(out) != tc.sample {
-					t.Errorf("Render(sample) = %q, %v; want %q", out, err, tc.sample)
+			out, err := tmpl.Render(SampleData(AttestationTPM))
+			if err != nil || string(out) != tc.sample {
+				t.Errorf("Render(sample) = %q, %v; want %q", out, err, tc.sample)
+			}
+			if tc.serial != "" {
+				d := SampleData(AttestationTPM)
+				d.Serial = tc.serial
+				out, err := tmpl.Render(d)
+				switch {
+				case tc.wantErr == "" && (err != nil || !strings.Contains(string(out), tc.serial)):
+					t.Errorf("Render(Serial %q) = %q, %v; want the serial verbatim", tc.serial, out, err)
+				case tc.wantErr != "" && (!errors.Is(err, ErrRender) || !strings.Contains(err.Error(), tc.wantErr)):
+					t.Errorf("Render(Serial %q) = %q, %v; want ErrRender containing %q", tc.serial, out, err, tc.wantErr)
 				}
 			}
-			d := SampleData(AttestationTPM)
-			d.Serial = tc.serial
-			out, err := tmpl.Render(d)
-			if tc.wantErr == "" {
-				if err != nil || !strings.Contains(string(out), tc.serial) {
-					t.Errorf("Render(Serial %q) = %q, %v; want the serial verbatim", tc.serial, out, err)
+			err = tmpl.CheckSample(SampleData(AttestationTPM))
+			var e *Error
+			if !errors.Is(err, ErrTemplate) || !errors.As(err, &e) {
+				t.Fatalf("CheckSample() = %v; want ErrTemplate", err)
+			}
+			if e.Field != tc.field || e.Line != tc.line || !strings.Contains(err.Error(), tc.checkMsg) || !strings.Contains(err.Error(), "hostile value") {
+				t.Errorf("CheckSample() = %v; want field %s, line %d, a hostile value and %q", err, tc.field, tc.line, tc.checkMsg)
+			}
+		})
+	}
+}
+
+// TestCheckSampleHostile: templates that escape pass CheckSample's hostile
+// values; a value written with another format's escaper does not.
+func TestCheckSampleHostile(t *testing.T) {
+	for _, tc := range []struct {
+		name, file, text string
+		field, wantMsg   string // "" for a template that passes
+	}{
+		{"JSON escaped by default", "a.json", `{"s": "{{.Serial}}", "m": {{.Model}}, "c": {{.Custom}}}`, "", ""},
+		{"JSON with cstring", "a.json", `{"s": {{cstring .Serial}}}`, "Serial", "json output"},
+		{"JSON with csv", "a.json", `{"s": "{{csv .Model}}"}`, "Model", "json output"},
+		{"TOML with json", "a.toml", `s = {{json .DeviceID}}`, "DeviceID", "toml output"},
+		{"C header with json", "a.h", "#ifndef X_H\n#define X_H\n#define ID {{json .RegistrationID}}\n#endif\n", "RegistrationID", "c-header output"},
+		{"CSV with csv", "a.csv", "key,type,encoding,value\nn,namespace,,\ns,data,string,{{csv .Serial}}\n", "Serial", "nvs-csv output"},
+		{"text is not checked", "a.txt", `{{raw .Serial}}`, "", ""},
+		{"a Custom field written raw", "a.json", `{"port": {{raw .Custom.port}}, "serial": {{.Serial}}}`, "", ""},
+		{"a Custom field written raw twice", "a.json", `{"port": {{raw .Custom.port}}, "p": "{{.Custom.port | printf "%s" | raw}}"}`, "", ""},
+		{"a Custom value written raw in a range", "a.json", `{"c": [{{range .Custom}}{{raw .}}, {{end}}0]}`, "Custom.port", "json output"},
+		{"a field the template does not write", "a.json", `{"id": {{.RegistrationID}}}`, "", ""},
+		{"a plain value refused", "a.toml", `s = '{{.Serial}}'`, "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tmpl, err := Parse(tc.file, tc.text)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := SampleData(AttestationX509)
+			d.Custom = map[string]string{"port": "8443"}
+			err = tmpl.CheckSample(d)
+			if tc.wantMsg == "" {
+				if err != nil {
+					t.Errorf("CheckSample() = %v", err)
 				}
 				return
 			}
-			if !errors.Is(err, ErrRender) || !strings.Contains(err.Error(), tc.wantErr) {
-				t.Errorf("Render(Serial %q) = %q, %v; want ErrRender containing %q", tc.serial, out, err, tc.wantErr)
+			var e *Error
+			if !errors.Is(err, ErrTemplate) || !errors.As(err, &e) || e.Field != tc.field || !strings.Contains(err.Error(), tc.wantMsg) {
+				t.Errorf("CheckSample() = %v; want ErrTemplate for field %s containing %q", err, tc.field, tc.wantMsg)
 			}
 		})
 	}

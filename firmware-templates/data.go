@@ -42,6 +42,14 @@ type Data struct {
 // Validate reports the first field that the attestation needs and that is
 // empty or invalid, as an error naming the field. Render calls it before
 // running a template.
+//
+// It restricts only GlobalEndpoint (a host name), Attestation (one of
+// Attestations), CertificateChain (PEM certificate blocks; text before a
+// block is let through, as pem.Decode skips it) and DerivedKey (base64). IDScope and RegistrationID need only be set; DeviceID,
+// CertificatePath, KeyURI, Serial, Model and the Custom values may hold
+// anything, quotes, newlines and NUL bytes included: Serial and Model are
+// what the board says. Templates escape them (see the package
+// documentation), and CheckSample tries hostile ones.
 func (d Data) Validate() error {
 	need := func(field, value, why string) error {
 		if value == "" {

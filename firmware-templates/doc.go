@@ -102,7 +102,12 @@
 //     pkcs11:, ...) as is.
 //   - raw VALUE: VALUE as it is, not escaped (see below). For a value the
 //     template's author knows is safe and wants verbatim, such as a
-//     pre-formatted block; the output is still validated for its format.
+//     number from the line's settings ("port": {{raw .Custom.port}}) or a
+//     pre-formatted block. The output is still validated for its format,
+//     and CheckSample refuses the template if a hostile value in a field
+//     the board can influence (Serial, Model, RegistrationID, DeviceID)
+//     breaks what raw writes; a Custom field that raw writes by name is
+//     the line's own setting, checked with its real value only.
 //
 // # Escaping
 //
@@ -116,8 +121,8 @@
 // if, range, with, define, template, and {{$x := ...}}; required, fileuri
 // or printf inside a pipeline are arguments, and the pipeline's value is
 // escaped. An escaping function of another format is trusted too, so
-// {{toml .Serial}} in a JSON template writes TOML: the output check
-// catches what that breaks. Where a value lands, by format:
+// {{toml .Serial}} in a JSON template writes TOML: the output check and
+// CheckSample catch what that breaks. Where a value lands, by format:
 //
 //   - json: inside a string literal, as the string's contents (JSON
 //     escapes); elsewhere, as a JSON value: a string as a string literal,
@@ -165,6 +170,12 @@
 // output for the format (a JSON object may not hold a key twice either),
 // so it returns a file the board can use or an error wrapping ErrRender,
 // never a broken file. Check renders SampleData for each attestation
-// through the same validation; its errors wrap ErrTemplate, and the
-// station runs it before the first board.
+// through the same validation, calling CheckSample, which renders the
+// sample again with hostile values (quotes, backslashes, newlines, NUL and
+// other control characters, ANSI escapes, a second "registrationId", TOML,
+// C and CSV metacharacters, long values) in Serial, Model, RegistrationID,
+// DeviceID and each Custom field (but one raw writes), and refuses a template whose output such
+// a value makes invalid or changes in structure (a key, a definition or a
+// row more). Their errors wrap ErrTemplate and name the field; the station
+// runs CheckSample before the first board.
 package fwtemplates

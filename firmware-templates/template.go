@@ -172,8 +172,21 @@ func (t *Template) Check() error {
 }
 
 // CheckSample is Check with the sample d: for a station, SampleData of the
-// line's attestation with the line's Custom fields. Errors wrap ErrTemplate
-// (and ErrRender, with the render error's details).
+// line's attestation with the line's Custom fields. After d itself, it
+// renders d with hostile values, one field at a time, in the fields a
+// board can influence (Serial, Model, RegistrationID, DeviceID) and in
+// each Custom field that no raw action writes by name: values that try to close a string or field and add a
+// key, a definition or a row (a second "registrationId"), control
+// characters, long values. A render may refuse such a value; it fails the
+// template when the output is not valid for its format, or when its
+// structure (the keys of a JSON or TOML document, the lines of a C header
+// outside literals and comments, the rows of a CSV) differs from the
+// render of a plain value in the same field. That happens only to a value
+// written with raw, or with the escaping function of another format.
+//
+// Errors wrap ErrTemplate (and ErrRender, with the render error's
+// details); for a hostile value, Field names the field it was in, and
+// Line the raw action that writes that field, if there is one.
 func (t *Template) CheckSample(d Data) error {
 	if _, err := t.Render(d); err != nil {
 		var e *Error
@@ -183,7 +196,7 @@ func (t *Template) CheckSample(d Data) error {
 		return &Error{Kind: ErrTemplate, Template: t.Name, Line: e.Line, Field: e.Field,
 			Err: &sampleError{attestation: d.Attestation, err: err, msg: e.Err.Error()}}
 	}
-	return nil
+	return t.checkHostile(d)
 }
 
 // sampleError says which sample failed; it keeps the render error in the

@@ -170,6 +170,51 @@ func TestCheckErrors(t *testing.T) {
 			text: "key,type,encoding,value\ndps,namespace,,\nserial,data,string,\"SN\"{{.Serial}}\n",
 			line: 3, field: "Serial", wantMsg: "follows the closing quote of the field",
 		},
+		{
+			name: "JSON raw serial", file: "line.json",
+			text: "{\n  \"registrationId\": \"{{.RegistrationID}}\",\n  \"serial\": \"{{raw .Serial}}\"\n}\n",
+			line: 3, field: "Serial", wantMsg: `hostile value "x\", \"registrationId\": \"evil": json output: line 3: key "registrationId" appears twice`,
+		},
+		{
+			name: "C header without guard", file: "dps.h",
+			text:    "#define DPS_ID_SCOPE {{cstring .IDScope}}\n",
+			wantMsg: "no include guard",
+		},
+		{
+			name: "C header unbalanced quote", file: "dps.h",
+			text:    "#ifndef X_H\n#define X_H\n#define DPS_ID_SCOPE \"{{.IDScope}}\n#endif\n",
+			wantMsg: "line 3: string literal does not end",
+		},
+		{
+			name: "C header without #endif", file: "dps.h",
+			text:    "#ifndef X_H\n#define X_H\n#define DPS_ID_SCOPE {{cstring .IDScope}}\n",
+			wantMsg: "#ifndef X_H has no #endif",
+		},
+		{
+			name: "NVS CSV wrong header", file: "nvs.csv",
+			text:    "key,type,value\ndps,namespace,\nid_scope,data,{{nvs .IDScope}}\n",
+			wantMsg: "header is",
+		},
+		{
+			name: "NVS CSV key too long", file: "nvs.csv",
+			text:    "key,type,encoding,value\ndps,namespace,,\ndps_registration_id,data,string,{{nvs .RegistrationID}}\n",
+			wantMsg: "line 3: NVS key \"dps_registration_id\" is 19 characters, at most 15",
+		},
+		{
+			name: "NVS CSV unknown encoding", file: "nvs.csv",
+			text:    "key,type,encoding,value\ndps,namespace,,\nid_scope,data,text,{{nvs .IDScope}}\n",
+			wantMsg: `encoding "text"`,
+		},
+		{
+			name: "NVS CSV no namespace", file: "nvs.csv",
+			text:    "key,type,encoding,value\nid_scope,data,string,{{nvs .IDScope}}\n",
+			wantMsg: "first entry must be a namespace",
+		},
+		{
+			name: "required empty in a sample", file: "line.txt",
+			text: "cert={{required \"CertificatePath\" .CertificatePath}}\n",
+			line: 1, field: "CertificatePath", wantMsg: "with sample data for tpm attestation",
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tmpl, err := Parse(tc.file, tc.text)
@@ -270,7 +315,7 @@ func TestRenderRefuses(t *testing.T) {
 
 // TestRenderValidatesOutput: a custom template that writes a value raw
 // renders the sample, but Render refuses, rather than hand the board, a
-// value that breaks its format.
+// value that breaks its format, and Check refuses the template.
 func TestRenderValidatesOutput(t *testing.T) {
 	tmpl, err := Parse("line.json", `{"serial": "{{raw .Serial}}"}`)
 	if err != nil {
@@ -284,6 +329,9 @@ func TestRenderValidatesOutput(t *testing.T) {
 	out, err := tmpl.Render(d)
 	if !errors.Is(err, ErrRender) || !strings.Contains(err.Error(), "not valid JSON") {
 		t.Errorf("Render(Serial %q) = %q, %v; want ErrRender: not valid JSON", d.Serial, out, err)
+	}
+	if err := tmpl.Check(); !errors.Is(err, ErrTemplate) || !strings.Contains(err.Error(), "field Serial") {
+		t.Errorf("Check() = %v; want ErrTemplate naming field Serial", err)
 	}
 }
 
