@@ -64,6 +64,13 @@ func (c *Config) Validate() error {
 }
 
 // Client calls the DPS service API. It is safe for concurrent use.
+//
+// Its methods' errors: a *ServiceError for an error answer (errors.Is
+// with the sentinel of its status: ErrUnauthorized, ErrThrottled, ...);
+// ErrUnavailable when no answer came; ErrUntrusted when the server's
+// certificate did not verify and ErrNoHost when its name does not
+// resolve (Permanent: these and 401, 403 are never sent again); ErrInvalid
+// for a request refused before sending; or the context's error.
 type Client struct {
 	cfg      Config
 	endpoint string
@@ -389,6 +396,9 @@ func (c *Client) once(parent context.Context, op string, cl *call, body []byte) 
 		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("%s: %w: no answer in %v", op, ErrUnavailable, c.cfg.Timeout)
+		}
+		if why := transportError(err); why != ErrUnavailable {
+			return fmt.Errorf("%s: %w: %w", op, why, err)
 		}
 		return fmt.Errorf("%s: %w: %v", op, ErrUnavailable, err)
 	}

@@ -1,8 +1,11 @@
 package enroll
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -25,6 +28,14 @@ var (
 	// dropped, or the request timed out. The request may or may not
 	// have been carried out.
 	ErrUnavailable = errors.New("DPS unreachable")
+	// ErrUntrusted means the server's TLS certificate did not verify
+	// (an unknown authority, another host name, expired): no request was
+	// sent. Trusting the right CA (Config.CAFile) is the only cure.
+	ErrUntrusted = errors.New("DPS server certificate not trusted")
+	// ErrNoHost means the service's host name does not resolve (the DNS
+	// says there is no such name): no request was sent. A name server
+	// that does not answer is ErrUnavailable instead.
+	ErrNoHost = errors.New("DPS host name not found")
 	// ErrInvalid means the client refused to send a request (an invalid
 	// registration ID, too many items): nothing went on the wire.
 	ErrInvalid = errors.New("invalid request")
@@ -89,6 +100,40 @@ func (e *ServiceError) Is(target error) bool {
 // 429, 5xx (the service's own advice), or no answer at all.
 func Transient(err error) bool {
 	return errors.Is(err, ErrThrottled) || errors.Is(err, ErrServer) || errors.Is(err, ErrUnavailable)
+}
+
+// Permanent reports whether no request to the service can succeed with
+// this client's configuration, whatever is sent and however often: the
+// server's certificate is not trusted (ErrUntrusted), its host name does
+// not resolve (ErrNoHost), or it refused the credentials (ErrUnauthorized:
+// a wrong key or policy name; ErrForbidden: a policy without the
+// permission). Neither the Client nor the Uploader retries these, and an
+// Uploader stops at the first one.
+func Permanent(err error) bool {
+	return errors.Is(err, ErrUntrusted) || errors.Is(err, ErrNoHost) ||
+		errors.Is(err, ErrUnauthorized) || errors.Is(err, ErrForbidden)
+}
+
+// transportError tells apart, in the error of a request that got no
+// answer, what no retry can mend (ErrUntrusted, ErrNoHost) from an
+// outage (ErrUnavailable).
+func transportError(err error) error {
+	var (
+		verify    *tls.CertificateVerificationError
+		authority x509.UnknownAuthorityError
+		host      x509.HostnameError
+		invalid   x509.CertificateInvalidError
+		roots     x509.SystemRootsError
+		dns       *net.DNSError
+	)
+	switch {
+	case errors.As(err, &verify), errors.As(err, &authority), errors.As(err, &host),
+		errors.As(err, &invalid), errors.As(err, &roots):
+		return ErrUntrusted
+	case errors.As(err, &dns) && dns.IsNotFound:
+		return ErrNoHost
+	}
+	return ErrUnavailable
 }
 
 func statusError(status int) error {

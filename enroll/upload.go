@@ -106,7 +106,9 @@ type Stats struct {
 
 // ErrIncomplete means the Uploader stopped with enrollments still pending:
 // DPS kept failing, refused the credentials, or the context ended. They
-// go up on the next run.
+// go up on the next run. The error that stopped it is in the chain:
+// Permanent reports whether the next run can fare better without a change
+// of configuration.
 var ErrIncomplete = errors.New("upload incomplete")
 
 // Uploader drains a Queue into DPS with bulk create operations. Items the
@@ -127,6 +129,8 @@ type Uploader struct {
 	stats Stats
 	tries map[string]int // by lower-case registration ID: settled back to pending this run
 	stop  context.CancelCauseFunc
+	// attempts is this Run's UploaderConfig.Attempts or RunOptions.Attempts.
+	attempts int
 }
 
 // NewUploader applies defaults and checks cfg. The Uploader paces the
@@ -159,16 +163,44 @@ func NewUploader(cfg UploaderConfig) (*Uploader, error) {
 	return u, nil
 }
 
+// RunOptions bound one Run.
+type RunOptions struct {
+	// Attempts, when above 0, replaces UploaderConfig.Attempts for this
+	// Run: a last drain before a station stops sends each batch this many
+	// times at most while the answers are transient.
+	Attempts int
+}
+
 // Run uploads until the queue has nothing pending, and returns what it
-// did (this Run's counts). One Run at a time. It returns an error wrapping ErrIncomplete when it had to stop
-// with enrollments left (they stay pending or in flight in the queue), or
-// the queue's error.
+// did (this Run's counts). One Run at a time. It returns an error wrapping
+// ErrIncomplete when it had to stop with enrollments left (they stay
+// pending or in flight in the queue), or the queue's error.
+//
+// It stops at the first error that no retry can mend (Permanent: the
+// server's certificate is not trusted, its name does not resolve, or it
+// refused the credentials), and after UploaderConfig.Attempts transient
+// answers for one batch; the error wraps the service's (errors.Is with
+// ErrUntrusted, ErrUnauthorized, ...). The context's end stops it too:
+// batches in flight are put back to pending, and the next Run re-checks
+// any that DPS took.
 func (u *Uploader) Run(ctx context.Context) (Stats, error) {
+	return u.RunWith(ctx, RunOptions{})
+}
+
+// RunWith is Run with o's bounds.
+func (u *Uploader) RunWith(ctx context.Context, o RunOptions) (Stats, error) {
+	if o.Attempts < 0 {
+		return Stats{}, fmt.Errorf("uploader: %d attempts", o.Attempts)
+	}
 	start := time.Now()
 	ctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
 	u.mu.Lock()
 	u.stats, u.tries = Stats{}, map[string]int{} // each Run counts its own
+	u.attempts = u.cfg.Attempts
+	if o.Attempts > 0 {
+		u.attempts = o.Attempts
+	}
 	u.mu.Unlock()
 	u.stop = stop
 	n, err := u.cfg.Queue.Recover(ctx)
@@ -264,8 +296,14 @@ func (u *Uploader) send(ctx context.Context, mode string, batch []Enrollment) {
 			return
 		}
 		switch {
+		case Permanent(err):
+			// Nothing will go up with this configuration: stop the run
+			// at once instead of sending the rest to meet the same fate.
+			u.release(batch, err.Error())
+			u.stop(fmt.Errorf("%w: %w", ErrIncomplete, err))
+			return
 		case Transient(err):
-			if attempt >= u.cfg.Attempts {
+			if attempt >= u.attempts {
 				u.release(batch, err.Error())
 				u.stop(fmt.Errorf("%w: DPS did not take a batch in %d attempts, last: %w", ErrIncomplete, attempt, err))
 				return
@@ -292,7 +330,7 @@ func (u *Uploader) send(ctx context.Context, mode string, batch []Enrollment) {
 		case errors.Is(err, ErrBadRequest), errors.Is(err, ErrTooLarge), errors.Is(err, ErrInvalid):
 			u.settle(ctx, []Outcome{{RegistrationID: batch[0].RegistrationID, State: StateFailed, Error: err.Error()}}, batch)
 			return
-		default: // 401, 403, 404 on the path...: nothing will go up
+		default: // 404 on the path...: nothing will go up
 			u.release(batch, err.Error())
 			u.stop(fmt.Errorf("%w: %w", ErrIncomplete, err))
 			return
@@ -354,7 +392,7 @@ func (u *Uploader) retry(outs []Outcome) int {
 		u.tries[id]++
 		n := u.tries[id]
 		most = max(most, n)
-		if n >= u.cfg.Attempts {
+		if n >= u.attempts {
 			u.stop(fmt.Errorf("%w: %s still not settled after %d tries: %s", ErrIncomplete, o.RegistrationID, n, o.Error))
 		}
 	}
