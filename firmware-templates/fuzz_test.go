@@ -61,3 +61,29 @@ func FuzzRender(f *testing.F) {
 		}
 	})
 }
+
+// FuzzCustomRender renders custom templates that write values with no
+// escaping function, in every context of every format (customCases), with
+// arbitrary Serial, Model and Custom.line. Render either refuses a value
+// (ErrRender, never for output that is not valid), or its output parses
+// and carries every value exactly, with no key, definition or row more.
+func FuzzCustomRender(f *testing.F) {
+	for _, v := range append([]string{"SN-000123", tricky, nvsTricky}, hostileValues()...) {
+		f.Add(v, "ZT-EVK-1", "L1")
+		f.Add("SN-000123", v, v)
+	}
+	cases := customCases()
+	tmpls := make([]*Template, len(cases))
+	for i, c := range cases {
+		tmpl, err := Parse(c.file, c.text)
+		if err != nil {
+			f.Fatalf("%s: %v", c.name, err)
+		}
+		tmpls[i] = tmpl
+	}
+	f.Fuzz(func(t *testing.T, serial, model, line string) {
+		for i, c := range cases {
+			renderCustom(t, tmpls[i], c, serial, model, line)
+		}
+	})
+}
