@@ -40,6 +40,7 @@ type attestation struct {
 	group      *enroll.EnrollmentGroup // the group, or nil
 	signer     *x509.Certificate       // X.509 group: the signing certificate the chain verified to
 	tpm        *tpmKey                 // TPM: the EK and SRK the device proved it holds
+	challenge  bool                    // TPM: no Authorization; the challenge is answered once the body is read
 }
 
 func (a *attestation) groupID() string {
@@ -101,13 +102,15 @@ func notEnrolled(regID string) *apiError {
 		msg: fmt.Sprintf("registration %q is not enrolled: no individual enrollment has this ID, and no enrollment group takes this kind of attestation", regID)}
 }
 
-// attest finds what the request proves, as DPS does: the individual
-// enrollment regID when there is one, whatever groups exist; otherwise a
-// group of the kind the request's credentials are (a SAS token:
-// symmetric-key groups; a client certificate: X.509 groups). No
+// attest finds what the request's path, headers and TLS client
+// certificate prove, as DPS does, before its body is read: the
+// individual enrollment regID when there is one, whatever groups exist;
+// otherwise a group of the kind the request's credentials are (a SAS
+// token: symmetric-key groups; a client certificate: X.509 groups). No
 // enrollment to try is 404; credentials that match none is 401. A TPM
-// device without Authorization gets the challenge (a 401, challenge set).
-func (e *Emulator) attest(ctx context.Context, r *http.Request, regID string, reg *deviceRegistration) (*attestation, *apiError) {
+// device's register request without Authorization is marked for the
+// challenge, which needs its body: attestBody finishes it.
+func (e *Emulator) attest(ctx context.Context, r *http.Request, regID string, op deviceOp) (*attestation, *apiError) {
 	row, err := getRow(ctx, e.db, tableEnrollments, regID)
 	if err != nil {
 		return nil, internalError("read enrollment "+regID, err)
@@ -120,7 +123,7 @@ func (e *Emulator) attest(ctx context.Context, r *http.Request, regID string, re
 		att := &attestation{mechanism: en.Attestation.Type, enrollment: &en}
 		switch en.Attestation.Type {
 		case enroll.AttestationTPM:
-			return e.attestTPM(ctx, r, regID, att, reg)
+			return e.attestTPM(ctx, r, regID, op, att)
 		case enroll.AttestationSymmetricKey:
 			sas, a := e.deviceSAS(r)
 			if a != nil {
@@ -350,37 +353,26 @@ func verifiesTo(leaf *x509.Certificate, x *enroll.X509Attestation, opts x509.Ver
 }
 
 // attestTPM checks a TPM device against its individual enrollment (DPS
-// has no TPM groups), as the device SDKs expect (dps-notes 4.4):
+// has no TPM groups), as the device SDKs expect (dps-notes 4.4), from
+// the request's headers:
 //
-//   - the endorsement key sent, if any, must be the one enrolled (401);
-//   - without Authorization the answer is the challenge: a 401 whose
-//     authenticationKey is a fresh HMAC key sealed to the EK and the SRK
-//     sent (or enrolled), kept for the registration;
-//   - with Authorization, a SAS token signed with that key.
-func (e *Emulator) attestTPM(ctx context.Context, r *http.Request, regID string, att *attestation, reg *deviceRegistration) (*attestation, *apiError) {
+//   - with Authorization, a SAS token signed with the key of the
+//     challenge issued to the registration (401 otherwise);
+//   - without, only a register request goes on (401 otherwise): it is
+//     marked for the challenge, which attestBody issues once the body
+//     has brought the keys to seal it to.
+func (e *Emulator) attestTPM(ctx context.Context, r *http.Request, regID string, op deviceOp, att *attestation) (*attestation, *apiError) {
 	enrolled := att.enrollment.Attestation.TPM
 	ek, err := base64.StdEncoding.DecodeString(enrolled.EndorsementKey)
 	if err != nil {
 		return nil, internalError("decode the endorsement key of "+regID, err)
 	}
-	if reg != nil && reg.TPM != nil {
-		sent, _ := base64.StdEncoding.DecodeString(reg.TPM.EndorsementKey)
-		if !bytes.Equal(sent, ek) {
-			return nil, deviceUnauthorized("endorsement key", "the endorsement key sent is not the one enrolled for %q", regID)
-		}
-	}
 	if strings.TrimSpace(r.Header.Get("Authorization")) == "" {
-		if reg == nil || reg.TPM == nil {
-			return nil, deviceUnauthorized("missing", "no Authorization: a TPM device sends its tpm.endorsementKey and tpm.storageRootKey to register, then a SAS token signed with the key of the challenge")
+		if op != opRegister {
+			return nil, tpmMissing()
 		}
-		srk, _ := base64.StdEncoding.DecodeString(reg.TPM.StorageRootKey)
-		if len(srk) == 0 {
-			srk, _ = base64.StdEncoding.DecodeString(enrolled.StorageRootKey)
-		}
-		if len(srk) == 0 {
-			return nil, badRequest(enroll.CodeBadBody, "tpm.storageRootKey is missing: the challenge is sealed to the storage root key")
-		}
-		return nil, e.challengeTPM(ctx, regID, ek, srk)
+		att.challenge = true
+		return att, nil
 	}
 	sas, a := e.deviceSAS(r)
 	if a != nil {
@@ -401,6 +393,47 @@ func (e *Emulator) attestTPM(ctx context.Context, r *http.Request, regID string,
 	}
 	att.tpm = k
 	return att, nil
+}
+
+func tpmMissing() *apiError {
+	return deviceUnauthorized("missing", "no Authorization: a TPM device sends its tpm.endorsementKey and tpm.storageRootKey to register, then a SAS token signed with the key of the challenge")
+}
+
+// attestBody finishes a TPM device's attestation with what its register
+// request's body says (reg; nil for the other requests): the endorsement
+// key sent, if any, must be the one enrolled (401); a request marked for
+// the challenge is answered with it, a 401 whose authenticationKey is a
+// fresh HMAC key sealed to the EK and the SRK sent (or enrolled), kept
+// for the registration. Other attestations pass unchanged.
+func (e *Emulator) attestBody(ctx context.Context, regID string, att *attestation, reg *deviceRegistration) (*attestation, *apiError) {
+	if att.mechanism != enroll.AttestationTPM || att.enrollment == nil {
+		return att, nil
+	}
+	enrolled := att.enrollment.Attestation.TPM
+	ek, err := base64.StdEncoding.DecodeString(enrolled.EndorsementKey)
+	if err != nil {
+		return nil, internalError("decode the endorsement key of "+regID, err)
+	}
+	if reg != nil && reg.TPM != nil {
+		sent, _ := base64.StdEncoding.DecodeString(reg.TPM.EndorsementKey)
+		if !bytes.Equal(sent, ek) {
+			return nil, deviceUnauthorized("endorsement key", "the endorsement key sent is not the one enrolled for %q", regID)
+		}
+	}
+	if !att.challenge {
+		return att, nil
+	}
+	if reg == nil || reg.TPM == nil {
+		return nil, tpmMissing()
+	}
+	srk, _ := base64.StdEncoding.DecodeString(reg.TPM.StorageRootKey)
+	if len(srk) == 0 {
+		srk, _ = base64.StdEncoding.DecodeString(enrolled.StorageRootKey)
+	}
+	if len(srk) == 0 {
+		return nil, badRequest(enroll.CodeBadBody, "tpm.storageRootKey is missing: the challenge is sealed to the storage root key")
+	}
+	return nil, e.challengeTPM(ctx, regID, ek, srk)
 }
 
 // challengeTPM issues a TPM challenge: a fresh key, kept for the

@@ -129,9 +129,14 @@ func decodeRegistration(b []byte, regID string) (*deviceRegistration, *apiError)
 }
 
 // prepareDevice checks a device API request up to the point where it is
-// carried out: api-version (400), ID scope (404), IDs (400), body (400,
-// 413, 415), attestation (401, 404, or the TPM challenge, a 401) and
-// quota (429). It returns what carries the request out.
+// carried out: api-version (400), ID scope (404), IDs (400), attestation
+// from the path, headers and client certificate (401, 404), and only
+// then the body (400, 408, 413, 415), the TPM keys it carries (401, or
+// the TPM challenge, a 401) and quota (429). A request whose credentials
+// fail is answered before its body is read; the only body read before
+// any credential is a TPM device's first register request, which brings
+// the keys its challenge is sealed to. It returns what carries the
+// request out.
 func (e *Emulator) prepareDevice(w http.ResponseWriter, r *http.Request, dr deviceRoute) (func(http.ResponseWriter) *apiError, *apiError) {
 	if a := checkAPIVersion(r); a != nil {
 		return nil, a
@@ -148,6 +153,10 @@ func (e *Emulator) prepareDevice(w http.ResponseWriter, r *http.Request, dr devi
 			return nil, badRequest(enroll.CodeBadRequest, "operation ID %q: %v", dr.operationID, err)
 		}
 	}
+	att, a := e.attest(r.Context(), r, dr.regID, dr.op)
+	if a != nil {
+		return nil, e.countRefusal(a)
+	}
 	b, a := e.readBody(w, r, dr.op != opRegister)
 	if a != nil {
 		return nil, a
@@ -158,16 +167,8 @@ func (e *Emulator) prepareDevice(w http.ResponseWriter, r *http.Request, dr devi
 			return nil, a
 		}
 	}
-	att, a := e.attest(r.Context(), r, dr.regID, reg)
-	switch {
-	case a != nil && a.challenge:
-		e.challenges.Add(1)
-		return nil, a
-	case a != nil && a.status == http.StatusUnauthorized:
-		e.unauthorized.Add(1)
-		return nil, a
-	case a != nil:
-		return nil, a
+	if att, a = e.attestBody(r.Context(), dr.regID, att, reg); a != nil {
+		return nil, e.countRefusal(a)
 	}
 
 	now := e.now()
@@ -197,6 +198,18 @@ func (e *Emulator) prepareDevice(w http.ResponseWriter, r *http.Request, dr devi
 		return func(w http.ResponseWriter) *apiError { return e.poll(w, r, dr) }, nil
 	}
 	return func(w http.ResponseWriter) *apiError { return e.lookup(w, r, dr) }, nil
+}
+
+// countRefusal counts an attestation's answer a: a TPM challenge or a
+// 401.
+func (e *Emulator) countRefusal(a *apiError) *apiError {
+	switch {
+	case a.challenge:
+		e.challenges.Add(1)
+	case a.status == http.StatusUnauthorized:
+		e.unauthorized.Add(1)
+	}
+	return a
 }
 
 // pollWindow is the span of the per-device poll limit ("Device polling
