@@ -208,15 +208,23 @@ func (s *lockedSigner) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) 
 	return s.Signer.Sign(r, digest, opts)
 }
 
+// generateKey makes a CA key in memory. On error the signer is nil, not
+// a nil key in a non-nil crypto.Signer.
 func generateKey(kt KeyType) (crypto.Signer, error) {
+	var key crypto.Signer
+	var err error
 	switch kt {
 	case ECDSAP384:
-		return ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+		key, err = ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	case RSA:
-		return rsa.GenerateKey(rand.Reader, 3072)
+		key, err = rsa.GenerateKey(rand.Reader, 3072)
 	default:
-		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	}
+	if err != nil {
+		return nil, err
+	}
+	return key, nil
 }
 
 // writeEncryptedKey writes key as PKCS#8 encrypted with password
