@@ -24,11 +24,15 @@
 //
 // Every service request needs an api-version query parameter DPS or one
 // of its SDKs uses (see SupportedAPIVersions) and a SharedAccessSignature
-// token signed with the policy's primary or secondary key for the
-// request's host name, checked as DPS's reference validator does
-// (enroll.ParseSAS and (*enroll.SAS).Verify: HMAC over sr exactly as sent,
-// five minutes of clock skew, skn optional). Bearer (Entra ID) tokens are
-// refused.
+// token signed with the policy's primary or secondary key for one of the
+// names the service answers to, checked as DPS's reference validator
+// does (enroll.ParseSAS and (*enroll.SAS).Verify: HMAC over sr exactly as
+// sent, host compared case-insensitively, five minutes of clock skew, skn
+// optional). Those names are Options.HostNames (Start adds its
+// certificate's: localhost, 127.0.0.1, ::1 and the host it listens on)
+// and the address the connection came in on, with or without the port;
+// never the request's Host header, which is the client's to choose.
+// Bearer (Entra ID) tokens are refused.
 //
 // The device API (device.json, api-versions 2019-03-31, 2021-06-01,
 // 2021-10-01 and the others of SupportedAPIVersions), for the ID scope
@@ -60,8 +64,11 @@
 //     final registrationState carries tpm.authenticationKey, a device key
 //     sealed the same way.
 //
-// Credentials that match nothing are 401 with DPS's error body; no
-// enrollment or group to try is 404. Registrations are allocated over the
+// Credentials are checked from the path, the headers and the client
+// certificate before the body is read; the one body read before any
+// credential is a TPM device's first register request, which brings the
+// keys its challenge is sealed to. Credentials that match nothing are
+// 401 with DPS's error body; no enrollment or group to try is 404. Registrations are allocated over the
 // linked IoT hubs (Options.IoTHubs): hashed (a stable hash of the
 // registration ID), geoLatency, static, restricted to the enrollment's
 // iotHubs; custom allocation is not emulated. A disabled enrollment or
@@ -80,6 +87,19 @@
 // anything is done, or a connection cut after the request was carried out
 // and committed.
 //
+// Limits: nothing a client does, slow or many, holds the emulator. A
+// request body is at most Options.MaxBody bytes (413, refused from its
+// Content-Length or as soon as it passes the limit, never read whole)
+// and must arrive within Options.ReadTimeout (408); an HTTP/1
+// connection whose request was refused before its body was read whole
+// is closed rather than drained. Start's server gives a TLS handshake
+// and a request's header Options.ReadTimeout too, an answer 30 s, an
+// idle connection 2 minutes, and holds at most Options.MaxConns
+// connections at once (DefaultMaxConns, or fewer when the open-file
+// limit is low); one more is let in by closing the connection that has
+// waited longest, at least 250 ms, for its client (Stats.Reclaimed).
+// The store holds at most 32 SQLite connections.
+//
 // State lives in SQLite (internal/sqlitedb, schema migrations embedded
 // here) and survives restarts: registration and group IDs are stored
 // lower-cased (DPS compares them case-insensitively) while bodies keep the
@@ -87,7 +107,7 @@
 //
 // Error answers carry DPS's body, {"errorCode","trackingId","message",
 // "timestampUtc","info"}, the x-ms-error-code header and the enroll.Code*
-// six-digit codes.
+// six-digit codes (a 408, which DPS does not document, carries 408000).
 //
 // Where DPS's behaviour is not documented the emulator chooses:
 //

@@ -29,7 +29,18 @@ const (
 	DefaultIDScope   = "0ne00DE0000"                      // the ID scope zerotouch demo configures its boards with
 	DefaultIoTHub    = "zerotouch-demo.azure-devices.net" // the one IoT hub linked by default
 	DefaultPollQuota = 5                                  // polls per device per 10 s ("Device polling operation: 5/10 sec/device")
+
+	DefaultReadTimeout = 10 * time.Second // for a request's header, and then for its body
+	DefaultMaxConns    = 512              // connections Start's server holds at once, unless the open-file limit is lower
 )
+
+// writeTimeout is how long Start's server gives an answer to be written,
+// from the end of Faults.Latency.
+const writeTimeout = 30 * time.Second
+
+// codeRequestTimeout is the error code of a 408: the body did not arrive
+// in time. DPS documents none; it follows their status*1000 pattern.
+const codeRequestTimeout = 408000
 
 // Query page sizes (x-ms-max-item-count): DefaultPageSize when the header
 // is absent; larger requests are cut to MaxPageSize.
@@ -38,9 +49,11 @@ const (
 	MaxPageSize     = 1000
 )
 
-// maxIdleConns is how many SQLite connections are kept open between
-// requests.
-const maxIdleConns = 32
+// maxDBConns is how many SQLite connections are kept open between
+// requests, and how many there are at most: each holds files open
+// (the database and its WAL), so that requests in numbers wait for one
+// instead of running the process out of file descriptors.
+const maxDBConns = 32
 
 // ErrOptions means New or Start was given options it cannot run with.
 var ErrOptions = errors.New("invalid DPS emulator options")
@@ -67,7 +80,9 @@ type Options struct {
 	HostNames    []string         // names the service answers to: a SAS token's sr may carry one (with or without a port) or the address the connection came in on, never just the request's Host; Start adds its certificate's names
 	Quota        int              // service operations per minute (token bucket); 0 = unlimited
 	Burst        int              // bucket size; default max(1, Quota/60)
-	MaxBody      int64            // request body limit, default DefaultMaxBody
+	MaxBody      int64            // request body limit, default DefaultMaxBody: a larger one is 413, refused before it is read whole
+	ReadTimeout  time.Duration    // how long a request's body may take to arrive, from when it is handled (after Faults.Latency): 408 after; Start's server gives a TLS handshake and a header as long; default DefaultReadTimeout
+	MaxConns     int              // Start's server only: connections held at once; default DefaultMaxConns, or fewer as the open-file limit requires (see Start)
 	Faults       Faults           // faults to inject from the start, on the service and the device API
 	Now          func() time.Time // default time.Now; drives SAS and certificate expiry, the quotas, assignment and timestamps
 	Logger       *slog.Logger     // default: discard
@@ -127,6 +142,8 @@ type Stats struct {
 	Registrations int64 // device register requests carried out
 	Polls         int64 // device polls of an operation answered (not throttled)
 	Challenges    int64 // TPM challenges issued (401 with authenticationKey)
+
+	Reclaimed int64 // connections Start's server closed to make room for new ones (Options.MaxConns)
 }
 
 // Emulator is the DPS service and device APIs as an http.Handler. It is safe for
@@ -139,6 +156,7 @@ type Emulator struct {
 	keys      [][]byte
 	hostNames []string
 	maxBody   int64
+	readTO    time.Duration
 	now       func() time.Time
 	log       *slog.Logger
 
@@ -158,7 +176,7 @@ type Emulator struct {
 	pollBuckets map[string]*bucket // by lower-cased registration ID
 
 	requests, operations, throttled, unauthorized, errors, drops, dropsAfter, itemErrors atomic.Int64
-	registrations, polls, challenges                                                     atomic.Int64
+	registrations, polls, challenges, reclaimed                                          atomic.Int64
 }
 
 // New checks opts and opens (creating or migrating) the SQLite file
@@ -182,6 +200,10 @@ func New(ctx context.Context, opts Options) (*Emulator, error) {
 		return nil, fmt.Errorf("%w: RegistrationBurst %d is negative", ErrOptions, opts.RegistrationBurst)
 	case opts.AssignDelay < 0:
 		return nil, fmt.Errorf("%w: AssignDelay %v is negative", ErrOptions, opts.AssignDelay)
+	case opts.ReadTimeout < 0:
+		return nil, fmt.Errorf("%w: ReadTimeout %v is negative", ErrOptions, opts.ReadTimeout)
+	case opts.MaxConns < 0:
+		return nil, fmt.Errorf("%w: MaxConns %d is negative", ErrOptions, opts.MaxConns)
 	}
 	if opts.IDScope == "" {
 		opts.IDScope = DefaultIDScope
@@ -212,6 +234,7 @@ func New(ctx context.Context, opts Options) (*Emulator, error) {
 		keyName:      opts.KeyName,
 		keys:         [][]byte{slices.Clone(opts.PrimaryKey)},
 		maxBody:      opts.MaxBody,
+		readTO:       opts.ReadTimeout,
 		now:          opts.Now,
 		log:          opts.Logger,
 		idScope:      opts.IDScope,
@@ -241,6 +264,9 @@ func New(ctx context.Context, opts Options) (*Emulator, error) {
 	if e.maxBody == 0 {
 		e.maxBody = DefaultMaxBody
 	}
+	if e.readTO == 0 {
+		e.readTO = DefaultReadTimeout
+	}
 	if e.now == nil {
 		e.now = time.Now
 	}
@@ -255,8 +281,10 @@ func New(ctx context.Context, opts Options) (*Emulator, error) {
 		return nil, fmt.Errorf("DPS emulator store: %w", err)
 	}
 	// Concurrent devices would otherwise open and close a connection
-	// (and re-prepare every statement) for most requests.
-	db.SetMaxIdleConns(maxIdleConns)
+	// (and re-prepare every statement) for most requests; and open files
+	// without end.
+	db.SetMaxIdleConns(maxDBConns)
+	db.SetMaxOpenConns(maxDBConns)
 	e.db = db
 	return e, nil
 }
@@ -336,6 +364,8 @@ func (e *Emulator) Stats() Stats {
 		Registrations: e.registrations.Load(),
 		Polls:         e.polls.Load(),
 		Challenges:    e.challenges.Load(),
+
+		Reclaimed: e.reclaimed.Load(),
 	}
 }
 
@@ -448,13 +478,29 @@ func (e *Emulator) latency() time.Duration {
 
 // ServeHTTP answers one DPS service or device API request. Checks run in
 // this order: latency, route (404, 405), api-version (400),
-// authentication (401; for the device API, after its ID scope (404), its
-// body (400) and the enrollment (404)), quota (429), injected faults,
-// then the operation itself.
+// authentication (401; for the device API, after its ID scope (404) and
+// the enrollment (404)), quota (429), injected faults, then the
+// operation itself; the body is read after authentication (for the
+// device API, before the quota), except a TPM device's first register
+// request, whose body carries the keys of its challenge. A body must
+// arrive within Options.ReadTimeout from the end of the latency (408
+// after) and be at most Options.MaxBody bytes (413); an HTTP/1 request
+// answered with an error before its body was read whole has its
+// connection closed, so that nothing waits for the rest.
 func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	e.requests.Add(1)
 	start := time.Now()
-	if d := e.latency(); d > 0 {
+	lc := servedConn(r.Context())
+	lc.begin()
+	defer lc.end()
+	rc := http.NewResponseController(w)
+	d := e.latency()
+	if lc != nil {
+		// Start's server sets a write deadline for each request (its
+		// WriteTimeout), so this one does not outlive the request.
+		rc.SetWriteDeadline(time.Now().Add(d + writeTimeout))
+	}
+	if d > 0 {
 		t := time.NewTimer(d)
 		select {
 		case <-t.C:
@@ -463,9 +509,22 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	body := &requestBody{rc: rc, conn: lc}
+	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+		// An error means the server cannot set deadlines (a test's
+		// recorder): the body is then read without one.
+		rc.SetReadDeadline(time.Now().Add(e.readTO))
+		body.ReadCloser = r.Body
+		r.Body = body
+	} else {
+		body.eof = true
+	}
 	sw := &statusWriter{ResponseWriter: w}
 	done := func(a *apiError) {
 		if a != nil {
+			if r.ProtoMajor == 1 && !body.eof {
+				sw.Header().Set("Connection", "close")
+			}
 			e.writeError(sw, a)
 		}
 		e.logRequest(r, sw.status, a, time.Since(start))
@@ -584,6 +643,28 @@ func (e *Emulator) logRequest(r *http.Request, status int, a *apiError, d time.D
 		}
 	}
 	e.log.LogAttrs(r.Context(), level, "DPS emulator request", attrs...)
+}
+
+// requestBody is a request's body, read under a deadline that is
+// cleared once it has been read whole (the server's own rules then bound
+// the wait for the client's next request). It tells its connection,
+// when Start's server holds one, while a read waits for the client.
+type requestBody struct {
+	io.ReadCloser
+	rc   *http.ResponseController
+	conn *limitedConn // nil unless served by Start
+	eof  bool         // read to its end (or there was none)
+}
+
+func (b *requestBody) Read(p []byte) (int, error) {
+	b.conn.reading(true)
+	n, err := b.ReadCloser.Read(p)
+	b.conn.reading(false)
+	if err == io.EOF && !b.eof {
+		b.eof = true
+		b.rc.SetReadDeadline(time.Time{})
+	}
+	return n, err
 }
 
 // statusWriter remembers the status written.

@@ -16,6 +16,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -254,8 +255,10 @@ func txError(err error, what string) *apiError {
 }
 
 // readBody reads the request body: Content-Type, when given, must be
-// application/json (415); at most MaxBody bytes (413); empty only if
-// allowEmpty (400).
+// application/json (415); at most MaxBody bytes (413, refused from its
+// Content-Length before anything is read, or as soon as it passes the
+// limit); whole within the read deadline ServeHTTP set (408); empty only
+// if allowEmpty (400).
 func (e *Emulator) readBody(w http.ResponseWriter, r *http.Request, allowEmpty bool) ([]byte, *apiError) {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
@@ -274,6 +277,9 @@ func (e *Emulator) readBody(w http.ResponseWriter, r *http.Request, allowEmpty b
 	switch {
 	case errors.As(err, &mbe):
 		return nil, tooLarge
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return nil, &apiError{status: http.StatusRequestTimeout, code: codeRequestTimeout,
+			msg: fmt.Sprintf("the request body did not arrive within %v: send it whole, at once", e.readTO)}
 	case err != nil:
 		return nil, badRequest(enroll.CodeBadBody, "read the request body: %v", err)
 	case !allowEmpty && len(bytes.TrimSpace(b)) == 0:

@@ -74,6 +74,18 @@ type Server struct {
 // X.509 devices authenticate with theirs, checked against their
 // enrollment by the handler.
 //
+// Slow and numerous clients cannot hold the server: a TLS handshake and
+// a request's header must each arrive within opts.ReadTimeout, a body
+// within opts.ReadTimeout once it is read (ServeHTTP), an answer be
+// written within 30 s, and an idle connection is closed after 2
+// minutes. At most opts.MaxConns connections are open at once (by
+// default DefaultMaxConns, or half of what the open-file limit leaves
+// once 96 files are set aside for the store and the rest of the process,
+// and at least 8); one more waits for room, which is made by closing the
+// connection that has waited longest (at least 250 ms) for its client: in
+// its handshake, sending its header or a body, or idle. Connections whose
+// request is being worked on or answered are not closed for room.
+//
 // ctx bounds the start only; the server runs until Close. The
 // certificates follow the real clock whatever opts.Now says. The other
 // options are New's. Errors say which file or address failed; bad options
@@ -168,6 +180,7 @@ func Start(ctx context.Context, addr, dir string, opts Options) (*Server, error)
 		return nil, fmt.Errorf("DPS emulator ID scope: %w", err)
 	}
 	log := e.log
+	lim := newLimitListener(ln, maxConns(opts.MaxConns), func() { e.reclaimed.Add(1) })
 	s := &Server{
 		URL:              "https://" + hostPort,
 		HostName:         hostName,
@@ -178,18 +191,23 @@ func Start(ctx context.Context, addr, dir string, opts Options) (*Server, error)
 		srv: &http.Server{
 			Handler:           e,
 			TLSConfig:         &tls.Config{Certificates: []tls.Certificate{leaf}, MinVersion: tls.VersionTLS12, ClientAuth: tls.RequestClientCert},
-			ReadHeaderTimeout: 30 * time.Second,
-			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+			ReadHeaderTimeout: e.readTO, // and the TLS handshake
+			// Set again for each request; ServeHTTP moves it past the
+			// latency of Faults.
+			WriteTimeout: writeTimeout,
+			IdleTimeout:  idleTimeout,
+			ConnContext:  connContext,
+			ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		},
 		done: make(chan struct{}),
 	}
 	go func() {
 		defer close(s.done)
-		if err := s.srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := s.srv.ServeTLS(lim, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("DPS emulator stopped serving", keyErr, err.Error())
 		}
 	}()
-	log.Info("DPS emulator serving", "url", s.URL, "ca_file", s.CAFile, "connection_string", cs.String(), "id_scope", s.IDScope, "iot_hubs", strings.Join(e.IoTHubs(), ","))
+	log.Info("DPS emulator serving", "url", s.URL, "max_conns", lim.max, "ca_file", s.CAFile, "connection_string", cs.String(), "id_scope", s.IDScope, "iot_hubs", strings.Join(e.IoTHubs(), ","))
 	return s, nil
 }
 
