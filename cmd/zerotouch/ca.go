@@ -32,6 +32,9 @@ type caFlags struct {
 	provisioner  string
 	template     string
 	validity     string
+	// pwSetting names where passwordFile came from in messages: the
+	// flag (default "--password-file") or the configuration's setting.
+	pwSetting string
 }
 
 func (f *caFlags) addFlags(fs *pflag.FlagSet) {
@@ -47,11 +50,26 @@ func (f *caFlags) addLocalFlags(fs *pflag.FlagSet) {
 }
 
 func (f *caFlags) password() ([]byte, error) {
-	pw, err := secret.Read("--password-file", f.passwordFile, envCAPassword)
+	pw, err := secret.Read(f.passwordSetting(), f.passwordFile, envCAPassword)
 	if err != nil {
 		return nil, fmt.Errorf("CA password: %w", err)
 	}
 	return pw, nil
+}
+
+func (f *caFlags) passwordSetting() string {
+	if f.pwSetting != "" {
+		return f.pwSetting
+	}
+	return "--password-file"
+}
+
+// passwordSource names where the CA password was read, for a message.
+func (f *caFlags) passwordSource() string {
+	if f.passwordFile != "" {
+		return fmt.Sprintf("in %s (%s)", f.passwordFile, f.passwordSetting())
+	}
+	return "in $" + envCAPassword
 }
 
 func (f *caFlags) checkRemote() error {
@@ -67,7 +85,11 @@ func (f *caFlags) checkRemote() error {
 	return nil
 }
 
-// open returns the issuer the flags name.
+// open returns the issuer the flags name. An issuer that cannot be opened
+// (no CA in the folder, a wrong or missing password, a step-ca that cannot
+// be trusted or reached) is a setupError; a mistake in the flags a
+// usageError. On error the issuer is nil: never a nil *ca.Local or
+// *ca.Remote in a non-nil ca.Issuer, which the caller would Close.
 func (f *caFlags) open(ctx context.Context, g *globals) (ca.Issuer, error) {
 	if err := f.checkRemote(); err != nil {
 		return nil, err
@@ -82,21 +104,33 @@ func (f *caFlags) open(ctx context.Context, g *globals) (ca.Issuer, error) {
 	}
 	pw, pwErr := f.password()
 	if pwErr != nil && (f.url != "" || !errors.Is(pwErr, secret.ErrMissing)) {
-		return nil, pwErr
+		return nil, setupError{pwErr}
 	}
 	if f.url != "" {
 		if f.template != "" {
 			return nil, usageError{errors.New("--template applies to the local CA; a step-ca's provisioner has its own")}
 		}
-		return ca.NewRemote(ctx, ca.RemoteConfig{URL: f.url, Fingerprint: f.fingerprint, Provisioner: f.provisioner, Password: pw, Validity: validity, Logger: g.log})
+		r, err := ca.NewRemote(ctx, ca.RemoteConfig{URL: f.url, Fingerprint: f.fingerprint, Provisioner: f.provisioner, Password: pw, Validity: validity, Logger: g.log})
+		if errors.Is(err, ca.ErrPassword) {
+			return nil, setupError{fmt.Errorf("the CA password %s is not the provisioner's: %w", f.passwordSource(), err)}
+		}
+		if err != nil {
+			return nil, setupError{err}
+		}
+		return r, nil
 	}
 	// A CA whose key is in a TPM, or a token with a pin-source, needs no
 	// password: only when the CA asks for one is its absence an error.
 	l, err := ca.OpenLocal(ctx, f.dir, ca.LocalOptions{Password: pw, Template: f.template, Validity: validity, Logger: g.log})
-	if errors.Is(err, ca.ErrPassword) && pwErr != nil {
-		return nil, pwErr
+	switch {
+	case errors.Is(err, ca.ErrPassword) && pwErr != nil:
+		return nil, setupError{pwErr}
+	case errors.Is(err, ca.ErrPassword):
+		return nil, setupError{fmt.Errorf("the CA password %s does not unlock the CA in %s: %w", f.passwordSource(), f.dir, err)}
+	case err != nil:
+		return nil, setupError{err}
 	}
-	return l, err
+	return l, nil
 }
 
 func caCmd(g *globals) *cobra.Command {
@@ -204,7 +238,10 @@ enrollment group: the issuing intermediate, whose PEM goes into the group's
 signingCertificates (or is uploaded and verified as a DPS CA certificate).
 
 Needs no password: only certificates are read. With --url and
---fingerprint, shows the factory step-ca's chain. --json prints one object.`,
+--fingerprint, shows the factory step-ca's chain. --json prints one object.
+
+Exit status: 0 shown; 2 for a wrong command line; 3 when there is no CA in
+--dir, or the step-ca cannot be reached or does not have the pinned root.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := f.checkRemote(); err != nil {
@@ -218,7 +255,7 @@ Needs no password: only certificates are read. With --url and
 				chain, err = ca.ReadChain(f.dir)
 			}
 			if err != nil {
-				return err
+				return setupError{err}
 			}
 			return printChain(g, chain)
 		},
@@ -280,7 +317,11 @@ CSR's CN must be the registration ID, its signature valid, its key of an
 allowed type, and it must ask for no SANs and no CA certificate.
 
 With --url, --fingerprint and --provisioner the factory's step-ca signs;
-otherwise the local CA in --dir. Exit 1 if the CSR is refused.`,
+otherwise the local CA in --dir.
+
+Exit status: 0 signed; 1 if the CSR is refused; 2 for a wrong command line
+or an unreadable CSR file; 3 when the CA cannot be used: no CA in --dir, a
+wrong or missing password, a step-ca that cannot be trusted or reached.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var b []byte

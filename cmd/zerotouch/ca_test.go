@@ -104,6 +104,8 @@ func TestCALocal(t *testing.T) {
 	}
 	verifyChainPEM(t, out, "sensor-0001", root)
 
+	badPW := filepath.Join(dir, "bad-pw")
+	os.WriteFile(badPW, []byte("not the passphrase\n"), 0o600)
 	for _, tt := range []struct {
 		name string
 		args []string
@@ -114,7 +116,8 @@ func TestCALocal(t *testing.T) {
 		{"not a CSR", []string{"ca", "sign", "--dir", cadir, "--csr", pw, "--registration-id", "sensor-0001"}, exitFailed, "cannot be parsed"},
 		{"no CSR file", []string{"ca", "sign", "--dir", cadir, "--csr", filepath.Join(dir, "absent"), "--registration-id", "sensor-0001"}, exitUsage, "--csr"},
 		{"no registration ID", []string{"ca", "sign", "--dir", cadir, "--csr", csr}, exitUsage, "registration-id"},
-		{"no CA", []string{"ca", "sign", "--dir", filepath.Join(dir, "none"), "--csr", csr, "--registration-id", "sensor-0001"}, exitFailed, "ca init"},
+		{"no CA", []string{"ca", "sign", "--dir", filepath.Join(dir, "none"), "--csr", csr, "--registration-id", "sensor-0001"}, exitSetup, "ca init"},
+		{"wrong password", []string{"ca", "sign", "--dir", cadir, "--password-file", badPW, "--csr", csr, "--registration-id", "sensor-0001"}, exitSetup, "the CA password in " + badPW + " (--password-file) does not unlock the CA in " + cadir},
 		{"url without fingerprint", []string{"ca", "sign", "--url", "https://127.0.0.1:1", "--csr", csr, "--registration-id", "sensor-0001"}, exitUsage, "--fingerprint"},
 		{"bad validity", []string{"ca", "sign", "--dir", cadir, "--validity", "forever", "--csr", csr, "--registration-id", "sensor-0001"}, exitUsage, "--validity"},
 	} {
@@ -150,7 +153,7 @@ func TestCARemote(t *testing.T) {
 	verifyChainPEM(t, out, "sensor-0001", s.Root)
 
 	wrong := strings.Repeat("00", 32)
-	if code, _, errOut := run(t, "ca", "show", "--url", s.URL, "--fingerprint", wrong); code != exitFailed || !strings.Contains(errOut, "pinned") {
+	if code, _, errOut := run(t, "ca", "show", "--url", s.URL, "--fingerprint", wrong); code != exitSetup || !strings.Contains(errOut, "pinned") {
 		t.Fatalf("show with a wrong fingerprint: exit %d, stderr %q", code, errOut)
 	}
 }

@@ -13,15 +13,31 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// Exit codes line scripts can branch on.
+// Exit codes line scripts can branch on. README.md's Commands section and
+// each command's help list the ones it uses.
 const (
-	exitOK     = 0
-	exitFailed = 1 // the job ran and something in it failed
-	exitUsage  = 2 // the command line is wrong
+	exitOK      = 0
+	exitFailed  = 1 // the job ran and something in it failed
+	exitUsage   = 2 // the command line or the configuration is wrong
+	exitSetup   = 3 // the set-up cannot work: the CA, or DPS's certificate, name or credentials
+	exitPending = 4 // the job is done but enrollments are still pending: upload them later
 )
 
 // usageError marks errors in the command line itself.
 type usageError struct{ error }
+
+// setupError marks a set-up that cannot work however often it is tried:
+// the CA folder missing, its password wrong, the DPS server's certificate
+// not trusted, its host name unknown, its key refused.
+type setupError struct{ error }
+
+func (e setupError) Unwrap() error { return e.error }
+
+// pendingError marks a job that ended with enrollments still queued for
+// DPS: the next upload carries them.
+type pendingError struct{ error }
+
+func (e pendingError) Unwrap() error { return e.error }
 
 // globals are the flags every command shares.
 type globals struct {
@@ -56,8 +72,21 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	stderr = g.stderr
 	root := &cobra.Command{
-		Use:           "zerotouch",
-		Short:         "Provision boards for Azure IoT Hub DPS from a factory station",
+		Use:   "zerotouch",
+		Short: "Provision boards for Azure IoT Hub DPS from a factory station",
+		Long: `Provision boards for Azure IoT Hub DPS from a factory station.
+
+Exit status, for every command (each command's help says which it uses):
+  0  done
+  1  the job ran and something in it failed (the message names the board,
+     the step and its answer, or the enrollments)
+  2  the command line or the configuration is wrong; nothing was done
+  3  the set-up cannot work, however often it is tried: no CA in the CA
+     folder, a wrong or missing CA password, the DPS server's certificate
+     not trusted, its host name unknown, or its key refused; mend it first
+  4  the job is done but enrollments are still pending: DPS did not take
+     them in time (or, after a set-up error found on the way, could not);
+     zerotouch upload sends them later`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
@@ -96,6 +125,20 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		g.log.Error("failed", "err", err.Error())
 	} else {
 		fmt.Fprintf(stderr, "zerotouch: %v\n", err)
+	}
+	return exitCode(err)
+}
+
+// exitCode is the exit status for a command's error other than a usage
+// error.
+func exitCode(err error) int {
+	var se setupError
+	var pe pendingError
+	switch {
+	case errors.As(err, &se):
+		return exitSetup
+	case errors.As(err, &pe):
+		return exitPending
 	}
 	return exitFailed
 }

@@ -116,7 +116,7 @@ func openStation(ctx context.Context, g *globals, file string, events func(stati
 	switch cfg.Attestation {
 	case station.ModeX509TPM, station.ModeX509Keygen:
 		f := caFlags{dir: cfg.CA.Dir, passwordFile: cfg.CA.PasswordFile, url: cfg.CA.URL, fingerprint: cfg.CA.Fingerprint,
-			provisioner: cfg.CA.Provisioner, validity: cfg.CA.Validity}
+			provisioner: cfg.CA.Provisioner, validity: cfg.CA.Validity, pwSetting: "ca.password_file"}
 		if f.provisioner == "" {
 			f.provisioner = "zerotouch"
 		}
