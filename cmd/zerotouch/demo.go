@@ -150,14 +150,8 @@ func runDemo(ctx context.Context, g *globals, f demoFlags) error {
 	}
 	defer d.Close()
 
-	d.bg = startUpload(ctx, d.uploader, g.log)
-	halted := false
-	halt := func() {
-		if !halted {
-			halted = true
-			d.bg.halt()
-		}
-	}
+	d.bg = startUpload(ctx, d.uploader, dpsSettings{caSetting: "the emulator's " + d.dps.CAFile, host: d.client.HostName()}, g.log)
+	halt := func() { d.bg.halt(time.Now().Add(uploadGrace)) }
 	defer halt()
 	var sum station.Summary
 	var upErr error

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"fyne.io/fyne/v2/app"
 	"github.com/spf13/cobra"
@@ -42,7 +43,14 @@ and ZPL.
 --hash-password reads a password on stdin and prints the bcrypt hash to put
 in gui.supervisor_password_hash.
 
-Built with -tags nogui, zerotouch has no window (and no GL libraries).`,
+Built with -tags nogui, zerotouch has no window (and no GL libraries).
+
+Exit status: 0 when the window is closed; 2 when there is no display or
+the configuration is wrong; 3 when the CA cannot be used (no CA in ca.dir,
+a wrong or missing CA password, a step-ca that cannot be trusted or
+reached). Both come before the window opens and any board is touched. The
+window shows a DPS set-up that cannot work (its certificate not trusted,
+its key refused) under the upload queue; the enrollments stay queued.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if hash {
@@ -74,7 +82,7 @@ func runGUI(ctx context.Context, g *globals, file string) error {
 	}
 	defer set.Close()
 	b := ui.Backend{Station: st, Config: set.cfg, ConfigFile: file, Records: set.store}
-	bg = startUpload(ctx, set.uploader, g.log)
+	bg = startUpload(ctx, set.uploader, set.dps, g.log)
 	set.bg = bg
 	if bg != nil {
 		b.Uploads = bg // only when there is one: a nil pointer would make a non-nil interface
@@ -84,7 +92,7 @@ func runGUI(ctx context.Context, g *globals, file string) error {
 	win.Store(w)
 	w.Window().ShowAndRun()
 	w.Close()
-	bg.halt()
+	bg.halt(time.Now().Add(uploadGrace))
 	return nil
 }
 

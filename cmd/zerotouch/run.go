@@ -49,11 +49,21 @@ Each event (slot, board, step, progress, result, the operator's message) is
 a JSON line on stdout; a summary goes to stderr.
 
 --once provisions the boards present now, one run per slot, uploads what
-they queued, and exits. --count N stops after N boards.
+they queued, and exits. --count N stops after N boards. The upload after
+the last board takes at most 15 s: what DPS has not taken by then stays
+queued in the records for zerotouch upload, and an error no retry can mend
+(the DPS server's certificate not trusted, its host name unknown, its key
+or policy refused) ends it at once.
 
-Exit status: 0 when every board passed; 1 when a board failed (its event
-says why); 2 when the configuration or the command line is wrong, before
-any board is touched.`,
+Exit status: 0 when every board passed and no enrollment is left pending
+(or no DPS is configured: dps.upload: false, or no connection string, so
+enrollments are only queued); 1 when a board failed (its event says why);
+2 when the configuration or the command line is wrong, before any board is
+touched; 3 when the CA cannot be used (no CA in ca.dir, a wrong or missing
+CA password, a step-ca that cannot be trusted or reached), before any board
+is touched; 4 when every board passed but enrollments are still pending
+(DPS did not take them, or cannot as set up: the message says which, and
+how many): run zerotouch upload --records RECORDS later.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runStation(cmd.Context(), g, &f)
@@ -74,6 +84,7 @@ type stationSetup struct {
 	store    *records.Store
 	issuer   ca.Issuer
 	uploader *enroll.Uploader
+	dps      dpsSettings       // where the DPS settings are, for messages
 	bg       *backgroundUpload // the uploader's loop, once started; before Run
 }
 
@@ -161,6 +172,8 @@ func openStation(ctx context.Context, g *globals, file string, events func(stati
 			if err != nil {
 				return fail(usageError{fmt.Errorf("%s: dps: %w", file, err)})
 			}
+			set.dps = dpsSettings{caSetting: "dps.ca_file", connSetting: "dps.connection_string_file",
+				connFile: cfg.DPS.ConnectionStringFile, host: client.HostName()}
 			set.uploader, err = enroll.NewUploader(enroll.UploaderConfig{Client: client, Queue: set.store,
 				Quota: cfg.DPS.Quota, Share: cfg.DPS.Share, Logger: g.log})
 			if err != nil {
@@ -199,6 +212,10 @@ func waitEnrolled(ctx context.Context, store *records.Store, bg *backgroundUploa
 		case enroll.StateFailed, enroll.StateConflict:
 			return fmt.Errorf("enrollment upload %s: %s", r.UploadState, r.UploadError)
 		}
+		if err := bg.LastError(); enroll.Permanent(err) {
+			// Nudging again would only meet the same refusal.
+			return fmt.Errorf("enrollment still %s: %w", r.UploadState, err)
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("enrollment still %s: %w", r.UploadState, ctx.Err())
@@ -210,22 +227,37 @@ func waitEnrolled(ctx context.Context, store *records.Store, bg *backgroundUploa
 // backgroundUpload drains the queue whenever nudged, and every 30 s,
 // until halted. A nil *backgroundUpload (no DPS configured) does nothing.
 type backgroundUpload struct {
-	u    *enroll.Uploader
-	log  *slog.Logger
-	kick chan struct{}
-	stop chan struct{} // closed to end the loop; a drain under way finishes first
-	done chan struct{} // closed when the loop has ended
-	mu   sync.Mutex
-	last enroll.Stats
-	err  error
+	u      *enroll.Uploader
+	dps    dpsSettings
+	log    *slog.Logger
+	kick   chan struct{}
+	stop   chan struct{}      // closed to end the loop; a drain under way finishes first, within halt's bound
+	cancel context.CancelFunc // ends a drain under way
+	done   chan struct{}      // closed when the loop has ended
+	halted sync.Once
+	mu     sync.Mutex
+	last   enroll.Stats
+	err    error
 }
 
+// Bounds of the upload when a station stops: a drain under way may finish
+// within haltGrace (DPS answers a bulk request in well under a second; one
+// still going is waiting out an outage), then the last one sends each
+// batch at most lastAttempts times, all within uploadGrace of the stop.
+const (
+	haltGrace    = 2 * time.Second
+	uploadGrace  = 15 * time.Second
+	lastAttempts = 3
+)
+
 // startUpload starts u's background loop; nil u gives nil.
-func startUpload(ctx context.Context, u *enroll.Uploader, log *slog.Logger) *backgroundUpload {
+func startUpload(ctx context.Context, u *enroll.Uploader, dps dpsSettings, log *slog.Logger) *backgroundUpload {
 	if u == nil {
 		return nil
 	}
-	b := &backgroundUpload{u: u, log: log, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	ctx, cancel := context.WithCancel(ctx)
+	b := &backgroundUpload{u: u, dps: dps, log: log, kick: make(chan struct{}, 1), stop: make(chan struct{}),
+		cancel: cancel, done: make(chan struct{})}
 	go b.loop(ctx)
 	return b
 }
@@ -241,22 +273,58 @@ func (b *backgroundUpload) loop(ctx context.Context) {
 		case <-b.kick:
 		case <-time.After(30 * time.Second):
 		}
-		b.drain(ctx)
+		b.drain(ctx, enroll.RunOptions{})
 	}
 }
 
-// halt ends the loop, letting an upload under way finish (cancelling it
-// could leave a batch DPS took marked pending).
-func (b *backgroundUpload) halt() {
+// halt ends the loop. An upload under way may finish until by (cutting
+// it short leaves what it had in flight pending, for the next drain to
+// re-check); after that it is cut short. halt may be called more than
+// once.
+func (b *backgroundUpload) halt(by time.Time) {
 	if b == nil {
 		return
 	}
-	close(b.stop)
-	<-b.done
+	b.halted.Do(func() { close(b.stop) })
+	t := time.NewTimer(time.Until(by))
+	defer t.Stop()
+	select {
+	case <-b.done:
+	case <-t.C:
+		b.log.Warn("upload: stopping the upload under way; what it had in flight stays queued and is checked on the next upload")
+		b.cancel()
+		<-b.done
+	}
+	b.cancel()
 }
 
-func (b *backgroundUpload) drain(ctx context.Context) {
-	st, err := b.u.Run(ctx)
+// finish halts the loop and makes one last drain, bounded by
+// uploadGrace and lastAttempts, so that the enrollments of the boards just
+// provisioned go up if DPS takes them now. It returns the last drain's
+// error, nil when nothing is left pending.
+func (b *backgroundUpload) finish(ctx context.Context) error {
+	if b == nil {
+		return nil
+	}
+	by := time.Now().Add(uploadGrace)
+	b.halt(time.Now().Add(haltGrace))
+	if err := b.LastError(); enroll.Permanent(err) || ctx.Err() != nil {
+		return err // a last drain would meet the same refusal
+	}
+	if time.Until(by) < time.Second {
+		return b.LastError()
+	}
+	ctx, cancel := context.WithDeadline(ctx, by)
+	defer cancel()
+	b.drain(ctx, enroll.RunOptions{Attempts: lastAttempts})
+	return b.LastError()
+}
+
+func (b *backgroundUpload) drain(ctx context.Context, o enroll.RunOptions) {
+	st, err := b.u.RunWith(ctx, o)
+	if advice := b.dps.advice(err); advice != "" {
+		err = fmt.Errorf("%s: %w", advice, err)
+	}
 	b.mu.Lock()
 	b.last, b.err = st, err
 	b.mu.Unlock()
@@ -284,7 +352,8 @@ func (b *backgroundUpload) Now() {
 	}
 }
 
-// LastError is the last drain's error (ui.Uploads).
+// LastError is the last drain's error (ui.Uploads). One no retry can
+// mend (enroll.Permanent) leads with what to mend.
 func (b *backgroundUpload) LastError() error {
 	if b == nil {
 		return nil
@@ -292,6 +361,37 @@ func (b *backgroundUpload) LastError() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.err
+}
+
+// pending says how many enrollments the last drain left pending, why,
+// and what to do.
+func (b *backgroundUpload) pending(n int, records string) error {
+	b.mu.Lock()
+	permanent := enroll.Permanent(b.err)
+	b.mu.Unlock()
+	if permanent {
+		return pendingError{fmt.Errorf("%d enrollments still pending, for zerotouch upload --records %s once this is mended: %s",
+			n, records, b.pendingCause())}
+	}
+	return pendingError{fmt.Errorf("%d enrollments still pending, for zerotouch upload --records %s later: %s", n, records, b.pendingCause())}
+}
+
+// pendingCause says why the last drain left enrollments pending.
+func (b *backgroundUpload) pendingCause() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case b.err == nil:
+		return "they were queued after the last upload"
+	case enroll.Permanent(b.err):
+		return b.err.Error()
+	case errors.Is(b.err, context.DeadlineExceeded) || errors.Is(b.err, context.Canceled):
+		if b.last.LastError != "" {
+			return fmt.Sprintf("DPS did not take them within %v, last: %s", uploadGrace, b.last.LastError)
+		}
+		return fmt.Sprintf("DPS did not take them within %v", uploadGrace)
+	}
+	return fmt.Sprintf("DPS did not take them: %v", b.err)
 }
 
 func runStation(ctx context.Context, g *globals, f *runFlags) error {
@@ -310,30 +410,30 @@ func runStation(ctx context.Context, g *globals, f *runFlags) error {
 	}
 	defer set.Close()
 	st.SetOperator(f.operator, f.workOrder)
-	bg = startUpload(ctx, set.uploader, g.log)
+	bg = startUpload(ctx, set.uploader, set.dps, g.log)
 	set.bg = bg
 
 	sum, runErr := st.Run(ctx, station.RunOptions{Once: f.once, Count: f.count})
 
-	bg.halt()
-	if bg != nil && ctx.Err() == nil {
-		// One last drain, so that --once leaves nothing queued.
-		bg.drain(ctx)
-	}
-	upErr := bg.LastError()
+	// One last drain, so that --once leaves nothing queued that DPS
+	// takes now; bounded, so that an outage does not hold the line.
+	upErr := bg.finish(ctx)
 	counts, _ := set.store.Counts(context.WithoutCancel(ctx))
+	pending := counts[enroll.StatePending] + counts[enroll.StateInFlight]
 	fmt.Fprintf(g.stderr, "%d boards passed, %d failed in %.1f s", sum.Passed, sum.Failed, sum.Elapsed)
 	if len(sum.Empty) > 0 {
 		fmt.Fprintf(g.stderr, "; empty slots: %v", sum.Empty)
 	}
 	fmt.Fprintf(g.stderr, "\nenrollments: %d uploaded, %d pending, %d failed, %d in conflict; records in %s\n",
-		counts[enroll.StateUploaded], counts[enroll.StatePending]+counts[enroll.StateInFlight],
-		counts[enroll.StateFailed], counts[enroll.StateConflict], set.cfg.Records)
+		counts[enroll.StateUploaded], pending, counts[enroll.StateFailed], counts[enroll.StateConflict], set.cfg.Records)
 	switch {
 	case runErr != nil:
 		return runErr
 	case sum.Failed > 0:
 		return fmt.Errorf("%d of %d boards failed: see their events", sum.Failed, sum.Passed+sum.Failed)
+	case bg != nil && pending > 0:
+		// With no DPS configured, queueing is all that was asked.
+		return bg.pending(pending, set.cfg.Records)
 	case upErr != nil:
 		g.log.Warn("upload incomplete; the enrollments stay queued for zerotouch upload", "err", upErr)
 	}

@@ -47,6 +47,39 @@ func (f *dpsFlags) config(g *globals) (enroll.Config, error) {
 	return cfg, nil
 }
 
+// dpsSettings name, for messages, where the DPS settings come from: the
+// flags of zerotouch upload or the station configuration's dps section.
+type dpsSettings struct {
+	caSetting   string // "--ca-file" or "dps.ca_file"
+	connSetting string // "--connection-string-file" or "dps.connection_string_file"
+	connFile    string // the connection string's file; "" for the environment
+	host        string // the service's host name
+}
+
+func (f *dpsFlags) settings(host string) dpsSettings {
+	return dpsSettings{caSetting: "--ca-file", connSetting: "--connection-string-file", connFile: f.connFile, host: host}
+}
+
+// advice says, in the operator's words, what to mend for an error no
+// retry can mend (enroll.Permanent), or "" for another error.
+func (d dpsSettings) advice(err error) string {
+	conn := "the connection string in $" + envDPSConnectionString
+	if d.connFile != "" {
+		conn = fmt.Sprintf("the connection string in %s (%s)", d.connFile, d.connSetting)
+	}
+	switch {
+	case errors.Is(err, enroll.ErrUntrusted):
+		return fmt.Sprintf("the DPS server's certificate is not trusted: give its CA with %s", d.caSetting)
+	case errors.Is(err, enroll.ErrNoHost):
+		return fmt.Sprintf("the DPS host name %s does not resolve: check HostName in %s", d.host, conn)
+	case errors.Is(err, enroll.ErrUnauthorized):
+		return fmt.Sprintf("DPS refused the key (401): check %s: its SharedAccessKeyName and SharedAccessKey must be one of this DPS's shared access policies", conn)
+	case errors.Is(err, enroll.ErrForbidden):
+		return fmt.Sprintf("DPS refused the access policy (403): %s must name a policy with enrollment read and write permissions", conn)
+	}
+	return ""
+}
+
 // dpsConfig reads the DPS connection string from connFile (the setting
 // named where) or $ZEROTOUCH_DPS_CONNECTION_STRING. An absent one is an
 // error wrapping secret.ErrMissing.
@@ -97,9 +130,17 @@ the same command again after a failure or a crash and it carries on,
 re-checking what was in flight; nothing is enrolled twice. An enrollment
 DPS already holds with other content is a conflict, left for a person.
 
-Exit status: 0 when every enrollment is in DPS; 1 when some failed, are in
-conflict or are still pending (run again); 2 when the command line, the
-connection string or the file is wrong (nothing was sent).`,
+An answer that no retry can mend stops the upload at once, unretried: the
+server's certificate is not trusted (give its CA with --ca-file), its host
+name does not resolve, or it refuses the key (401) or the policy (403).
+
+Exit status: 0 when every enrollment is in DPS; 1 when some failed or are
+in conflict; 2 when the command line, the connection string or the file is
+wrong (nothing was sent); 3 when DPS cannot be used as set up: its
+certificate is not trusted, its host name does not resolve, or it refused
+the connection string's key or policy (mend that, then run again); 4 when
+enrollments are still pending because DPS kept failing or the upload was
+interrupted (run the same command again later).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runUpload(cmd.Context(), g, &f)
@@ -136,6 +177,7 @@ type uploadSummary struct {
 	AlreadyInDPS      int              `json:"alreadyInDps,omitempty"`
 	Problems          []enroll.Outcome `json:"problems,omitempty"`
 	Error             string           `json:"error,omitempty"`
+	Advice            string           `json:"advice,omitempty"` // what to mend before running again
 	AllUploaded       bool             `json:"allUploaded"`
 	UnchangedFromLast int              `json:"unchangedFromLastRun,omitempty"`
 }
@@ -229,7 +271,7 @@ func runUpload(ctx context.Context, g *globals, f *uploadFlags) error {
 		}
 	}
 	sort.Slice(sum.Problems, func(i, j int) bool { return sum.Problems[i].RegistrationID < sum.Problems[j].RegistrationID })
-	return finishUpload(g, sum, runErr, "see above")
+	return finishUpload(g, sum, runErr, "see above", f.dps.settings(client.HostName()))
 }
 
 // newUploadSummary starts a summary with what the run did.
@@ -246,16 +288,28 @@ func newUploadSummary(file, state string, stats enroll.Stats, runErr error) *upl
 }
 
 // finishUpload prints the summary, its counts filled in, and returns the
-// command's error: nil only when every enrollment is in DPS.
-func finishUpload(g *globals, sum *uploadSummary, runErr error, where string) error {
+// command's error: nil only when every enrollment is in DPS; a setupError
+// when DPS cannot be used as set up; a pendingError when enrollments are
+// only pending; another error when some failed or are in conflict.
+func finishUpload(g *globals, sum *uploadSummary, runErr error, where string, dps dpsSettings) error {
 	sum.AllUploaded = runErr == nil && sum.Uploaded == sum.Total && sum.Failed+sum.Conflicts+sum.Pending == 0
+	if enroll.Permanent(runErr) {
+		sum.Advice = dps.advice(runErr)
+	}
 	printUploadSummary(g, sum)
 	switch {
+	case sum.Advice != "":
+		return setupError{fmt.Errorf("%s; %d enrollments still pending: run the same command again once that is mended: %w", sum.Advice, sum.Pending, runErr)}
+	case runErr != nil && sum.Failed+sum.Conflicts > 0:
+		return fmt.Errorf("%w; %d enrollments still pending: run the same command again; %d failed, %d in conflict: %s",
+			runErr, sum.Pending, sum.Failed, sum.Conflicts, where)
 	case runErr != nil:
-		return fmt.Errorf("%w; %d enrollments still pending: run the same command again", runErr, sum.Pending)
-	case !sum.AllUploaded:
+		return pendingError{fmt.Errorf("%w; %d enrollments still pending: run the same command again", runErr, sum.Pending)}
+	case sum.Failed+sum.Conflicts > 0:
 		return fmt.Errorf("%d of %d enrollments not uploaded (%d failed, %d in conflict, %d pending): %s",
 			sum.Total-sum.Uploaded, sum.Total, sum.Failed, sum.Conflicts, sum.Pending, where)
+	case !sum.AllUploaded:
+		return pendingError{fmt.Errorf("%d of %d enrollments still pending: run the same command again", sum.Pending, sum.Total)}
 	}
 	return nil
 }
@@ -352,7 +406,7 @@ func uploadRecords(ctx context.Context, g *globals, f *uploadFlags, cfg enroll.C
 	sum.Uploaded, sum.Failed, sum.Conflicts = counts[enroll.StateUploaded], counts[enroll.StateFailed], counts[enroll.StateConflict]
 	sum.Pending = counts[enroll.StatePending] + counts[enroll.StateInFlight]
 	sum.Total = sum.Uploaded + sum.Failed + sum.Conflicts + sum.Pending
-	return finishUpload(g, sum, runErr, "zerotouch records list --state failed (or conflict) shows them")
+	return finishUpload(g, sum, runErr, "zerotouch records list --state failed (or conflict) shows them", f.dps.settings(client.HostName()))
 }
 
 // drain runs an Uploader over q with the flags' pacing and a progress bar

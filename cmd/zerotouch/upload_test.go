@@ -226,13 +226,14 @@ func TestUploadBadInput(t *testing.T) {
 	if code, _, stderr := run(t, "upload", "--from", file, "--ca-file", srv.CAFile); code != exitOK || !strings.Contains(stderr, "3 uploaded") {
 		t.Errorf("upload: exit %d, %s", code, stderr)
 	}
-	// Wrong key: exit 1, and it says so.
+	// Wrong key: exit 3, and it says where the key came from.
 	cs, _ := enroll.ParseConnectionString(srv.ConnectionString)
 	cs.Key = []byte("wrong")
 	t.Setenv(envDPSConnectionString, cs.Secret())
 	other, _ := writeEnrollments(t, 2)
-	if code, _, stderr := run(t, "upload", "--from", other, "--ca-file", srv.CAFile); code != exitFailed || !strings.Contains(stderr, "401") {
-		t.Errorf("wrong key: exit %d, %s; want 1 with the 401", code, stderr)
+	if code, _, stderr := run(t, "upload", "--from", other, "--ca-file", srv.CAFile); code != exitSetup ||
+		!strings.Contains(stderr, "DPS refused the key (401): check the connection string in $"+envDPSConnectionString) {
+		t.Errorf("wrong key: exit %d, %s; want 3 with the 401 and where the key came from", code, stderr)
 	}
 }
 
