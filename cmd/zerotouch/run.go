@@ -247,7 +247,7 @@ type backgroundUpload struct {
 const (
 	haltGrace    = 2 * time.Second
 	uploadGrace  = 15 * time.Second
-	lastAttempts = 3
+	lastAttempts = 5
 )
 
 // startUpload starts u's background loop; nil u gives nil.
