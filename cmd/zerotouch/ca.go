@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"time"
 
@@ -49,8 +50,8 @@ func (f *caFlags) addLocalFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&f.passwordFile, "password-file", "", "file holding the CA password (key passphrase, PKCS#11 PIN, or with --url the provisioner's password); default $"+envCAPassword)
 }
 
-func (f *caFlags) password() ([]byte, error) {
-	pw, err := secret.Read(f.passwordSetting(), f.passwordFile, envCAPassword)
+func (f *caFlags) password(log *slog.Logger) ([]byte, error) {
+	pw, err := secret.Read(log, f.passwordSetting(), f.passwordFile, envCAPassword)
 	if err != nil {
 		return nil, fmt.Errorf("CA password: %w", err)
 	}
@@ -102,7 +103,7 @@ func (f *caFlags) open(ctx context.Context, g *globals) (ca.Issuer, error) {
 		}
 		validity = v
 	}
-	pw, pwErr := f.password()
+	pw, pwErr := f.password(g.log)
 	if pwErr != nil && (f.url != "" || !errors.Is(pwErr, secret.ErrMissing)) {
 		return nil, setupError{pwErr}
 	}
@@ -192,7 +193,7 @@ A folder that already holds a CA is refused. Exit 2 for a wrong command line.`,
 				}
 				*v.d = d
 			}
-			pw, pwErr := f.password()
+			pw, pwErr := f.password(g.log)
 			if pwErr != nil && !errors.Is(pwErr, secret.ErrMissing) {
 				return pwErr
 			}

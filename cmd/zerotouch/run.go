@@ -136,7 +136,7 @@ func openStation(ctx context.Context, g *globals, file string, events func(stati
 		}
 		deps.Issuer = set.issuer
 	case station.ModeSymmetricKey:
-		k, err := secret.Read("symmetric_key.key_file", cfg.Group.KeyFile, envGroupKey)
+		k, err := secret.Read(g.log, "symmetric_key.key_file", cfg.Group.KeyFile, envGroupKey)
 		if err != nil {
 			return fail(usageError{fmt.Errorf("%s: the enrollment group's key: %w", file, err)})
 		}

@@ -84,7 +84,7 @@ func (d dpsSettings) advice(err error) string {
 // named where) or $ZEROTOUCH_DPS_CONNECTION_STRING. An absent one is an
 // error wrapping secret.ErrMissing.
 func dpsConfig(g *globals, where, connFile, caFile string) (enroll.Config, error) {
-	s, err := secret.Read(where, connFile, envDPSConnectionString)
+	s, err := secret.Read(g.log, where, connFile, envDPSConnectionString)
 	if err != nil {
 		return enroll.Config{}, fmt.Errorf("DPS connection string: %w", err)
 	}

@@ -7,24 +7,53 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
+	"runtime"
 )
 
 // ErrMissing means neither the file nor the environment variable gave a
 // secret.
 var ErrMissing = errors.New("no secret given")
 
+// ErrExposed means a secret's file may be read by users other than its
+// owner.
+var ErrExposed = errors.New("readable by other users")
+
+// Exposed returns an error wrapping ErrExposed, naming the file and its
+// permissions, when users other than the file's owner may read it
+// (Unix permission bits for group or others); nil when only its owner
+// may, or the system has no such bits.
+func Exposed(file string) error {
+	if runtime.GOOS == "windows" {
+		return nil // ACLs, not permission bits: not judged here
+	}
+	st, err := os.Stat(file)
+	if err != nil {
+		return err
+	}
+	if perm := st.Mode().Perm(); perm&0o044 != 0 {
+		return fmt.Errorf("%s: mode %04o: %w", file, perm, ErrExposed)
+	}
+	return nil
+}
+
 // Read returns the secret in file (given with the command-line flag
 // named flag) when file is not empty, else the value of the environment
 // variable env. One trailing newline (LF or CRLF) is
 // dropped from a file, since editors add one. An empty secret is an
 // error wrapping ErrMissing that names both places, so the operator knows
-// where to put it.
-func Read(flag, file, env string) ([]byte, error) {
+// where to put it. A file that other users of the machine may read is
+// still read, with a warning to log (nil: no warning).
+func Read(log *slog.Logger, flag, file, env string) ([]byte, error) {
 	if file != "" {
 		b, err := os.ReadFile(file)
 		if err != nil {
 			return nil, fmt.Errorf("read secret: %w", err)
+		}
+		if err := Exposed(file); err != nil && log != nil {
+			log.Warn("a secret's file is readable by other users of this machine: make it readable by the station's user alone (chmod 600)",
+				"setting", flag, "err", err)
 		}
 		b = bytes.TrimSuffix(b, []byte("\n"))
 		b = bytes.TrimSuffix(b, []byte("\r"))
