@@ -36,8 +36,11 @@ func TestBegin(t *testing.T) {
 	}
 	// The run passes: Save takes over the record.
 	passed := tpmRecord("SN-B1", 1)
-	if res := save(t, s, passed); res.Created || !res.Updated || !res.Queued {
-		t.Errorf("Save after Begin = %+v, want the record updated and its enrollment queued", res)
+	if res := save(t, s, passed); !res.Created || res.Updated || !res.Queued {
+		t.Errorf("Save after Begin of a new board = %+v, want it counted as created and its enrollment queued", res)
+	}
+	if got := events(t, s, "SN-B1"); !slices.Equal(got, []string{records.EventBegun, records.EventCreated}) {
+		t.Errorf("audit of a new board's first run = %q, want %q then %q", got, records.EventBegun, records.EventCreated)
 	}
 	if passed.Result != records.ResultPassed || passed.PreviousResult != "" {
 		t.Errorf("after Save: result %q, previous %q; want passed, none", passed.Result, passed.PreviousResult)

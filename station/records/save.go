@@ -302,8 +302,11 @@ func upsert(ctx context.Context, tx *wtx, now string, r *Record, body string, ol
 		generation++
 	}
 	regIDChanged, mayBeInDPS := false, false
+	// A board's first run ends here: Begin made its record, in progress
+	// and with no result before; for the records it is a new board.
+	firstRun := old == nil || old.Result == ResultInProgress && old.PreviousResult == ""
+	res.Created, res.Updated = firstRun, !firstRun
 	if old != nil {
-		res.Updated = true
 		if old.RegistrationID != r.RegistrationID && old.RegistrationID != "" && r.RegistrationID != "" {
 			regIDChanged = true
 			notes = append(notes, fmt.Sprintf("registration ID changed from %s to %s", old.RegistrationID, r.RegistrationID))
@@ -311,8 +314,6 @@ func upsert(ctx context.Context, tx *wtx, now string, r *Record, body string, ol
 		if len(old.EKPublic) > 0 && len(r.EKPublic) > 0 && !bytes.Equal(old.EKPublic, r.EKPublic) {
 			notes = append(notes, "EK changed")
 		}
-	} else {
-		res.Created = true
 	}
 	switch {
 	case r.Result == ResultFailed:
@@ -404,7 +405,7 @@ func upsert(ctx context.Context, tx *wtx, now string, r *Record, body string, ol
 		}
 	}
 	event := EventCreated
-	if old != nil {
+	if !firstRun {
 		event = EventUpdated
 	}
 	if w := where(r); w != "" {
