@@ -748,7 +748,7 @@ func (c valueContext) escape(v any) (string, error) {
 		if s == "" && c.emptyJoins {
 			return "", errors.New("value is empty, and the ? before it and the text after it would form a trigraph")
 		}
-		return cContents(s, c.kind == ctxCChar, c.escFirst)
+		return cContents(s, c.kind == ctxCChar, c.escFirst, true)
 	case ctxCComment:
 		q, err := cString(stringify(v))
 		if err != nil {
@@ -859,24 +859,25 @@ func tomlLiteral(s string, multiLine bool) (string, error) {
 	return s, nil
 }
 
-// cContents renders s as the inside of a C string literal (or character
-// literal, where ' is escaped too) that other text surrounds: as cString
-// does, and a ? at either end as \077, so that no trigraph can form with
-// the text around; escFirst writes the first byte as an octal escape, as
-// the text before would join it.
-func cContents(s string, char, escFirst bool) (string, error) {
+// cContents renders s as the inside of a C string literal, or of a
+// character literal (char), where ' is escaped too. With openEnds, other
+// text surrounds it inside the literal: a ? at either end is written as
+// \077, so that no trigraph can form with the text around, and escFirst
+// writes the first byte as an octal escape, as the text before would
+// join it. cString is cContents between quotes.
+func cContents(s string, char, escFirst, openEnds bool) (string, error) {
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		switch {
 		case c == 0:
 			return "", fmt.Errorf("value holds a NUL byte at offset %d, which would end the C string there", i)
-		case i == 0 && escFirst, c == '?' && (i == 0 || i == len(s)-1):
+		case openEnds && (i == 0 && escFirst || c == '?' && (i == 0 || i == len(s)-1)):
 			fmt.Fprintf(&b, `\%03o`, c)
 		case c == '"' || c == '\\' || char && c == '\'':
 			b.WriteByte('\\')
 			b.WriteByte(c)
-		case c == '?' && (s[i-1] == '?' || s[i+1] == '?'):
+		case c == '?' && (i > 0 && s[i-1] == '?' || i+1 < len(s) && s[i+1] == '?'):
 			b.WriteString(`\?`)
 		case c == '\n':
 			b.WriteString(`\n`)

@@ -117,32 +117,11 @@ func tomlString(s string) (string, error) {
 // following character can extend. A NUL byte is refused: it would end the
 // string early on the device.
 func cString(s string) (string, error) {
-	var b strings.Builder
-	b.WriteByte('"')
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == 0:
-			return "", fmt.Errorf("value holds a NUL byte at offset %d, which would end the C string there", i)
-		case c == '"' || c == '\\':
-			b.WriteByte('\\')
-			b.WriteByte(c)
-		case c == '?' && (i > 0 && s[i-1] == '?' || i+1 < len(s) && s[i+1] == '?'):
-			b.WriteString(`\?`)
-		case c == '\n':
-			b.WriteString(`\n`)
-		case c == '\r':
-			b.WriteString(`\r`)
-		case c == '\t':
-			b.WriteString(`\t`)
-		case c < 0x20 || c >= 0x7f:
-			fmt.Fprintf(&b, `\%03o`, c)
-		default:
-			b.WriteByte(c)
-		}
+	inner, err := cContents(s, false, false, false)
+	if err != nil {
+		return "", err
 	}
-	b.WriteByte('"')
-	return b.String(), nil
+	return `"` + inner + `"`, nil
 }
 
 // cStringLines renders s as adjacent C string literals, one for each line
