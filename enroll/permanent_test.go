@@ -141,28 +141,6 @@ func TestClientHostNameMismatch(t *testing.T) {
 	}
 }
 
-// A wrong key is refused once: the upload stops after one request per
-// worker, unretried.
-func TestUploadWrongKeyOnce(t *testing.T) {
-	ctx := context.Background()
-	srv, _ := newEmulator(t, emulator.Options{})
-	cs, _ := enroll.ParseConnectionString(srv.ConnectionString)
-	cs.Key = []byte("not the emulator's key")
-	c, err := enroll.NewClient(enroll.Config{ConnectionString: cs, CAFile: srv.CAFile})
-	if err != nil {
-		t.Fatal(err)
-	}
-	state := newState(t, manyTPM(30))
-	up, _ := enroll.NewUploader(enroll.UploaderConfig{Client: c, Queue: state, Quota: 600_000, Workers: 1})
-	stats, err := up.Run(ctx)
-	if !errors.Is(err, enroll.ErrUnauthorized) || !enroll.Permanent(err) {
-		t.Fatalf("Run = %v, want ErrUnauthorized", err)
-	}
-	if stats.Requests != 1 {
-		t.Errorf("%d requests, want 1", stats.Requests)
-	}
-}
-
 // RunOptions.Attempts bounds one Run's retries of a transient answer;
 // the next Run has the configured number again.
 func TestUploadRunAttempts(t *testing.T) {

@@ -172,7 +172,8 @@ func TestUploadThrottled(t *testing.T) {
 	checkExactlyOnce(t, srv, client, es)
 }
 
-// Wrong credentials stop the upload at once, with everything pending.
+// Wrong credentials stop the upload at once, unretried (one request for
+// one worker), with everything pending.
 func TestUploadUnauthorized(t *testing.T) {
 	ctx := context.Background()
 	srv, _ := newEmulator(t, emulator.Options{})
@@ -183,10 +184,13 @@ func TestUploadUnauthorized(t *testing.T) {
 		t.Fatal(err)
 	}
 	state := newState(t, manyTPM(30))
-	up, _ := enroll.NewUploader(enroll.UploaderConfig{Client: c, Queue: state, Quota: 600_000})
-	_, err = up.Run(ctx)
-	if !errors.Is(err, enroll.ErrIncomplete) || !errors.Is(err, enroll.ErrUnauthorized) {
-		t.Fatalf("Run = %v, want ErrIncomplete and ErrUnauthorized", err)
+	up, _ := enroll.NewUploader(enroll.UploaderConfig{Client: c, Queue: state, Quota: 600_000, Workers: 1})
+	stats, err := up.Run(ctx)
+	if !errors.Is(err, enroll.ErrIncomplete) || !errors.Is(err, enroll.ErrUnauthorized) || !enroll.Permanent(err) {
+		t.Fatalf("Run = %v, want ErrIncomplete and ErrUnauthorized, permanent", err)
+	}
+	if stats.Requests != 1 {
+		t.Errorf("%d requests, want 1", stats.Requests)
 	}
 	counts, _ := state.Counts(ctx)
 	if counts[enroll.StatePending] != 30 {
