@@ -383,3 +383,91 @@ func TestInProgressProvisionedAgain(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// A fault in the station's own code on one board (here a panic in the
+// events consumer as the board's write begins) fails that board alone,
+// recorded with the operator's words; the other slots pass and the
+// process goes on.
+func TestPanicFailsOneBoard(t *testing.T) {
+	ctx := context.Background()
+	l := newLine(t)
+	bad := startBoard(t, "ZT-PANIC", board.TPMNone)
+	good := startBoard(t, "ZT-CALM", board.TPMNone)
+	// The line's events go through a consumer that panics once.
+	var once sync.Once
+	l.onEvent = func(e station.Event) {
+		if e.Serial == "ZT-PANIC" && e.Step == station.StepWrite && e.Result == station.Running {
+			once.Do(func() { panic("consumer bug") })
+		}
+		l.event(e)
+	}
+	st := l.stationAt(t, station.ModeSymmetricKey, bad.Path(), good.Path())
+	sum, err := st.Run(ctx, station.RunOptions{Once: true})
+	if err != nil || sum.Passed != 1 || sum.Failed != 1 {
+		t.Fatalf("Run = %+v, %v; want one passed, one failed", sum, err)
+	}
+	r, err := l.store.Get(ctx, "ZT-PANIC")
+	if err != nil || r.Result != records.ResultFailed || !strings.Contains(r.Message, "internal error") {
+		t.Errorf("the board hit by the fault is recorded %+v, %v; want failed with an internal error", r, err)
+	}
+	if r, err := l.store.Get(ctx, "ZT-CALM"); err != nil || r.Result != records.ResultPassed {
+		t.Errorf("the other board is recorded %+v, %v; want passed", r, err)
+	}
+	if bad.Provisioned() {
+		t.Errorf("the board hit by the fault was committed")
+	}
+}
+
+// A fault in the station's own code on a slot outside a board's run (a
+// panic as the slot reports a board set aside) restarts that slot, with
+// an event saying so; the process goes on and the slot takes boards
+// again.
+func TestPanicRestartsSlot(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	l := newLine(t)
+	b := startBoard(t, "ZT-SKIPPED", board.TPMNone)
+	b.SetFaults(board.Faults{CorruptWrite: 1})
+	l.onEvent = func(e station.Event) {
+		l.event(e)
+		if e.Result == station.Skipped {
+			panic("consumer bug")
+		}
+	}
+	st := l.stationAt(t, station.ModeSymmetricKey, b.Path())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if _, err := st.Run(ctx, station.RunOptions{Poll: 20 * time.Millisecond}); err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	waitEvent := func(what string, match func(e station.Event) bool) station.Event {
+		t.Helper()
+		for ctx.Err() == nil {
+			l.mu.Lock()
+			for _, e := range l.events {
+				if match(e) {
+					l.mu.Unlock()
+					return e
+				}
+			}
+			l.mu.Unlock()
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Fatalf("no %s event; events: %+v", what, l.events)
+		return station.Event{}
+	}
+	waitEvent("failure", func(e station.Event) bool { return e.Result == station.Failed && e.Serial == "ZT-SKIPPED" })
+	for st.Skip("slot-1") != nil && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	e := waitEvent("internal error", func(e station.Event) bool { return strings.Contains(e.Error, "internal error") })
+	if e.Slot != "slot-1" || e.Result != station.Failed || e.Message == "" {
+		t.Errorf("the slot's fault is reported as %+v", e)
+	}
+	// Started again, the slot provisions the board on it.
+	waitEvent("pass", func(e station.Event) bool { return e.Result == station.Passed && e.Serial == "ZT-SKIPPED" })
+	cancel()
+	<-done
+}

@@ -33,7 +33,8 @@ type line struct {
 	// becomes their stations' Deps.Enrolled.
 	extra    string
 	enrolled func(ctx context.Context, serial string) error
-	log      *slog.Logger // the stations' logger; nil discards
+	log      *slog.Logger        // the stations' logger; nil discards
+	onEvent  func(station.Event) // the stations' events; nil: l.event
 }
 
 func newLine(t *testing.T) *line {
@@ -125,7 +126,11 @@ func (l *line) build(t *testing.T, mode string, fw *station.FirmwareConfig, imag
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := station.New(cfg, station.Deps{Store: l.store, Template: tmpl, Issuer: l.issuer, GroupKey: groupKey, Firmware: image, Events: l.event,
+	events := l.event
+	if l.onEvent != nil {
+		events = l.onEvent
+	}
+	st, err := station.New(cfg, station.Deps{Store: l.store, Template: tmpl, Issuer: l.issuer, GroupKey: groupKey, Firmware: image, Events: events,
 		Enrolled: l.enrolled, Logger: l.log})
 	if err != nil {
 		t.Fatal(err)
