@@ -61,10 +61,23 @@ const (
 	Passed  = "passed"
 	Failed  = "failed"
 	Skipped = "skipped" // the operator set a failed board aside (Skip); Step is empty
+	Empty   = "empty"   // with RunOptions.Once: the slot has no board (Reason says why)
 )
+
+// Why a slot is empty (Event.Reason, EmptySlot.Reason).
+const (
+	EmptyNoPort  = "no-port" // no such port: nothing plugged in, or the port is mistyped
+	EmptySilent  = "silent"  // the port is there but no board answers on it
+	EmptyRefused = "refused" // a board answered but the station cannot work with it
+)
+
+// EventSchema is the version of Event's JSON form, in every event's
+// "schema" field: it changes when a field is removed or changes meaning.
+const EventSchema = 1
 
 // Event is what a slot reports as a board goes through the steps.
 type Event struct {
+	Schema         int       `json:"schema"` // EventSchema
 	Time           time.Time `json:"time"`
 	Slot           string    `json:"slot"`
 	Port           string    `json:"port,omitempty"`
@@ -75,6 +88,21 @@ type Event struct {
 	Result         string    `json:"result"`             // Running, Passed or Failed
 	Message        string    `json:"message,omitempty"`  // for the operator: what happened, what to do
 	Error          string    `json:"error,omitempty"`    // the cause, for the engineer
+	// Elapsed is the seconds since the board's run began (0 outside one).
+	Elapsed float64 `json:"elapsedSeconds,omitempty"`
+	// Attempt counts this board's runs on this slot: 2 after one Retry.
+	Attempt int `json:"attempt,omitempty"`
+	// Done and Total count what Progress measures within Step (bytes of a
+	// write or an image), when it is counted.
+	Done  int64 `json:"done,omitempty"`
+	Total int64 `json:"total,omitempty"`
+	// Waiting, on a Running event, says what the slot is waiting for (the
+	// board's answer to a command, DPS); a slot repeats it at least every
+	// 2 s while it waits.
+	Waiting string `json:"waiting,omitempty"`
+	// Reason, on an Empty event, says why the slot has no board: one of
+	// EmptyNoPort, EmptySilent, EmptyRefused.
+	Reason string `json:"reason,omitempty"`
 	// Clone marks a board failed because its EK is recorded under another
 	// serial number (records.ErrClone): a supervisor's matter.
 	Clone bool `json:"clone,omitempty"`
