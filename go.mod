@@ -166,3 +166,9 @@ require (
 	modernc.org/mathutil v1.7.1 // indirect
 	modernc.org/memory v1.11.0 // indirect
 )
+
+// Fyne's lang package reads the user's locale through go-locale, which
+// takes LANG=C.UTF-8 for a language and makes Fyne print "Error parsing
+// user locale C" on every start; internal/locale treats every spelling of
+// the C locale as no locale.
+replace github.com/jeandeaual/go-locale => ./internal/locale
