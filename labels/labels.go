@@ -5,10 +5,13 @@
 //
 // A label comes as a PNG (for any printer, or the screen) and as a ZPL II
 // format for Zebra printers (203 dpi, 50 x 30 mm). [Write] puts both in a
-// folder. [ParsePayload] reads what a scanner types back.
+// folder. A [Printer], made by [NewPrinter] from station.yaml's `labels:`
+// section ([PrinterConfig]), prints labels to a folder, to a ZPL printer
+// over raw TCP (port 9100) or to a CUPS queue through lp.
+// [ParsePayload] reads what a scanner types back.
 //
-// The package knows no GUI toolkit and keeps no state: every function is
-// safe for concurrent use.
+// The package knows no GUI toolkit and keeps no global state: every
+// function, and every Printer, is safe for concurrent use.
 package labels
 
 import (
