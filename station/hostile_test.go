@@ -33,6 +33,9 @@ type hostileCase struct {
 	// want (a sentinel's text, or another error's).
 	pass bool
 	want string
+	// silent: nothing answers on the port at all, so with Once the slot
+	// is reported empty (EmptySilent) rather than a board failed.
+	silent bool
 }
 
 // identity is an honest identity answer but for the fields given.
@@ -146,7 +149,7 @@ func hostileCases() []hostileCase {
 		{name: "4000 caps", set: on(hostile.Identity, identity(map[string]any{"caps": make([]string, 4000)})), want: flasher.ErrBadIdentity.Error()},
 		{name: "caps over the CBOR limit", set: on(hostile.Identity, identity(map[string]any{"caps": make([]string, 5000)})), want: flasher.ErrProtocol.Error()},
 		// Answers that never come, or never end.
-		{name: "silent", set: func(b *hostile.Board) { b.OnAny(hostile.Silent()) }, want: flasher.ErrTimeout.Error()},
+		{name: "silent", set: func(b *hostile.Board) { b.OnAny(hostile.Silent()) }, want: flasher.ErrTimeout.Error(), silent: true},
 		{name: "endless line", set: on(hostile.Identity, hostile.Endless([]byte("\x06\x09AAAA"))), want: flasher.ErrTimeout.Error()},
 		{name: "endless console", set: on(hostile.Identity, hostile.Endless([]byte("*** booting ***\r\n"))), want: flasher.ErrTimeout.Error()},
 		{name: "slow drip", set: on(hostile.Identity, hostile.Drip(identity(nil), 20*time.Millisecond)), want: flasher.ErrTimeout.Error()},
@@ -277,6 +280,11 @@ func runHostile(t *testing.T, tc hostileCase) time.Duration {
 	if tc.pass {
 		if sum.Passed != 3 || last.Result != station.Passed {
 			t.Errorf("Run = %+v; the hostile slot ended %+v; want all three passed", sum, last)
+		}
+	} else if tc.silent {
+		if sum.Passed != 2 || sum.Failed != 0 || len(sum.Empty) != 1 || sum.Empty[0].Reason != station.EmptySilent ||
+			!strings.Contains(sum.Empty[0].Error, tc.want) {
+			t.Errorf("Run = %+v; want the silent slot reported empty (silent) and the others passed", sum)
 		}
 	} else {
 		if sum.Passed != 2 || sum.Failed != 1 || last.Result != station.Failed {

@@ -40,7 +40,7 @@ func TestRetrySkip(t *testing.T) {
 		defer l.mu.Unlock()
 		var results []string
 		for _, e := range l.events {
-			if e.Result != station.Running {
+			if e.Result != station.Running && e.Result != station.Empty { // a slot between boards reports itself empty
 				results = append(results, e.Result)
 			}
 		}

@@ -25,12 +25,60 @@ type RunOptions struct {
 	Poll time.Duration
 }
 
-// Summary counts the boards of a Run.
+// Summary counts the boards of a Run. A board counts once, by its
+// serial number, with the result of its last run: a board that failed,
+// was retried and passed is one board passed. A run that failed before
+// the board said who it was counts as one board failed, except, with
+// Once, a port where nothing answered at all: that slot is Empty.
 type Summary struct {
-	Passed  int      `json:"passed"`
-	Failed  int      `json:"failed"`
-	Empty   []string `json:"emptySlots,omitempty"` // with Once: slots with no board
-	Elapsed float64  `json:"seconds"`
+	Passed  int         `json:"passed"`
+	Failed  int         `json:"failed"`
+	Empty   []EmptySlot `json:"emptySlots,omitempty"` // with Once: slots with no board the station could run
+	Elapsed float64     `json:"seconds"`
+}
+
+// EmptySlot is a slot that, with Once, had no board the station could
+// run, and why.
+type EmptySlot struct {
+	Slot    string `json:"slot"`
+	Port    string `json:"port"`
+	Reason  string `json:"reason"`  // EmptyNoPort or EmptySilent
+	Message string `json:"message"` // for the operator
+	Error   string `json:"error,omitempty"`
+}
+
+// tally counts boards for a Summary.
+type tally struct {
+	mu      sync.Mutex
+	last    map[string]bool // by serial: whether its last run passed
+	unknown int             // failed runs of boards that never said who they were
+}
+
+func (t *tally) add(serial string, err error) (boards int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.last == nil {
+		t.last = map[string]bool{}
+	}
+	if serial == "" {
+		t.unknown++
+	} else {
+		t.last[serial] = err == nil
+	}
+	return len(t.last) + t.unknown
+}
+
+func (t *tally) counts() (passed, failed int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, ok := range t.last {
+		if ok {
+			passed++
+		} else {
+			failed++
+		}
+	}
+	return passed, failed + t.unknown
 }
 
 // Run runs every slot in parallel until ctx ends, or as opts say. A board
@@ -46,33 +94,29 @@ func (s *Station) Run(ctx context.Context, opts RunOptions) (Summary, error) {
 	s.warnInProgress(ctx)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var mu sync.Mutex
-	var sum Summary
-	count := func(err error) {
-		mu.Lock()
-		defer mu.Unlock()
-		if err != nil {
-			sum.Failed++
-		} else {
-			sum.Passed++
-		}
-		if opts.Count > 0 && sum.Passed+sum.Failed >= opts.Count {
+	var t tally
+	count := func(serial string, err error) {
+		if n := t.add(serial, err); opts.Count > 0 && n >= opts.Count {
 			cancel()
 		}
 	}
+	empties := make([]*EmptySlot, len(s.cfg.Slots))
 	var wg sync.WaitGroup
-	for _, slot := range s.cfg.Slots {
+	for i, slot := range s.cfg.Slots {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if empty := s.superviseSlot(ctx, slot, opts, count); empty {
-				mu.Lock()
-				sum.Empty = append(sum.Empty, slot.Name)
-				mu.Unlock()
-			}
+			empties[i] = s.superviseSlot(ctx, slot, opts, count)
 		}()
 	}
 	wg.Wait()
+	var sum Summary
+	sum.Passed, sum.Failed = t.counts()
+	for _, e := range empties {
+		if e != nil {
+			sum.Empty = append(sum.Empty, *e)
+		}
+	}
 	sum.Elapsed = time.Since(start).Seconds()
 	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return sum, err
@@ -163,23 +207,23 @@ func (s *Station) awaitCommand(slot string) (<-chan string, func()) {
 // station's own (a panic outside a board's run, which Provision guards
 // itself), logs it, tells the operator and starts the slot again: one
 // slot's fault never ends the process or the other slots.
-func (s *Station) superviseSlot(ctx context.Context, slot SlotConfig, opts RunOptions, count func(error)) (empty bool) {
+func (s *Station) superviseSlot(ctx context.Context, slot SlotConfig, opts RunOptions, count func(string, error)) *EmptySlot {
 	for {
 		empty, p, stack := s.protectedSlot(ctx, slot, opts, count)
 		if p == nil {
 			return empty
 		}
 		s.log.Error("a slot ended in an internal error; it starts again", "slot", slot.Name, "panic", fmt.Sprint(p), "stack", stack)
-		s.deps.Events(Event{Time: s.deps.Now(), Slot: slot.Name, Result: Failed,
+		s.deps.Events(Event{Schema: EventSchema, Time: s.deps.Now(), Slot: slot.Name, Result: Failed,
 			Message: "the station hit an internal error on this slot and started it again: if it happens again, call the line engineer",
 			Error:   fmt.Sprintf("%v: %v", ErrInternal, p)})
 		if opts.Once || !pause.For(ctx, time.Second) {
-			return false
+			return nil
 		}
 	}
 }
 
-func (s *Station) protectedSlot(ctx context.Context, slot SlotConfig, opts RunOptions, count func(error)) (empty bool, p any, stack string) {
+func (s *Station) protectedSlot(ctx context.Context, slot SlotConfig, opts RunOptions, count func(string, error)) (empty *EmptySlot, p any, stack string) {
 	defer func() {
 		if p = recover(); p != nil {
 			stack = string(debug.Stack())
@@ -188,35 +232,42 @@ func (s *Station) protectedSlot(ctx context.Context, slot SlotConfig, opts RunOp
 	return s.runSlot(ctx, slot, opts, count), nil, ""
 }
 
-// runSlot runs boards on one slot; with Once it reports whether the slot
-// was empty.
-func (s *Station) runSlot(ctx context.Context, slot SlotConfig, opts RunOptions, count func(error)) (empty bool) {
+// runSlot runs boards on one slot; with Once it reports the slot empty
+// when it had no board the station could run.
+func (s *Station) runSlot(ctx context.Context, slot SlotConfig, opts RunOptions, count func(string, error)) *EmptySlot {
 	m, _ := flasher.ParseMatch(slot.Port) // checked by Validate
 	retry := false
 	var path string
+	lastReason := ""
 	for ctx.Err() == nil {
 		if !retry {
 			var err error
 			if path, err = m.Resolve(); err != nil {
+				e := s.emptyNoPort(slot, m, err)
+				if e.Reason != lastReason { // each change, once
+					lastReason = e.Reason
+					s.reportEmpty(e)
+				}
 				if opts.Once {
-					return true
+					return e
 				}
 				pause.For(ctx, opts.Poll)
 				continue
 			}
+			lastReason = ""
 		}
 		retry = false
 		res, err := s.Provision(ctx, slot, path)
 		if ctx.Err() != nil && err != nil {
-			return false // stopped, not failed
+			return nil // stopped, not failed
 		}
-		count(err)
 		if opts.Once {
-			return false
+			if e := emptyAnswer(slot, path, err); e != nil {
+				s.reportEmpty(e)
+				return e
+			}
 		}
 		serial := ""
-		var cmds <-chan string
-		done := func() {}
 		if res != nil {
 			serial = res.Record.Serial
 		} else {
@@ -224,6 +275,14 @@ func (s *Station) runSlot(ctx context.Context, slot SlotConfig, opts RunOptions,
 			if errors.As(err, &be) {
 				serial = be.Serial
 			}
+		}
+		count(serial, err)
+		if opts.Once {
+			return nil
+		}
+		var cmds <-chan string
+		done := func() {}
+		if res == nil {
 			cmds, done = s.awaitCommand(slot.Name)
 		}
 		cmd := s.waitGone(ctx, m, path, serial, opts.Poll, cmds)
@@ -232,12 +291,46 @@ func (s *Station) runSlot(ctx context.Context, slot SlotConfig, opts RunOptions,
 		case cmdRetry:
 			retry = true
 		case cmdSkip:
-			s.deps.Events(Event{Time: s.deps.Now(), Slot: slot.Name, Port: path, Serial: serial, Result: Skipped,
+			s.deps.Events(Event{Schema: EventSchema, Time: s.deps.Now(), Slot: slot.Name, Port: path, Serial: serial, Result: Skipped,
 				Message: "board set aside: take it off the fixture; the slot takes the next board"})
 			s.waitGone(ctx, m, path, serial, opts.Poll, nil)
 		}
 	}
-	return false
+	return nil
+}
+
+// emptyNoPort describes a slot whose port cannot be found.
+func (s *Station) emptyNoPort(slot SlotConfig, m flasher.Match, err error) *EmptySlot {
+	e := &EmptySlot{Slot: slot.Name, Port: slot.Port, Reason: EmptyNoPort, Error: err.Error()}
+	switch {
+	case !errors.Is(err, flasher.ErrNoPort):
+		e.Message = "the slot's port rule is ambiguous or the ports cannot be listed (see the cause): call the line engineer"
+	case m.VID == "" && m.PID == "" && m.Serial == "":
+		e.Message = fmt.Sprintf("no port %s on this station: plug the fixture in, or check the slot's port in the configuration (is it mistyped?)", m.Path)
+	default:
+		e.Message = fmt.Sprintf("no USB serial port matches %s: plug the fixture in, or check the slot's port rule in the configuration", slot.Port)
+	}
+	return e
+}
+
+// emptyAnswer describes, with Once, a slot whose port was there but where
+// nothing answered: no board, or one that is dead. Nil when a board
+// answered, even with nonsense: that is a board that failed.
+func emptyAnswer(slot SlotConfig, path string, err error) *EmptySlot {
+	var be *BoardError
+	if err == nil || !errors.As(err, &be) || !be.silent {
+		return nil
+	}
+	return &EmptySlot{Slot: slot.Name, Port: path, Reason: EmptySilent, Error: err.Error(),
+		Message: "the port is there but no board answers on it: seat the board, check the fixture's cable and the baud rate"}
+}
+
+// reportEmpty tells the operator (an event) and the log why a slot is
+// empty.
+func (s *Station) reportEmpty(e *EmptySlot) {
+	s.log.Info("slot empty", "slot", e.Slot, "port", e.Port, "reason", e.Reason, "err", e.Error)
+	s.deps.Events(Event{Schema: EventSchema, Time: s.deps.Now(), Slot: e.Slot, Port: e.Port, Result: Empty,
+		Reason: e.Reason, Message: e.Message, Error: e.Error})
 }
 
 // waitGone returns "" when the board that ran on path has gone (the port

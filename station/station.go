@@ -22,6 +22,7 @@ import (
 	"net/http"
 	"regexp"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"text/template"
 	"time"
@@ -66,9 +67,8 @@ const (
 
 // Why a slot is empty (Event.Reason, EmptySlot.Reason).
 const (
-	EmptyNoPort  = "no-port" // no such port: nothing plugged in, or the port is mistyped
-	EmptySilent  = "silent"  // the port is there but no board answers on it
-	EmptyRefused = "refused" // a board answered but the station cannot work with it
+	EmptyNoPort = "no-port" // no such port: nothing plugged in, or the port is mistyped
+	EmptySilent = "silent"  // the port is there but nothing answers on it
 )
 
 // EventSchema is the version of Event's JSON form, in every event's
@@ -100,8 +100,8 @@ type Event struct {
 	// board's answer to a command, DPS); a slot repeats it at least every
 	// 2 s while it waits.
 	Waiting string `json:"waiting,omitempty"`
-	// Reason, on an Empty event, says why the slot has no board: one of
-	// EmptyNoPort, EmptySilent, EmptyRefused.
+	// Reason, on an Empty event, says why the slot has no board:
+	// EmptyNoPort or EmptySilent.
 	Reason string `json:"reason,omitempty"`
 	// Clone marks a board failed because its EK is recorded under another
 	// serial number (records.ErrClone): a supervisor's matter.
@@ -134,7 +134,20 @@ type Deps struct {
 	Enrolled func(ctx context.Context, serial string) error
 	Logger   *slog.Logger //
 	Now      func() time.Time
+	// Headless words the operator's messages for a station with no
+	// window (no Retry button).
+	Headless bool
 }
+
+// headlessWords rewords the operator's messages for a station with no
+// window, where there is no Retry button: a board runs again when it is
+// put back on its fixture (or another board is).
+var headlessWords = strings.NewReplacer(
+	"reseat the board and press Retry", "reseat the board to run it again",
+	"reseat it and press Retry", "reseat it to run it again",
+	"press Retry", "reseat the board to run it again",
+	"Press Retry", "Reseat the board to run it again",
+)
 
 // Station runs the pipeline. It is safe for concurrent use: each slot
 // runs its boards in its own goroutine.
@@ -153,6 +166,7 @@ type Station struct {
 	operator  string
 	workOrder string
 	waiting   map[string]chan string // slots whose failed board awaits Retry or Skip
+	attempts  map[string]slotAttempt // by slot: the last board's serial and its runs
 }
 
 // New checks that deps fit cfg and returns a Station.
@@ -237,6 +251,8 @@ type BoardError struct {
 	Slot, Serial, Step string
 	Message            string // for the operator
 	Err                error
+	// silent: nothing answered on the port at all (see emptyAnswer).
+	silent bool
 }
 
 func (e *BoardError) Error() string {
@@ -257,32 +273,178 @@ type Result struct {
 
 // run is one board's run on one slot.
 type run struct {
-	s      *Station
-	slot   SlotConfig
-	port   string
-	serial string
-	regID  string
-	step   string
-	rec    *records.Record // once the board has said who it is
+	s     *Station
+	slot  SlotConfig
+	port  string
+	start time.Time
+	rec   *records.Record // once the board has said who it is
+
+	// mu guards what follows: the run's goroutine and its heartbeat
+	// both emit, and events leave in order.
+	mu       sync.Mutex
+	serial   string
+	regID    string
+	step     string
+	attempt  int
+	progress float64
+	done     int64
+	total    int64
+	lastEmit time.Time
 }
 
+// heartbeat is how often a run that waits says so: well inside the 2 s
+// a stuck board may go unreported.
+const heartbeat = time.Second
+
 func (r *run) emit(result string, progress float64, msg string, err error) {
-	e := Event{Time: r.s.deps.Now(), Slot: r.slot.Name, Port: r.port, Serial: r.serial, RegistrationID: r.regID,
-		Step: r.step, Progress: progress, Result: result, Message: msg}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.progress = progress
+	r.emitLocked(result, msg, "", err)
+}
+
+// emitLocked sends an event with the run's state; r.mu is held.
+func (r *run) emitLocked(result, msg, waiting string, err error) {
+	now := r.s.deps.Now()
+	e := Event{Schema: EventSchema, Time: now, Slot: r.slot.Name, Port: r.port, Serial: r.serial, RegistrationID: r.regID,
+		Step: r.step, Progress: r.progress, Result: result, Message: msg, Attempt: r.attempt, Waiting: waiting,
+		Elapsed: now.Sub(r.start).Seconds()}
+	if r.total > 0 {
+		e.Done, e.Total = r.done, r.total
+	}
 	if err != nil {
 		e.Error = err.Error()
 		e.Clone = errors.Is(err, records.ErrClone)
 	}
+	r.lastEmit = time.Now()
 	r.s.deps.Events(e)
 }
 
+// counted reports progress within the step as done of total bytes.
+func (r *run) counted(done, total int) {
+	if total <= 0 {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.done, r.total, r.progress = int64(done), int64(total), float64(done)/float64(total)
+	r.emitLocked(Running, "", "", nil)
+}
+
+// part reports progress within the step as parts done of its total.
+func (r *run) part(done, total int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.progress = float64(done) / float64(total)
+	r.emitLocked(Running, "", "", nil)
+}
+
 func (r *run) begin(step string) {
-	r.step = step
-	r.emit(Running, 0, "", nil)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.step, r.progress, r.done, r.total = step, 0, 0, 0
+	r.emitLocked(Running, "", "", nil)
+}
+
+// identify records who the board says it is, and which attempt on this
+// slot this is.
+func (r *run) identify(serial string) {
+	n := r.s.attemptOf(r.slot.Name, serial)
+	r.mu.Lock()
+	r.serial, r.attempt = serial, n
+	r.mu.Unlock()
+}
+
+func (r *run) setRegID(id string) {
+	r.mu.Lock()
+	r.regID = id
+	r.mu.Unlock()
+}
+
+func (r *run) current() (serial, step string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.serial, r.step
+}
+
+// beat repeats the run's state, with what it waits for, whenever the run
+// has said nothing for a heartbeat, until stop is closed: a board that
+// stopped answering shows as waiting, with the time it has waited.
+func (r *run) beat(stop <-chan struct{}) {
+	t := time.NewTicker(heartbeat / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		r.mu.Lock()
+		if time.Since(r.lastEmit) >= heartbeat {
+			r.emitLocked(Running, "", waitingFor(r.step, r.port), nil)
+		}
+		r.mu.Unlock()
+	}
+}
+
+// waitingFor says, for a person, what a run at step waits for.
+func waitingFor(step, port string) string {
+	switch step {
+	case StepConnect:
+		return "the board to answer on " + port
+	case StepFlash:
+		return "the board to take the firmware image"
+	case StepIdentity:
+		return "the board (or its TPM) to answer an identity command"
+	case StepCertificate:
+		return "the CA to issue the certificate"
+	case StepRender:
+		return "the configuration to render"
+	case StepWrite:
+		return "the board to take the configuration file"
+	case StepVerify:
+		return "the board to read its configuration back"
+	case StepCommit:
+		return "the board to commit its configuration"
+	case StepRecord:
+		return "the records database"
+	case StepEnrollment:
+		return "DPS to take the board's enrollment"
+	case StepRegister:
+		return "the board to register with DPS"
+	}
+	return "the board"
+}
+
+// attemptOf counts runs of the board serial on slot: 1 for a board new
+// to the slot, one more for each run of the same board after it.
+func (s *Station) attemptOf(slot, serial string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.attempts == nil {
+		s.attempts = map[string]slotAttempt{}
+	}
+	a := s.attempts[slot]
+	if a.serial == serial {
+		a.n++
+	} else {
+		a = slotAttempt{serial: serial, n: 1}
+	}
+	s.attempts[slot] = a
+	return a.n
+}
+
+type slotAttempt struct {
+	serial string
+	n      int
 }
 
 func (r *run) fail(msg string, err error) error {
-	return &BoardError{Slot: r.slot.Name, Serial: r.serial, Step: r.step, Message: msg, Err: err}
+	if r.s.deps.Headless {
+		msg = headlessWords.Replace(msg)
+	}
+	serial, step := r.current()
+	return &BoardError{Slot: r.slot.Name, Serial: serial, Step: step, Message: msg, Err: err}
 }
 
 // Provision runs one board, on the port at path, through every step. A
@@ -296,9 +458,12 @@ func (r *run) fail(msg string, err error) error {
 // run (a panic) fails this board alone, recorded like any failure, with
 // an error wrapping ErrInternal; the process and the other slots go on.
 func (s *Station) Provision(ctx context.Context, slot SlotConfig, path string) (*Result, error) {
-	r := &run{s: s, slot: slot, port: path}
+	r := &run{s: s, slot: slot, port: path, start: s.deps.Now()}
 	bctx, cancel := context.WithTimeoutCause(ctx, s.boardTimeout, ErrBoardTimeout)
+	stop := make(chan struct{})
+	go r.beat(stop)
 	res, err := r.guarded(bctx)
+	close(stop)
 	cancel()
 	if err != nil {
 		var be *BoardError
@@ -310,10 +475,14 @@ func (s *Station) Provision(ctx context.Context, slot SlotConfig, path string) (
 			be.Err = fmt.Errorf("%w (%v): %w", ErrBoardTimeout, s.boardTimeout, be.Err)
 		}
 		r.recordFailure(ctx, be)
+		s.log.Warn("board failed", "slot", slot.Name, "port", path, "serial", be.Serial, "step", be.Step,
+			"message", be.Message, "err", be.Err)
 		r.emit(Failed, 0, be.Message, be.Err)
 		return nil, be
 	}
+	r.mu.Lock()
 	r.step = StepRecord
+	r.mu.Unlock()
 	msg := "provisioned: take the board off the fixture"
 	if res.Record.Registration != nil {
 		msg = "provisioned and registered with DPS: take the board off the fixture"
@@ -337,7 +506,8 @@ var (
 func (r *run) guarded(ctx context.Context) (res *Result, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			r.s.log.Error("a board's run ended in an internal error", "slot", r.slot.Name, "serial", r.serial, "step", r.step,
+			serial, step := r.current()
+			r.s.log.Error("a board's run ended in an internal error", "slot", r.slot.Name, "serial", serial, "step", step,
 				"panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 			res, err = nil, r.fail("the station hit an internal error on this board: set it aside and call the line engineer",
 				fmt.Errorf("%w: %v", ErrInternal, p))
@@ -363,7 +533,7 @@ func (r *run) recordFailure(ctx context.Context, be *BoardError) {
 		rec.CertificateChain, rec.CertSerial, rec.CertNotAfter = "", "", time.Time{}
 	}
 	if _, err := r.s.deps.Store.Save(ctx, &rec); err != nil {
-		r.s.log.Warn("the failed board could not be recorded", "slot", r.slot.Name, "serial", r.serial, "err", err)
+		r.s.log.Warn("the failed board could not be recorded", "slot", r.slot.Name, "serial", rec.Serial, "err", err)
 	}
 }
 
@@ -375,7 +545,9 @@ func (r *run) provision(ctx context.Context) (*Result, error) {
 		return nil, r.fail("the board on this slot answers with nonsense (see the cause): set it aside and check its firmware", err)
 	}
 	if err != nil {
-		return nil, r.fail("no board answers on this slot: seat the board and check its cable", err)
+		be := r.fail("no board answers on this slot: seat the board and check its cable", err).(*BoardError)
+		be.silent = errors.Is(err, flasher.ErrTimeout)
+		return nil, be
 	}
 	defer c.Close()
 	id, err := c.Identity(ctx)
@@ -389,7 +561,7 @@ func (r *run) provision(ctx context.Context) (*Result, error) {
 		return nil, r.fail("the board's serial number is not of this line's form (serial_pattern): set the board aside and call the line engineer",
 			fmt.Errorf("%w: serial number %q does not match serial_pattern %q", flasher.ErrBadIdentity, id.Serial, cfg.SerialPattern))
 	}
-	r.serial = id.Serial
+	r.identify(id.Serial)
 	info := BoardInfo{Serial: id.Serial, Model: id.Model, HW: id.HW, Firmware: id.FW}
 	rec := &records.Record{Serial: id.Serial, Model: id.Model, HW: id.HW, Firmware: id.FW,
 		Attestation: cfg.Attestation, Station: cfg.Station, Line: cfg.Line, Slot: r.slot.Name, ConfigPath: cfg.Template.Path}
@@ -452,11 +624,7 @@ func (r *run) provision(ctx context.Context) (*Result, error) {
 	rec.ConfigSHA256 = sum[:]
 
 	r.begin(StepWrite)
-	err = c.FileWrite(ctx, cfg.Template.Path, conf, false, func(done, total int) {
-		if total > 0 {
-			r.emit(Running, float64(done)/float64(total), "", nil)
-		}
-	})
+	err = c.FileWrite(ctx, cfg.Template.Path, conf, false, r.counted)
 	if err != nil {
 		return nil, r.fail("writing the configuration to the board failed: reseat the board and press Retry", err)
 	}
@@ -550,11 +718,7 @@ func (r *run) verifyRegistration(ctx context.Context, c *flasher.Client, rec *re
 
 func (r *run) flash(ctx context.Context, c *flasher.Client) error {
 	img := r.s.deps.Firmware
-	err := c.ImageUpload(ctx, 0, img, func(done, total int) {
-		if total > 0 {
-			r.emit(Running, float64(done)/float64(total), "", nil)
-		}
-	})
+	err := c.ImageUpload(ctx, 0, img, r.counted)
 	if err != nil {
 		return r.fail("flashing the firmware failed: reseat the board and press Retry", err)
 	}
@@ -581,17 +745,20 @@ func (r *run) tpmIdentity(ctx context.Context, c *flasher.Client, rec *records.R
 	if err != nil {
 		return nil, r.fail("the board's TPM did not give its endorsement key: reseat the board and press Retry", err)
 	}
+	r.part(1, 3)
 	srk, err := dev.SRK(ctx)
 	if err != nil {
 		return nil, r.fail("the board's TPM did not give its storage root key: reseat the board and press Retry", err)
 	}
+	r.part(2, 3)
 	rec.RegistrationID, rec.EKPublic, rec.EKFingerprint = ek.RegistrationID(), ek.TPM2B, ek.Fingerprint()
-	r.regID = rec.RegistrationID
+	r.setRegID(rec.RegistrationID)
 	cert, err := dev.EKCertificate(ctx, ek, r.s.deps.Vendors)
 	if err != nil {
 		return nil, r.fail("the board's TPM could not be read: reseat the board and press Retry", err)
 	}
 	rec.EKCertificate, rec.EKCertStatus = cert.DER, cert.Status.String()
+	r.part(3, 3)
 	if cfg.TPM.RequireEKCert && cert.Status != tpm.EKCertVerified {
 		return nil, r.fail("the TPM's EK certificate does not verify: set the board aside for the supervisor", fmt.Errorf("EK certificate %s: %v", cert.Status, cert.Err))
 	}
@@ -608,7 +775,8 @@ func (r *run) x509Identity(ctx context.Context, c *flasher.Client, rec *records.
 	if err != nil {
 		return nil, r.fail("this board's registration ID is not valid: call the line engineer (registration_id in the configuration)", err)
 	}
-	rec.RegistrationID, r.regID = id, id
+	rec.RegistrationID = id
+	r.setRegID(id)
 	var csr *x509.CertificateRequest
 	if cfg.Attestation == ModeX509TPM {
 		dev := tpm.New(c.TPM(ctx), tpm.Options{Board: rec.Serial, Logger: r.s.log})
@@ -654,7 +822,8 @@ func (r *run) symmetricIdentity(rec *records.Record, info BoardInfo) error {
 	if err != nil {
 		return r.fail("this board's registration ID is not valid: call the line engineer (registration_id in the configuration)", err)
 	}
-	rec.RegistrationID, r.regID = id, id
+	rec.RegistrationID = id
+	r.setRegID(id)
 	return nil
 }
 
