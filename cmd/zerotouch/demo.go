@@ -137,6 +137,7 @@ func runDemo(ctx context.Context, g *globals, f demoFlags) error {
 		return usageError{fmt.Errorf("--baud %d: want 1200 or more", f.baud)}
 	}
 	window := withWindow && !f.headless && !g.json && hasDisplay()
+	f.headless = !window
 	if f.closeAfter < 0 {
 		return usageError{fmt.Errorf("--close-after %v: want 0 or more", f.closeAfter)}
 	}
@@ -283,7 +284,7 @@ func setUpDemo(ctx context.Context, g *globals, f demoFlags) (_ *demoRun, err er
 		}
 		cfg.Records = dbPath
 		st, err := station.New(cfg, station.Deps{Store: d.store, Template: tmpl, Issuer: issuer, GroupKey: groupKey, Logger: g.log,
-			Events: d.event, Enrolled: func(ctx context.Context, serial string) error { return waitEnrolled(ctx, d.store, d.bg, serial) }})
+			Headless: f.headless, Events: d.event, Enrolled: func(ctx context.Context, serial string) error { return waitEnrolled(ctx, d.store, d.bg, serial) }})
 		if err != nil {
 			return nil, err
 		}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -63,7 +64,12 @@ touched; 3 when the CA cannot be used (no CA in ca.dir, a wrong or missing
 CA password, a step-ca that cannot be trusted or reached), before any board
 is touched; 4 when every board passed but enrollments are still pending
 (DPS did not take them, or cannot as set up: the message says which, and
-how many): run zerotouch upload --records RECORDS later.`,
+how many): run zerotouch upload --records RECORDS later; 5 when no board
+ran at all: every slot was empty (its port missing or mistyped, no board
+answering on it, or a board that cannot be provisioned: the summary names
+each slot and why), or the run was stopped before a board came.
+
+With --json the summary on stderr is a JSON line too (msg "run ended").`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runStation(cmd.Context(), g, &f)
@@ -100,12 +106,18 @@ func (s *stationSetup) Close() {
 // openStation loads the configuration and opens everything it names, so
 // that a mistake stops the station before the first board.
 func openStation(ctx context.Context, g *globals, file string, events func(station.Event)) (*station.Station, *stationSetup, error) {
+	return openStationAs(ctx, g, file, events, false)
+}
+
+// openStationAs is openStation; headless words the operator's messages
+// for a station with no window.
+func openStationAs(ctx context.Context, g *globals, file string, events func(station.Event), headless bool) (*station.Station, *stationSetup, error) {
 	cfg, err := station.LoadConfig(file)
 	if err != nil {
 		return nil, nil, usageError{err}
 	}
 	set := &stationSetup{cfg: cfg}
-	deps := station.Deps{Events: events, Logger: g.log}
+	deps := station.Deps{Events: events, Logger: g.log, Headless: headless}
 	fail := func(err error) (*station.Station, *stationSetup, error) {
 		set.Close()
 		return nil, nil, err
@@ -394,6 +406,46 @@ func (b *backgroundUpload) pendingCause() string {
 	return fmt.Sprintf("DPS did not take them: %v", b.err)
 }
 
+// exitNoBoard is run's exit status when no board ran at all: every slot
+// was empty (no port, no answer, or a board it cannot provision), or the
+// run was stopped before a board came.
+const exitNoBoard = 5
+
+// noBoardError is a run in which no board ran.
+type noBoardError struct{ error }
+
+func (e noBoardError) Unwrap() error { return e.error }
+
+// printSummary prints the run's summary on stderr: a line of text, with
+// each empty slot and why, or with --json one JSON line.
+func printSummary(g *globals, sum station.Summary, counts map[enroll.State]int, pending int, recordsPath string) {
+	if g.json {
+		g.log.Info("run ended", "passed", sum.Passed, "failed", sum.Failed, "seconds", sum.Elapsed,
+			"emptySlots", sum.Empty, "uploaded", counts[enroll.StateUploaded], "pending", pending,
+			"held", counts[records.StateHeld], "uploadFailed", counts[enroll.StateFailed],
+			"conflict", counts[enroll.StateConflict], "records", recordsPath)
+		return
+	}
+	fmt.Fprintf(g.stderr, "%d boards passed, %d failed in %.1f s\n", sum.Passed, sum.Failed, sum.Elapsed)
+	for _, e := range sum.Empty {
+		fmt.Fprintf(g.stderr, "empty slot %s (%s): %s: %s\n", e.Slot, e.Port, e.Reason, e.Message)
+	}
+	fmt.Fprintf(g.stderr, "enrollments: %d uploaded, %d pending, %d held, %d failed, %d in conflict; records in %s\n",
+		counts[enroll.StateUploaded], pending, counts[records.StateHeld], counts[enroll.StateFailed], counts[enroll.StateConflict], recordsPath)
+}
+
+// emptyText names each empty slot and why, for an error.
+func emptyText(empty []station.EmptySlot) string {
+	if len(empty) == 0 {
+		return "no board came before the run stopped"
+	}
+	parts := make([]string, len(empty))
+	for i, e := range empty {
+		parts[i] = fmt.Sprintf("slot %s (%s) %s", e.Slot, e.Port, e.Reason)
+	}
+	return strings.Join(parts, "; ")
+}
+
 func runStation(ctx context.Context, g *globals, f *runFlags) error {
 	if f.count < 0 {
 		return usageError{fmt.Errorf("--count %d: want 0 (no limit) or more", f.count)}
@@ -404,7 +456,7 @@ func runStation(ctx context.Context, g *globals, f *runFlags) error {
 		enc.Encode(e) // g.stdout is safe for concurrent use
 		bg.Event(e)
 	}
-	st, set, err := openStation(ctx, g, f.config, events)
+	st, set, err := openStationAs(ctx, g, f.config, events, true)
 	if err != nil {
 		return err
 	}
@@ -420,15 +472,12 @@ func runStation(ctx context.Context, g *globals, f *runFlags) error {
 	upErr := bg.finish(ctx)
 	counts, _ := set.store.Counts(context.WithoutCancel(ctx))
 	pending := counts[enroll.StatePending] + counts[enroll.StateInFlight]
-	fmt.Fprintf(g.stderr, "%d boards passed, %d failed in %.1f s", sum.Passed, sum.Failed, sum.Elapsed)
-	if len(sum.Empty) > 0 {
-		fmt.Fprintf(g.stderr, "; empty slots: %v", sum.Empty)
-	}
-	fmt.Fprintf(g.stderr, "\nenrollments: %d uploaded, %d pending, %d failed, %d in conflict; records in %s\n",
-		counts[enroll.StateUploaded], pending, counts[enroll.StateFailed], counts[enroll.StateConflict], set.cfg.Records)
+	printSummary(g, sum, counts, pending, set.cfg.Records)
 	switch {
 	case runErr != nil:
 		return runErr
+	case sum.Passed == 0 && sum.Failed == 0:
+		return noBoardError{fmt.Errorf("no board was provisioned: %s", emptyText(sum.Empty))}
 	case sum.Failed > 0:
 		return fmt.Errorf("%d of %d boards failed: see their events", sum.Failed, sum.Passed+sum.Failed)
 	case bg != nil && pending > 0:
