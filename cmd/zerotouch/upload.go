@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -14,6 +15,7 @@ import (
 
 	"zerotouch/enroll"
 	"zerotouch/internal/secret"
+	"zerotouch/station"
 	"zerotouch/station/records"
 )
 
@@ -26,6 +28,9 @@ type dpsFlags struct {
 	connFile string
 	caFile   string
 	timeout  time.Duration
+	// connSetting and caSetting name, for messages, where connFile and
+	// caFile come from; "" for the flags.
+	connSetting, caSetting string
 }
 
 func (f *dpsFlags) add(cmd *cobra.Command) {
@@ -39,7 +44,7 @@ func (f *dpsFlags) config(g *globals) (enroll.Config, error) {
 	if f.timeout <= 0 {
 		return enroll.Config{}, usageError{fmt.Errorf("--timeout %v: want a positive duration", f.timeout)}
 	}
-	cfg, err := dpsConfig(g, "--connection-string-file", f.connFile, f.caFile)
+	cfg, err := dpsConfig(g, f.connWhere(), f.connFile, f.caFile)
 	if err != nil {
 		return cfg, usageError{err}
 	}
@@ -57,7 +62,21 @@ type dpsSettings struct {
 }
 
 func (f *dpsFlags) settings(host string) dpsSettings {
-	return dpsSettings{caSetting: "--ca-file", connSetting: "--connection-string-file", connFile: f.connFile, host: host}
+	return dpsSettings{caSetting: f.caWhere(), connSetting: f.connWhere(), connFile: f.connFile, host: host}
+}
+
+func (f *dpsFlags) connWhere() string {
+	if f.connSetting != "" {
+		return f.connSetting
+	}
+	return "--connection-string-file"
+}
+
+func (f *dpsFlags) caWhere() string {
+	if f.caSetting != "" {
+		return f.caSetting
+	}
+	return "--ca-file"
 }
 
 // advice says, in the operator's words, what to mend for an error no
@@ -97,6 +116,7 @@ func dpsConfig(g *globals, where, connFile, caFile string) (enroll.Config, error
 
 type uploadFlags struct {
 	dps       dpsFlags
+	config    string
 	from      string
 	records   string
 	state     string
@@ -105,6 +125,11 @@ type uploadFlags struct {
 	workers   int
 	batch     int
 	checkOnly bool
+	// Filled in by fromStation: the station configuration read, the
+	// settings taken from it, and where records came from.
+	station        string
+	taken          []string
+	recordsSetting string
 }
 
 func uploadCmd(g *globals) *cobra.Command {
@@ -118,6 +143,14 @@ up to 10, paced at a share of the DPS quota, with retries.
 Without --from, the enrollments the station queued in its records
 (--records, default ./zerotouch.db) go up: those pending, and those an
 interrupted upload left in flight.
+
+In a station's folder, the station's configuration gives what the command
+line does not, as zerotouch run reads it: ./station.yaml when it exists and
+--connection-string-file is not given, or the file --config names. The
+connection string comes from dps.connection_string_file (else
+$` + envDPSConnectionString + `), the DPS server's CA from dps.ca_file, the records
+from records (without --from), the pace from dps.quota and dps.share. The
+summary names the file and the settings taken from it.
 
 --from names a JSON array of enrollments (the DPS REST shape) or a CSV with
 a header row: registrationId, attestation (tpm, x509, symmetricKey),
@@ -143,11 +176,15 @@ enrollments are still pending because DPS kept failing or the upload was
 interrupted (run the same command again later).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := f.fromStation(g, cmd.Flags().Changed); err != nil {
+				return err
+			}
 			return runUpload(cmd.Context(), g, &f)
 		},
 	}
 	f.dps.add(cmd)
 	fs := cmd.Flags()
+	fs.StringVar(&f.config, "config", "", "the station's configuration (YAML) whose dps and records settings apply (default ./station.yaml when it exists and --connection-string-file is not given)")
 	fs.StringVar(&f.from, "from", "", "JSON or CSV file of enrollments to upload")
 	fs.StringVar(&f.records, "records", "", "the station's records (default ./zerotouch.db when --from is not given)")
 	fs.StringVar(&f.state, "state", "", "upload state file (default FILE.upload.db beside --from)")
@@ -162,6 +199,10 @@ interrupted (run the same command again later).`,
 // uploadSummary is what upload prints at the end (one JSON object with
 // --json).
 type uploadSummary struct {
+	// Config is the station configuration that gave the settings in
+	// Settings (fromStation); empty when none did.
+	Config            string           `json:"config,omitempty"`
+	Settings          []string         `json:"settings,omitempty"`
 	File              string           `json:"file"`
 	State             string           `json:"state"`
 	Total             int              `json:"total"`
@@ -217,6 +258,19 @@ func runUpload(ctx context.Context, g *globals, f *uploadFlags) error {
 		return usageError{err}
 	}
 	if f.checkOnly {
+		if g.json {
+			return printResult(g, struct {
+				Config      string   `json:"config,omitempty"`
+				Settings    []string `json:"settings,omitempty"`
+				File        string   `json:"file"`
+				Enrollments int      `json:"enrollments"`
+				Valid       bool     `json:"valid"`
+				DPS         string   `json:"dps"`
+			}{f.station, f.taken, f.from, len(es), true, client.HostName()})
+		}
+		if f.station != "" {
+			fmt.Fprintf(g.stderr, "settings from %s: %s\n", f.station, strings.Join(f.taken, ", "))
+		}
 		fmt.Fprintf(g.stderr, "%s: %d enrollments, all valid; DPS %s\n", f.from, len(es), client.HostName())
 		return nil
 	}
@@ -245,6 +299,7 @@ func runUpload(ctx context.Context, g *globals, f *uploadFlags) error {
 	}
 
 	sum := newUploadSummary(f.from, statePath, stats, runErr)
+	sum.Config, sum.Settings = f.station, f.taken
 	sum.Total, sum.UnchangedFromLast = len(es), added.Unchanged
 	// Count this file's enrollments only: the state file may hold others.
 	ids := make([]string, len(es))
@@ -320,6 +375,9 @@ func printUploadSummary(g *globals, s *uploadSummary) {
 		return
 	}
 	w := g.stderr
+	if s.Config != "" {
+		fmt.Fprintf(w, "settings from %s: %s\n", s.Config, strings.Join(s.Settings, ", "))
+	}
 	for _, p := range s.Problems {
 		fmt.Fprintf(w, "  %-10s %s: %s\n", p.State, p.RegistrationID, p.Error)
 	}
@@ -380,6 +438,9 @@ func uploadRecords(ctx context.Context, g *globals, f *uploadFlags, cfg enroll.C
 		path = defaultRecordsDB
 	}
 	if _, err := os.Stat(path); err != nil {
+		if f.recordsSetting != "" {
+			return usageError{fmt.Errorf("%s: %w (the station has no records yet: give --records or --from)", f.recordsSetting, err)}
+		}
 		return usageError{fmt.Errorf("--records: %w (no station records here: give --records or --from)", err)}
 	}
 	client, err := enroll.NewClient(cfg)
@@ -403,6 +464,7 @@ func uploadRecords(ctx context.Context, g *globals, f *uploadFlags, cfg enroll.C
 		return err
 	}
 	sum := newUploadSummary(path, path, stats, runErr)
+	sum.Config, sum.Settings = f.station, f.taken
 	sum.Uploaded, sum.Failed, sum.Conflicts = counts[enroll.StateUploaded], counts[enroll.StateFailed], counts[enroll.StateConflict]
 	sum.Pending = counts[enroll.StatePending] + counts[enroll.StateInFlight]
 	sum.Total = sum.Uploaded + sum.Failed + sum.Conflicts + sum.Pending
@@ -425,4 +487,66 @@ func (f *uploadFlags) drain(ctx context.Context, g *globals, client *enroll.Clie
 	stats, runErr = u.Run(ctx)
 	bar.done(runErr)
 	return stats, runErr, nil
+}
+
+// uploadStationConfig is the station configuration zerotouch upload reads
+// in a station's folder, the default of zerotouch run --config.
+const uploadStationConfig = "station.yaml"
+
+// fromStation fills in what the command line leaves unset from the
+// station's configuration, as zerotouch run reads it: the file --config
+// names, or ./station.yaml when it exists and --connection-string-file is
+// not given. changed reports whether a flag was given. A configuration
+// that does not load is a usageError naming it.
+func (f *uploadFlags) fromStation(g *globals, changed func(string) bool) error {
+	file := f.config
+	if file == "" {
+		if f.dps.connFile != "" {
+			return nil
+		}
+		if _, err := os.Stat(uploadStationConfig); err != nil {
+			return nil
+		}
+		file = uploadStationConfig
+	}
+	cfg, err := station.LoadConfig(file)
+	if err != nil {
+		if f.config == "" {
+			return usageError{fmt.Errorf("%w (zerotouch upload takes its DPS settings from it: mend it, or give --connection-string-file)", err)}
+		}
+		return usageError{fmt.Errorf("--config: %w", err)}
+	}
+	f.station = file
+	in := " in " + file
+	if f.dps.connFile == "" {
+		if cfg.DPS.ConnectionStringFile != "" {
+			f.dps.connFile = cfg.DPS.ConnectionStringFile
+			f.dps.connSetting = "dps.connection_string_file" + in
+			f.taken = append(f.taken, "dps.connection_string_file")
+		} else {
+			f.dps.connSetting = "--connection-string-file or dps.connection_string_file" + in
+		}
+	}
+	if f.dps.caFile == "" {
+		f.dps.caSetting = "--ca-file or dps.ca_file" + in
+		if cfg.DPS.CAFile != "" {
+			f.dps.caFile = cfg.DPS.CAFile
+			f.taken = append(f.taken, "dps.ca_file")
+		}
+	}
+	if f.from == "" && f.records == "" {
+		f.records = cfg.Records
+		f.recordsSetting = "records" + in
+		f.taken = append(f.taken, "records")
+	}
+	if !changed("quota") && cfg.DPS.Quota > 0 {
+		f.quota = cfg.DPS.Quota
+		f.taken = append(f.taken, "dps.quota")
+	}
+	if !changed("share") && cfg.DPS.Share > 0 {
+		f.share = cfg.DPS.Share
+		f.taken = append(f.taken, "dps.share")
+	}
+	g.log.Info("upload: settings from the station's configuration", "config", file, "settings", strings.Join(f.taken, ","))
+	return nil
 }

@@ -268,3 +268,147 @@ func TestUploadFromRecords(t *testing.T) {
 		t.Errorf("missing records: exit %d, %s", code, errOut)
 	}
 }
+
+// newStationFolder makes a station's folder: a station.yaml whose dps
+// settings name the emulator (its connection string in connFile, its CA),
+// and records in line.db holding three queued enrollments. It returns the
+// folder and the enrollments.
+func newStationFolder(t *testing.T, srv *emulator.Server, connFile string) (string, []enroll.Enrollment) {
+	t.Helper()
+	dir := t.TempDir()
+	store, err := records.Open(context.Background(), filepath.Join(dir, "line.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, es := writeEnrollments(t, 3)
+	for i := range es {
+		r := &records.Record{Serial: fmt.Sprintf("SN-%d", i), Attestation: records.AttestationTPM, RegistrationID: es[i].RegistrationID,
+			EKPublic: []byte{byte(i), 1, 2}, Result: records.ResultPassed, Enrollment: &es[i], Station: "st", Slot: "slot-1"}
+		if _, err := store.Save(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	store.Close()
+	writeStationYAML(t, filepath.Join(dir, "station.yaml"), connFile, srv.CAFile)
+	return dir, es
+}
+
+// writeStationYAML writes a TPM station's configuration whose records are
+// line.db in the working folder and whose dps section names connFile and
+// caFile (none when empty).
+func writeStationYAML(t *testing.T, name, connFile, caFile string) {
+	t.Helper()
+	y := "station: st\nline: l1\nattestation: tpm\nid_scope: 0ne0001A2B3\nrecords: line.db\nslots:\n  - port: /dev/ttyUSB0\ndps:\n  quota: 60000\n"
+	if connFile != "" {
+		y += "  connection_string_file: " + connFile + "\n"
+	}
+	if caFile != "" {
+		y += "  ca_file: " + caFile + "\n"
+	}
+	if err := os.WriteFile(name, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// zerotouch upload in a station's folder takes the station's DPS
+// settings and records, as zerotouch run does, and says so.
+func TestUploadInStationFolder(t *testing.T) {
+	srv, connFile := startEmulator(t, emulator.Options{})
+	t.Setenv(envDPSConnectionString, "")
+	dir, es := newStationFolder(t, srv, connFile)
+	t.Chdir(dir)
+
+	code, out, errOut := run(t, "upload", "--json")
+	if code != exitOK {
+		t.Fatalf("upload in the station's folder: exit %d\n%s\n%s", code, out, errOut)
+	}
+	var sum uploadSummary
+	if err := json.Unmarshal([]byte(out), &sum); err != nil {
+		t.Fatalf("summary %q: %v", out, err)
+	}
+	wantSettings := []string{"dps.connection_string_file", "dps.ca_file", "records", "dps.quota", "dps.share"}
+	if sum.Config != "station.yaml" || strings.Join(sum.Settings, ",") != strings.Join(wantSettings, ",") ||
+		sum.File != "line.db" || sum.Uploaded != 3 || !sum.AllUploaded {
+		t.Errorf("summary = %+v, want 3 uploaded from line.db with %v from station.yaml", sum, wantSettings)
+	}
+	if !strings.Contains(errOut, `"config":"station.yaml"`) {
+		t.Errorf("the log does not name station.yaml:\n%s", errOut)
+	}
+	dpsHolds(t, srv, es)
+
+	// As text, the summary names the file and the settings.
+	code, _, errOut = run(t, "upload")
+	if code != exitOK || !strings.Contains(errOut, "settings from station.yaml: dps.connection_string_file, dps.ca_file, records") {
+		t.Errorf("upload as text: exit %d, stderr %s; want 0 naming station.yaml's settings", code, errOut)
+	}
+
+	// Flags win over the station's settings: another records file.
+	code, _, errOut = run(t, "upload", "--records", filepath.Join(dir, "none.db"))
+	if code != exitUsage || !strings.Contains(errOut, "--records") {
+		t.Errorf("--records over the station's records: exit %d, %s", code, errOut)
+	}
+	// --connection-string-file leaves station.yaml unread: the records
+	// are ./zerotouch.db, and there are none.
+	code, _, errOut = run(t, "upload", "--connection-string-file", connFile, "--ca-file", srv.CAFile)
+	if code != exitUsage || !strings.Contains(errOut, "zerotouch.db") || strings.Contains(errOut, "station.yaml") {
+		t.Errorf("--connection-string-file in a station's folder: exit %d, %s; want 2 for ./zerotouch.db", code, errOut)
+	}
+}
+
+// --config names a station's configuration from elsewhere; a station's
+// settings that cannot work are named as the station's.
+func TestUploadStationConfigErrors(t *testing.T) {
+	srv, connFile := startEmulator(t, emulator.Options{})
+	t.Setenv(envDPSConnectionString, "")
+	dir, _ := newStationFolder(t, srv, connFile)
+	other := t.TempDir()
+	t.Chdir(other)
+	bad := filepath.Join(other, "bad.yaml")
+	os.WriteFile(bad, []byte("station: st\nattestation: tpm\nid_scope: nonsense\n"), 0o600)
+	noConn := filepath.Join(other, "no-conn.yaml")
+	writeStationYAML(t, noConn, "", srv.CAFile)
+	cs, _ := enroll.ParseConnectionString(srv.ConnectionString)
+	cs.Key = []byte("not the key of this DPS, 32 bytes")
+	wrongFile := filepath.Join(other, "wrong-connection-string")
+	os.WriteFile(wrongFile, []byte(cs.Secret()+"\n"), 0o600)
+	wrong := filepath.Join(other, "wrong.yaml")
+	writeStationYAML(t, wrong, wrongFile, srv.CAFile)
+
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"missing file", []string{"--config", filepath.Join(other, "none.yaml")}, exitUsage, "none.yaml"},
+		{"invalid file", []string{"--config", bad}, exitUsage, "bad.yaml: id_scope"},
+		{"no connection string", []string{"--config", noConn, "--from", filepath.Join(dir, "x.json")}, exitUsage,
+			"name a file holding it with --connection-string-file or dps.connection_string_file in " + noConn},
+		{"records not there", []string{"--config", noConn, "--connection-string-file", connFile}, exitUsage,
+			"records in " + noConn + ": stat line.db"},
+		{"wrong key", []string{"--config", wrong, "--records", filepath.Join(dir, "line.db")}, exitSetup,
+			"check the connection string in " + wrongFile + " (dps.connection_string_file in " + wrong + ")"},
+	}
+	for _, tt := range tests {
+		code, _, errOut := run(t, append([]string{"upload"}, tt.args...)...)
+		if code != tt.code || !strings.Contains(errOut, tt.want) {
+			t.Errorf("%s: exit %d, stderr %s; want %d saying %q", tt.name, code, errOut, tt.code, tt.want)
+		}
+	}
+	// An invalid ./station.yaml is named, not silently passed over.
+	os.WriteFile(filepath.Join(other, "station.yaml"), []byte("attestation: [\n"), 0o600)
+	if code, _, errOut := run(t, "upload"); code != exitUsage || !strings.Contains(errOut, "station.yaml") ||
+		!strings.Contains(errOut, "give --connection-string-file") {
+		t.Errorf("invalid ./station.yaml: exit %d, %s", code, errOut)
+	}
+
+	// From elsewhere, --config FILE does the job; its relative records
+	// path is the working folder's, as for zerotouch run.
+	t.Chdir(dir)
+	cfg := filepath.Join(other, "station-copy.yaml")
+	writeStationYAML(t, cfg, connFile, srv.CAFile)
+	if code, out, errOut := run(t, "upload", "--config", cfg, "--json"); code != exitOK ||
+		!strings.Contains(out, `"config":"`+cfg+`"`) || !strings.Contains(out, `"uploaded":3`) {
+		t.Errorf("--config: exit %d\n%s\n%s", code, out, errOut)
+	}
+}
