@@ -15,6 +15,7 @@ import (
 
 	"zerotouch/flasher"
 	"zerotouch/internal/regid"
+	"zerotouch/labels"
 )
 
 // Attestation modes a line can be set up for.
@@ -100,6 +101,10 @@ type Config struct {
 	Firmware *FirmwareConfig    `yaml:"firmware"`
 	Records  string             `yaml:"records"` // the SQLite file; default ./zerotouch.db
 	GUI      GUIConfig          `yaml:"gui"`
+	// Labels is where each passed board's label goes, for the window and
+	// headless alike: a folder (PNG and ZPL files), a ZPL printer over raw
+	// TCP, or a CUPS queue. Default: the folder gui.labels.
+	Labels labels.PrinterConfig `yaml:"labels"`
 	// VerifyRegistration has each board register with DPS at the end of
 	// the line, as it will at its first boot, and records how it went.
 	VerifyRegistration VerifyConfig `yaml:"verify_registration"`
@@ -116,7 +121,8 @@ type VerifyConfig struct {
 // GUIConfig is the operator window's part of the configuration.
 type GUIConfig struct {
 	// Labels is the folder where each passed board's label goes, as PNG
-	// and ZPL; default ./labels.
+	// and ZPL, when the labels section names no destination; default
+	// ./labels.
 	Labels string `yaml:"labels"`
 	// SupervisorPasswordHash is the bcrypt hash of the password that
 	// unlocks the settings and the retry of a board flagged as a possible
@@ -280,6 +286,9 @@ func (c *Config) defaults() {
 	if c.GUI.Labels == "" {
 		c.GUI.Labels = "labels"
 	}
+	if c.Labels.Dir == "" && c.Labels.ZPL == "" && c.Labels.LP == "" {
+		c.Labels.Dir = c.GUI.Labels
+	}
 	for i := range c.Slots {
 		if c.Slots[i].Name == "" {
 			c.Slots[i].Name = fmt.Sprintf("slot-%d", i+1)
@@ -319,6 +328,13 @@ func (c *Config) Validate() error {
 	}
 	if len(c.Slots) == 0 {
 		return bad("slots", "none: list the fixture ports, as - port: /dev/ttyACM0")
+	}
+	if err := c.Labels.Validate(); err != nil {
+		var le *labels.ConfigError
+		if errors.As(err, &le) {
+			return bad(le.Field, "%s", le.Msg)
+		}
+		return bad("labels", "%v", err)
 	}
 	names := map[string]int{}
 	for i, s := range c.Slots {

@@ -35,6 +35,7 @@ import (
 	fwtemplates "zerotouch/firmware-templates"
 	"zerotouch/flasher"
 	"zerotouch/internal/regid"
+	"zerotouch/labels"
 	"zerotouch/station/records"
 	"zerotouch/tpm"
 )
@@ -100,6 +101,11 @@ type Event struct {
 	// board's answer to a command, DPS); a slot repeats it at least every
 	// 2 s while it waits.
 	Waiting string `json:"waiting,omitempty"`
+	// Label, on a Passed event, says where the board's label went (a
+	// folder, a printer); LabelError says why it did not, and Message
+	// then tells the operator to print it again from the record.
+	Label      string `json:"label,omitempty"`
+	LabelError string `json:"labelError,omitempty"`
 	// Reason, on an Empty event, says why the slot has no board:
 	// EmptyNoPort or EmptySilent.
 	Reason string `json:"reason,omitempty"`
@@ -137,6 +143,8 @@ type Deps struct {
 	// Headless words the operator's messages for a station with no
 	// window (no Retry button).
 	Headless bool
+	// Printer prints each passed board's label; nil: no labels.
+	Printer labels.Printer
 }
 
 // headlessWords rewords the operator's messages for a station with no
@@ -305,6 +313,17 @@ func (r *run) emit(result string, progress float64, msg string, err error) {
 
 // emitLocked sends an event with the run's state; r.mu is held.
 func (r *run) emitLocked(result, msg, waiting string, err error) {
+	r.send(r.event(result, msg, waiting, err))
+}
+
+// send sends e; r.mu is held.
+func (r *run) send(e Event) {
+	r.lastEmit = time.Now()
+	r.s.deps.Events(e)
+}
+
+// event is an event with the run's state; r.mu is held.
+func (r *run) event(result, msg, waiting string, err error) Event {
 	now := r.s.deps.Now()
 	e := Event{Schema: EventSchema, Time: now, Slot: r.slot.Name, Port: r.port, Serial: r.serial, RegistrationID: r.regID,
 		Step: r.step, Progress: r.progress, Result: result, Message: msg, Attempt: r.attempt, Waiting: waiting,
@@ -316,8 +335,7 @@ func (r *run) emitLocked(result, msg, waiting string, err error) {
 		e.Error = err.Error()
 		e.Clone = errors.Is(err, records.ErrClone)
 	}
-	r.lastEmit = time.Now()
-	r.s.deps.Events(e)
+	return e
 }
 
 // counted reports progress within the step as done of total bytes.
@@ -371,7 +389,7 @@ func (r *run) current() (serial, step string) {
 // has said nothing for a heartbeat, until stop is closed: a board that
 // stopped answering shows as waiting, with the time it has waited.
 func (r *run) beat(stop <-chan struct{}) {
-	t := time.NewTicker(heartbeat / 2)
+	t := time.NewTicker(heartbeat / 4)
 	defer t.Stop()
 	for {
 		select {
@@ -480,15 +498,43 @@ func (s *Station) Provision(ctx context.Context, slot SlotConfig, path string) (
 		r.emit(Failed, 0, be.Message, be.Err)
 		return nil, be
 	}
-	r.mu.Lock()
-	r.step = StepRecord
-	r.mu.Unlock()
 	msg := "provisioned: take the board off the fixture"
 	if res.Record.Registration != nil {
 		msg = "provisioned and registered with DPS: take the board off the fixture"
 	}
-	r.emit(Passed, 1, msg, nil)
+	where, lerr := s.printLabel(ctx, res.Record)
+	if lerr != nil {
+		msg += fmt.Sprintf("; its LABEL WAS NOT PRINTED (%s): check the printer, then print it again from the record (Records, or zerotouch records label %s)",
+			s.deps.Printer, res.Record.Serial)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.step, r.progress = StepRecord, 1
+	e := r.event(Passed, msg, "", nil)
+	e.Label = where
+	if lerr != nil {
+		e.LabelError = lerr.Error()
+	}
+	r.send(e)
 	return res, nil
+}
+
+// LabelFor is the label of a recorded board.
+func LabelFor(rec *records.Record, at time.Time) labels.Label {
+	return labels.Label{Serial: rec.Serial, RegistrationID: rec.RegistrationID, DeviceID: rec.DeviceID, Model: rec.Model, Time: at}
+}
+
+// printLabel prints a passed board's label: where it went, or why not.
+// A label that cannot be printed is logged; the board stays passed.
+func (s *Station) printLabel(ctx context.Context, rec *records.Record) (string, error) {
+	if s.deps.Printer == nil {
+		return "", nil
+	}
+	if err := s.deps.Printer.Print(ctx, LabelFor(rec, s.deps.Now())); err != nil {
+		s.log.Warn("label not printed", "serial", rec.Serial, "printer", s.deps.Printer.String(), "err", err)
+		return "", fmt.Errorf("label: %w", err)
+	}
+	return s.deps.Printer.String(), nil
 }
 
 // Errors a board's run can end in besides its steps' own.

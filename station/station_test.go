@@ -17,6 +17,7 @@ import (
 	"zerotouch/enroll"
 	"zerotouch/enroll/emulator"
 	fwtemplates "zerotouch/firmware-templates"
+	"zerotouch/labels"
 	"zerotouch/station"
 	"zerotouch/station/records"
 )
@@ -35,6 +36,7 @@ type line struct {
 	enrolled func(ctx context.Context, serial string) error
 	log      *slog.Logger        // the stations' logger; nil discards
 	onEvent  func(station.Event) // the stations' events; nil: l.event
+	printer  labels.Printer      // the stations' label printer; nil: none
 }
 
 func newLine(t *testing.T) *line {
@@ -131,7 +133,7 @@ func (l *line) build(t *testing.T, mode string, fw *station.FirmwareConfig, imag
 		events = l.onEvent
 	}
 	st, err := station.New(cfg, station.Deps{Store: l.store, Template: tmpl, Issuer: l.issuer, GroupKey: groupKey, Firmware: image, Events: events,
-		Enrolled: l.enrolled, Logger: l.log})
+		Enrolled: l.enrolled, Logger: l.log, Printer: l.printer})
 	if err != nil {
 		t.Fatal(err)
 	}
