@@ -20,6 +20,7 @@ import (
 	"zerotouch/enroll"
 	"zerotouch/enroll/emulator"
 	fwtemplates "zerotouch/firmware-templates"
+	"zerotouch/labels"
 	"zerotouch/station"
 	"zerotouch/station/records"
 )
@@ -283,8 +284,13 @@ func setUpDemo(ctx context.Context, g *globals, f demoFlags) (_ *demoRun, err er
 			return nil, err
 		}
 		cfg.Records = dbPath
+		cfg.Labels = labels.PrinterConfig{Dir: filepath.Join(f.dir, "labels")}
+		printer, err := labels.NewPrinter(cfg.Labels)
+		if err != nil {
+			return nil, err
+		}
 		st, err := station.New(cfg, station.Deps{Store: d.store, Template: tmpl, Issuer: issuer, GroupKey: groupKey, Logger: g.log,
-			Headless: f.headless, Events: d.event, Enrolled: func(ctx context.Context, serial string) error { return waitEnrolled(ctx, d.store, d.bg, serial) }})
+			Headless: f.headless, Printer: printer, Events: d.event, Enrolled: func(ctx context.Context, serial string) error { return waitEnrolled(ctx, d.store, d.bg, serial) }})
 		if err != nil {
 			return nil, err
 		}

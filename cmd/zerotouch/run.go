@@ -18,6 +18,7 @@ import (
 	"zerotouch/enroll"
 	fwtemplates "zerotouch/firmware-templates"
 	"zerotouch/internal/secret"
+	"zerotouch/labels"
 	"zerotouch/station"
 	"zerotouch/station/records"
 	"zerotouch/tpm"
@@ -130,6 +131,9 @@ func openStationAs(ctx context.Context, g *globals, file string, events func(sta
 	}
 	if err != nil {
 		return fail(usageError{fmt.Errorf("%s: template: %w", file, err)})
+	}
+	if deps.Printer, err = labels.NewPrinter(cfg.Labels); err != nil {
+		return fail(setupError{fmt.Errorf("%s: labels: %w", file, err)})
 	}
 	// Before anything is opened or created.
 	if err := station.CheckTemplate(cfg, deps.Template); err != nil {
