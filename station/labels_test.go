@@ -1,0 +1,92 @@
+package station_test
+
+import (
+	"context"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"zerotouch/board"
+	"zerotouch/labels"
+	"zerotouch/station"
+	"zerotouch/station/records"
+)
+
+// A passed board's label reaches a ZPL printer on raw TCP byte for byte.
+func TestLabelPrinted(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan []byte, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		data, _ := io.ReadAll(c)
+		c.Close()
+		got <- data
+	}()
+	l := newLine(t)
+	if l.printer, err = labels.NewPrinter(labels.PrinterConfig{ZPL: ln.Addr().String()}); err != nil {
+		t.Fatal(err)
+	}
+	b := startBoard(t, "ZT-LABEL", board.TPMNone)
+	st := l.station(t, station.ModeSymmetricKey, b)
+	res, err := st.Provision(context.Background(), station.SlotConfig{Name: "slot-1"}, b.Path())
+	if err != nil {
+		t.Fatalf("Provision: %v", err)
+	}
+	want, err := station.LabelFor(res.Record, time.Now()).ZPL()
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case data := <-got:
+		if string(data) != want {
+			t.Errorf("the printer got %q, want the label's ZPL %q", data, want)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no label reached the printer")
+	}
+	last := l.events[len(l.events)-1]
+	if last.Result != station.Passed || last.Label != l.printer.String() || last.LabelError != "" {
+		t.Errorf("the passed event %+v does not say where the label went", last)
+	}
+}
+
+// A printer that refuses leaves the board passed, says so to the operator
+// and keeps the record from which the label is printed again.
+func TestLabelPrinterRefuses(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	l := newLine(t)
+	if l.printer, err = labels.NewPrinter(labels.PrinterConfig{ZPL: addr, Timeout: 5 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	b := startBoard(t, "ZT-NOLABEL", board.TPMNone)
+	st := l.station(t, station.ModeSymmetricKey, b)
+	if _, err := st.Provision(context.Background(), station.SlotConfig{Name: "slot-1"}, b.Path()); err != nil {
+		t.Fatalf("Provision with the printer off = %v, want the board passed", err)
+	}
+	last := l.events[len(l.events)-1]
+	if last.Result != station.Passed || last.Label != "" || !strings.Contains(last.LabelError, addr) ||
+		!strings.Contains(last.Message, "LABEL WAS NOT PRINTED") || !strings.Contains(last.Message, "zerotouch records label ZT-NOLABEL") {
+		t.Errorf("the passed event %+v does not tell the operator the label was not printed", last)
+	}
+	rec, err := l.store.Get(context.Background(), "ZT-NOLABEL")
+	if err != nil || rec.Result != records.ResultPassed {
+		t.Fatalf("record %+v, %v: want passed", rec, err)
+	}
+	if _, err := station.LabelFor(rec, time.Now()).ZPL(); err != nil {
+		t.Errorf("the label cannot be made again from the record: %v", err)
+	}
+}
