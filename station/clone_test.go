@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"zerotouch/internal/swtpm"
 	"zerotouch/station"
 	"zerotouch/station/records"
@@ -25,6 +27,11 @@ func TestCloneFlagged(t *testing.T) {
 	defer p.Close()
 	ctx := context.Background()
 	l := newLine(t)
+	hash, err := bcrypt.GenerateFromPassword([]byte("supervisor secret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.extra = "gui:\n  supervisor_password_hash: " + string(hash) + "\n"
 
 	// Two boards, one after the other, on the same TPM: the second
 	// reports another serial but the first's endorsement key.
@@ -68,4 +75,42 @@ func TestCloneFlagged(t *testing.T) {
 	if !flagged {
 		t.Errorf("no clone entry in the audit log: %+v", audit)
 	}
+
+	// Put back on a fixture, the suspected clone is refused before the
+	// station changes anything, until the supervisor unlocks the station.
+	before, _ = l.store.Get(ctx, "ZT-CLONE")
+	_, err = st.Provision(ctx, station.SlotConfig{Name: "slot-1"}, clone.Path())
+	if !errors.Is(err, station.ErrSupervisor) || !errors.Is(err, records.ErrClone) {
+		t.Fatalf("the suspected clone again, locked: %v; want ErrSupervisor", err)
+	}
+	if r, _ := l.store.Get(ctx, "ZT-CLONE"); r.UpdatedAt != before.UpdatedAt || r.Result != records.ResultFailed {
+		t.Errorf("a refused suspect's record changed: %+v -> %+v", before, r)
+	}
+	if step := lastStep(l); step != station.StepConnect {
+		t.Errorf("the refused suspect got as far as %s", step)
+	}
+	if err := st.Unlock([]byte("not it")); !errors.Is(err, station.ErrWrongPassword) || st.Unlocked() {
+		t.Errorf("Unlock with a wrong password = %v, unlocked %v", err, st.Unlocked())
+	}
+	if err := st.Unlock([]byte("supervisor secret")); err != nil || !st.Unlocked() {
+		t.Fatalf("Unlock = %v", err)
+	}
+	_, err = st.Provision(ctx, station.SlotConfig{Name: "slot-1"}, clone.Path())
+	if errors.Is(err, station.ErrSupervisor) || !errors.Is(err, records.ErrClone) {
+		t.Errorf("the suspect, unlocked: %v; want it run and refused again at the record as a clone", err)
+	}
+	st.Lock()
+	if _, err := st.Provision(ctx, station.SlotConfig{Name: "slot-1"}, clone.Path()); !errors.Is(err, station.ErrSupervisor) {
+		t.Errorf("locked again: %v; want ErrSupervisor", err)
+	}
+	if err := st.Unlock(nil); !errors.Is(err, station.ErrWrongPassword) {
+		t.Errorf("Unlock with no password = %v", err)
+	}
+}
+
+// lastStep is the step of the line's last event.
+func lastStep(l *line) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.events[len(l.events)-1].Step
 }

@@ -10,6 +10,7 @@ import (
 
 	"zerotouch/flasher"
 	"zerotouch/internal/pause"
+	"zerotouch/station/records"
 )
 
 // RunOptions say when Run stops.
@@ -159,7 +160,9 @@ var (
 // Retry runs the failed board on the slot named slot again, now, without
 // waiting for it to be taken off: what an operator does after reseating
 // it. Only while Run runs, between the board's failure and its removal;
-// otherwise ErrNotWaiting (or ErrNoSlot). Safe for concurrent use.
+// otherwise ErrNotWaiting (or ErrNoSlot). A board that failed as a
+// possible clone is retried only once the supervisor unlocked the
+// station (Unlock); until then ErrSupervisor. Safe for concurrent use.
 func (s *Station) Retry(slot string) error { return s.command(slot, cmdRetry) }
 
 // Skip sets the failed board on the slot named slot aside: the slot
@@ -171,6 +174,9 @@ func (s *Station) command(slot, cmd string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ch, ok := s.waiting[slot]
+	if ok && cmd == cmdRetry && s.clones[slot] && !s.supervised {
+		return fmt.Errorf("slot %s: the board failed as a possible clone: %w (Unlock)", slot, ErrSupervisor)
+	}
 	if !ok {
 		for _, sc := range s.cfg.Slots {
 			if sc.Name == slot {
@@ -185,19 +191,21 @@ func (s *Station) command(slot, cmd string) error {
 }
 
 // awaitCommand makes the slot open to Retry and Skip until the returned
-// function closes it again.
-func (s *Station) awaitCommand(slot string) (<-chan string, func()) {
+// function closes it again. Retry of a board that failed as a possible
+// clone needs the supervisor's Unlock.
+func (s *Station) awaitCommand(slot string, clone bool) (<-chan string, func()) {
 	ch := make(chan string, 1)
 	s.mu.Lock()
 	if s.waiting == nil {
-		s.waiting = map[string]chan string{}
+		s.waiting, s.clones = map[string]chan string{}, map[string]bool{}
 	}
-	s.waiting[slot] = ch
+	s.waiting[slot], s.clones[slot] = ch, clone
 	s.mu.Unlock()
 	return ch, func() {
 		s.mu.Lock()
 		if s.waiting[slot] == ch {
 			delete(s.waiting, slot)
+			delete(s.clones, slot)
 		}
 		s.mu.Unlock()
 	}
@@ -283,7 +291,7 @@ func (s *Station) runSlot(ctx context.Context, slot SlotConfig, opts RunOptions,
 		var cmds <-chan string
 		done := func() {}
 		if res == nil {
-			cmds, done = s.awaitCommand(slot.Name)
+			cmds, done = s.awaitCommand(slot.Name, errors.Is(err, records.ErrClone))
 		}
 		cmd := s.waitGone(ctx, m, path, serial, opts.Poll, cmds)
 		done()

@@ -122,6 +122,10 @@ type Recorder interface {
 	Save(ctx context.Context, r *records.Record) (records.SaveResult, error)
 	// InProgress lists the boards whose runs never ended.
 	InProgress(ctx context.Context) ([]records.Record, error)
+	// Get and Audit read a board's record and its audit trail (a board
+	// refused as a possible clone is the supervisor's matter).
+	Get(ctx context.Context, key string) (*records.Record, error)
+	Audit(ctx context.Context, key string) ([]records.AuditEntry, error)
 	SetRegistration(ctx context.Context, serial string, reg records.Registration, operator string) error
 }
 
@@ -174,7 +178,11 @@ type Station struct {
 	operator  string
 	workOrder string
 	waiting   map[string]chan string // slots whose failed board awaits Retry or Skip
+	clones    map[string]bool        // slots whose waiting board failed as a possible clone
 	attempts  map[string]slotAttempt // by slot: the last board's serial and its runs
+	// supervised: the supervisor unlocked the station (Unlock), so a
+	// board refused as a possible clone may run again.
+	supervised bool
 }
 
 // New checks that deps fit cfg and returns a Station.
@@ -608,6 +616,9 @@ func (r *run) provision(ctx context.Context) (*Result, error) {
 			fmt.Errorf("%w: serial number %q does not match serial_pattern %q", flasher.ErrBadIdentity, id.Serial, cfg.SerialPattern))
 	}
 	r.identify(id.Serial)
+	if err := s.checkSuspect(ctx, id.Serial); err != nil {
+		return nil, r.fail("this board was refused as a possible clone: it runs again only when the supervisor allows it (Unlock in the window; headless, the supervisor's password): set it aside for the supervisor", err)
+	}
 	info := BoardInfo{Serial: id.Serial, Model: id.Model, HW: id.HW, Firmware: id.FW}
 	rec := &records.Record{Serial: id.Serial, Model: id.Model, HW: id.HW, Firmware: id.FW,
 		Attestation: cfg.Attestation, Station: cfg.Station, Line: cfg.Line, Slot: r.slot.Name, ConfigPath: cfg.Template.Path}
