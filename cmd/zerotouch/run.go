@@ -34,7 +34,15 @@ type runFlags struct {
 	count     int
 	operator  string
 	workOrder string
+	// supervisorFile holds the supervisor's password (else the
+	// environment's envSupervisorPassword): boards refused as possible
+	// clones may then run again.
+	supervisorFile string
 }
+
+// envSupervisorPassword holds the supervisor's password for a headless
+// run (see run --help).
+const envSupervisorPassword = "ZEROTOUCH_SUPERVISOR_PASSWORD"
 
 func runCmd(g *globals) *cobra.Command {
 	var f runFlags
@@ -70,7 +78,13 @@ ran at all: every slot was empty (its port missing or mistyped, no board
 answering on it, or a board that cannot be provisioned: the summary names
 each slot and why), or the run was stopped before a board came.
 
-With --json the summary on stderr is a JSON line too (msg "run ended").`,
+With --json the summary on stderr is a JSON line too (msg "run ended").
+
+A board refused as a possible clone (its TPM's EK recorded under another
+serial number) is refused again, untouched, when it is put back on a
+fixture, unless the supervisor's password is given
+(--supervisor-password-file, or $`+envSupervisorPassword+`), checked against
+gui.supervisor_password_hash.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runStation(cmd.Context(), g, &f)
@@ -82,6 +96,7 @@ With --json the summary on stderr is a JSON line too (msg "run ended").`,
 	fs.IntVar(&f.count, "count", 0, "stop after this many boards (0: no limit)")
 	fs.StringVar(&f.operator, "operator", "", "the operator's name, put on every record")
 	fs.StringVar(&f.workOrder, "work-order", "", "the work order, put on every record")
+	fs.StringVar(&f.supervisorFile, "supervisor-password-file", "", "a file holding the supervisor's password (else $"+envSupervisorPassword+"): boards refused as possible clones may run again")
 	return cmd
 }
 
@@ -465,6 +480,16 @@ func runStation(ctx context.Context, g *globals, f *runFlags) error {
 		return err
 	}
 	defer set.Close()
+	if f.supervisorFile != "" || os.Getenv(envSupervisorPassword) != "" {
+		pw, err := secret.Read(g.log, "--supervisor-password-file", f.supervisorFile, envSupervisorPassword)
+		if err == nil {
+			err = st.Unlock(pw)
+		}
+		if err != nil {
+			return usageError{fmt.Errorf("supervisor: %w", err)}
+		}
+		g.log.Warn("run with the supervisor's password: boards refused as possible clones run again when put on a fixture")
+	}
 	st.SetOperator(f.operator, f.workOrder)
 	bg = startUpload(ctx, set.uploader, set.dps, g.log)
 	set.bg = bg

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"zerotouch/board"
 	"zerotouch/ca"
 	"zerotouch/enroll/emulator"
@@ -87,7 +89,8 @@ func TestRunHeadless(t *testing.T) {
 	}
 	defer bad.Close()
 	code, out, errOut = run(t, "run", "--config", config(bad.Path()), "--once")
-	if code != exitFailed || !strings.Contains(out, `"result":"failed"`) || !strings.Contains(out, "press Retry") {
+	if code != exitFailed || !strings.Contains(out, `"result":"failed"`) || !strings.Contains(out, "reseat the board to run it again") ||
+		strings.Contains(out, "Retry") {
 		t.Errorf("failing board: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
 }
@@ -114,5 +117,81 @@ func TestRunConfigErrors(t *testing.T) {
 		if code != exitUsage || !strings.Contains(errOut, tt.want) {
 			t.Errorf("%s: exit %d, stderr %q; want 2 mentioning %q", tt.name, code, errOut, tt.want)
 		}
+	}
+}
+
+// TestRunNoBoard: run --once where no board runs exits 5 and names each
+// slot and why: a mistyped port, a port where nothing answers. With
+// --json the summary is a JSON line naming them too. The supervisor's
+// password, when given, must be the supervisor's.
+func TestRunNoBoard(t *testing.T) {
+	dir := t.TempDir()
+	f, _ := board.ParseFaults("drop-after=1,drop-for=1h")
+	dead, err := board.Start(board.Config{Serial: "RUN-DEAD", Dir: t.TempDir(), TPM: board.TPMNone, Baud: 1_000_000, Faults: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dead.Close()
+	t.Setenv(envGroupKey, "Z3JvdXAga2V5")
+	config := filepath.Join(dir, "station.yaml")
+	y := fmt.Sprintf("attestation: symmetric-key\nid_scope: 0ne0001A2B3\nbaud: 1000000\ntimeout: 300ms\nrecords: %s\n"+
+		"symmetric_key:\n  group_id: g1\nlabels:\n  dir: %s\nslots:\n  - port: /dev/ttyUSB9\n  - port: %s\n",
+		filepath.Join(dir, "records.db"), filepath.Join(dir, "labels"), dead.Path())
+	os.WriteFile(config, []byte(y), 0o600)
+
+	code, _, errOut := run(t, "run", "--config", config, "--once")
+	if code != exitNoBoard || !strings.Contains(errOut, "empty slot slot-1 (/dev/ttyUSB9): no-port: no port /dev/ttyUSB9") ||
+		!strings.Contains(errOut, "mistyped") || !strings.Contains(errOut, "empty slot slot-2 ("+dead.Path()+"): silent") {
+		t.Errorf("run --once with no board: exit %d, want %d; stderr:\n%s", code, exitNoBoard, errOut)
+	}
+
+	code, out, errOut := run(t, "run", "--config", config, "--once", "--json")
+	if code != exitNoBoard {
+		t.Errorf("--json: exit %d, want %d", code, exitNoBoard)
+	}
+	var summary struct {
+		Msg   string              `json:"msg"`
+		Empty []station.EmptySlot `json:"emptySlots"`
+	}
+	for _, line := range strings.Split(strings.TrimSpace(out+errOut), "\n") {
+		var v map[string]any
+		if err := json.Unmarshal([]byte(line), &v); err != nil {
+			t.Errorf("--json: line %q is not JSON: %v", line, err)
+		}
+		if v["msg"] == "run ended" {
+			json.Unmarshal([]byte(line), &summary)
+		}
+	}
+	if len(summary.Empty) != 2 || summary.Empty[0].Reason != station.EmptyNoPort || summary.Empty[1].Reason != station.EmptySilent {
+		t.Errorf("--json summary %+v; want both slots named empty, with their reasons\n%s", summary, errOut)
+	}
+	empties := 0
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var e station.Event
+		if json.Unmarshal([]byte(line), &e) == nil && e.Result == station.Empty && e.Reason != "" && e.Schema == station.EventSchema {
+			empties++
+		}
+	}
+	if empties != 2 {
+		t.Errorf("%d empty-slot events, want 2:\n%s", empties, out)
+	}
+
+	// The supervisor's password, given, must be the supervisor's.
+	pw := filepath.Join(dir, "supervisor")
+	os.WriteFile(pw, []byte("guess\n"), 0o600)
+	code, _, errOut = run(t, "run", "--config", config, "--once", "--supervisor-password-file", pw)
+	if code != exitUsage || !strings.Contains(errOut, "no supervisor password is set") {
+		t.Errorf("supervisor password with no hash set: exit %d\n%s", code, errOut)
+	}
+	hash, _ := bcrypt.GenerateFromPassword([]byte("the supervisor"), bcrypt.MinCost)
+	os.WriteFile(config, []byte(y+"gui:\n  supervisor_password_hash: "+string(hash)+"\n"), 0o600)
+	t.Setenv(envSupervisorPassword, "guess")
+	code, _, errOut = run(t, "run", "--config", config, "--once")
+	if code != exitUsage || !strings.Contains(errOut, "not the supervisor's password") {
+		t.Errorf("a wrong supervisor password: exit %d\n%s", code, errOut)
+	}
+	t.Setenv(envSupervisorPassword, "the supervisor")
+	if code, _, errOut = run(t, "run", "--config", config, "--once"); code != exitNoBoard {
+		t.Errorf("the supervisor's password: exit %d, want %d\n%s", code, exitNoBoard, errOut)
 	}
 }
