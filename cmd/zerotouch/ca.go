@@ -139,7 +139,7 @@ func caCmd(g *globals) *cobra.Command {
 		Use:   "ca",
 		Short: "The certificate authority for X.509 attestation: a local CA or the factory's step-ca",
 	}
-	cmd.AddCommand(caInitCmd(g), caShowCmd(g), caSignCmd(g), caTemplateCmd())
+	cmd.AddCommand(caInitCmd(g), caShowCmd(g), caSignCmd(g), caTemplateCmd(g))
 	return cmd
 }
 
@@ -364,7 +364,7 @@ wrong or missing password, a step-ca that cannot be trusted or reached.`,
 	return cmd
 }
 
-func caTemplateCmd() *cobra.Command {
+func caTemplateCmd(g *globals) *cobra.Command {
 	var dir string
 	cmd := &cobra.Command{
 		Use:   "template",
@@ -372,12 +372,15 @@ func caTemplateCmd() *cobra.Command {
 		Long: `Print the device certificate template: the local CA's own if --dir holds a
 CA with one, else the built-in one. Give it to the factory step-ca's JWK
 provisioner (options.x509.template) so that its certificates match the
-local CA's.`,
+local CA's. With --json: one object, {"template": TEXT}.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			t, err := ca.CATemplate(dir)
 			if err != nil {
 				return err
+			}
+			if g.json {
+				return printResult(g, map[string]string{"template": t.Text()})
 			}
 			_, err = fmt.Fprintln(cmd.OutOrStdout(), t.Text())
 			return err

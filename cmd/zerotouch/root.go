@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -86,7 +88,14 @@ Exit status, for every command (each command's help says which it uses):
      not trusted, its host name unknown, or its key refused; mend it first
   4  the job is done but enrollments are still pending: DPS did not take
      them in time (or, after a set-up error found on the way, could not);
-     zerotouch upload sends them later`,
+     zerotouch upload sends them later
+  5  (run) no board ran: every slot was empty; the message names each
+     slot and why
+
+With --json, every line on stdout and stderr is JSON; an error ends with
+one record on stderr: {"time", "level":"ERROR", "msg": what the exit status
+means, "command", "err": the whole error, "exit": the status, and on exit
+2 "hint": the help to read}.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
@@ -112,33 +121,117 @@ Exit status, for every command (each command's help says which it uses):
 	root.AddCommand(boardCmd(g), linkCmd(g), tpmCmd(g), caCmd(g), uploadCmd(g), dpsEmulatorCmd(g))
 	root.AddCommand(recordsCmd(g), runCmd(g), demoCmd(g), guiCmd(g))
 
-	err := root.ExecuteContext(ctx)
+	jsonOut := wantsJSON(args)
+	defaultHelp := root.HelpFunc()
+	root.SetHelpFunc(func(c *cobra.Command, args []string) {
+		if !jsonOut {
+			defaultHelp(c, args)
+			return
+		}
+		// One JSON object, so that a line script asking for help with
+		// --json still reads nothing but JSON.
+		var b strings.Builder
+		out := c.OutOrStdout()
+		c.SetOut(&b)
+		defaultHelp(c, args)
+		c.SetOut(out)
+		json.NewEncoder(g.stdout).Encode(struct {
+			Command string `json:"command"`
+			Help    string `json:"help"`
+		}{c.CommandPath(), b.String()})
+	})
+
+	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return exitOK
 	}
-	var ue usageError
-	if errors.As(err, &ue) || isCobraUsage(err) {
-		fmt.Fprintf(stderr, "zerotouch: %v\nRun 'zerotouch --help' for usage.\n", err)
-		return exitUsage
-	}
-	if g.json && g.log != nil {
-		g.log.Error("failed", "err", err.Error())
-	} else {
-		fmt.Fprintf(stderr, "zerotouch: %v\n", err)
-	}
-	return exitCode(err)
+	return reportError(stderr, jsonOut || g.json, cmd, err)
 }
 
-// exitCode is the exit status for a command's error other than a usage
-// error.
+// wantsJSON reports whether args ask for --json, read before cobra parses
+// them so that a command line cobra refuses (an unknown flag before
+// --json) is still answered in JSON.
+func wantsJSON(args []string) bool {
+	on := false
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		v, ok := strings.CutPrefix(a, "--json")
+		switch {
+		case !ok:
+		case v == "":
+			on = true
+		case v[0] == '=':
+			if b, err := strconv.ParseBool(v[1:]); err == nil {
+				on = b
+			}
+		}
+	}
+	return on
+}
+
+// reportError prints a command's error on stderr and returns the exit
+// code. As text: "zerotouch: ERR", and for a usage error the help to
+// read. With --json: one JSON line, the same shape as the log's records:
+//
+//	{"time":"...","level":"ERROR","msg":"the command line or the configuration is wrong",
+//	 "command":"zerotouch upload","err":"--batch 11: DPS takes 1 to 10 enrollments a request",
+//	 "exit":2,"hint":"zerotouch upload --help"}
+//
+// msg is the exit code's meaning (exitMeaning), err the whole error,
+// hint only on usage errors.
+func reportError(stderr io.Writer, jsonOut bool, cmd *cobra.Command, err error) int {
+	code := exitCode(err)
+	path := "zerotouch"
+	if cmd != nil {
+		path = cmd.CommandPath()
+	}
+	if !jsonOut {
+		fmt.Fprintf(stderr, "zerotouch: %v\n", err)
+		if code == exitUsage {
+			fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", path)
+		}
+		return code
+	}
+	attrs := []any{"command", path, "err", err.Error(), "exit", code}
+	if code == exitUsage {
+		attrs = append(attrs, "hint", path+" --help")
+	}
+	slog.New(slog.NewJSONHandler(stderr, nil)).Error(exitMeaning(code), attrs...)
+	return code
+}
+
+// exitMeaning says what an exit code means, for the msg of an error's
+// JSON record.
+func exitMeaning(code int) string {
+	switch code {
+	case exitUsage:
+		return "the command line or the configuration is wrong"
+	case exitSetup:
+		return "the set-up cannot work"
+	case exitPending:
+		return "enrollments still pending"
+	case exitNoBoard:
+		return "no board was provisioned"
+	}
+	return "failed"
+}
+
+// exitCode is the exit status for a command's error.
 func exitCode(err error) int {
+	var ue usageError
 	var se setupError
 	var pe pendingError
 	switch {
+	case errors.As(err, &ue) || isCobraUsage(err):
+		return exitUsage
 	case errors.As(err, &se):
 		return exitSetup
 	case errors.As(err, &pe):
 		return exitPending
+	case errors.As(err, new(noBoardError)):
+		return exitNoBoard
 	}
 	return exitFailed
 }
