@@ -83,7 +83,7 @@ With --json the summary on stderr is a JSON line too (msg "run ended").
 A board refused as a possible clone (its TPM's EK recorded under another
 serial number) is refused again, untouched, when it is put back on a
 fixture, unless the supervisor's password is given
-(--supervisor-password-file, or $`+envSupervisorPassword+`), checked against
+(--supervisor-password-file, or $` + envSupervisorPassword + `), checked against
 gui.supervisor_password_hash.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -45,7 +45,7 @@ func TestRunHeadless(t *testing.T) {
 	config := func(ports ...string) string {
 		var y strings.Builder
 		fmt.Fprintf(&y, "station: st-run\nline: l1\nattestation: x509-keygen\nid_scope: 0ne0001A2B3\nbaud: 1000000\n")
-		fmt.Fprintf(&y, "records: %s\n", filepath.Join(dir, "records.db"))
+		fmt.Fprintf(&y, "records: %s\nlabels: {dir: %s}\n", filepath.Join(dir, "records.db"), filepath.Join(dir, "labels"))
 		fmt.Fprintf(&y, "ca:\n  dir: %s\n  password_file: %s\n", filepath.Join(dir, "ca"), pwFile)
 		fmt.Fprintf(&y, "dps:\n  connection_string_file: %s\n  ca_file: %s\n  quota: 60000\n", connFile, srv.CAFile)
 		y.WriteString("slots:\n")

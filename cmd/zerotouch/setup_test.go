@@ -65,7 +65,7 @@ func (b *runBed) config(t *testing.T, name string, c stationYAML) (file, records
 	records = filepath.Join(b.dir, name+".db")
 	var y strings.Builder
 	fmt.Fprintf(&y, "station: st-set\nline: l1\nattestation: x509-keygen\nid_scope: 0ne0001A2B3\nbaud: 1000000\n")
-	fmt.Fprintf(&y, "records: %s\n", records)
+	fmt.Fprintf(&y, "records: %s\nlabels: {dir: %s}\n", records, filepath.Join(b.dir, "labels"))
 	fmt.Fprintf(&y, "ca:\n  dir: %s\n  password_file: %s\n", c.caDir, c.pwFile)
 	fmt.Fprintf(&y, "dps:\n  connection_string_file: %s\n  quota: 60000\n", c.connFile)
 	if c.dpsCA != "" {

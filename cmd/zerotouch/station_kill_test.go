@@ -85,7 +85,7 @@ func newKillBed(t *testing.T) *killBed {
 	kb := &killBed{dir: dir, db: filepath.Join(dir, "records.db"), srv: srv, boards: make([]*board.Board, 4)}
 	var y strings.Builder
 	fmt.Fprintf(&y, "station: st-kill\nline: l1\nattestation: x509-keygen\nid_scope: 0ne0001A2B3\nbaud: %d\ntimeout: 500ms\n", baud)
-	fmt.Fprintf(&y, "records: %s\n", kb.db)
+	fmt.Fprintf(&y, "records: %s\nlabels: {dir: %s}\n", kb.db, filepath.Join(dir, "labels"))
 	fmt.Fprintf(&y, "ca:\n  dir: %s\n  password_file: %s\n", filepath.Join(dir, "ca"), pwFile)
 	fmt.Fprintf(&y, "dps:\n  connection_string_file: %s\n  ca_file: %s\n  quota: 60000\n", connFile, srv.CAFile)
 	y.WriteString("slots:\n")
