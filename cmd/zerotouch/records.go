@@ -89,7 +89,7 @@ Exit status: 0 on success; 1 when the database or the record cannot be
 read; 2 when the command line is wrong.`,
 	}
 	cmd.PersistentFlags().StringVar(&db, "db", defaultRecordsDB, "the station's records database")
-	cmd.AddCommand(recordsListCmd(g, &db), recordsShowCmd(g, &db), recordsExportCmd(g, &db))
+	cmd.AddCommand(recordsListCmd(g, &db), recordsShowCmd(g, &db), recordsExportCmd(g, &db), recordsLabelCmd(g, &db))
 	return cmd
 }
 
