@@ -3,11 +3,14 @@ package records
 import (
 	"context"
 	"database/sql"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"zerotouch/enroll"
 )
@@ -60,21 +63,49 @@ func (s *Store) get(ctx context.Context, key string) (*row, error) {
 	return found[0], nil
 }
 
-// Filter selects records for List and Export. Zero fields select all.
+// Filter selects records for List, Page and Export. Zero fields select
+// all.
+//
+// Search finds boards by what an operator has at hand, the serial number
+// on a label or the start of a registration ID, and stays fast at a
+// million records:
+//
+//   - three characters or more: a serial number that contains them, in any
+//     case (a trigram index), or a registration ID that begins with them;
+//   - one or two characters: a serial number or a registration ID that
+//     begins with them, in any case.
+//
+// A registration ID is not searched for inside: a TPM board's is a hash
+// of its EK, looked up by its beginning (or whole, as Get does).
+// Characters such as % and _ are taken as they are.
 type Filter struct {
-	Search      string       // a substring of the serial number or registration ID, in any case
+	Search      string       // see above
 	Result      string       // ResultPassed, ResultFailed or ResultInProgress
 	UploadState enroll.State // one upload state
-	Limit       int          // at most this many records; 0 for all
+	Limit       int          // List and Export: at most this many records; 0 for all. Page ignores it.
 }
 
-func (f *Filter) where() (string, []any, error) {
+// trigram is the length of a search the serial numbers' trigram index
+// can find inside them; shorter ones match the beginning.
+const trigram = 3
+
+// denseMatches is where a search matches so many records that reading
+// them newest first and keeping those that match finds a page sooner
+// than sorting every match: at 1,000,000 records a page of 50 is then
+// found within the newest few thousand.
+const denseMatches = 5000
+
+// where returns f's conditions on the records table. With scan, a
+// search is a condition each row is tested against (for reading records
+// newest first and stopping at a page); without, it looks the matches up
+// in the indexes.
+func (f *Filter) where(scan bool) (string, []any, error) {
 	var conds []string
 	var args []any
 	if f.Search != "" {
-		like := "%" + strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(f.Search) + "%"
-		conds = append(conds, `(serial LIKE ? ESCAPE '\' OR registration_id LIKE ? ESCAPE '\')`)
-		args = append(args, like, like)
+		c, a := searchCond(f.Search, scan)
+		conds = append(conds, c)
+		args = append(args, a...)
 	}
 	switch f.Result {
 	case "":
@@ -102,34 +133,173 @@ func (f *Filter) where() (string, []any, error) {
 	return " WHERE " + strings.Join(conds, " AND "), args, nil
 }
 
-// List returns the records f selects, most recently saved first. A Filter
-// with an unknown result or upload state is an error wrapping ErrInvalid.
-// Safe for concurrent use.
+// prefixEnd is past every string that begins with a prefix: no UTF-8
+// text holds the byte 0xff.
+const prefixEnd = "\xff"
+
+// searchCond is the condition of a search q (Filter's rules).
+func searchCond(q string, scan bool) (string, []any) {
+	lq := strings.ToLower(q)
+	regID := `(registration_id >= ? AND registration_id < ?)`
+	if utf8.RuneCountInString(q) < trigram {
+		return `((serial COLLATE NOCASE >= ? AND serial COLLATE NOCASE < ?) OR ` + regID + `)`,
+			[]any{q, q + prefixEnd, lq, lq + prefixEnd}
+	}
+	if scan {
+		like := "%" + strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(q) + "%"
+		return `(serial LIKE ? ESCAPE '\' OR ` + regID + `)`, []any{like, lq, lq + prefixEnd}
+	}
+	return `(id IN (SELECT rowid FROM records_serial_fts WHERE records_serial_fts MATCH ?) OR ` + regID + `)`,
+		[]any{ftsPhrase(q), lq, lq + prefixEnd}
+}
+
+// ftsPhrase quotes q as one FTS5 phrase: with the trigram tokenizer, the
+// serial numbers that contain q.
+func ftsPhrase(q string) string { return `"` + strings.ReplaceAll(q, `"`, `""`) + `"` }
+
+// dense reports whether a search matches at least s.denseAt records,
+// counting no further.
+func (s *Store) dense(ctx context.Context, q string) (bool, error) {
+	c, a := searchCond(q, false)
+	var n int
+	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM records WHERE `+c+` LIMIT ?)`,
+		append(a, s.denseAt)...).Scan(&n); err != nil {
+		return false, fmt.Errorf("count the matches of %q: %w", q, err)
+	}
+	return n >= s.denseAt, nil
+}
+
+// List returns the records f selects, most recently saved first (by
+// UpdatedAt, then ID). A Filter with an unknown result or upload state
+// is an error wrapping ErrInvalid. Safe for concurrent use.
 func (s *Store) List(ctx context.Context, f Filter) ([]Record, error) {
-	where, args, err := f.where()
+	out, err := s.page(ctx, f, nil, f.Limit)
 	if err != nil {
+		return nil, fmt.Errorf("records: list: %w", err)
+	}
+	return out, nil
+}
+
+// Page is one page of records in List's order.
+type Page struct {
+	Records []Record
+	Next    string // cursor for the following page; "" on the last page
+}
+
+// Page returns up to size records that f selects, starting at cursor (""
+// for the first page), in List's order; f.Limit is ignored. The cursor is
+// the Next of the page before, read with the same Filter: it holds the
+// place (the last record's UpdatedAt and ID) so that records saved
+// meanwhile neither shift the pages nor repeat on them (a record saved
+// again moves to the front, and is not seen again further on). A cursor
+// that is not one, a size below 1 and a bad Filter are errors wrapping
+// ErrInvalid. Safe for concurrent use.
+func (s *Store) Page(ctx context.Context, f Filter, cursor string, size int) (Page, error) {
+	if size < 1 {
+		return Page{}, fmt.Errorf("records: page: %w: size %d", ErrInvalid, size)
+	}
+	var after *pageKey
+	if cursor != "" {
+		k, err := parseCursor(cursor)
+		if err != nil {
+			return Page{}, fmt.Errorf("records: page: %w", err)
+		}
+		after = &k
+	}
+	rs, err := s.page(ctx, f, after, size+1)
+	if err != nil {
+		return Page{}, fmt.Errorf("records: page: %w", err)
+	}
+	var p Page
+	if len(rs) > size {
+		rs = rs[:size]
+		last := rs[size-1]
+		p.Next = pageKey{updated: formatTime(last.UpdatedAt), id: last.ID}.cursor()
+	}
+	p.Records = rs
+	return p, nil
+}
+
+// pageKey is a place in List's order: the last record a page showed.
+type pageKey struct {
+	updated string // as stored
+	id      int64
+}
+
+// cursorPrefix versions the cursor's form.
+const cursorPrefix = "r1."
+
+func (k pageKey) cursor() string {
+	return cursorPrefix + base64.RawURLEncoding.EncodeToString([]byte(k.updated+" "+strconv.FormatInt(k.id, 10)))
+}
+
+func parseCursor(c string) (pageKey, error) {
+	bad := fmt.Errorf("%w: cursor %q is not one Page returned", ErrInvalid, c)
+	rest, ok := strings.CutPrefix(c, cursorPrefix)
+	if !ok {
+		return pageKey{}, bad
+	}
+	b, err := base64.RawURLEncoding.DecodeString(rest)
+	if err != nil {
+		return pageKey{}, bad
+	}
+	t, id, ok := strings.Cut(string(b), " ")
+	if !ok {
+		return pageKey{}, bad
+	}
+	if _, err := parseTime(t); err != nil {
+		return pageKey{}, bad
+	}
+	n, err := strconv.ParseInt(id, 10, 64)
+	if err != nil || n < 1 {
+		return pageKey{}, bad
+	}
+	return pageKey{updated: t, id: n}, nil
+}
+
+// page returns up to limit (0: all) records f selects after the place
+// after (nil: from the newest), newest first.
+func (s *Store) page(ctx context.Context, f Filter, after *pageKey, limit int) ([]Record, error) {
+	if _, _, err := f.where(false); err != nil {
 		return nil, err
 	}
+	scan := false
+	if f.Search != "" {
+		var err error
+		if scan, err = s.dense(ctx, f.Search); err != nil {
+			return nil, err
+		}
+	}
+	where, args, _ := f.where(scan)
+	if after != nil {
+		if where == "" {
+			where = " WHERE "
+		} else {
+			where += " AND "
+		}
+		where += `(updated_at, id) < (?, ?)`
+		args = append(args, after.updated, after.id)
+	}
 	q := `SELECT ` + recordColumns + ` FROM records` + where + ` ORDER BY updated_at DESC, id DESC`
-	if f.Limit > 0 {
+	if limit > 0 {
 		q += ` LIMIT ?`
-		args = append(args, f.Limit)
+		args = append(args, limit)
 	}
 	rows, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("records: list: %w", err)
+		return nil, err
 	}
 	defer rows.Close()
 	var out []Record
 	for rows.Next() {
 		r, err := scanRecord(rows)
 		if err != nil {
-			return nil, fmt.Errorf("records: list: %w", err)
+			return nil, err
 		}
 		out = append(out, r.Record)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("records: list: %w", err)
+		return nil, err
 	}
 	return out, nil
 }
@@ -216,15 +386,20 @@ const (
 // array of enroll.Enrollment, one per line; or "csv", enroll.WriteCSV's
 // columns, which refuses, before writing anything, an enrollment with a
 // field a CSV cannot hold. Another format is an error wrapping
-// ErrInvalid. Nothing is written when the records cannot be read. The
-// caller closes w. Safe for concurrent use.
-func (s *Store) Export(ctx context.Context, w io.Writer, format string, f Filter) error {
+// ErrInvalid. It returns how many enrollments it wrote. When there are
+// none (a group mode's boards enroll through the DPS enrollment group,
+// and have none of their own), it writes nothing at all, not even a CSV
+// header, and returns 0 and no error: the caller says so rather than
+// leave a file that looks like work to upload. Nothing is written when
+// the records cannot be read. The caller closes w. Safe for concurrent
+// use.
+func (s *Store) Export(ctx context.Context, w io.Writer, format string, f Filter) (int, error) {
 	if format != FormatCSV && format != FormatJSON {
-		return fmt.Errorf("records: export: %w: format %q: want %s or %s", ErrInvalid, format, FormatCSV, FormatJSON)
+		return 0, fmt.Errorf("records: export: %w: format %q: want %s or %s", ErrInvalid, format, FormatCSV, FormatJSON)
 	}
-	where, args, err := f.where()
+	where, args, err := f.where(false)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	// As Claim: a board that has not passed is not enrolled.
 	if where == "" {
@@ -240,33 +415,39 @@ func (s *Store) Export(ctx context.Context, w io.Writer, format string, f Filter
 	}
 	rows, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {
-		return fmt.Errorf("records: export: %w", err)
+		return 0, fmt.Errorf("records: export: %w", err)
 	}
 	var es []enroll.Enrollment
 	for rows.Next() {
 		var serial, body string
 		if err := rows.Scan(&serial, &body); err != nil {
 			rows.Close()
-			return fmt.Errorf("records: export: %w", err)
+			return 0, fmt.Errorf("records: export: %w", err)
 		}
 		var e enroll.Enrollment
 		if err := json.Unmarshal([]byte(body), &e); err != nil {
 			rows.Close()
-			return fmt.Errorf("records: export: board %s: its stored enrollment is damaged: %w", serial, err)
+			return 0, fmt.Errorf("records: export: board %s: its stored enrollment is damaged: %w", serial, err)
 		}
 		es = append(es, e)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("records: export: %w", err)
+		return 0, fmt.Errorf("records: export: %w", err)
+	}
+	if len(es) == 0 {
+		return 0, nil
 	}
 	if format == FormatCSV {
 		if err := enroll.WriteCSV(w, es); err != nil {
-			return fmt.Errorf("records: export: %w (export as json instead)", err)
+			return 0, fmt.Errorf("records: export: %w (export as json instead)", err)
 		}
-		return nil
+		return len(es), nil
 	}
-	return writeJSON(w, es)
+	if err := writeJSON(w, es); err != nil {
+		return 0, err
+	}
+	return len(es), nil
 }
 
 // writeJSON writes es as a JSON array, one enrollment a line.

@@ -240,8 +240,9 @@ func TestExportRoundTrip(t *testing.T) {
 	for _, format := range []string{records.FormatCSV, records.FormatJSON} {
 		t.Run(format, func(t *testing.T) {
 			var buf bytes.Buffer
-			if err := s.Export(ctx, &buf, format, records.Filter{}); err != nil {
-				t.Fatalf("Export(%s): %v", format, err)
+			n, err := s.Export(ctx, &buf, format, records.Filter{})
+			if err != nil || n != len(want) {
+				t.Fatalf("Export(%s) = %d, %v; want %d", format, n, err, len(want))
 			}
 			got, err := enroll.ReadFile(bytes.NewReader(buf.Bytes()), "export."+format)
 			if err != nil {
@@ -253,21 +254,29 @@ func TestExportRoundTrip(t *testing.T) {
 		})
 	}
 	var buf bytes.Buffer
-	if err := s.Export(ctx, &buf, records.FormatJSON, records.Filter{Search: "SN-E1"}); err != nil {
-		t.Fatal(err)
+	if n, err := s.Export(ctx, &buf, records.FormatJSON, records.Filter{Search: "SN-E1"}); err != nil || n != 1 {
+		t.Fatalf("Export(search SN-E1) = %d, %v; want 1", n, err)
 	}
 	if got, err := enroll.ReadFile(&buf, "x.json"); err != nil || len(got) != 1 || got[0].RegistrationID != want[1].RegistrationID {
 		t.Errorf("Export(search SN-E1) = %v, %v; want one enrollment", got, err)
 	}
-	if err := s.Export(ctx, &buf, "xml", records.Filter{}); !errors.Is(err, records.ErrInvalid) {
+	if _, err := s.Export(ctx, &buf, "xml", records.Filter{}); !errors.Is(err, records.ErrInvalid) {
 		t.Errorf("Export(xml) = %v, want ErrInvalid", err)
+	}
+	// Boards of a group mode only: nothing to export, and nothing written
+	// (no CSV header, no empty array) that could pass for work to upload.
+	for _, format := range []string{records.FormatCSV, records.FormatJSON} {
+		buf.Reset()
+		if n, err := s.Export(ctx, &buf, format, records.Filter{Search: "SN-EG"}); err != nil || n != 0 || buf.Len() != 0 {
+			t.Errorf("Export(%s) of a group-mode board = %d, %v, wrote %q; want 0, nil and nothing", format, n, err, buf.String())
+		}
 	}
 	// An enrollment a CSV cannot hold: refused before anything is written.
 	tw := tpmRecord("SN-TWIN", 50)
 	tw.Enrollment.InitialTwin = &enroll.InitialTwin{Tags: map[string]any{"line": "a"}}
 	save(t, s, tw)
 	buf.Reset()
-	if err := s.Export(ctx, &buf, records.FormatCSV, records.Filter{}); err == nil || buf.Len() != 0 {
+	if _, err := s.Export(ctx, &buf, records.FormatCSV, records.Filter{}); err == nil || buf.Len() != 0 {
 		t.Errorf("Export(csv) with an initialTwin = %v, wrote %d bytes; want an error and nothing written", err, buf.Len())
 	}
 }

@@ -52,6 +52,9 @@ type SaveResult struct {
 //     earlier pass, with its upload state, unless the failed run found a
 //     different registration ID: then the board no longer has the
 //     identity that enrollment is for, and it is dropped.
+//   - A failed board's Cause and FailedStep are stored as given (empty:
+//     none), and its audit row carries the message, the step and the
+//     cause; a passed board's record keeps neither.
 //
 // A record that is not valid (no serial, an unknown attestation or
 // result, a passed board without a valid registration ID, an enrollment
@@ -135,7 +138,9 @@ func keepStored(r, old *Record) {
 	if r.CertNotAfter.IsZero() {
 		r.CertNotAfter = old.CertNotAfter
 	}
-	byt(&r.ConfigSHA256, old.ConfigSHA256)
+	if len(r.ConfigSHA256) == 0 {
+		r.ConfigSHA256 = old.ConfigSHA256
+	}
 	str(&r.ConfigPath, old.ConfigPath)
 }
 
@@ -317,7 +322,14 @@ func upsert(ctx context.Context, tx *wtx, now string, r *Record, body string, ol
 	}
 	switch {
 	case r.Result == ResultFailed:
-		notes = append([]string{"failed: " + r.Message}, notes...)
+		failed := "failed: " + r.Message
+		if r.FailedStep != "" {
+			failed += "; step: " + r.FailedStep
+		}
+		if r.Cause != "" {
+			failed += "; cause: " + r.Cause
+		}
+		notes = append([]string{failed}, notes...)
 		switch {
 		case enr.Valid && regIDChanged:
 			drop("the board no longer has the identity it is for")
@@ -360,7 +372,15 @@ func upsert(ctx context.Context, tx *wtx, now string, r *Record, body string, ol
 		}
 		seq = next
 	}
-	var rid, notAfter any
+	var rid, notAfter, cause, failedStep any // cause and step: NULL unless failed
+	if r.Result == ResultFailed {
+		if r.Cause != "" {
+			cause = r.Cause
+		}
+		if r.FailedStep != "" {
+			failedStep = r.FailedStep
+		}
+	}
 	if r.RegistrationID != "" {
 		rid = r.RegistrationID
 	}
@@ -370,7 +390,7 @@ func upsert(ctx context.Context, tx *wtx, now string, r *Record, body string, ol
 	args := []any{r.Model, r.HW, r.Firmware, r.Attestation, rid, r.DeviceID, nilIfEmpty(r.EKPublic), nilIfEmpty(r.EKCertificate),
 		r.EKCertStatus, r.EKFingerprint, r.CertificateChain, r.CertSerial, notAfter, nilIfEmpty(r.ConfigSHA256), r.ConfigPath,
 		r.Station, r.Line, r.Slot, r.Operator, r.WorkOrder, r.Result, r.Message,
-		enr, state, uploadError, etag, generation, seq, now}
+		enr, state, uploadError, etag, generation, seq, now, cause, failedStep}
 	// A board passed again is a new run: the registration of an earlier
 	// one no longer says anything about it. (A failed run keeps it: the
 	// failure may be the registration itself, recorded just before.)
@@ -379,8 +399,8 @@ func upsert(ctx context.Context, tx *wtx, now string, r *Record, body string, ol
 		q, err := tx.ExecContext(ctx, `INSERT INTO records (model, hw, firmware, attestation, registration_id, device_id, ek_public,
 			ek_certificate, ek_cert_status, ek_fingerprint, certificate_chain, cert_serial, cert_not_after, config_sha256, config_path,
 			station, line, slot, operator, work_order, result, message,
-			enrollment, upload_state, upload_error, etag, generation, queue_seq, updated_at, serial, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, coalesce(?, 0), ?, ?, ?)`,
+			enrollment, upload_state, upload_error, etag, generation, queue_seq, updated_at, cause, failed_step, serial, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, coalesce(?, 0), ?, ?, ?, ?, ?)`,
 			append(args, r.Serial, now)...)
 		if err != nil {
 			return res, fmt.Errorf("insert: %w", err)
@@ -394,7 +414,7 @@ func upsert(ctx context.Context, tx *wtx, now string, r *Record, body string, ol
 			cert_serial = ?, cert_not_after = ?, config_sha256 = ?, config_path = ?,
 			station = ?, line = ?, slot = ?, operator = ?, work_order = ?, result = ?, previous_result = '', message = ?,
 			enrollment = ?, upload_state = ?, upload_error = ?, etag = ?, generation = ?, queue_seq = coalesce(?, queue_seq),
-			updated_at = ?, replaces = CASE WHEN ? THEN '' WHEN ? AND replaces = '' THEN '*' ELSE replaces END,
+			updated_at = ?, cause = ?, failed_step = ?, replaces = CASE WHEN ? THEN '' WHEN ? AND replaces = '' THEN '*' ELSE replaces END,
 			registration_state = CASE WHEN ? THEN '' ELSE registration_state END,
 			assigned_hub = CASE WHEN ? THEN '' ELSE assigned_hub END,
 			registered_at = CASE WHEN ? THEN NULL ELSE registered_at END,
@@ -474,5 +494,29 @@ func (s *Store) SetRegistration(ctx context.Context, serial string, reg Registra
 			detail += ": " + reg.Error
 		}
 		return audit(ctx, tx, now, id, serial, EventRegistration, detail, operator)
+	})
+}
+
+// SetAside appends an EventSetAside audit row for a board the operator
+// skipped and took off its slot (the window's Skip): the row names the
+// slot. The record itself, its result included, is not changed. The board
+// is found by its exact serial number; ErrNotFound if it has no record.
+// Safe for concurrent use.
+func (s *Store) SetAside(ctx context.Context, serial, slot, operator string) error {
+	return s.write(ctx, "set aside "+serial, func(ctx context.Context, tx *wtx) error {
+		var id int64
+		var result string
+		err := tx.QueryRowContext(ctx, `SELECT id, result FROM records WHERE serial = ?`, serial).Scan(&id, &result)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("records: set aside board %q: %w", serial, ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("records: set aside board %s: %w", serial, err)
+		}
+		detail := "set aside by the operator, result " + result
+		if slot != "" {
+			detail = "taken off slot " + slot + " and set aside by the operator, result " + result
+		}
+		return audit(ctx, tx, formatTime(s.now()), id, serial, EventSetAside, detail, operator)
 	})
 }

@@ -74,6 +74,7 @@ const (
 	EventUploadStale     = "upload outcome ignored"    // an outcome for an enrollment since replaced
 	EventRegistration    = "registration"              // the board registered with DPS (or was refused): detail says how
 	EventBegun           = "run started"               // the station began to change the board (Begin)
+	EventSetAside        = "set aside"                 // the operator skipped a failed board and took it off its slot (SetAside)
 )
 
 // StateHeld is what Counts calls a pending enrollment whose board has not
@@ -146,7 +147,7 @@ type Record struct {
 	CertificateChain string    `json:"certificateChain,omitempty"` // PEM (x509 modes)
 	CertSerial       string    `json:"certSerial,omitempty"`
 	CertNotAfter     time.Time `json:"certNotAfter,omitzero"`
-	ConfigSHA256     []byte    `json:"configSha256,omitempty"`
+	ConfigSHA256     HexBytes  `json:"configSha256,omitempty"` // lower-case hex in JSON
 	ConfigPath       string    `json:"configPath,omitempty"`
 	Station          string    `json:"station,omitempty"`
 	Line             string    `json:"line,omitempty"`
@@ -158,6 +159,13 @@ type Record struct {
 	// before the run began ("" for a board new to the records).
 	PreviousResult string `json:"previousResult,omitempty"`
 	Message        string `json:"message,omitempty"` // the operator message when failed
+	// Cause is the engineer's cause of a failed run: the underlying
+	// error, as "upload /lfs/zerotouch/config at offset 0 of 348: on D:
+	// fs.file: board error 10 of group 8". FailedStep is the pipeline
+	// step the run failed in. Both are "" unless the last run failed (a
+	// run in progress keeps those of the failed run before it).
+	Cause      string `json:"cause,omitempty"`
+	FailedStep string `json:"failedStep,omitempty"`
 	// Enrollment is what goes to DPS; nil: nothing to enroll (group
 	// modes, or a board that failed before it was ever enrolled).
 	Enrollment  *enroll.Enrollment `json:"enrollment,omitempty"`
@@ -222,6 +230,7 @@ type Store struct {
 	path     string
 	readOnly bool
 	now      func() time.Time
+	denseAt  int // matches from which a search tests rows newest first (denseMatches)
 
 	// Writes are committed in groups: see write.
 	committer chan struct{} // a token: held by the goroutine committing
@@ -283,7 +292,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("records: %w", err)
 	}
-	return &Store{db: db, lock: lock, path: path, now: time.Now, committer: make(chan struct{}, 1)}, nil
+	return &Store{db: db, lock: lock, path: path, now: time.Now, denseAt: denseMatches, committer: make(chan struct{}, 1)}, nil
 }
 
 // OpenReadOnly opens an existing records database for reading, alongside
@@ -335,7 +344,7 @@ func OpenReadOnly(ctx context.Context, path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("records: %s is not a zerotouch records database", path)
 	}
-	return &Store{db: db, path: path, readOnly: true, now: time.Now}, nil
+	return &Store{db: db, path: path, readOnly: true, now: time.Now, denseAt: denseMatches}, nil
 }
 
 // Path returns the database file's path.

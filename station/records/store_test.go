@@ -335,25 +335,44 @@ func TestList(t *testing.T) {
 	}{
 		{records.Filter{}, []string{"SN-L5", "XY_L4", "SN-L3", "SN-L2", "SN-L1"}},
 		{records.Filter{Limit: 2}, []string{"SN-L5", "XY_L4"}},
+		// Search: a serial number's substring (3 characters or more) in
+		// any case, % and _ taken as they are; a prefix when shorter; a
+		// registration ID's prefix, not its inside.
 		{records.Filter{Search: "sn-l"}, []string{"SN-L5", "SN-L3", "SN-L2", "SN-L1"}},
-		{records.Filter{Search: "_"}, []string{"XY_L4"}},
-		{records.Filter{Search: tpmRegID(fakeEK(2))[3:12]}, []string{"SN-L3"}},
+		{records.Filter{Search: "-l3"}, []string{"SN-L3"}},
+		{records.Filter{Search: "y_l"}, []string{"XY_L4"}},
+		{records.Filter{Search: "n_l"}, nil},
+		{records.Filter{Search: "%l%"}, nil},
+		{records.Filter{Search: "xy"}, []string{"XY_L4"}},
+		{records.Filter{Search: "x"}, []string{"XY_L4"}},
+		{records.Filter{Search: "L4"}, nil},
+		{records.Filter{Search: "_"}, nil},
+		{records.Filter{Search: strings.ToUpper(tpmRegID(fakeEK(2))[:9])}, []string{"SN-L3"}},
+		{records.Filter{Search: tpmRegID(fakeEK(2))[:2]}, []string{"SN-L3"}},
+		{records.Filter{Search: tpmRegID(fakeEK(2))[3:12]}, nil},
+		{records.Filter{Search: "sn-l", Result: records.ResultPassed, UploadState: enroll.StateInFlight}, []string{"SN-L2", "SN-L1"}},
 		{records.Filter{Result: records.ResultFailed}, []string{"SN-L5"}},
 		{records.Filter{UploadState: enroll.StateInFlight}, []string{"SN-L2", "SN-L1"}},
 		{records.Filter{UploadState: enroll.StatePending, Result: records.ResultPassed}, []string{"XY_L4", "SN-L3"}},
 	}
-	for _, tt := range tests {
-		rs, err := s.List(ctx, tt.f)
-		if err != nil {
-			t.Errorf("List(%+v): %v", tt.f, err)
-			continue
-		}
-		var got []string
-		for _, r := range rs {
-			got = append(got, r.Serial)
-		}
-		if !slices.Equal(got, tt.want) {
-			t.Errorf("List(%+v) = %q, want %q", tt.f, got, tt.want)
+	// A search that matches few records looks them up in the indexes;
+	// one that matches many tests the records newest first. Both ways
+	// give the same records.
+	for _, denseAt := range []int{5000, 1} {
+		records.SetDenseAt(s, denseAt)
+		for _, tt := range tests {
+			rs, err := s.List(ctx, tt.f)
+			if err != nil {
+				t.Errorf("List(%+v): %v", tt.f, err)
+				continue
+			}
+			var got []string
+			for _, r := range rs {
+				got = append(got, r.Serial)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("dense at %d: List(%+v) = %q, want %q", denseAt, tt.f, got, tt.want)
+			}
 		}
 	}
 	for _, f := range []records.Filter{{Result: "ok"}, {UploadState: "done"}, {Limit: -1}} {
