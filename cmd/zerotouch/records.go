@@ -102,6 +102,8 @@ type recordLine struct {
 	DeviceID       string       `json:"deviceId,omitempty"`
 	Result         string       `json:"result"`
 	Message        string       `json:"message,omitempty"`
+	FailedStep     string       `json:"failedStep,omitempty"`
+	Cause          string       `json:"cause,omitempty"`
 	UploadState    enroll.State `json:"uploadState,omitempty"`
 	UploadError    string       `json:"uploadError,omitempty"`
 	Station        string       `json:"station,omitempty"`
@@ -138,6 +140,7 @@ func recordsListCmd(g *globals, db *string) *cobra.Command {
 				for _, r := range rs {
 					if err := enc.Encode(recordLine{Serial: r.Serial, Model: r.Model, Attestation: r.Attestation,
 						RegistrationID: r.RegistrationID, DeviceID: r.DeviceID, Result: r.Result, Message: r.Message,
+						FailedStep: r.FailedStep, Cause: r.Cause,
 						UploadState: r.UploadState, UploadError: r.UploadError, Station: r.Station, Line: r.Line,
 						Slot: r.Slot, Operator: r.Operator, WorkOrder: r.WorkOrder, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}); err != nil {
 						return err
@@ -155,7 +158,7 @@ func recordsListCmd(g *globals, db *string) *cobra.Command {
 				// Text from boards and operators is escaped: it must not
 				// forge a line or drive the terminal.
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.UpdatedAt.Local().Format("2006-01-02 15:04:05"), textsafe.Escape(r.Serial),
-					r.ResultText(), r.Attestation, dash(textsafe.Escape(r.RegistrationID)), dash(r.UploadText()),
+					resultWithStep(&r), r.Attestation, dash(textsafe.Escape(r.RegistrationID)), dash(r.UploadText()),
 					dash(textsafe.Escape(slotOf(&r))), dash(textsafe.Escape(r.Operator)))
 			}
 			if err := tw.Flush(); err != nil {
@@ -277,6 +280,10 @@ func printRecord(g *globals, r *records.Record) {
 		res += ": " + r.Message
 	}
 	line("result", res)
+	// The engineer's cause, apart from the operator's words; a run in
+	// progress shows those of the failed run before it.
+	line("failed step", r.FailedStep)
+	line("cause", r.Cause)
 	switch {
 	case r.Enrollment == nil:
 		line("enrollment", "none (nothing to enroll for this board)")
@@ -324,7 +331,12 @@ func recordsExportCmd(g *globals, db *string) *cobra.Command {
 modes enroll nothing per board) as a JSON array or a CSV, the file
 'zerotouch upload --from' reads, in the order the boards were first
 recorded. CSV cannot hold every enrollment field (an initial twin, for
-one): such an enrollment is an error, and JSON holds it.`,
+one): such an enrollment is an error, and JSON holds it.
+
+When the selected boards have no enrollment of their own to export (a
+symmetric-key line's boards enroll through the DPS enrollment group), it
+writes nothing, not even a header, leaves a file already at --out as it
+was, says why, and exits 1.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if format != records.FormatCSV && format != records.FormatJSON {
@@ -341,8 +353,14 @@ one): such an enrollment is an error, and JSON holds it.`,
 			}
 			defer s.Close()
 			var buf bytes.Buffer
-			if err := s.Export(ctx, &buf, format, filter); err != nil {
+			n, err := s.Export(ctx, &buf, format, filter)
+			if err != nil {
 				return err
+			}
+			if n == 0 {
+				// Nothing is written: a header-only file would pass for
+				// work to upload, and a file already at --out stays.
+				return errNothingToExport(*db, out)
 			}
 			if out == "" || out == "-" {
 				_, err := g.stdout.Write(buf.Bytes())
@@ -351,16 +369,6 @@ one): such an enrollment is an error, and JSON holds it.`,
 			// Symmetric keys may be in it: private to its owner.
 			if err := atomicfile.Write(out, buf.Bytes(), 0o600); err != nil {
 				return fmt.Errorf("--out: %w", err)
-			}
-			rs, err := s.List(ctx, filter)
-			if err != nil {
-				return err
-			}
-			n := 0
-			for _, r := range rs {
-				if r.Enrollment != nil {
-					n++
-				}
 			}
 			if g.json {
 				return printResult(g, map[string]any{"file": out, "format": format, "enrollments": n})
@@ -374,6 +382,27 @@ one): such an enrollment is an error, and JSON holds it.`,
 	fs.StringVar(&out, "out", "", "write to this file (default: standard output)")
 	f.add(fs, false)
 	return cmd
+}
+
+// errNothingToExport is the error of an export that found no per-board
+// enrollment among the records selected.
+func errNothingToExport(db, out string) error {
+	where := "nothing written"
+	if out != "" && out != "-" {
+		where = "nothing written to " + out
+	}
+	return fmt.Errorf("%s: no board selected has an enrollment of its own to export (%s): boards of a group mode "+
+		"(symmetric-key) enroll through the DPS enrollment group, so there is nothing to upload per board; "+
+		"boards that have not passed are not exported either", db, where)
+}
+
+// resultWithStep is a record's result for the list: the step a failed
+// run failed in beside it.
+func resultWithStep(r *records.Record) string {
+	if r.Result == records.ResultFailed && r.FailedStep != "" {
+		return r.ResultText() + " at " + textsafe.Escape(r.FailedStep)
+	}
+	return r.ResultText()
 }
 
 // slotOf says where a board was provisioned: "st-1 line-a slot 2".

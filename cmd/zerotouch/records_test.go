@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -42,12 +43,18 @@ func newRecordsDB(t *testing.T) string {
 		}
 	}
 	failed := &records.Record{Serial: "SN-BAD", Attestation: records.AttestationTPM, Result: records.ResultFailed,
-		Message: "Board on slot 4 stopped answering: reseat it and press Retry", Slot: "4"}
+		Message: "Board on slot 4 stopped answering: reseat it and press Retry", Slot: "4",
+		Cause: testCause, FailedStep: "config", ConfigSHA256: testConfigSum[:]}
 	if _, err := s.Save(ctx, failed); err != nil {
 		t.Fatal(err)
 	}
 	return path
 }
+
+// testCause is a failed board's cause, as the station records it.
+const testCause = "upload /lfs/zerotouch/config at offset 0 of 348: on D: fs.file: board error 10 of group 8"
+
+var testConfigSum = sha256.Sum256([]byte("config"))
 
 func TestRecordsCommands(t *testing.T) {
 	db := newRecordsDB(t)
@@ -224,5 +231,131 @@ func TestRecordsPrintEscaped(t *testing.T) {
 	_, out, _ = run(t, "records", "list", "--db", path, "--result", "in_progress", "--json")
 	if !strings.Contains(out, `"SN-IP"`) || strings.Contains(out, "FAKE") {
 		t.Errorf("records list --result in_progress = %s, want SN-IP alone", out)
+	}
+}
+
+// A failed board's step is in the list and its cause in show, text and
+// JSON, with the configuration's hash as hex in both; every line of
+// --json output, errors included, is JSON.
+func TestRecordsShowTheCause(t *testing.T) {
+	db := newRecordsDB(t)
+	code, out, errOut := run(t, "records", "list", "--db", db)
+	if code != exitOK || !strings.Contains(out, "failed at config") {
+		t.Errorf("records list: exit %d, %q (%s); want SN-BAD failed at config", code, out, errOut)
+	}
+	code, out, errOut = run(t, "records", "show", "SN-BAD", "--db", db)
+	hexSum := fmt.Sprintf("%x", testConfigSum)
+	for _, want := range []string{"failed step", "config", "cause", testCause, "reseat it", "sha256 " + hexSum, "step: config; cause: " + testCause} {
+		if code != exitOK || !strings.Contains(out, want) {
+			t.Errorf("records show SN-BAD: exit %d (%s) lacks %q:\n%s", code, errOut, want, out)
+		}
+	}
+
+	code, out, errOut = run(t, "records", "show", "SN-BAD", "--db", db, "--json")
+	if code != exitOK {
+		t.Fatalf("records show --json: exit %d: %s", code, errOut)
+	}
+	var shown struct {
+		Record map[string]any `json:"record"`
+		Audit  []struct {
+			Detail string `json:"detail"`
+		} `json:"audit"`
+	}
+	if err := json.Unmarshal([]byte(out), &shown); err != nil {
+		t.Fatalf("records show --json = %q: %v", out, err)
+	}
+	if shown.Record["cause"] != testCause || shown.Record["failedStep"] != "config" || shown.Record["configSha256"] != hexSum {
+		t.Errorf("records show --json: cause %v, failedStep %v, configSha256 %v; want %q, config, %s",
+			shown.Record["cause"], shown.Record["failedStep"], shown.Record["configSha256"], testCause, hexSum)
+	}
+	if len(shown.Audit) == 0 || !strings.Contains(shown.Audit[len(shown.Audit)-1].Detail, testCause) {
+		t.Errorf("records show --json: audit %+v, want the cause in the failed save's row", shown.Audit)
+	}
+
+	_, out, _ = run(t, "records", "list", "--db", db, "--json", "--result", "failed")
+	var l recordLine
+	if err := json.Unmarshal([]byte(out), &l); err != nil || l.FailedStep != "config" || l.Cause != testCause {
+		t.Errorf("records list --json --result failed = %q (%v); want SN-BAD with its step and cause", out, err)
+	}
+
+	// Errors under --json are JSON too, on every line.
+	for _, args := range [][]string{
+		{"records", "show", "SN-9", "--db", db, "--json"},
+		{"records", "list", "--db", db, "--json", "--result", "ok"},
+		{"records", "list", "--db", filepath.Join(t.TempDir(), "none.db"), "--json"},
+	} {
+		code, out, errOut := run(t, args...)
+		if code == exitOK {
+			t.Errorf("%q: exit 0, want an error", args)
+		}
+		for _, l := range strings.Split(strings.TrimSpace(out+errOut), "\n") {
+			if l != "" && !json.Valid([]byte(l)) {
+				t.Errorf("%q: line %q is not JSON", args, l)
+			}
+		}
+	}
+}
+
+// A symmetric-key line's boards enroll through the enrollment group:
+// export has nothing of theirs to write, writes nothing (no header-only
+// file `zerotouch upload --from` would take), leaves a file already
+// there as it was, says why, and exits 1.
+func TestRecordsExportNothing(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "zerotouch.db")
+	s, err := records.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for i := range 2 {
+		r := &records.Record{Serial: fmt.Sprintf("SK-%d", i), Attestation: records.AttestationSymmetricKey,
+			RegistrationID: fmt.Sprintf("sk-%d", i), Result: records.ResultPassed}
+		if _, err := s.Save(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	kept := filepath.Join(dir, "earlier.csv")
+	if err := os.WriteFile(kept, []byte("an earlier export\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fresh := filepath.Join(dir, "new.csv")
+	for _, tt := range []struct {
+		args []string
+		file string
+		want string // the file's content after; "" for no file
+	}{
+		{[]string{"--format", "csv"}, "", ""},
+		{[]string{"--format", "json", "--json"}, "", ""},
+		{[]string{"--format", "csv", "--out", fresh}, fresh, ""},
+		{[]string{"--format", "csv", "--out", kept}, kept, "an earlier export\n"},
+		{[]string{"--format", "json", "--out", kept, "--json"}, kept, "an earlier export\n"},
+	} {
+		args := append([]string{"records", "export", "--db", path}, tt.args...)
+		code, out, errOut := run(t, args...)
+		if code != exitFailed || out != "" {
+			t.Errorf("%q: exit %d, stdout %q; want %d and nothing", args, code, out, exitFailed)
+		}
+		if !strings.Contains(errOut, "enrollment group") || !strings.Contains(errOut, "nothing to upload per board") {
+			t.Errorf("%q: stderr %q; want it to say the group enrolls them", args, errOut)
+		}
+		if slices.Contains(args, "--json") {
+			for _, l := range strings.Split(strings.TrimSpace(errOut), "\n") {
+				if !json.Valid([]byte(l)) {
+					t.Errorf("%q: stderr line %q is not JSON", args, l)
+				}
+			}
+		}
+		if tt.file == "" {
+			continue
+		}
+		b, err := os.ReadFile(tt.file)
+		switch {
+		case tt.want == "" && !os.IsNotExist(err):
+			t.Errorf("%q: %s exists (%q, %v); want no file", args, tt.file, b, err)
+		case tt.want != "" && string(b) != tt.want:
+			t.Errorf("%q: %s holds %q (%v); want it kept as %q", args, tt.file, b, err, tt.want)
+		}
 	}
 }
