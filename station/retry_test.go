@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -111,5 +112,15 @@ func TestRetrySkip(t *testing.T) {
 		if r, err := l.store.Get(context.Background(), b.Serial()); err != nil || r.Result != want {
 			t.Errorf("record of %s: %+v, %v; want %s", b.Serial(), r, err, want)
 		}
+	}
+	audit, err := l.store.Audit(context.Background(), second.Serial())
+	setAside := 0
+	for _, a := range audit {
+		if a.Event == records.EventSetAside && strings.Contains(a.Detail, "slot-1") {
+			setAside++
+		}
+	}
+	if err != nil || setAside != 1 {
+		t.Errorf("audit of the skipped board %+v, %v: want one set-aside row naming the slot", audit, err)
 	}
 }

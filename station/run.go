@@ -299,6 +299,15 @@ func (s *Station) runSlot(ctx context.Context, slot SlotConfig, opts RunOptions,
 		case cmdRetry:
 			retry = true
 		case cmdSkip:
+			if serial != "" {
+				s.mu.Lock()
+				operator := s.operator
+				s.mu.Unlock()
+				if err := s.deps.Store.SetAside(ctx, serial, slot.Name, operator); err != nil {
+					s.log.Warn("the board set aside could not be put in the audit", "slot", slot.Name, "serial", serial, "err", err)
+				}
+			}
+			s.log.Info("board set aside", "slot", slot.Name, "serial", serial)
 			s.deps.Events(Event{Schema: EventSchema, Time: s.deps.Now(), Slot: slot.Name, Port: path, Serial: serial, Result: Skipped,
 				Message: "board set aside: take it off the fixture; the slot takes the next board"})
 			s.waitGone(ctx, m, path, serial, opts.Poll, nil)

@@ -35,6 +35,7 @@ import (
 	fwtemplates "zerotouch/firmware-templates"
 	"zerotouch/flasher"
 	"zerotouch/internal/regid"
+	"zerotouch/internal/textsafe"
 	"zerotouch/labels"
 	"zerotouch/station/records"
 	"zerotouch/tpm"
@@ -126,6 +127,8 @@ type Recorder interface {
 	// refused as a possible clone is the supervisor's matter).
 	Get(ctx context.Context, key string) (*records.Record, error)
 	Audit(ctx context.Context, key string) ([]records.AuditEntry, error)
+	// SetAside puts the operator's Skip of a failed board in the audit.
+	SetAside(ctx context.Context, serial, slot, operator string) error
 	SetRegistration(ctx context.Context, serial string, reg records.Registration, operator string) error
 }
 
@@ -582,6 +585,7 @@ func (r *run) recordFailure(ctx context.Context, be *BoardError) {
 	}
 	rec := *r.rec
 	rec.Result, rec.Message, rec.Enrollment = Failed, be.Message, nil
+	rec.Cause, rec.FailedStep = textsafe.Truncate(be.Err.Error(), 4096), be.Step
 	if errors.Is(be.Err, records.ErrClone) || errors.Is(be.Err, records.ErrDuplicateID) {
 		rec.RegistrationID, rec.DeviceID, rec.EKPublic, rec.EKCertificate, rec.EKCertStatus, rec.EKFingerprint = "", "", nil, nil, "", ""
 		rec.CertificateChain, rec.CertSerial, rec.CertNotAfter = "", "", time.Time{}
