@@ -142,7 +142,7 @@ func TestDrive(t *testing.T) {
 			t.Errorf("record of %s: %+v, %v; want passed, by ana on wo-77", b.Serial(), r, err)
 		}
 	}
-	waitUI(t, w, func() bool { return w.Passed.Text == "passed 2" && w.Failed.Text == "failed 1" })
+	waitUI(t, w, func() bool { return w.Passed.Text == "passed 2" && w.Failed.Text == "failed 0" })
 
 	w.doAndWait(func() { test.Tap(w.UploadNow) })
 	up.wg.Wait()

@@ -15,6 +15,7 @@ var (
 	KeyStop     = alt(fyne.KeyX)
 	KeyRetry    = alt(fyne.KeyR)
 	KeySkip     = alt(fyne.KeyK)
+	KeyDetails  = alt(fyne.KeyD)
 	KeyUpload   = alt(fyne.KeyU)
 	KeyLine     = alt(fyne.KeyL)
 	KeyFind     = alt(fyne.KeyF)
@@ -38,10 +39,14 @@ func (w *Window) menu() *fyne.MainMenu {
 			item("Stop", KeyStop, func() { press(w.Stop) }),
 			item("Retry the failed board", KeyRetry, func() { w.firstWaiting(func(v *SlotView) { press(v.Retry) }) }),
 			item("Skip the failed board", KeySkip, func() { w.firstWaiting(func(v *SlotView) { press(v.Skip) }) }),
+			item("Details of the failed board", KeyDetails, func() { w.firstWaiting(w.toggleDetails) }),
 			item("Upload now", KeyUpload, func() { press(w.UploadNow) }),
 		),
 		fyne.NewMenu("View",
-			item("Line", KeyLine, func() { w.tabs.SelectIndex(0) }),
+			item("Line", KeyLine, func() {
+				w.tabs.SelectIndex(0)
+				w.tabChanged() // SelectIndex of the tab in view calls no OnSelected
+			}),
 			item("Find a record", KeyFind, func() {
 				w.tabs.SelectIndex(1)
 				w.win.Canvas().Focus(w.Search)

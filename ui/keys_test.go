@@ -111,11 +111,7 @@ func TestKeyboard(t *testing.T) {
 		test.Type(c.Focused(), "ZT1:sn=ZT-0404&rid=r")
 	})
 	key(w, fyne.KeyReturn)
-	w.doAndWait(func() {
-		if !strings.Contains(w.Detail.Text, "no record matches ZT-0404") {
-			t.Errorf("search by a scanned label: %q", w.Detail.Text)
-		}
-	})
+	waitUI(t, w, func() bool { return strings.Contains(w.Detail.Text, "no record matches ZT-0404") })
 
 	shortcut(t, w, KeyStop)
 	waitUI(t, w, func() bool { return !w.Start.Disabled() })

@@ -83,6 +83,13 @@ gui:
 // records store, on Fyne's test driver, at a fixed size and clock.
 func renderWindow(t *testing.T, up Uploads) (*Window, *fakeStation) {
 	t.Helper()
+	return renderWindowWith(t, up, nil)
+}
+
+// renderWindowWith is renderWindow with the backend changed by set, when
+// not nil, before the window is made.
+func renderWindowWith(t *testing.T, up Uploads, set func(*Backend)) (*Window, *fakeStation) {
+	t.Helper()
 	test.NewTempApp(t)
 	hash, err := bcrypt.GenerateFromPassword([]byte("supervisor"), bcrypt.MinCost)
 	if err != nil {
@@ -101,10 +108,14 @@ func renderWindow(t *testing.T, up Uploads) (*Window, *fakeStation) {
 	t.Cleanup(func() { store.Close() })
 	clock := time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC)
 	fs := &fakeStation{}
-	w := New(fyne.CurrentApp(), Backend{Station: fs, Config: cfg, Records: store, Uploads: up, Poll: time.Hour,
-		Now: func() time.Time { clock = clock.Add(30 * time.Minute); return clock }})
+	b := Backend{Station: fs, Config: cfg, Records: store, Uploads: up, Poll: time.Hour,
+		Now: func() time.Time { clock = clock.Add(30 * time.Minute); return clock }}
+	if set != nil {
+		set(&b)
+	}
+	w := New(fyne.CurrentApp(), b)
 	t.Cleanup(w.Close)
-	w.Window().Resize(fyne.NewSize(1280, 800))
+	w.Window().Resize(fyne.NewSize(1280, 720))
 	waitUI(t, w, func() bool { return w.Queue.Text != "upload queue: -" }) // the first poll has shown
 	return w, fs
 }
@@ -151,7 +162,11 @@ func TestRender(t *testing.T) {
 		}},
 		{name: "pass", up: &fakeUploads{}, events: []station.Event{
 			event("slot-1", "ZT-0001", station.StepConnect, station.Running, ""),
-			event("slot-1", "ZT-0001", station.StepRecord, station.Passed, "provisioned: take the board off the fixture"),
+			func() station.Event {
+				e := event("slot-1", "ZT-0001", station.StepRecord, station.Passed, "provisioned: take the board off the fixture")
+				e.Label = "folder labels"
+				return e
+			}(),
 		}},
 		{name: "fail", up: &fakeUploads{}, events: []station.Event{
 			event("slot-2", "ZT-0002", station.StepWrite, station.Running, ""),

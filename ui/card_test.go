@@ -1,0 +1,190 @@
+package ui
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/test"
+	"fyne.io/fyne/v2/theme"
+
+	"zerotouch/enroll"
+	"zerotouch/station"
+	"zerotouch/station/records"
+)
+
+// TestCardDetails: the card's first line is the operator's; Details (the
+// button or Alt+D) shows the engineer's cause, the step, the time taken
+// and the attempt.
+func TestCardDetails(t *testing.T) {
+	w, _ := renderWindow(t, &fakeUploads{})
+	msg := "writing the configuration to the board failed: reseat the board and press Retry"
+	e := event("slot-2", "ZT-0002", station.StepWrite, station.Failed, msg)
+	e.Error = "upload /lfs/zerotouch/config at offset 0 of 348: on D: fs.file: board error 10 of group 8"
+	e.Attempt, e.Elapsed = 2, 12.5
+	w.Event(e)
+	v := w.Slots["slot-2"]
+	w.doAndWait(func() {
+		if v.Message.Text != msg {
+			t.Errorf("the card's message %q; want the operator's words %q", v.Message.Text, msg)
+		}
+		if v.Details.Visible() {
+			t.Error("the details show before they are asked for")
+		}
+	})
+	shortcut(t, w, KeyDetails)
+	w.doAndWait(func() {
+		if !v.Details.Visible() {
+			t.Fatal("Alt+D does not show the failed board's details")
+		}
+		for _, want := range []string{"cause: " + e.Error, "step: write", "after 12.5 s", "attempt 2", "/dev/ttyFIXTURE2"} {
+			if !strings.Contains(v.Details.Text, want) {
+				t.Errorf("details %q lack %q", v.Details.Text, want)
+			}
+		}
+		test.Tap(v.Info)
+		if v.Details.Visible() {
+			t.Error("Details, tapped again, does not hide them")
+		}
+		test.Tap(v.Info)
+		if !v.Details.Visible() {
+			t.Error("Details, tapped, does not show them")
+		}
+	})
+
+	// The next board's run starts afresh.
+	w.Event(event("slot-2", "", station.StepConnect, station.Running, ""))
+	w.doAndWait(func() {
+		if strings.Contains(v.Details.Text, "cause") || v.Serial.Text != "no board" {
+			t.Errorf("a new run shows the last board's: %q, %q", v.Serial.Text, v.Details.Text)
+		}
+	})
+}
+
+// TestCounters counts boards, not runs.
+func TestCounters(t *testing.T) {
+	ev := func(slot, serial, result string, attempt int) station.Event {
+		e := event(slot, serial, station.StepWrite, result, "")
+		e.Attempt = attempt
+		return e
+	}
+	tests := []struct {
+		name           string
+		events         []station.Event
+		passed, failed int
+	}{
+		{"retried then passed", []station.Event{ev("slot-1", "A", station.Failed, 1), ev("slot-1", "A", station.Passed, 2)}, 1, 0},
+		{"failed twice", []station.Event{ev("slot-1", "A", station.Failed, 1), ev("slot-1", "A", station.Failed, 2)}, 0, 1},
+		{"failed unnamed, retried, passed", []station.Event{ev("slot-1", "", station.Failed, 1), ev("slot-1", "A", station.Passed, 2)}, 1, 0},
+		{"failed unnamed twice", []station.Event{ev("slot-1", "", station.Failed, 1), ev("slot-1", "", station.Failed, 2)}, 0, 1},
+		{"two unnamed boards", []station.Event{ev("slot-1", "", station.Failed, 1), ev("slot-1", "", station.Failed, 1)}, 0, 2},
+		{"one of each", []station.Event{ev("slot-1", "A", station.Passed, 1), ev("slot-2", "B", station.Failed, 1)}, 1, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w, _ := renderWindow(t, &fakeUploads{})
+			for _, e := range tt.events {
+				w.Event(e)
+			}
+			w.doAndWait(func() {
+				want := []string{fmt.Sprintf("passed %d", tt.passed), fmt.Sprintf("failed %d", tt.failed)}
+				if got := []string{w.Passed.Text, w.Failed.Text}; got[0] != want[0] || got[1] != want[1] {
+					t.Errorf("counters %q; want %q", got, want)
+				}
+			})
+		})
+	}
+}
+
+// fakeRecords is a records store of function fields; an unset one panics.
+type fakeRecords struct {
+	counts map[enroll.State]int
+	page   func(ctx context.Context, f records.Filter, cursor string, size int) (records.Page, error)
+	audit  func(ctx context.Context, key string) ([]records.AuditEntry, error)
+	export func(ctx context.Context, f records.Filter) ([]byte, int, error)
+}
+
+func (f *fakeRecords) Counts(context.Context) (map[enroll.State]int, error) { return f.counts, nil }
+
+func (f *fakeRecords) Page(ctx context.Context, fl records.Filter, cursor string, size int) (records.Page, error) {
+	return f.page(ctx, fl, cursor, size)
+}
+
+func (f *fakeRecords) Audit(ctx context.Context, key string) ([]records.AuditEntry, error) {
+	return f.audit(ctx, key)
+}
+
+func (f *fakeRecords) Export(ctx context.Context, w io.Writer, _ string, fl records.Filter) (int, error) {
+	b, n, err := f.export(ctx, fl)
+	if err == nil {
+		_, err = w.Write(b)
+	}
+	return n, err
+}
+
+// TestUploadHeld: the upload panel counts held enrollments.
+func TestUploadHeld(t *testing.T) {
+	fr := &fakeRecords{counts: map[enroll.State]int{enroll.StatePending: 1, records.StateHeld: 3}}
+	w, _ := renderWindowWith(t, &fakeUploads{}, func(b *Backend) { b.Records = fr })
+	w.refreshUploads()
+	w.doAndWait(func() {
+		if !strings.Contains(w.Queue.Text, "held 3") || !strings.Contains(w.Queue.Text, "pending 1") {
+			t.Errorf("upload panel %q; want pending 1 and held 3", w.Queue.Text)
+		}
+	})
+}
+
+// TestFits: at 1280×720 the window's content asks for no more than the
+// screen (the window never grows itself), whatever the cards say, and the
+// sign-in placeholders show whole; 16 slots at 1920×1080 sit in at least
+// five columns.
+func TestFits(t *testing.T) {
+	w, _ := renderWindow(t, &fakeUploads{err: fmt.Errorf("DPS: %s", strings.Repeat("a very long upload error ", 20))})
+	long := strings.Repeat("a long message for the operator that must wrap and never widen the window ", 5)
+	e := event("slot-1", "ZT-"+strings.Repeat("9", 60), station.StepWrite, station.Failed, long)
+	e.Error = strings.Repeat("cause ", 100)
+	w.Event(e)
+	shortcut(t, w, KeyDetails)
+	w.refreshUploads()
+	w.doAndWait(func() {
+		if min := w.Window().Content().MinSize(); min.Width > 1280 || min.Height > 720 {
+			t.Errorf("the window's content asks for %v: more than 1280×720", min)
+		}
+		for _, e := range []*struct {
+			name string
+			size fyne.Size
+			text string
+		}{{"operator", w.Operator.Size(), w.Operator.PlaceHolder}, {"work order", w.WorkOrder.Size(), w.WorkOrder.PlaceHolder}} {
+			need := fyne.MeasureText(e.text, theme.TextSize(), fyne.TextStyle{}).Width + 4*theme.InnerPadding()
+			if e.size.Width < need {
+				t.Errorf("the %s field is %v wide at 1280×720: its placeholder needs %v", e.name, e.size.Width, need)
+			}
+		}
+	})
+}
+
+func TestSixteenSlots(t *testing.T) {
+	w, _ := renderWindowWith(t, &fakeUploads{}, func(b *Backend) {
+		c := *b.Config
+		c.Slots = nil
+		for i := range 16 {
+			c.Slots = append(c.Slots, station.SlotConfig{Name: fmt.Sprintf("slot-%d", i+1), Port: fmt.Sprintf("/dev/ttyUSB%d", i)})
+		}
+		b.Config = &c
+	})
+	w.doAndWait(func() {
+		w.Window().Resize(fyne.NewSize(1920, 1080))
+		cards := w.grid.Objects
+		first, sixth := cards[0].Position(), cards[5].Position()
+		if first.Y != sixth.Y {
+			t.Errorf("at 1920×1080 the sixth card is on another row (%v, %v): want at least six columns", first, sixth)
+		}
+		last := cards[15]
+		if bottom := last.Position().Y + last.Size().Height; bottom > w.slots.Size().Height {
+			t.Logf("the last row ends at %v of %v: the grid scrolls", bottom, w.slots.Size().Height)
+		}
+	})
+}
