@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"fyne.io/fyne/v2"
-	"fyne.io/fyne/v2/app"
 
 	"zerotouch/enroll"
 	"zerotouch/station"
@@ -30,9 +29,7 @@ func demoWindow(ctx context.Context, d *demoRun, closeAfter time.Duration) (stat
 		bg.Event(e)
 	}
 	d.events.Store(&show)
-	a := app.NewWithID("net.zerotouch.demo")
-	w := ui.New(a, ui.Backend{Station: &d.lines, Config: d.window, Records: d.store, Uploads: bg, Poll: 500 * time.Millisecond})
-	w.Window().Resize(fyne.NewSize(1560, 980)) // every slot of the demo in view
+	w := ui.New(newApp(), ui.Backend{Station: &d.lines, Config: d.window, Records: d.store, Uploads: bg, Poll: 500 * time.Millisecond})
 	win.Store(w)
 	w.Begin("demo", "WO-DEMO")
 

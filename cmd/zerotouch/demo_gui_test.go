@@ -77,8 +77,9 @@ func TestDemoWindow(t *testing.T) {
 	// The window needs the process's main thread: the test binary runs
 	// zerotouch as its main (TestMain).
 	cmd := exec.CommandContext(ctx, os.Args[0], "demo", "--dir", dir, "--baud", "1000000", "--close-after", "100ms")
+	home := t.TempDir() // Fyne would keep an application's preferences there
 	cmd.Env = append(os.Environ(), "ZEROTOUCH_TEST_AS_MAIN=1", "DISPLAY="+display, "WAYLAND_DISPLAY=", "LANG=C.UTF-8",
-		"HOME="+t.TempDir()) // Fyne keeps its preferences there
+		"HOME="+home, "XDG_CONFIG_HOME=")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("demo with a display: %v\n%s", err, out)
@@ -89,4 +90,15 @@ func TestDemoWindow(t *testing.T) {
 		}
 	}
 	checkDemo(t, dir, "demo")
+
+	// Closing the window prints nothing of Fyne's: the window keeps no
+	// preferences, so Fyne neither writes a file as it closes nor reads
+	// it back half-written ("Preferences load error: EOF").
+	if strings.Contains(string(out), "Fyne") || strings.Contains(string(out), "Preferences") {
+		t.Errorf("the demo window printed Fyne's messages:\n%s", out)
+	}
+	prefs, _ := filepath.Glob(filepath.Join(home, ".config", "fyne", "*", "preferences.json"))
+	if len(prefs) > 0 {
+		t.Errorf("the window wrote Fyne preferences %v: each close rewrites them, racing Fyne's own reader", prefs)
+	}
 }

@@ -5,13 +5,16 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strings"
 	"sync/atomic"
 	"time"
 
+	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/app"
 	"github.com/spf13/cobra"
 
@@ -48,15 +51,17 @@ Built with -tags nogui, zerotouch has no window (and no GL libraries).
 Exit status: 0 when the window is closed; 2 when there is no display or
 the configuration is wrong; 3 when the CA cannot be used (no CA in ca.dir,
 a wrong or missing CA password, a step-ca that cannot be trusted or
-reached). Both come before the window opens and any board is touched. The
-window shows a DPS set-up that cannot work (its certificate not trusted,
-its key refused) under the upload queue; the enrollments stay queued.`,
+reached). A station that cannot start opens a window that says why and
+what to mend (and logs it); the exit status comes when it is closed, and
+no board is touched. The window shows a DPS set-up that cannot work (its
+certificate not trusted, its key refused) under the upload queue; the
+enrollments stay queued.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if hash {
 				return hashPassword(g, cmd.InOrStdin())
 			}
-			return runGUI(cmd.Context(), g, file)
+			return runGUI(cmd.Context(), g, file, newApp)
 		},
 	}
 	cmd.Flags().StringVar(&file, "config", "station.yaml", "the station's configuration (YAML)")
@@ -64,7 +69,27 @@ its key refused) under the upload queue; the enrollments stay queued.`,
 	return cmd
 }
 
-func runGUI(ctx context.Context, g *globals, file string) error {
+// newApp makes the Fyne application of the window. It has no unique ID,
+// so Fyne keeps no preferences file: the window stores no preferences,
+// and with one Fyne rewrites the file as the window closes while its own
+// watcher reads it back half-written ("Preferences load error: EOF").
+func newApp() fyne.App { return app.NewWithID("") }
+
+// closeOnDone closes win when ctx ends (an interrupt, SIGTERM), until
+// the returned stop is called.
+func closeOnDone(ctx context.Context, win fyne.Window) (stop func()) {
+	gone := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			fyne.Do(win.Close)
+		case <-gone:
+		}
+	}()
+	return func() { close(gone) }
+}
+
+func runGUI(ctx context.Context, g *globals, file string, newApp func() fyne.App) error {
 	if !hasDisplay() {
 		return usageError{fmt.Errorf("no display (DISPLAY and WAYLAND_DISPLAY are unset): use zerotouch run for a headless station")}
 	}
@@ -78,6 +103,13 @@ func runGUI(ctx context.Context, g *globals, file string) error {
 	}
 	st, set, err := openStation(ctx, g, file, events)
 	if err != nil {
+		// The operator has no terminal to read: the window says it.
+		g.log.Error("the station cannot start", "config", file, "err", err)
+		title, text := startErrorText(file, err)
+		ew := ui.NewStartError(newApp(), title, text)
+		stop := closeOnDone(ctx, ew.Window())
+		ew.Window().ShowAndRun()
+		stop()
 		return err
 	}
 	defer set.Close()
@@ -87,13 +119,36 @@ func runGUI(ctx context.Context, g *globals, file string) error {
 	if bg != nil {
 		b.Uploads = bg // only when there is one: a nil pointer would make a non-nil interface
 	}
-	a := app.NewWithID("net.zerotouch.station")
-	w := ui.New(a, b)
+	w := ui.New(newApp(), b)
 	win.Store(w)
+	stop := closeOnDone(ctx, w.Window())
 	w.Window().ShowAndRun()
+	stop()
 	w.Close()
 	bg.halt(time.Now().Add(uploadGrace))
 	return nil
+}
+
+// startErrorText says, for the operator, why the station cannot start
+// and what to do.
+func startErrorText(file string, err error) (title, text string) {
+	var se setupError
+	switch {
+	case errors.Is(err, station.ErrConfig) || errors.Is(err, fs.ErrNotExist) || errors.As(err, new(usageError)):
+		title = "The station's configuration is wrong"
+		text = fmt.Sprintf("zerotouch cannot start this station: its configuration file %s cannot be used.\n\n%v\n\n"+
+			"What to do: the line engineer mends %s (the line above says which setting), then start zerotouch gui again. "+
+			"No board has been touched.", file, err, file)
+	case errors.As(err, &se):
+		title = "The station's set-up cannot work"
+		text = fmt.Sprintf("zerotouch cannot start this station: a part of its set-up (the CA, DPS, the label printer) cannot be used.\n\n%v\n\n"+
+			"What to do: call the line engineer with this message, then start zerotouch gui again. No board has been touched.", err)
+	default:
+		title = "The station cannot start"
+		text = fmt.Sprintf("zerotouch cannot start this station.\n\n%v\n\n"+
+			"What to do: call the line engineer with this message, then start zerotouch gui again. No board has been touched.", err)
+	}
+	return title, text
 }
 
 // hashPassword prints the bcrypt hash of the first line read from in.

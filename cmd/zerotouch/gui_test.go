@@ -3,10 +3,18 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/test"
+	"fyne.io/fyne/v2/widget"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -36,5 +44,68 @@ func TestGUICommand(t *testing.T) {
 	code, _, errOut = run(t, "gui", "--config", "does-not-matter.yaml")
 	if code != exitUsage || !strings.Contains(errOut, "zerotouch run") {
 		t.Errorf("gui without a display: exit %d, %q; want %d and a pointer to zerotouch run", code, errOut, exitUsage)
+	}
+}
+
+// labelsText is the text of every label in o, one a line.
+func labelsText(o fyne.CanvasObject) string {
+	var b strings.Builder
+	var walk func(o fyne.CanvasObject)
+	walk = func(o fyne.CanvasObject) {
+		switch o := o.(type) {
+		case *widget.Label:
+			b.WriteString(o.Text + "\n")
+		case *fyne.Container:
+			for _, c := range o.Objects {
+				walk(c)
+			}
+		case fyne.Widget:
+			for _, c := range test.WidgetRenderer(o).Objects() {
+				walk(c)
+			}
+		}
+	}
+	walk(o)
+	return b.String()
+}
+
+// TestGUIStartError: gui with a configuration that cannot be used opens a
+// window that says what is wrong and what to do, logs it, and exits 2
+// when the window is closed.
+func TestGUIStartError(t *testing.T) {
+	t.Setenv("DISPLAY", ":0") // hasDisplay reads the environment; the test app draws nowhere
+	file := filepath.Join(t.TempDir(), "station.yaml")
+	if err := os.WriteFile(file, []byte("station: st\nline: l\nattestation: x509-keygen\nid_scope: 0ne0001A2B3\nca:\n  dir: ca\nslots:\n  - port: /dev/ttyUSB0\n    baud: fast\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	g := &globals{stdout: io.Discard, stderr: &lockedWriter{w: io.Discard}, log: slog.New(slog.NewTextHandler(&logs, nil))}
+	var a fyne.App
+	err := runGUI(context.Background(), g, file, func() fyne.App {
+		a = test.NewTempApp(t)
+		return a
+	})
+	if code := exitCode(err); code != exitUsage {
+		t.Errorf("gui with a bad configuration: %v, exit %d; want exit %d", err, code, exitUsage)
+	}
+	var win fyne.Window
+	if a != nil {
+		for _, w := range a.Driver().AllWindows() {
+			if strings.HasPrefix(w.Title(), "zerotouch") {
+				win = w
+			}
+		}
+	}
+	if win == nil {
+		t.Fatal("gui with a bad configuration opens no window")
+	}
+	text := labelsText(win.Content())
+	for _, want := range []string{"configuration is wrong", file, "baud", "What to do", "No board has been touched"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the window says:\n%s\nwant %q", text, want)
+		}
+	}
+	if !strings.Contains(logs.String(), "the station cannot start") || !strings.Contains(logs.String(), "baud") {
+		t.Errorf("log:\n%s\nwant the configuration error", logs.String())
 	}
 }
