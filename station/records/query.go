@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -75,9 +76,11 @@ func (s *Store) get(ctx context.Context, key string) (*row, error) {
 //   - one or two characters: a serial number or a registration ID that
 //     begins with them, in any case.
 //
-// A registration ID is not searched for inside: a TPM board's is a hash
-// of its EK, looked up by its beginning (or whole, as Get does).
-// Characters such as % and _ are taken as they are.
+// "In any case" is certain for the letters A to Z (serial numbers are
+// ASCII). A registration ID is not searched for inside: a TPM board's is
+// a hash of its EK, looked up by its beginning (or whole, as Get does).
+// Characters such as % and _ are taken as they are. Records come newest
+// first (List's order) whichever way a search is answered: see page.
 type Filter struct {
 	Search      string       // see above
 	Result      string       // ResultPassed, ResultFailed or ResultInProgress
@@ -89,31 +92,27 @@ type Filter struct {
 // can find inside them; shorter ones match the beginning.
 const trigram = 3
 
-// denseMatches is where a search matches so many records that reading
-// them newest first and keeping those that match finds a page sooner
-// than sorting every match: at 1,000,000 records a page of 50 is then
-// found within the newest few thousand.
-const denseMatches = 5000
+// denseMatches is where a search matches so many records that testing
+// the newest scanWindow of them is likely to find a page sooner than
+// sorting every match.
+const denseMatches = 2000
 
-// where returns f's conditions on the records table. With scan, a
-// search is a condition each row is tested against (for reading records
-// newest first and stopping at a page); without, it looks the matches up
-// in the indexes.
-func (f *Filter) where(scan bool) (string, []any, error) {
+// scanWindow is how many of the newest records a dense search tests
+// before it looks its matches up instead: a page of 50 is found there
+// when one record in 400 of the newest matches.
+const scanWindow = 20000
+
+// conds returns f's conditions on the records table but its search.
+func (f *Filter) conds() ([]string, []any, error) {
 	var conds []string
 	var args []any
-	if f.Search != "" {
-		c, a := searchCond(f.Search, scan)
-		conds = append(conds, c)
-		args = append(args, a...)
-	}
 	switch f.Result {
 	case "":
 	case ResultPassed, ResultFailed, ResultInProgress:
 		conds = append(conds, `result = ?`)
 		args = append(args, f.Result)
 	default:
-		return "", nil, fmt.Errorf("records: filter: %w: result %q: want %s, %s or %s", ErrInvalid, f.Result, ResultPassed, ResultFailed, ResultInProgress)
+		return nil, nil, fmt.Errorf("records: filter: %w: result %q: want %s, %s or %s", ErrInvalid, f.Result, ResultPassed, ResultFailed, ResultInProgress)
 	}
 	switch f.UploadState {
 	case "":
@@ -121,16 +120,34 @@ func (f *Filter) where(scan bool) (string, []any, error) {
 		conds = append(conds, `upload_state = ?`)
 		args = append(args, f.UploadState)
 	default:
-		return "", nil, fmt.Errorf("records: filter: %w: upload state %q: want %s, %s, %s, %s or %s", ErrInvalid, f.UploadState,
+		return nil, nil, fmt.Errorf("records: filter: %w: upload state %q: want %s, %s, %s, %s or %s", ErrInvalid, f.UploadState,
 			enroll.StatePending, enroll.StateInFlight, enroll.StateUploaded, enroll.StateFailed, enroll.StateConflict)
 	}
 	if f.Limit < 0 {
-		return "", nil, fmt.Errorf("records: filter: %w: limit %d", ErrInvalid, f.Limit)
+		return nil, nil, fmt.Errorf("records: filter: %w: limit %d", ErrInvalid, f.Limit)
 	}
+	return conds, args, nil
+}
+
+// where returns f's conditions on the records table, a search's looked
+// up in the indexes.
+func (f *Filter) where() (string, []any, error) {
+	conds, args, err := f.conds()
+	if err != nil {
+		return "", nil, err
+	}
+	if f.Search != "" {
+		c, a := searchCond(f.Search, false)
+		conds, args = append([]string{c}, conds...), append(a, args...)
+	}
+	return whereOf(conds), args, nil
+}
+
+func whereOf(conds []string) string {
 	if len(conds) == 0 {
-		return "", nil, nil
+		return ""
 	}
-	return " WHERE " + strings.Join(conds, " AND "), args, nil
+	return " WHERE " + strings.Join(conds, " AND ")
 }
 
 // prefixEnd is past every string that begins with a prefix: no UTF-8
@@ -158,12 +175,19 @@ func searchCond(q string, scan bool) (string, []any) {
 func ftsPhrase(q string) string { return `"` + strings.ReplaceAll(q, `"`, `""`) + `"` }
 
 // dense reports whether a search matches at least s.denseAt records,
-// counting no further.
+// counting no further: the serial numbers it matches (in the trigram
+// index, or a prefix's range) and the registration IDs it begins.
 func (s *Store) dense(ctx context.Context, q string) (bool, error) {
-	c, a := searchCond(q, false)
+	serials, args := `SELECT 1 FROM records_serial_fts WHERE records_serial_fts MATCH ?`, []any{ftsPhrase(q)}
+	if utf8.RuneCountInString(q) < trigram {
+		serials, args = `SELECT 1 FROM records WHERE serial COLLATE NOCASE >= ? AND serial COLLATE NOCASE < ?`, []any{q, q + prefixEnd}
+	}
+	lq := strings.ToLower(q)
+	args = append(args, s.denseAt, lq, lq+prefixEnd, s.denseAt)
 	var n int
-	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM records WHERE `+c+` LIMIT ?)`,
-		append(a, s.denseAt)...).Scan(&n); err != nil {
+	if err := s.db.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM (`+serials+` LIMIT ?)) +
+		(SELECT count(*) FROM (SELECT 1 FROM records WHERE registration_id >= ? AND registration_id < ? LIMIT ?))`,
+		args...).Scan(&n); err != nil {
 		return false, fmt.Errorf("count the matches of %q: %w", q, err)
 	}
 	return n >= s.denseAt, nil
@@ -259,32 +283,66 @@ func parseCursor(c string) (pageKey, error) {
 
 // page returns up to limit (0: all) records f selects after the place
 // after (nil: from the newest), newest first.
+//
+// A search that matches few records (under s.denseAt) is looked up in
+// the indexes and its matches sorted. One that matches many is first
+// tried on the newest scanWindow records that the rest of f selects,
+// testing each: when they hold the page, that is it. When they do not
+// (the matches are many but old), the search is looked up as a sparse
+// one.
 func (s *Store) page(ctx context.Context, f Filter, after *pageKey, limit int) ([]Record, error) {
-	if _, _, err := f.where(false); err != nil {
+	conds, args, err := f.conds()
+	if err != nil {
 		return nil, err
 	}
-	scan := false
-	if f.Search != "" {
-		var err error
-		if scan, err = s.dense(ctx, f.Search); err != nil {
-			return nil, err
-		}
-	}
-	where, args, _ := f.where(scan)
 	if after != nil {
-		if where == "" {
-			where = " WHERE "
-		} else {
-			where += " AND "
-		}
-		where += `(updated_at, id) < (?, ?)`
+		conds = append(conds, `(updated_at, id) < (?, ?)`)
 		args = append(args, after.updated, after.id)
 	}
-	q := `SELECT ` + recordColumns + ` FROM records` + where + ` ORDER BY updated_at DESC, id DESC`
+	const order = ` ORDER BY updated_at DESC, id DESC`
+	if f.Search != "" && limit > 0 {
+		dense, err := s.dense(ctx, f.Search)
+		if err != nil {
+			return nil, err
+		}
+		if dense {
+			// The window is read newest first, as a co-routine, and its
+			// first matches taken: no sort of the whole window.
+			c, a := searchCond(f.Search, true)
+			q := `SELECT ` + recordColumns + ` FROM records WHERE id IN (
+				SELECT id FROM (SELECT id, updated_at, serial, registration_id FROM records` + whereOf(conds) + order + ` LIMIT ?)
+				WHERE ` + c + ` LIMIT ?)` + order
+			qa := append(append(append(slices.Clip(args), s.scanWindow), a...), limit)
+			rs, err := s.query(ctx, q, qa)
+			if err != nil || len(rs) == limit {
+				return rs, err
+			}
+		}
+	}
+	q := `SELECT ` + recordColumns + ` FROM records` + whereOf(conds) + order
+	if f.Search != "" {
+		c, a := searchCond(f.Search, false)
+		conds, args = append([]string{c}, conds...), append(a, args...)
+		// Look the matches up and sort their keys, then read the page's
+		// records (the + keeps SQLite from walking every record in
+		// order, testing each for a match).
+		q = `SELECT ` + recordColumns + ` FROM records WHERE id IN (SELECT id FROM records` + whereOf(conds) +
+			` ORDER BY +updated_at DESC, +id DESC`
+		if limit > 0 {
+			q += ` LIMIT ?`
+			args = append(args, limit)
+		}
+		return s.query(ctx, q+`)`+order, args)
+	}
 	if limit > 0 {
 		q += ` LIMIT ?`
 		args = append(args, limit)
 	}
+	return s.query(ctx, q, args)
+}
+
+// query reads the records q selects.
+func (s *Store) query(ctx context.Context, q string, args []any) ([]Record, error) {
 	rows, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
@@ -397,7 +455,7 @@ func (s *Store) Export(ctx context.Context, w io.Writer, format string, f Filter
 	if format != FormatCSV && format != FormatJSON {
 		return 0, fmt.Errorf("records: export: %w: format %q: want %s or %s", ErrInvalid, format, FormatCSV, FormatJSON)
 	}
-	where, args, err := f.where(false)
+	where, args, err := f.where()
 	if err != nil {
 		return 0, err
 	}

@@ -230,7 +230,9 @@ type Store struct {
 	path     string
 	readOnly bool
 	now      func() time.Time
-	denseAt  int // matches from which a search tests rows newest first (denseMatches)
+	// A search with denseAt matches or more first tests the newest
+	// scanWindow records (denseMatches, scanWindow; see page).
+	denseAt, scanWindow int
 
 	// Writes are committed in groups: see write.
 	committer chan struct{} // a token: held by the goroutine committing
@@ -292,7 +294,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("records: %w", err)
 	}
-	return &Store{db: db, lock: lock, path: path, now: time.Now, denseAt: denseMatches, committer: make(chan struct{}, 1)}, nil
+	return &Store{db: db, lock: lock, path: path, now: time.Now, denseAt: denseMatches, scanWindow: scanWindow, committer: make(chan struct{}, 1)}, nil
 }
 
 // OpenReadOnly opens an existing records database for reading, alongside
@@ -344,7 +346,7 @@ func OpenReadOnly(ctx context.Context, path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("records: %s is not a zerotouch records database", path)
 	}
-	return &Store{db: db, path: path, readOnly: true, now: time.Now, denseAt: denseMatches}, nil
+	return &Store{db: db, path: path, readOnly: true, now: time.Now, denseAt: denseMatches, scanWindow: scanWindow}, nil
 }
 
 // Path returns the database file's path.

@@ -356,10 +356,12 @@ func TestList(t *testing.T) {
 		{records.Filter{UploadState: enroll.StatePending, Result: records.ResultPassed}, []string{"XY_L4", "SN-L3"}},
 	}
 	// A search that matches few records looks them up in the indexes;
-	// one that matches many tests the records newest first. Both ways
-	// give the same records.
-	for _, denseAt := range []int{5000, 1} {
-		records.SetDenseAt(s, denseAt)
+	// one that matches many first tests the newest records (a window of
+	// them), then looks them up when the window does not hold the page.
+	// Every way gives the same records, listed or paged.
+	for _, way := range []struct{ denseAt, window int }{{5000, 20000}, {1, 20000}, {1, 2}} {
+		records.SetDenseAt(s, way.denseAt)
+		records.SetScanWindow(s, way.window)
 		for _, tt := range tests {
 			rs, err := s.List(ctx, tt.f)
 			if err != nil {
@@ -371,7 +373,26 @@ func TestList(t *testing.T) {
 				got = append(got, r.Serial)
 			}
 			if !slices.Equal(got, tt.want) {
-				t.Errorf("dense at %d: List(%+v) = %q, want %q", denseAt, tt.f, got, tt.want)
+				t.Errorf("%+v: List(%+v) = %q, want %q", way, tt.f, got, tt.want)
+			}
+			if tt.f.Limit > 0 {
+				continue
+			}
+			got = nil
+			for cursor := ""; ; {
+				p, err := s.Page(ctx, tt.f, cursor, 2)
+				if err != nil {
+					t.Fatalf("Page(%+v, %q): %v", tt.f, cursor, err)
+				}
+				for _, r := range p.Records {
+					got = append(got, r.Serial)
+				}
+				if cursor = p.Next; cursor == "" {
+					break
+				}
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("%+v: pages of 2 of %+v = %q, want %q", way, tt.f, got, tt.want)
 			}
 		}
 	}
