@@ -36,7 +36,7 @@ type recordFilterFlags struct {
 }
 
 func (f *recordFilterFlags) add(fs *pflag.FlagSet, withLimit bool) {
-	fs.StringVar(&f.search, "search", "", "only boards whose serial number or registration ID contains this, in any case")
+	fs.StringVar(&f.search, "search", "", "only boards whose serial number contains this (3 characters or more; shorter: begins with it) or whose registration ID begins with it, in any case")
 	fs.StringVar(&f.result, "result", "", "only boards that passed, failed, or are in_progress (a run that never ended: provision them again)")
 	fs.StringVar(&f.state, "state", "", "only enrollments in this upload state: pending, in_flight, uploaded, failed or conflict")
 	if withLimit {
@@ -86,7 +86,8 @@ failed, conflict). The database is opened read-only: these commands work
 while the station runs, and never create a database.
 
 Exit status: 0 on success; 1 when the database or the record cannot be
-read; 2 when the command line is wrong.`,
+read, or export finds no enrollment to write; 2 when the command line is
+wrong.`,
 	}
 	cmd.PersistentFlags().StringVar(&db, "db", defaultRecordsDB, "the station's records database")
 	cmd.AddCommand(recordsListCmd(g, &db), recordsShowCmd(g, &db), recordsExportCmd(g, &db), recordsLabelCmd(g, &db))
