@@ -489,10 +489,14 @@ func (r *run) fail(msg string, err error) error {
 func (s *Station) Provision(ctx context.Context, slot SlotConfig, path string) (*Result, error) {
 	r := &run{s: s, slot: slot, port: path, start: s.deps.Now()}
 	bctx, cancel := context.WithTimeoutCause(ctx, s.boardTimeout, ErrBoardTimeout)
-	stop := make(chan struct{})
-	go r.beat(stop)
+	stop, beaten := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(beaten)
+		r.beat(stop)
+	}()
 	res, err := r.guarded(bctx)
 	close(stop)
+	<-beaten // no heartbeat after the run's last event
 	cancel()
 	if err != nil {
 		var be *BoardError
