@@ -24,19 +24,21 @@ var (
 )
 
 // verdictSize is the verdict's text size: legible from two metres.
-const verdictSize = 48
+const verdictSize = 36
 
 // cardMinWidth is the least width of a slot's card: the grid puts as many
 // cards in a row as fit at this width (or the widest card's own least
 // width, when that is more), so nothing on a card is ever cut.
-const cardMinWidth = 260
+const cardMinWidth = 240
 
 // SlotView is one slot's card. Its first lines are the operator's: the
-// verdict and what to do. Details (the button, or Alt+D) shows the
-// engineer's: the cause, the step, the time taken and the attempt.
+// verdict and what to do. Details (the ⓘ button beside the slot's name,
+// or Alt+D) shows the engineer's: the cause, the step, the time taken and
+// the attempt.
 type SlotView struct {
 	Name     string
-	Serial   *widget.Label
+	Header   *widget.RichText // the slot's name and the board's serial
+	Serial   string           // the board's serial, "" when none is known
 	Step     *widget.Label
 	Progress *widget.ProgressBar
 	Verdict  *canvas.Text
@@ -57,13 +59,18 @@ type SlotView struct {
 
 func (w *Window) newSlot(sc station.SlotConfig) *SlotView {
 	v := &SlotView{Name: sc.Name, port: sc.Port}
-	title := widget.NewLabelWithStyle(sc.Name, fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
-	v.Serial = widget.NewLabel("no board")
-	v.Serial.Truncation = fyne.TextTruncateEllipsis
-	v.Serial.Alignment = fyne.TextAlignTrailing
-	v.Step = widget.NewLabel("waiting for a board")
+	// The slot's name and the board's serial number: on one line when
+	// they fit, else the serial wraps below; neither is ever cut.
+	v.Header = widget.NewRichText(
+		&widget.TextSegment{Text: sc.Name, Style: widget.RichTextStyleStrong},
+		&widget.TextSegment{Style: widget.RichTextStyleInline})
+	v.Header.Wrapping = fyne.TextWrapWord
+	v.setSerial("")
+	v.Step = widget.NewLabel("")
 	v.Step.Wrapping = fyne.TextWrapWord
+	v.Step.Hide() // shown while a board runs or after it failed
 	v.Progress = widget.NewProgressBar()
+	v.Progress.Hide() // shown while a board runs
 	v.Verdict = canvas.NewText("IDLE", colourIdle)
 	v.Verdict.TextSize = verdictSize
 	v.Verdict.TextStyle.Bold = true
@@ -72,21 +79,42 @@ func (w *Window) newSlot(sc station.SlotConfig) *SlotView {
 	v.Message.Wrapping = fyne.TextWrapWord
 	v.Message.Hide() // until there is something to say
 	v.Details = widget.NewLabel("")
-	v.Details.Wrapping = fyne.TextWrapBreak
+	v.Details.Wrapping = fyne.TextWrapWord
 	v.Details.SizeName = theme.SizeNameCaptionText
 	v.Details.Hide()
 	v.Retry = widget.NewButton("Retry", func() { w.retry(v) })
 	v.Skip = widget.NewButton("Skip", func() { w.skip(v) })
-	v.Info = widget.NewButton("Details", func() { w.toggleDetails(v) })
+	v.Info = widget.NewButtonWithIcon("", theme.InfoIcon(), func() { w.toggleDetails(v) })
 	v.Retry.Hide()
 	v.Skip.Hide()
 	v.card = container.NewVBox(
-		container.NewBorder(nil, nil, title, nil, v.Serial),
+		container.NewBorder(nil, nil, nil, v.Info, v.Header),
 		v.Step, v.Progress, v.Verdict, v.Message, v.Details,
-		container.NewGridWithColumns(3, v.Retry, v.Skip, v.Info),
-		widget.NewSeparator())
+		container.New(evenRow{}, v.Retry, v.Skip))
 	v.showDetails()
 	return v
+}
+
+// setSerial shows the board's serial number in the card's header.
+func (v *SlotView) setSerial(serial string) {
+	v.Serial = serial
+	text := "no board"
+	if serial != "" {
+		text = textsafe.Escape(serial)
+	}
+	v.Header.Segments[1].(*widget.TextSegment).Text = "   " + text
+	v.Header.Refresh()
+}
+
+// setStep shows the step a board is at; a card with no board running
+// (the verdict says IDLE or PASS) takes no room for it.
+func setStep(v *SlotView, text string) {
+	v.Step.SetText(text)
+	if text == "" {
+		v.Step.Hide()
+	} else {
+		v.Step.Show()
+	}
 }
 
 // setMessage shows the operator's words on the card; a card with none
@@ -104,35 +132,38 @@ func setMessage(v *SlotView, text string) {
 func (w *Window) toggleDetails(v *SlotView) {
 	if v.Details.Visible() {
 		v.Details.Hide()
-		v.Info.SetText("Details")
 	} else {
 		v.showDetails()
 		v.Details.Show()
-		v.Info.SetText("Hide details")
 	}
 	w.relayout()
 }
 
-// showDetails sets the details' text from what the card knows.
+// showDetails sets the details' text from what the card knows: the
+// cause first, then the step, time and attempt, then where the board is.
 func (v *SlotView) showDetails() {
-	var b strings.Builder
-	fmt.Fprintf(&b, "port: %s", orDash(v.port))
-	if v.regID != "" {
-		fmt.Fprintf(&b, "\nregistration ID: %s", textsafe.Escape(v.regID))
-	}
-	if v.failedStep != "" {
-		fmt.Fprintf(&b, "\nfailed at step: %s", v.failedStep)
-	}
+	var lines []string
 	if v.cause != "" {
-		fmt.Fprintf(&b, "\ncause: %s", textsafe.Escape(v.cause))
+		lines = append(lines, "cause: "+textsafe.Escape(v.cause))
+	}
+	var run []string
+	if v.failedStep != "" {
+		run = append(run, "step "+v.failedStep)
 	}
 	if v.elapsed > 0 {
-		fmt.Fprintf(&b, "\nafter %.1f s", v.elapsed)
+		run = append(run, fmt.Sprintf("after %.1f s", v.elapsed))
 	}
 	if v.attempt > 0 {
-		fmt.Fprintf(&b, ", attempt %d", v.attempt)
+		run = append(run, fmt.Sprintf("attempt %d", v.attempt))
 	}
-	v.Details.SetText(b.String())
+	if len(run) > 0 {
+		lines = append(lines, strings.Join(run, ", "))
+	}
+	where := "port " + orDash(v.port)
+	if v.regID != "" {
+		where += ", registration ID " + textsafe.Escape(v.regID)
+	}
+	v.Details.SetText(strings.Join(append(lines, where), "\n"))
 }
 
 func (w *Window) show(e station.Event) {
@@ -140,11 +171,12 @@ func (w *Window) show(e station.Event) {
 	if v == nil {
 		return
 	}
+	height := v.card.MinSize().Height
 	if e.Port != "" {
 		v.port = e.Port
 	}
 	if e.Serial != "" {
-		v.Serial.SetText(textsafe.Escape(e.Serial))
+		v.setSerial(e.Serial)
 	}
 	if e.RegistrationID != "" {
 		v.regID = e.RegistrationID
@@ -157,23 +189,24 @@ func (w *Window) show(e station.Event) {
 	}
 	switch e.Result {
 	case station.Running:
-		if e.Step == station.StepConnect && e.Progress == 0 && e.Serial == "" {
+		if beginsRun(e) {
 			// A board's run begins: what the card knew is the last board's.
-			v.Serial.SetText("no board")
+			v.setSerial("")
 			v.regID = ""
 		}
 		v.clone = false
 		v.cause, v.failedStep = "", ""
-		v.Step.SetText(stepText(e))
+		setStep(v, stepText(e))
 		v.Progress.SetValue(e.Progress)
+		v.Progress.Show()
 		w.verdict(v, "RUNNING", colourBusy)
 		setMessage(v, "")
 		v.Retry.Hide()
 		v.Skip.Hide()
 	case station.Passed:
 		v.cause, v.failedStep = "", ""
-		v.Step.SetText("done")
-		v.Progress.SetValue(1)
+		setStep(v, "")
+		v.Progress.Hide()
 		w.verdict(v, "PASS", colourPass)
 		setMessage(v, e.Message)
 		v.Retry.Hide()
@@ -182,7 +215,8 @@ func (w *Window) show(e station.Event) {
 		w.showLabel(e)
 	case station.Failed:
 		v.cause, v.failedStep = e.Error, e.Step
-		v.Step.SetText("failed at step: " + e.Step)
+		setStep(v, "") // the operator's words say what failed; Details, at which step
+		v.Progress.Hide()
 		w.verdict(v, "FAIL", colourFail)
 		v.clone = e.Clone
 		msg := e.Message
@@ -195,15 +229,15 @@ func (w *Window) show(e station.Event) {
 		w.lockRetry(v)
 		w.count(v, e, station.Failed)
 	case station.Skipped:
-		v.Step.SetText("waiting for a board")
-		v.Progress.SetValue(0)
+		setStep(v, "")
+		v.Progress.Hide()
 		w.verdict(v, "SET ASIDE", colourIdle)
 		setMessage(v, e.Message)
 		v.Retry.Hide()
 		v.Skip.Hide()
 	case station.Empty:
-		v.Step.SetText("no board")
-		v.Progress.SetValue(0)
+		setStep(v, "")
+		v.Progress.Hide()
 		w.verdict(v, "EMPTY", colourIdle)
 		setMessage(v, e.Message)
 		v.cause = e.Error
@@ -211,7 +245,9 @@ func (w *Window) show(e station.Event) {
 	v.showDetails()
 	w.attention()
 	v.card.Refresh()
-	w.relayout()
+	if v.card.MinSize().Height != height {
+		w.relayout() // the row's height changes; progress alone does not lay 16 cards out again
+	}
 }
 
 // stepText is a running board's step, with what the slot waits for.
@@ -327,7 +363,7 @@ func (g *slotGrid) Layout(objs []fyne.CanvasObject, size fyne.Size) {
 			o.Move(fyne.NewPos(float32(j)*(cw+pad), y))
 			o.Resize(fyne.NewSize(cw, h))
 		}
-		y += h + pad
+		y += h + 3*pad
 	}
 	if cols != g.cols {
 		g.cols = cols
@@ -356,8 +392,50 @@ func (g *slotGrid) MinSize(objs []fyne.CanvasObject) fyne.Size {
 		}
 		h += rh
 		if i > 0 {
-			h += pad
+			h += 3 * pad
 		}
 	}
 	return fyne.NewSize(g.cellWidth(objs), h)
+}
+
+// evenRow lays its visible objects out side by side, sharing the width
+// evenly; its least width is the sum of theirs (not, as a grid's, the
+// widest times their number), so that a card's buttons never widen it.
+type evenRow struct{}
+
+func (evenRow) visible(objs []fyne.CanvasObject) []fyne.CanvasObject {
+	var v []fyne.CanvasObject
+	for _, o := range objs {
+		if o.Visible() {
+			v = append(v, o)
+		}
+	}
+	return v
+}
+
+func (r evenRow) Layout(objs []fyne.CanvasObject, size fyne.Size) {
+	vis := r.visible(objs)
+	if len(vis) == 0 {
+		return
+	}
+	pad := theme.Padding()
+	w := (size.Width - pad*float32(len(vis)-1)) / float32(len(vis))
+	for i, o := range vis {
+		o.Move(fyne.NewPos(float32(i)*(w+pad), 0))
+		o.Resize(fyne.NewSize(w, size.Height))
+	}
+}
+
+func (r evenRow) MinSize(objs []fyne.CanvasObject) fyne.Size {
+	vis := r.visible(objs)
+	var s fyne.Size
+	for i, o := range vis {
+		m := o.MinSize()
+		s.Width += m.Width
+		if i > 0 {
+			s.Width += theme.Padding()
+		}
+		s.Height = max(s.Height, m.Height)
+	}
+	return s
 }

@@ -40,7 +40,7 @@ func TestCardDetails(t *testing.T) {
 		if !v.Details.Visible() {
 			t.Fatal("Alt+D does not show the failed board's details")
 		}
-		for _, want := range []string{"cause: " + e.Error, "step: write", "after 12.5 s", "attempt 2", "/dev/ttyFIXTURE2"} {
+		for _, want := range []string{"cause: " + e.Error, "step write", "after 12.5 s", "attempt 2", "/dev/ttyFIXTURE2"} {
 			if !strings.Contains(v.Details.Text, want) {
 				t.Errorf("details %q lack %q", v.Details.Text, want)
 			}
@@ -58,8 +58,8 @@ func TestCardDetails(t *testing.T) {
 	// The next board's run starts afresh.
 	w.Event(event("slot-2", "", station.StepConnect, station.Running, ""))
 	w.doAndWait(func() {
-		if strings.Contains(v.Details.Text, "cause") || v.Serial.Text != "no board" {
-			t.Errorf("a new run shows the last board's: %q, %q", v.Serial.Text, v.Details.Text)
+		if strings.Contains(v.Details.Text, "cause") || v.Serial != "" || !strings.Contains(v.Header.String(), "no board") {
+			t.Errorf("a new run shows the last board's: %q, %q", v.Header.String(), v.Details.Text)
 		}
 	})
 }
@@ -139,8 +139,7 @@ func TestUploadHeld(t *testing.T) {
 
 // TestFits: at 1280×720 the window's content asks for no more than the
 // screen (the window never grows itself), whatever the cards say, and the
-// sign-in placeholders show whole; 16 slots at 1920×1080 sit in at least
-// five columns.
+// sign-in placeholders show whole.
 func TestFits(t *testing.T) {
 	w, _ := renderWindow(t, &fakeUploads{err: fmt.Errorf("DPS: %s", strings.Repeat("a very long upload error ", 20))})
 	long := strings.Repeat("a long message for the operator that must wrap and never widen the window ", 5)
@@ -166,6 +165,8 @@ func TestFits(t *testing.T) {
 	})
 }
 
+// TestSixteenSlots: 16 slots at 1920×1080 sit in six columns, whatever
+// the cards show.
 func TestSixteenSlots(t *testing.T) {
 	w, _ := renderWindowWith(t, &fakeUploads{}, func(b *Backend) {
 		c := *b.Config
@@ -175,6 +176,11 @@ func TestSixteenSlots(t *testing.T) {
 		}
 		b.Config = &c
 	})
+	// A failed board, its details shown, does not make the cards reflow.
+	e := event("slot-3", "ZT-0003", station.StepWrite, station.Failed, "writing the configuration to the board failed: reseat the board and press Retry")
+	e.Error = strings.Repeat("a long cause ", 30)
+	w.Event(e)
+	shortcut(t, w, KeyDetails)
 	w.doAndWait(func() {
 		w.Window().Resize(fyne.NewSize(1920, 1080))
 		cards := w.grid.Objects
@@ -185,6 +191,47 @@ func TestSixteenSlots(t *testing.T) {
 		last := cards[15]
 		if bottom := last.Position().Y + last.Size().Height; bottom > w.slots.Size().Height {
 			t.Logf("the last row ends at %v of %v: the grid scrolls", bottom, w.slots.Size().Height)
+		}
+	})
+}
+
+// TestEventQueue: events wait for Fyne's goroutine without blocking the
+// station; a slot's progress replaces its progress still waiting, and
+// results are all kept, in order.
+func TestEventQueue(t *testing.T) {
+	w, _ := renderWindow(t, &fakeUploads{})
+	w.events.mu.Lock()
+	w.events.scheduled = true // as if Fyne's goroutine were busy drawing
+	w.events.mu.Unlock()
+	run := func(slot string, p float64) station.Event {
+		e := event(slot, "ZT-"+slot, station.StepWrite, station.Running, "")
+		e.Progress = p
+		return e
+	}
+	for _, e := range []station.Event{
+		run("slot-1", 0.1), run("slot-2", 0.1), run("slot-1", 0.2), run("slot-1", 0.3),
+		event("slot-1", "ZT-slot-1", station.StepWrite, station.Failed, "failed"),
+		run("slot-2", 0.9),
+	} {
+		w.Event(e)
+	}
+	w.events.mu.Lock()
+	var got []string
+	for _, e := range w.events.q {
+		got = append(got, fmt.Sprintf("%s %s %.1f", e.Slot, e.Result, e.Progress))
+	}
+	w.events.mu.Unlock()
+	want := []string{"slot-1 running 0.3", "slot-2 running 0.9", "slot-1 failed 0.0"}
+	if strings.Join(got, ", ") != strings.Join(want, ", ") {
+		t.Errorf("queued %q; want %q", got, want)
+	}
+	w.doAndWait(w.showEvents)
+	w.doAndWait(func() {
+		if v := w.Slots["slot-1"]; v.Verdict.Text != "FAIL" || w.Failed.Text != "failed 1" {
+			t.Errorf("slot-1 after the queue: %s, %s", v.Verdict.Text, w.Failed.Text)
+		}
+		if p := w.Slots["slot-2"].Progress.Value; p != 0.9 {
+			t.Errorf("slot-2's progress %v; want the last, 0.9", p)
 		}
 	})
 }

@@ -81,6 +81,13 @@ type Window struct {
 	side *fyne.Container // the upload queue and the label: laid out again as their texts change
 	tabs *container.AppTabs
 
+	// events are the station's events waiting to be shown (Event).
+	events struct {
+		mu        sync.Mutex
+		q         []station.Event
+		scheduled bool
+	}
+
 	stopPoll chan struct{}
 	closed   sync.Once
 
@@ -193,11 +200,12 @@ func (w *Window) build() fyne.CanvasObject {
 
 	w.Queue = widget.NewLabel("upload queue: -")
 	w.QueueError = widget.NewLabel("")
+	w.QueueError.Hide() // until the uploader says something
 	w.QueueError.Wrapping = fyne.TextWrapWord
 	w.UploadNow = widget.NewButton("Upload now (Alt+U)", w.uploadNow)
 	if w.b.Uploads == nil {
 		w.UploadNow.Disable()
-		w.QueueError.SetText("no DPS connection string: enrollments are queued for zerotouch upload")
+		w.queueError("no DPS connection string: enrollments are queued for zerotouch upload")
 	}
 
 	// The entries share what the buttons leave: their placeholders show
@@ -222,7 +230,7 @@ func (w *Window) build() fyne.CanvasObject {
 
 	w.Label = canvas.NewImageFromImage(image.NewGray(image.Rect(0, 0, 1, 1)))
 	w.Label.FillMode = canvas.ImageFillContain
-	w.Label.SetMinSize(fyne.NewSize(140, 140))
+	w.Label.SetMinSize(fyne.NewSize(110, 110))
 	w.LabelText = widget.NewLabel("no label yet")
 	w.LabelText.Wrapping = fyne.TextWrapWord
 	w.LabelText.SizeName = theme.SizeNameCaptionText
@@ -296,8 +304,49 @@ func shown(root, o fyne.CanvasObject) bool {
 
 // Event shows a station event. Safe to call from any goroutine: it is
 // the station's Deps.Events (chained with whatever else wants events).
+// It never blocks: events wait in a queue that Fyne's goroutine empties,
+// and a slot's progress replaces its progress still waiting there, so a
+// station sending progress faster than the screen is drawn (16 slots on
+// a slow graphics stack) never leaves the window behind.
 func (w *Window) Event(e station.Event) {
-	w.do(func() { w.show(e) })
+	w.events.mu.Lock()
+	queued := false
+	if e.Result == station.Running && !beginsRun(e) {
+		q := w.events.q
+		for i := len(q) - 1; i >= 0; i-- {
+			if q[i].Slot == e.Slot {
+				if q[i].Result == station.Running && !beginsRun(q[i]) {
+					q[i], queued = e, true
+				}
+				break
+			}
+		}
+	}
+	if !queued {
+		w.events.q = append(w.events.q, e)
+	}
+	schedule := !w.events.scheduled
+	w.events.scheduled = true
+	w.events.mu.Unlock()
+	if schedule {
+		w.do(w.showEvents)
+	}
+}
+
+// showEvents shows the events queued by Event, in order.
+func (w *Window) showEvents() {
+	w.events.mu.Lock()
+	q := w.events.q
+	w.events.q, w.events.scheduled = nil, false
+	w.events.mu.Unlock()
+	for _, e := range q {
+		w.show(e)
+	}
+}
+
+// beginsRun reports whether e is the first event of a board's run.
+func beginsRun(e station.Event) bool {
+	return e.Result == station.Running && e.Step == station.StepConnect && e.Progress == 0 && e.Serial == ""
 }
 
 // lockRetry disables Retry of a possible clone unless the supervisor has
@@ -453,12 +502,22 @@ func (w *Window) showLabel(e station.Event) {
 	}()
 }
 
+// queueError shows what the uploader says; nothing takes no room.
+func (w *Window) queueError(text string) {
+	w.QueueError.SetText(text)
+	if text == "" {
+		w.QueueError.Hide()
+	} else {
+		w.QueueError.Show()
+	}
+}
+
 func (w *Window) uploadNow() {
 	if w.b.Uploads == nil {
 		return
 	}
 	w.b.Uploads.Now()
-	w.QueueError.SetText("upload asked for")
+	w.queueError("upload asked for")
 	go w.refreshUploads()
 }
 
@@ -490,9 +549,9 @@ func (w *Window) refreshUploads() {
 		switch {
 		case !st.Enabled:
 		case st.LastError != "":
-			w.QueueError.SetText("last upload: " + st.LastError)
+			w.queueError("last upload: " + st.LastError)
 		default:
-			w.QueueError.SetText("")
+			w.queueError("")
 		}
 		w.side.Refresh()
 	})
