@@ -170,3 +170,16 @@ func TestExport(t *testing.T) {
 		})
 	}
 }
+
+// TestRecordText: a failed record shows the operator's words and the
+// engineer's cause and step.
+func TestRecordText(t *testing.T) {
+	r := records.Record{Serial: "ZT-1", Result: records.ResultFailed, Message: "reseat the board and press Retry",
+		Cause: "upload /lfs/zerotouch/config at offset 0 of 348: fs.file: board error 10", FailedStep: "write"}
+	got := recordText(&r)
+	for _, want := range []string{"Result: failed reseat the board and press Retry", "Failed at step write: upload /lfs/zerotouch/config"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("recordText = %q, want %q in it", got, want)
+		}
+	}
+}

@@ -217,3 +217,25 @@ func TestLineDiff(t *testing.T) {
 		}
 	}
 }
+
+// TestSettingsRelock: Lock takes the focus from the editor and disables
+// it; keys typed then go nowhere near station.yaml.
+func TestSettingsRelock(t *testing.T) {
+	w, file, original := settingsWindow(t)
+	tabTo(t, w, w.Settings)
+	w.doAndWait(func() { test.Tap(w.Unlock) }) // Lock
+	pressTab(w)
+	typeKeys(w, "x")
+	w.doAndWait(func() {
+		if !w.Settings.Disabled() || !w.Save.Disabled() || w.Window().Canvas().Focused() == w.Settings {
+			t.Error("after Lock the settings editor is enabled or focused")
+		}
+		if strings.Contains(w.Settings.Text, "x\t") || strings.HasPrefix(w.Settings.Text, "\t") {
+			t.Errorf("keys after Lock reached the editor: %q", w.Settings.Text)
+		}
+		w.saveSettings()
+	})
+	if got := fileText(t, file); got != original {
+		t.Errorf("station.yaml changed after Lock:\n%s", got)
+	}
+}
