@@ -10,6 +10,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -26,8 +28,43 @@ import (
 const withWindow = true
 
 // hasDisplay tells whether a window can open.
-func hasDisplay() bool {
-	return os.Getenv("DISPLAY") != "" || os.Getenv("WAYLAND_DISPLAY") != ""
+func hasDisplay() bool { return displayCheck() == "" }
+
+// displayCheck is displayProblem; a test that draws with Fyne's test app
+// needs no display.
+var displayCheck = displayProblem
+
+// displayProblem says why no window can open here, or "" when one can:
+// on Linux, a Wayland or X display named and, when it is local, its
+// socket there (a display that went away is no display: the toolkit
+// would wait for it forever).
+func displayProblem() string {
+	if runtime.GOOS == "windows" || runtime.GOOS == "darwin" {
+		return ""
+	}
+	if w := os.Getenv("WAYLAND_DISPLAY"); w != "" {
+		sock := w
+		if !filepath.IsAbs(sock) {
+			sock = filepath.Join(os.Getenv("XDG_RUNTIME_DIR"), w)
+		}
+		if _, err := os.Stat(sock); err != nil {
+			return fmt.Sprintf("no display: WAYLAND_DISPLAY=%s, but no Wayland compositor answers at %s", w, sock)
+		}
+		return ""
+	}
+	d := os.Getenv("DISPLAY")
+	if d == "" {
+		return "no display (DISPLAY and WAYLAND_DISPLAY are unset)"
+	}
+	host, num, ok := strings.Cut(d, ":")
+	if !ok || host != "" && host != "unix" || strings.HasPrefix(num, ":") {
+		return "" // a remote display: the toolkit finds out
+	}
+	n, _, _ := strings.Cut(num, ".")
+	if _, err := os.Stat("/tmp/.X11-unix/X" + n); err != nil {
+		return fmt.Sprintf("no display: DISPLAY=%s, but no X server runs there (no /tmp/.X11-unix/X%s)", d, n)
+	}
+	return ""
 }
 
 func guiCmd(g *globals) *cobra.Command {
@@ -40,16 +77,17 @@ func guiCmd(g *globals) *cobra.Command {
 and records as zerotouch run, shown as a card per slot with a large PASS or
 FAIL, the shift's counters, the upload queue, the records and the settings.
 The operator signs in (name, work order) before Start; a barcode scanner can
-fill either field. Each passed board's label is written to gui.labels as PNG
-and ZPL.
+fill either field. Each passed board's label goes where the configuration's
+labels section says (a folder, a ZPL printer, a CUPS queue), as with
+zerotouch run.
 
 --hash-password reads a password on stdin and prints the bcrypt hash to put
 in gui.supervisor_password_hash.
 
 Built with -tags nogui, zerotouch has no window (and no GL libraries).
 
-Exit status: 0 when the window is closed; 2 when there is no display or
-the configuration is wrong; 3 when the CA cannot be used (no CA in ca.dir,
+Exit status: 0 when the window is closed; 2 when there is no display (or
+the one named is not running) or the configuration is wrong; 3 when the CA cannot be used (no CA in ca.dir,
 a wrong or missing CA password, a step-ca that cannot be trusted or
 reached). A station that cannot start opens a window that says why and
 what to mend (and logs it); the exit status comes when it is closed, and
@@ -90,8 +128,8 @@ func closeOnDone(ctx context.Context, win fyne.Window) (stop func()) {
 }
 
 func runGUI(ctx context.Context, g *globals, file string, newApp func() fyne.App) error {
-	if !hasDisplay() {
-		return usageError{fmt.Errorf("no display (DISPLAY and WAYLAND_DISPLAY are unset): use zerotouch run for a headless station")}
+	if p := displayCheck(); p != "" {
+		return usageError{fmt.Errorf("%s: use zerotouch run for a headless station", p)}
 	}
 	var win atomic.Pointer[ui.Window]
 	var bg *backgroundUpload

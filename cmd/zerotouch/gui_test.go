@@ -73,7 +73,8 @@ func labelsText(o fyne.CanvasObject) string {
 // window that says what is wrong and what to do, logs it, and exits 2
 // when the window is closed.
 func TestGUIStartError(t *testing.T) {
-	t.Setenv("DISPLAY", ":0") // hasDisplay reads the environment; the test app draws nowhere
+	displayCheck = func() string { return "" } // the test app draws nowhere
+	t.Cleanup(func() { displayCheck = displayProblem })
 	file := filepath.Join(t.TempDir(), "station.yaml")
 	if err := os.WriteFile(file, []byte("station: st\nline: l\nattestation: x509-keygen\nid_scope: 0ne0001A2B3\nca:\n  dir: ca\nslots:\n  - port: /dev/ttyUSB0\n    baud: fast\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -107,5 +108,34 @@ func TestGUIStartError(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "the station cannot start") || !strings.Contains(logs.String(), "baud") {
 		t.Errorf("log:\n%s\nwant the configuration error", logs.String())
+	}
+}
+
+// TestDisplayProblem: a display named but not running is no display.
+func TestDisplayProblem(t *testing.T) {
+	t.Setenv("WAYLAND_DISPLAY", "")
+	for _, tc := range []struct {
+		display, want string
+	}{
+		{"", "unset"},
+		{":97", "no X server runs there"},
+		{"unix:97.0", "no /tmp/.X11-unix/X97"},
+		{"buildhost:0", ""}, // remote: the toolkit finds out
+	} {
+		t.Setenv("DISPLAY", tc.display)
+		got := displayProblem()
+		if tc.want == "" && got != "" || tc.want != "" && !strings.Contains(got, tc.want) {
+			t.Errorf("DISPLAY=%q: %q, want %q", tc.display, got, tc.want)
+		}
+	}
+	sock := filepath.Join(t.TempDir(), "wayland-9")
+	os.WriteFile(sock, nil, 0o600)
+	t.Setenv("WAYLAND_DISPLAY", sock)
+	if got := displayProblem(); got != "" {
+		t.Errorf("WAYLAND_DISPLAY at a socket there: %q", got)
+	}
+	t.Setenv("WAYLAND_DISPLAY", sock+"-gone")
+	if got := displayProblem(); !strings.Contains(got, "no Wayland compositor") {
+		t.Errorf("WAYLAND_DISPLAY gone: %q", got)
 	}
 }

@@ -177,9 +177,9 @@ func TestJSONErrorPaths(t *testing.T) {
 		{"demo unusable folder", []string{"demo", "--headless", "--dir", filepath.Join(b.pwFile, "demo"), "--json"}, anyFailure, nil, 0},
 		{"gui no display", []string{"gui", "--config", b.noBoardYAML, "--json"}, exitUsage,
 			map[string]string{"DISPLAY": "", "WAYLAND_DISPLAY": ""}, 0},
-		// With a display named, the configuration is read before any
-		// window opens.
-		{"gui bad configuration", []string{"gui", "--config", b.badYAML, "--json"}, exitUsage,
+		// A display named that is not running is no display: no window
+		// can open, however wrong the configuration.
+		{"gui display gone, bad configuration", []string{"gui", "--config", b.badYAML, "--json"}, exitUsage,
 			map[string]string{"DISPLAY": ":97", "WAYLAND_DISPLAY": ""}, 0},
 	}
 	for _, tt := range tests {
