@@ -2,6 +2,7 @@ package station_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"strings"
@@ -86,7 +87,34 @@ func TestLabelPrinterRefuses(t *testing.T) {
 	if err != nil || rec.Result != records.ResultPassed {
 		t.Fatalf("record %+v, %v: want passed", rec, err)
 	}
-	if _, err := station.LabelFor(rec, time.Now()).ZPL(); err != nil {
-		t.Errorf("the label cannot be made again from the record: %v", err)
+	if _, err := st.PrintLabel(context.Background(), rec); err == nil || !strings.Contains(err.Error(), addr) {
+		t.Errorf("PrintLabel with the printer still off = %v, want its refusal", err)
+	}
+	// The printer comes back: the label is printed again from the record.
+	ln, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("the printer's port was taken meanwhile: %v", err)
+	}
+	defer ln.Close()
+	got := make(chan []byte, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		data, _ := io.ReadAll(c)
+		c.Close()
+		got <- data
+	}()
+	if where, err := st.PrintLabel(context.Background(), rec); err != nil || where != l.printer.String() {
+		t.Fatalf("PrintLabel = %q, %v", where, err)
+	}
+	want, _ := station.LabelFor(rec, rec.UpdatedAt).ZPL()
+	if data := <-got; string(data) != want {
+		t.Errorf("the label printed again is %q, want %q", data, want)
+	}
+	rec.Result = records.ResultFailed
+	if _, err := st.PrintLabel(context.Background(), rec); !errors.Is(err, station.ErrNotPassed) {
+		t.Errorf("PrintLabel of a failed board = %v, want ErrNotPassed", err)
 	}
 }

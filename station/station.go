@@ -539,6 +539,37 @@ func LabelFor(rec *records.Record, at time.Time) labels.Label {
 	return labels.Label{Serial: rec.Serial, RegistrationID: rec.RegistrationID, DeviceID: rec.DeviceID, Model: rec.Model, Time: at}
 }
 
+// ErrNotPassed means a label was asked for a board that has not passed.
+var ErrNotPassed = errors.New("the board has not passed")
+
+// PrintLabel prints the label of a recorded board again with the
+// station's printer; see PrintRecordLabel. No printer configured is an
+// error. Safe for concurrent use.
+func (s *Station) PrintLabel(ctx context.Context, rec *records.Record) (string, error) {
+	if s.deps.Printer == nil {
+		return "", errors.New("this station prints no labels (labels in the configuration)")
+	}
+	where, err := PrintRecordLabel(ctx, s.deps.Printer, rec)
+	if err == nil {
+		s.log.Info("label printed again", "serial", rec.Serial, "printer", where)
+	}
+	return where, err
+}
+
+// PrintRecordLabel prints the label of a recorded board again on p, as
+// it was printed when the board passed (its date, the record's last
+// save): for a printer that was off, or a label lost. It returns where
+// it went. A board that has not passed gets none (ErrNotPassed).
+func PrintRecordLabel(ctx context.Context, p labels.Printer, rec *records.Record) (string, error) {
+	if rec.Result != records.ResultPassed {
+		return "", fmt.Errorf("board %s: %w (%s): a label is printed only for a passed board", rec.Serial, ErrNotPassed, rec.ResultText())
+	}
+	if err := p.Print(ctx, LabelFor(rec, rec.UpdatedAt)); err != nil {
+		return "", fmt.Errorf("board %s: %w", rec.Serial, err)
+	}
+	return p.String(), nil
+}
+
 // printLabel prints a passed board's label: where it went, or why not.
 // A label that cannot be printed is logged; the board stays passed.
 func (s *Station) printLabel(ctx context.Context, rec *records.Record) (string, error) {

@@ -26,10 +26,11 @@ const PageSize = 50
 // latest question (gen), so a slow answer never overwrites a newer one.
 type recordsView struct {
 	filter  records.Filter
-	cursors []string // the cursor of each page up to the one shown, "" first
-	next    string   // the cursor of the page after the one shown
-	gen     int      // counts the pages asked for
-	shown   int      // counts the records asked to be shown
+	cursors []string        // the cursor of each page up to the one shown, "" first
+	next    string          // the cursor of the page after the one shown
+	gen     int             // counts the pages asked for
+	shown   int             // counts the records asked to be shown
+	record  *records.Record // the record shown, for Print label
 }
 
 func (w *Window) buildRecords() fyne.CanvasObject {
@@ -58,6 +59,8 @@ func (w *Window) buildRecords() fyne.CanvasObject {
 		}
 	}
 	w.Export = widget.NewButton("Export CSV", w.export)
+	w.PrintLabel = widget.NewButton("Print label", w.printLabel)
+	w.PrintLabel.Disable()
 	w.Previous = widget.NewButton("Previous", w.previousPage)
 	w.Next = widget.NewButton("Next", w.nextPage)
 	w.Previous.Disable()
@@ -66,7 +69,8 @@ func (w *Window) buildRecords() fyne.CanvasObject {
 	find := widget.NewButton("Search", w.search)
 	bar := container.NewBorder(nil, nil, nil, container.NewHBox(find, w.Export), w.Search)
 	pager := container.NewBorder(nil, nil, w.Previous, w.Next, w.PageText)
-	split := container.NewHSplit(container.NewBorder(nil, pager, nil, nil, w.Results), container.NewVScroll(w.Detail))
+	detail := container.NewBorder(container.NewHBox(w.PrintLabel), nil, nil, nil, container.NewVScroll(w.Detail))
+	split := container.NewHSplit(container.NewBorder(nil, pager, nil, nil, w.Results), detail)
 	split.Offset = 0.45
 	return container.NewBorder(bar, nil, nil, nil, split)
 }
@@ -173,6 +177,12 @@ func (w *Window) showPage(f records.Filter, cursors []string, p records.Page, er
 func (w *Window) showRecord(r records.Record) {
 	w.recs.shown++
 	shown := w.recs.shown
+	w.recs.record = &r
+	if _, ok := w.b.Station.(labelPrinter); ok && r.Result == records.ResultPassed {
+		w.PrintLabel.Enable()
+	} else {
+		w.PrintLabel.Disable()
+	}
 	text := recordText(&r)
 	w.Detail.SetText(text + "\nAudit trail: reading...")
 	go func() {
@@ -251,6 +261,35 @@ func (w *Window) export() {
 			default:
 				w.Detail.SetText(fmt.Sprintf("exported %d enrollments to %s (zerotouch upload --from takes it)", n, name))
 			}
+		})
+	}()
+}
+
+// labelPrinter is the station's reprint of a recorded board's label.
+type labelPrinter interface {
+	PrintLabel(ctx context.Context, rec *records.Record) (string, error)
+}
+
+// printLabel prints the shown record's label again, off Fyne's
+// goroutine, and says where it went or why it did not.
+func (w *Window) printLabel() {
+	p, ok := w.b.Station.(labelPrinter)
+	r := w.recs.record
+	if !ok || r == nil {
+		return
+	}
+	w.PrintLabel.Disable()
+	w.PrintLabel.SetText("Printing...")
+	go func() {
+		where, err := p.PrintLabel(context.Background(), r)
+		w.do(func() {
+			w.PrintLabel.SetText("Print label")
+			w.PrintLabel.Enable()
+			if err != nil {
+				w.PageText.SetText("label of " + textsafe.Escape(r.Serial) + " NOT printed: " + err.Error() + ": check the printer and press Print label again")
+				return
+			}
+			w.PageText.SetText("label of " + textsafe.Escape(r.Serial) + " printed to " + where)
 		})
 	}()
 }

@@ -183,3 +183,57 @@ func TestRecordText(t *testing.T) {
 		}
 	}
 }
+
+// printingStation is a fakeStation that prints labels again.
+type printingStation struct {
+	*fakeStation
+	printed chan string
+	err     error
+}
+
+func (p *printingStation) PrintLabel(_ context.Context, r *records.Record) (string, error) {
+	p.printed <- r.Serial
+	return "ZPL printer 10.0.0.5:9100", p.err
+}
+
+// TestPrintLabelAgain: a passed board's record prints its label again
+// through the station, off Fyne's goroutine, and says where it went or
+// that it did not; a board that has not passed offers no label.
+func TestPrintLabelAgain(t *testing.T) {
+	ps := &printingStation{fakeStation: &fakeStation{}, printed: make(chan string, 1)}
+	recs := pagedRecords(2)
+	page := recs.page
+	recs.page = func(ctx context.Context, f records.Filter, cursor string, size int) (records.Page, error) {
+		p, err := page(ctx, f, cursor, size)
+		if len(p.Records) > 1 {
+			p.Records[1].Result = records.ResultFailed
+		}
+		return p, err
+	}
+	w, _ := renderWindowWith(t, &fakeUploads{}, func(b *Backend) { b.Station, b.Records = ps, recs })
+	shortcut(t, w, KeyFind)
+	key(w, fyne.KeyReturn)
+	waitUI(t, w, func() bool { return len(w.found) == 2 })
+	w.doAndWait(func() { w.Results.Select(1) })
+	w.doAndWait(func() {
+		if !w.PrintLabel.Disabled() {
+			t.Error("Print label is offered for a board that failed")
+		}
+		w.Results.Select(0)
+	})
+	w.doAndWait(func() {
+		if w.PrintLabel.Disabled() {
+			t.Fatal("Print label is not offered for a passed board")
+		}
+		test.Tap(w.PrintLabel)
+	})
+	if got := <-ps.printed; got != "ZT-0001" {
+		t.Errorf("printed the label of %s, want ZT-0001", got)
+	}
+	waitUI(t, w, func() bool { return strings.Contains(w.PageText.Text, "printed to ZPL printer 10.0.0.5:9100") })
+
+	ps.err = fmt.Errorf("label for board %q: ZPL printer 10.0.0.5:9100: connect: connection refused", "ZT-0001")
+	w.doAndWait(func() { test.Tap(w.PrintLabel) })
+	<-ps.printed
+	waitUI(t, w, func() bool { return strings.Contains(w.PageText.Text, "NOT printed") })
+}

@@ -60,6 +60,7 @@ type Window struct {
 	Results        *widget.List
 	Detail         *widget.Label
 	Export         *widget.Button
+	PrintLabel     *widget.Button // the shown record's label, again
 	Next, Previous *widget.Button
 	PageText       *widget.Label
 	found          []records.Record

@@ -53,11 +53,10 @@ command line or the configuration is wrong.`,
 			if err != nil {
 				return err
 			}
-			if r.Result != records.ResultPassed {
-				return fmt.Errorf("board %s has not passed (%s): a label is printed only for a passed board", r.Serial, r.ResultText())
-			}
-			if err := p.Print(ctx, station.LabelFor(r, r.UpdatedAt)); err != nil {
-				return fmt.Errorf("board %s: %w: check the printer, then run this again", r.Serial, err)
+			if _, err := station.PrintRecordLabel(ctx, p, r); errors.Is(err, station.ErrNotPassed) {
+				return err
+			} else if err != nil {
+				return fmt.Errorf("%w: check the printer, then run this again", err)
 			}
 			if g.json {
 				return printResult(g, map[string]string{"serial": r.Serial, "printedTo": p.String()})
