@@ -171,6 +171,7 @@ func TestJSONErrorPaths(t *testing.T) {
 		{"records on a missing database", []string{"records", "list", "--db", missing + ".db", "--json"}, anyFailure, nil, 0},
 		{"records show on a missing database", []string{"records", "show", "SN-1", "--db", missing + ".db", "--json"}, anyFailure, nil, 0},
 		{"records export bad format", []string{"records", "export", "--format", "xml", "--json"}, exitUsage, nil, 0},
+		{"records export to stdout", []string{"records", "export", "--format", "csv", "--json"}, exitUsage, nil, 0},
 		{"run missing station.yaml", []string{"run", "--config", filepath.Join(missing, "station.yaml"), "--once", "--json"}, exitUsage, nil, 0},
 		{"run bad configuration", []string{"run", "--config", b.badYAML, "--once", "--json"}, exitUsage, nil, 0},
 		{"run --once with no board", []string{"run", "--config", b.noBoardYAML, "--once", "--json"}, anyFailure, nil, 0},

@@ -343,6 +343,10 @@ was, says why, and exits 1.`,
 			if format != records.FormatCSV && format != records.FormatJSON {
 				return usageError{fmt.Errorf("--format %q: want %s or %s", format, records.FormatCSV, records.FormatJSON)}
 			}
+			if g.json && (out == "" || out == "-") {
+				// stdout would carry the file, not JSON lines.
+				return usageError{errors.New("--json: name the export's file with --out; standard output then carries one JSON line saying what was written")}
+			}
 			filter, err := f.filter()
 			if err != nil {
 				return err
