@@ -327,7 +327,7 @@ func TestRecordsExportNothing(t *testing.T) {
 		want string // the file's content after; "" for no file
 	}{
 		{[]string{"--format", "csv"}, "", ""},
-		{[]string{"--format", "json", "--json"}, "", ""},
+		{[]string{"--format", "json", "--out", fresh, "--json"}, fresh, ""},
 		{[]string{"--format", "csv", "--out", fresh}, fresh, ""},
 		{[]string{"--format", "csv", "--out", kept}, kept, "an earlier export\n"},
 		{[]string{"--format", "json", "--out", kept, "--json"}, kept, "an earlier export\n"},
