@@ -99,7 +99,7 @@ enrollments stay queued.`,
 			if hash {
 				return hashPassword(g, cmd.InOrStdin())
 			}
-			return runGUI(cmd.Context(), g, file, newApp)
+			return runGUI(cmd.Context(), g, file, guiApp)
 		},
 	}
 	cmd.Flags().StringVar(&file, "config", "station.yaml", "the station's configuration (YAML)")
@@ -112,6 +112,9 @@ enrollments stay queued.`,
 // and with one Fyne rewrites the file as the window closes while its own
 // watcher reads it back half-written ("Preferences load error: EOF").
 func newApp() fyne.App { return app.NewWithID("") }
+
+// guiApp is newApp; tests of the command draw with Fyne's test app.
+var guiApp = newApp
 
 // closeOnDone closes win when ctx ends (an interrupt, SIGTERM), until
 // the returned stop is called.

@@ -139,3 +139,11 @@ func TestDisplayProblem(t *testing.T) {
 		t.Errorf("WAYLAND_DISPLAY gone: %q", got)
 	}
 }
+
+// windowless has the gui command draw with Fyne's test app, which needs
+// no display, for the rest of the test.
+func windowless(t *testing.T) {
+	displayCheck = func() string { return "" }
+	guiApp = func() fyne.App { return test.NewTempApp(t) }
+	t.Cleanup(func() { displayCheck, guiApp = displayProblem, newApp })
+}
