@@ -15,13 +15,8 @@ import (
 	"zerotouch/station/records"
 )
 
-// A passed board's label reaches a ZPL printer on raw TCP byte for byte.
-func TestLabelPrinted(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+// printer is a ZPL printer on ln: it sends what one connection brought.
+func printer(ln net.Listener) <-chan []byte {
 	got := make(chan []byte, 1)
 	go func() {
 		c, err := ln.Accept()
@@ -32,6 +27,17 @@ func TestLabelPrinted(t *testing.T) {
 		c.Close()
 		got <- data
 	}()
+	return got
+}
+
+// A passed board's label reaches a ZPL printer on raw TCP byte for byte.
+func TestLabelPrinted(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := printer(ln)
 	l := newLine(t)
 	if l.printer, err = labels.NewPrinter(labels.PrinterConfig{ZPL: ln.Addr().String()}); err != nil {
 		t.Fatal(err)
@@ -96,16 +102,7 @@ func TestLabelPrinterRefuses(t *testing.T) {
 		t.Skipf("the printer's port was taken meanwhile: %v", err)
 	}
 	defer ln.Close()
-	got := make(chan []byte, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		data, _ := io.ReadAll(c)
-		c.Close()
-		got <- data
-	}()
+	got := printer(ln)
 	if where, err := st.PrintLabel(context.Background(), rec); err != nil || where != l.printer.String() {
 		t.Fatalf("PrintLabel = %q, %v", where, err)
 	}
