@@ -79,6 +79,12 @@ func TestRunHeadless(t *testing.T) {
 			t.Errorf("enrollment %s written %d times, want 1", id, n)
 		}
 	}
+	// Headless, the station prints the labels too.
+	for _, serial := range []string{"RUN-1", "RUN-2"} {
+		if _, err := os.Stat(filepath.Join(dir, "labels", serial+".zpl")); err != nil {
+			t.Errorf("no label for %s: %v", serial, err)
+		}
+	}
 
 	// A board whose line drops mid-write fails its slot: exit 1, and
 	// the event says what to do.
