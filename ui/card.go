@@ -53,7 +53,6 @@ type SlotView struct {
 	cause, failedStep string
 	elapsed           float64
 	attempt           int
-	key               string // the board the last result was counted under
 	card              *fyne.Container
 }
 
@@ -241,6 +240,9 @@ func (w *Window) show(e station.Event) {
 		w.verdict(v, "EMPTY", colourIdle)
 		setMessage(v, e.Message)
 		v.cause = e.Error
+		v.clone = false
+		v.Retry.Hide() // no board waits: nothing to retry or set aside
+		v.Skip.Hide()
 	}
 	v.showDetails()
 	w.attention()
@@ -282,24 +284,24 @@ func (w *Window) verdict(v *SlotView, text string, c color.Color) {
 // count counts a board's result in the shift's counters: a board, not a
 // run, so a board retried and then passed is one passed board and no
 // failed one, and a board failed twice is one failed board. A board is
-// known by its serial number; a board that failed before it said who it
-// is counts as its slot's until a retry names it.
+// known by its serial number. A run that failed before the board said
+// who it is (no serial) is pending on its slot: one failed board until
+// the slot's next result, named or not, takes its place (the same board
+// reseated or retried), as the station's Summary counts.
 func (w *Window) count(v *SlotView, e station.Event, result string) {
+	pending := unnamedKey(v.Name)
+	delete(w.boards, pending)
 	k := e.Serial
-	retried := e.Attempt > 1 && v.key != ""
-	switch {
-	case k == "" && retried:
-		k = v.key
-	case k == "":
-		w.unnamed++
-		k = fmt.Sprintf("%s#%d", v.Name, w.unnamed)
-	case retried && v.key != k:
-		delete(w.boards, v.key) // the retry named the board
+	if k == "" {
+		k = pending
 	}
-	v.key = k
 	w.boards[k] = result
 	w.counters()
 }
+
+// unnamedKey is the counters' key of a slot's pending unnamed failure: it
+// begins with a NUL, which no serial number does.
+func unnamedKey(slot string) string { return "\x00" + slot }
 
 // waitingSlots lists the slots whose failed board waits for Retry or
 // Skip, in the configuration's order.

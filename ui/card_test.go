@@ -64,7 +64,10 @@ func TestCardDetails(t *testing.T) {
 	})
 }
 
-// TestCounters counts boards, not runs.
+// TestCounters counts boards, not runs, from the events the station
+// sends: Attempt 0 until the board says its serial, then 1, 2, ... for
+// the same board on the slot. A failure before the serial is pending on
+// its slot until the slot's next result takes its place.
 func TestCounters(t *testing.T) {
 	ev := func(slot, serial, result string, attempt int) station.Event {
 		e := event(slot, serial, station.StepWrite, result, "")
@@ -78,9 +81,16 @@ func TestCounters(t *testing.T) {
 	}{
 		{"retried then passed", []station.Event{ev("slot-1", "A", station.Failed, 1), ev("slot-1", "A", station.Passed, 2)}, 1, 0},
 		{"failed twice", []station.Event{ev("slot-1", "A", station.Failed, 1), ev("slot-1", "A", station.Failed, 2)}, 0, 1},
-		{"failed unnamed, retried, passed", []station.Event{ev("slot-1", "", station.Failed, 1), ev("slot-1", "A", station.Passed, 2)}, 1, 0},
-		{"failed unnamed twice", []station.Event{ev("slot-1", "", station.Failed, 1), ev("slot-1", "", station.Failed, 2)}, 0, 1},
-		{"two unnamed boards", []station.Event{ev("slot-1", "", station.Failed, 1), ev("slot-1", "", station.Failed, 1)}, 0, 2},
+		{"dropped at identity, reseated, passed", []station.Event{ev("slot-1", "", station.Failed, 0), ev("slot-1", "A", station.Passed, 1)}, 1, 0},
+		{"dropped at identity, reseated, failed named", []station.Event{ev("slot-1", "", station.Failed, 0), ev("slot-1", "A", station.Failed, 1)}, 0, 1},
+		{"failed unnamed twice", []station.Event{ev("slot-1", "", station.Failed, 0), ev("slot-1", "", station.Failed, 0)}, 0, 1},
+		{"unnamed on two slots", []station.Event{ev("slot-1", "", station.Failed, 0), ev("slot-2", "", station.Failed, 0)}, 0, 2},
+		{"unnamed on one slot, passed on the other", []station.Event{ev("slot-1", "", station.Failed, 0), ev("slot-2", "B", station.Passed, 1)}, 1, 1},
+		{"passed, then unnamed fail, then the next board passed", []station.Event{
+			ev("slot-1", "A", station.Passed, 1), ev("slot-1", "", station.Failed, 0), ev("slot-1", "B", station.Passed, 1)}, 2, 0},
+		{"named fail, unnamed fail, named pass", []station.Event{
+			ev("slot-1", "A", station.Failed, 1), ev("slot-1", "", station.Failed, 0), ev("slot-1", "A", station.Passed, 2)}, 1, 0},
+		{"unnamed fail pending", []station.Event{ev("slot-1", "A", station.Failed, 1), ev("slot-1", "", station.Failed, 0)}, 0, 2},
 		{"one of each", []station.Event{ev("slot-1", "A", station.Passed, 1), ev("slot-2", "B", station.Failed, 1)}, 1, 1},
 	}
 	for _, tt := range tests {
@@ -97,6 +107,39 @@ func TestCounters(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestEmptyAfterFailure: a slot found empty after its board failed (the
+// board was taken off) offers no Retry or Skip and no longer waits for
+// the operator; a possible clone's flag goes with the board.
+func TestEmptyAfterFailure(t *testing.T) {
+	w, _ := renderWindow(t, &fakeUploads{})
+	e := event("slot-1", "ZT-0009", station.StepRecord, station.Failed, "possible clone: this board's EK is recorded for board ZT-0001")
+	e.Clone = true
+	w.Event(e)
+	v := w.Slots["slot-1"]
+	w.doAndWait(func() {
+		if !v.Retry.Visible() || !v.clone || !strings.Contains(w.Attention.Text, "slot-1") {
+			t.Fatalf("a failed clone: Retry shown %v, clone %v, attention %q", v.Retry.Visible(), v.clone, w.Attention.Text)
+		}
+	})
+	empty := event("slot-1", "", "", station.Empty, "no board answers on this slot: seat the board and check its cable")
+	empty.Reason = station.EmptySilent
+	w.Event(empty)
+	w.doAndWait(func() {
+		if v.Verdict.Text != "EMPTY" {
+			t.Errorf("verdict %q; want EMPTY", v.Verdict.Text)
+		}
+		if v.Retry.Visible() || v.Skip.Visible() {
+			t.Errorf("an empty slot offers Retry (%v) or Skip (%v)", v.Retry.Visible(), v.Skip.Visible())
+		}
+		if v.clone {
+			t.Error("an empty slot is still flagged a possible clone")
+		}
+		if w.Attention.Text != "" {
+			t.Errorf("attention %q; want nothing waiting", w.Attention.Text)
+		}
+	})
 }
 
 // fakeRecords is a records store of function fields; an unset one panics.
@@ -165,8 +208,10 @@ func TestFits(t *testing.T) {
 	})
 }
 
-// TestSixteenSlots: 16 slots at 1920×1080 sit in six columns, whatever
-// the cards show.
+// TestSixteenSlots: 16 slots at 1920×1080 sit in at least six columns,
+// whatever the cards show: a failure's details, shown, do not reflow
+// them, and the last card is reachable by scrolling, there and at
+// 1280×720 where the rows do not fit the height.
 func TestSixteenSlots(t *testing.T) {
 	w, _ := renderWindowWith(t, &fakeUploads{}, func(b *Backend) {
 		c := *b.Config
@@ -176,22 +221,58 @@ func TestSixteenSlots(t *testing.T) {
 		}
 		b.Config = &c
 	})
-	// A failed board, its details shown, does not make the cards reflow.
+	// columns counts the cards on the first row, as laid out.
+	columns := func() int {
+		cards := w.grid.Objects
+		n := 0
+		for n < len(cards) && cards[n].Position().Y == cards[0].Position().Y {
+			n++
+		}
+		return n
+	}
+	// reachable checks that, scrolled to the bottom, the last card shows
+	// whole in the scroll's view.
+	reachable := func(when string) {
+		t.Helper()
+		w.slots.ScrollToBottom()
+		last := w.grid.Objects[len(w.grid.Objects)-1]
+		top := last.Position().Y - w.slots.Offset.Y
+		bottom := top + last.Size().Height
+		view := w.slots.Size().Height
+		if last.Size().Height <= 0 || top < 0 || bottom > view {
+			t.Errorf("%s: scrolled to the bottom, the last card spans %v to %v of a view %v high: want it whole in view", when, top, bottom, view)
+		}
+		if end := last.Position().Y + last.Size().Height; end > w.grid.Size().Height {
+			t.Errorf("%s: the last card ends at %v, below the scrolled grid's %v", when, end, w.grid.Size().Height)
+		}
+		w.slots.ScrollToTop()
+	}
+	var before int
+	w.doAndWait(func() {
+		w.Window().Resize(fyne.NewSize(1920, 1080))
+		before = columns()
+		if before < 6 {
+			t.Errorf("at 1920×1080, %d columns; want at least six", before)
+		}
+		reachable("at 1920×1080")
+	})
+
 	e := event("slot-3", "ZT-0003", station.StepWrite, station.Failed, "writing the configuration to the board failed: reseat the board and press Retry")
 	e.Error = strings.Repeat("a long cause ", 30)
 	w.Event(e)
 	shortcut(t, w, KeyDetails)
 	w.doAndWait(func() {
-		w.Window().Resize(fyne.NewSize(1920, 1080))
-		cards := w.grid.Objects
-		first, sixth := cards[0].Position(), cards[5].Position()
-		if first.Y != sixth.Y {
-			t.Errorf("at 1920×1080 the sixth card is on another row (%v, %v): want at least six columns", first, sixth)
+		if !w.Slots["slot-3"].Details.Visible() {
+			t.Fatal("Alt+D does not show the failed board's details")
 		}
-		last := cards[15]
-		if bottom := last.Position().Y + last.Size().Height; bottom > w.slots.Size().Height {
-			t.Logf("the last row ends at %v of %v: the grid scrolls", bottom, w.slots.Size().Height)
+		if after := columns(); after != before {
+			t.Errorf("a failure's details, shown, change the columns from %d to %d", before, after)
 		}
+		reachable("with a failure's details shown")
+
+		// Where the rows do not fit the height, the grid scrolls to them.
+		w.Window().Resize(fyne.NewSize(1280, 720))
+		reachable("at 1280×720")
 	})
 }
 
