@@ -115,3 +115,48 @@ func TestLabelPrinterRefuses(t *testing.T) {
 		t.Errorf("PrintLabel of a failed board = %v, want ErrNotPassed", err)
 	}
 }
+
+// A printer that takes the connection but not the label keeps the slot
+// reporting what it waits for until the print times out.
+func TestLabelPrinterStalls(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			defer c.Close()
+			time.Sleep(10 * time.Second) // neither reads to the end nor closes
+		}
+	}()
+	l := newLine(t)
+	if l.printer, err = labels.NewPrinter(labels.PrinterConfig{ZPL: ln.Addr().String(), Timeout: 2500 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	b := startBoard(t, "ZT-STALL", board.TPMNone)
+	st := l.station(t, station.ModeSymmetricKey, b)
+	if _, err := st.Provision(context.Background(), station.SlotConfig{Name: "slot-1"}, b.Path()); err != nil {
+		t.Fatalf("Provision: %v", err)
+	}
+	l.mu.Lock()
+	events := append([]station.Event(nil), l.events...)
+	l.mu.Unlock()
+	waited, longest := false, time.Duration(0)
+	for i, e := range events {
+		if strings.Contains(e.Waiting, "label printer") {
+			waited = true
+		}
+		if i > 0 && e.Time.Sub(events[i-1].Time) > longest {
+			longest = e.Time.Sub(events[i-1].Time)
+		}
+	}
+	last := events[len(events)-1]
+	if !waited || last.Result != station.Passed || last.LabelError == "" {
+		t.Errorf("waited for the printer %v; last event %+v; want the wait reported and the label's failure", waited, last)
+	}
+	if longest > 2*time.Second {
+		t.Errorf("%v without an event while the printer stalled", longest)
+	}
+}

@@ -29,8 +29,9 @@ type RunOptions struct {
 // Summary counts the boards of a Run. A board counts once, by its
 // serial number, with the result of its last run: a board that failed,
 // was retried and passed is one board passed. A run that failed before
-// the board said who it was counts as one board failed, except, with
-// Once, a port where nothing answered at all: that slot is Empty.
+// the board said who it was counts as one board failed until the slot's
+// next run, which takes its place (the same board, reseated or retried);
+// with Once, a port where nothing answered at all is an Empty slot.
 type Summary struct {
 	Passed  int         `json:"passed"`
 	Failed  int         `json:"failed"`
@@ -43,7 +44,7 @@ type Summary struct {
 type EmptySlot struct {
 	Slot    string `json:"slot"`
 	Port    string `json:"port"`
-	Reason  string `json:"reason"`  // EmptyNoPort or EmptySilent
+	Reason  string `json:"reason"`  // EmptyNoPort, EmptySilent or EmptyPortError
 	Message string `json:"message"` // for the operator
 	Error   string `json:"error,omitempty"`
 }
@@ -52,21 +53,22 @@ type EmptySlot struct {
 type tally struct {
 	mu      sync.Mutex
 	last    map[string]bool // by serial: whether its last run passed
-	unknown int             // failed runs of boards that never said who they were
+	unknown map[string]bool // by slot: its last run failed before the board said who it was
 }
 
-func (t *tally) add(serial string, err error) (boards int) {
+func (t *tally) add(slot, serial string, err error) (boards int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.last == nil {
-		t.last = map[string]bool{}
+		t.last, t.unknown = map[string]bool{}, map[string]bool{}
 	}
 	if serial == "" {
-		t.unknown++
+		t.unknown[slot] = true
 	} else {
+		delete(t.unknown, slot)
 		t.last[serial] = err == nil
 	}
-	return len(t.last) + t.unknown
+	return len(t.last) + len(t.unknown)
 }
 
 func (t *tally) counts() (passed, failed int) {
@@ -79,7 +81,7 @@ func (t *tally) counts() (passed, failed int) {
 			failed++
 		}
 	}
-	return passed, failed + t.unknown
+	return passed, failed + len(t.unknown)
 }
 
 // Run runs every slot in parallel until ctx ends, or as opts say. A board
@@ -96,8 +98,8 @@ func (s *Station) Run(ctx context.Context, opts RunOptions) (Summary, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var t tally
-	count := func(serial string, err error) {
-		if n := t.add(serial, err); opts.Count > 0 && n >= opts.Count {
+	count := func(slot, serial string, err error) {
+		if n := t.add(slot, serial, err); opts.Count > 0 && n >= opts.Count {
 			cancel()
 		}
 	}
@@ -215,7 +217,7 @@ func (s *Station) awaitCommand(slot string, clone bool) (<-chan string, func()) 
 // station's own (a panic outside a board's run, which Provision guards
 // itself), logs it, tells the operator and starts the slot again: one
 // slot's fault never ends the process or the other slots.
-func (s *Station) superviseSlot(ctx context.Context, slot SlotConfig, opts RunOptions, count func(string, error)) *EmptySlot {
+func (s *Station) superviseSlot(ctx context.Context, slot SlotConfig, opts RunOptions, count func(slot, serial string, err error)) *EmptySlot {
 	for {
 		empty, p, stack := s.protectedSlot(ctx, slot, opts, count)
 		if p == nil {
@@ -231,7 +233,7 @@ func (s *Station) superviseSlot(ctx context.Context, slot SlotConfig, opts RunOp
 	}
 }
 
-func (s *Station) protectedSlot(ctx context.Context, slot SlotConfig, opts RunOptions, count func(string, error)) (empty *EmptySlot, p any, stack string) {
+func (s *Station) protectedSlot(ctx context.Context, slot SlotConfig, opts RunOptions, count func(slot, serial string, err error)) (empty *EmptySlot, p any, stack string) {
 	defer func() {
 		if p = recover(); p != nil {
 			stack = string(debug.Stack())
@@ -242,16 +244,16 @@ func (s *Station) protectedSlot(ctx context.Context, slot SlotConfig, opts RunOp
 
 // runSlot runs boards on one slot; with Once it reports the slot empty
 // when it had no board the station could run.
-func (s *Station) runSlot(ctx context.Context, slot SlotConfig, opts RunOptions, count func(string, error)) *EmptySlot {
+func (s *Station) runSlot(ctx context.Context, slot SlotConfig, opts RunOptions, count func(slot, serial string, err error)) *EmptySlot {
 	m, _ := flasher.ParseMatch(slot.Port) // checked by Validate
 	retry := false
 	var path string
-	lastReason := ""
+	lastReason, seen := "", false
 	for ctx.Err() == nil {
 		if !retry {
 			var err error
 			if path, err = m.Resolve(); err != nil {
-				e := s.emptyNoPort(slot, m, err)
+				e := s.emptyNoPort(slot, m, err, seen)
 				if e.Reason != lastReason { // each change, once
 					lastReason = e.Reason
 					s.reportEmpty(e)
@@ -262,7 +264,7 @@ func (s *Station) runSlot(ctx context.Context, slot SlotConfig, opts RunOptions,
 				pause.For(ctx, opts.Poll)
 				continue
 			}
-			lastReason = ""
+			lastReason, seen = "", true
 		}
 		retry = false
 		res, err := s.Provision(ctx, slot, path)
@@ -284,7 +286,7 @@ func (s *Station) runSlot(ctx context.Context, slot SlotConfig, opts RunOptions,
 				serial = be.Serial
 			}
 		}
-		count(serial, err)
+		count(slot.Name, serial, err)
 		if opts.Once {
 			return nil
 		}
@@ -316,12 +318,17 @@ func (s *Station) runSlot(ctx context.Context, slot SlotConfig, opts RunOptions,
 	return nil
 }
 
-// emptyNoPort describes a slot whose port cannot be found.
-func (s *Station) emptyNoPort(slot SlotConfig, m flasher.Match, err error) *EmptySlot {
+// emptyNoPort describes a slot whose port cannot be found; seen: it was
+// there earlier in this run (a board with its own USB port was taken
+// off).
+func (s *Station) emptyNoPort(slot SlotConfig, m flasher.Match, err error, seen bool) *EmptySlot {
 	e := &EmptySlot{Slot: slot.Name, Port: slot.Port, Reason: EmptyNoPort, Error: err.Error()}
 	switch {
 	case !errors.Is(err, flasher.ErrNoPort):
+		e.Reason = EmptyPortError
 		e.Message = "the slot's port rule is ambiguous or the ports cannot be listed (see the cause): call the line engineer"
+	case seen:
+		e.Message = "no board on the slot: put the next board on the fixture"
 	case m.VID == "" && m.PID == "" && m.Serial == "":
 		e.Message = fmt.Sprintf("no port %s on this station: plug the fixture in, or check the slot's port in the configuration (is it mistyped?)", m.Path)
 	default:

@@ -69,8 +69,9 @@ const (
 
 // Why a slot is empty (Event.Reason, EmptySlot.Reason).
 const (
-	EmptyNoPort = "no-port" // no such port: nothing plugged in, or the port is mistyped
-	EmptySilent = "silent"  // the port is there but nothing answers on it
+	EmptyNoPort    = "no-port"    // no such port: nothing plugged in, or the port is mistyped
+	EmptySilent    = "silent"     // the port is there but nothing answers on it
+	EmptyPortError = "port-error" // the slot's port rule matches several ports, or the ports cannot be listed
 )
 
 // EventSchema is the version of Event's JSON form, in every event's
@@ -108,7 +109,7 @@ type Event struct {
 	Label      string `json:"label,omitempty"`
 	LabelError string `json:"labelError,omitempty"`
 	// Reason, on an Empty event, says why the slot has no board:
-	// EmptyNoPort or EmptySilent.
+	// EmptyNoPort, EmptySilent or EmptyPortError.
 	Reason string `json:"reason,omitempty"`
 	// Clone marks a board failed because its EK is recorded under another
 	// serial number (records.ErrClone): a supervisor's matter.
@@ -309,6 +310,15 @@ type run struct {
 	done     int64
 	total    int64
 	lastEmit time.Time
+	waiting  string // what the run waits for besides its step's own; see waitFor
+}
+
+// waitFor says what the run waits for now, when it is not what its step
+// waits for (the label printer, the records after a failure).
+func (r *run) waitFor(what string) {
+	r.mu.Lock()
+	r.waiting = what
+	r.mu.Unlock()
 }
 
 // heartbeat is how often a run that waits says so: well inside the 2 s
@@ -371,7 +381,7 @@ func (r *run) part(done, total int) {
 func (r *run) begin(step string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.step, r.progress, r.done, r.total = step, 0, 0, 0
+	r.step, r.progress, r.done, r.total, r.waiting = step, 0, 0, 0, ""
 	r.emitLocked(Running, "", "", nil)
 }
 
@@ -410,7 +420,11 @@ func (r *run) beat(stop <-chan struct{}) {
 		}
 		r.mu.Lock()
 		if time.Since(r.lastEmit) >= heartbeat {
-			r.emitLocked(Running, "", waitingFor(r.step, r.port), nil)
+			what := r.waiting
+			if what == "" {
+				what = waitingFor(r.step, r.port)
+			}
+			r.emitLocked(Running, "", what, nil)
 		}
 		r.mu.Unlock()
 	}
@@ -494,9 +508,11 @@ func (s *Station) Provision(ctx context.Context, slot SlotConfig, path string) (
 		defer close(beaten)
 		r.beat(stop)
 	}()
+	stopBeat := func() {
+		close(stop)
+		<-beaten // no heartbeat after the run's last event
+	}
 	res, err := r.guarded(bctx)
-	close(stop)
-	<-beaten // no heartbeat after the run's last event
 	cancel()
 	if err != nil {
 		var be *BoardError
@@ -507,7 +523,9 @@ func (s *Station) Provision(ctx context.Context, slot SlotConfig, path string) (
 			be.Message = fmt.Sprintf("this board took longer than the line allows (board_timeout %v) at step %s: set it aside and call the line engineer", s.boardTimeout, be.Step)
 			be.Err = fmt.Errorf("%w (%v): %w", ErrBoardTimeout, s.boardTimeout, be.Err)
 		}
+		r.waitFor("the records database, to record the failure")
 		r.recordFailure(ctx, be)
+		stopBeat()
 		s.log.Warn("board failed", "slot", slot.Name, "port", path, "serial", be.Serial, "step", be.Step,
 			"message", be.Message, "err", be.Err)
 		r.emit(Failed, 0, be.Message, be.Err)
@@ -517,7 +535,11 @@ func (s *Station) Provision(ctx context.Context, slot SlotConfig, path string) (
 	if res.Record.Registration != nil {
 		msg = "provisioned and registered with DPS: take the board off the fixture"
 	}
+	if s.deps.Printer != nil {
+		r.waitFor("the label printer (" + s.deps.Printer.String() + ")")
+	}
 	where, lerr := s.printLabel(ctx, res.Record)
+	stopBeat()
 	if lerr != nil {
 		msg += fmt.Sprintf("; its LABEL WAS NOT PRINTED (%s): check the printer, then print it again from the record (Records, or zerotouch records label %s)",
 			s.deps.Printer, res.Record.Serial)
