@@ -42,18 +42,23 @@ func displayProblem() string {
 	if runtime.GOOS == "windows" || runtime.GOOS == "darwin" {
 		return ""
 	}
+	wayland := ""
 	if w := os.Getenv("WAYLAND_DISPLAY"); w != "" {
-		sock := w
-		if !filepath.IsAbs(sock) {
-			sock = filepath.Join(os.Getenv("XDG_RUNTIME_DIR"), w)
+		sock, dir := w, os.Getenv("XDG_RUNTIME_DIR")
+		if !filepath.IsAbs(sock) && dir != "" {
+			sock = filepath.Join(dir, w)
 		}
-		if _, err := os.Stat(sock); err != nil {
-			return fmt.Sprintf("no display: WAYLAND_DISPLAY=%s, but no Wayland compositor answers at %s", w, sock)
+		if _, err := os.Stat(sock); err == nil && filepath.IsAbs(sock) {
+			return ""
 		}
-		return ""
+		// A stale one (inherited through sudo or ssh): X may still do.
+		wayland = fmt.Sprintf("WAYLAND_DISPLAY=%s, but no Wayland compositor answers at %s; ", w, sock)
 	}
 	d := os.Getenv("DISPLAY")
 	if d == "" {
+		if wayland != "" {
+			return "no display: " + wayland + "DISPLAY is unset"
+		}
 		return "no display (DISPLAY and WAYLAND_DISPLAY are unset)"
 	}
 	host, num, ok := strings.Cut(d, ":")
@@ -62,7 +67,7 @@ func displayProblem() string {
 	}
 	n, _, _ := strings.Cut(num, ".")
 	if _, err := os.Stat("/tmp/.X11-unix/X" + n); err != nil {
-		return fmt.Sprintf("no display: DISPLAY=%s, but no X server runs there (no /tmp/.X11-unix/X%s)", d, n)
+		return fmt.Sprintf("no display: %sDISPLAY=%s, but no X server runs there (no /tmp/.X11-unix/X%s)", wayland, d, n)
 	}
 	return ""
 }

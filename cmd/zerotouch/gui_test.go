@@ -135,8 +135,13 @@ func TestDisplayProblem(t *testing.T) {
 		t.Errorf("WAYLAND_DISPLAY at a socket there: %q", got)
 	}
 	t.Setenv("WAYLAND_DISPLAY", sock+"-gone")
+	t.Setenv("DISPLAY", "")
 	if got := displayProblem(); !strings.Contains(got, "no Wayland compositor") {
 		t.Errorf("WAYLAND_DISPLAY gone: %q", got)
+	}
+	t.Setenv("DISPLAY", "buildhost:0")
+	if got := displayProblem(); got != "" {
+		t.Errorf("WAYLAND_DISPLAY gone but an X display named: %q, want X to do", got)
 	}
 }
 

@@ -74,9 +74,11 @@ CA password, a step-ca that cannot be trusted or reached), before any board
 is touched; 4 when every board passed but enrollments are still pending
 (DPS did not take them, or cannot as set up: the message says which, and
 how many): run zerotouch upload --records RECORDS later; 5 when no board
-ran at all: every slot was empty (its port missing or mistyped, no board
-answering on it, or a board that cannot be provisioned: the summary names
-each slot and why), or the run was stopped before a board came.
+ran at all: every slot was empty (no-port: its port missing or mistyped;
+silent: nothing answering on it; port-error: a port rule matching several
+ports: the summary names each slot and why), or the run was stopped
+before a board came. A board that answers, even with nonsense, is a board
+that failed (1).
 
 With --json the summary on stderr is a JSON line too (msg "run ended").
 
