@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"sort"
 	"strings"
 
 	"fyne.io/fyne/v2"
@@ -13,6 +14,7 @@ import (
 	"fyne.io/fyne/v2/theme"
 	"fyne.io/fyne/v2/widget"
 	"golang.org/x/crypto/bcrypt"
+	"gopkg.in/yaml.v3"
 
 	"zerotouch/internal/atomicfile"
 	"zerotouch/internal/textsafe"
@@ -21,44 +23,106 @@ import (
 
 // settingsView is the Settings tab's state.
 type settingsView struct {
-	original string            // the file as it was read, hash and all
-	masked   map[string]string // a masked line: the line it stands for
+	original string // the file as it was read, hash and all
+	hidden   masker // what the view hides of it
 	dialog   *dialog.CustomDialog
 	pending  string // the text the open dialog would write
 	diff     string // the change it shows
 }
 
-// hashLine finds the supervisor password hash in the configuration: it
-// is never shown, not even to the supervisor.
-var hashLine = regexp.MustCompile(`^(\s*supervisor_password_hash\s*:\s*)(\S.*)$`)
+// bcryptToken finds what looks like a bcrypt hash, wherever it is in the
+// configuration (a block or a flow mapping, quoted or not, a comment).
+var bcryptToken = regexp.MustCompile(`\$2[aby]\$[^\s"'{}\[\],#]*`)
 
 // hiddenHash stands for the hash in the Settings view. Saving puts the
 // hash back; a supervisor who replaces it sets a new one.
 const hiddenHash = "(hidden)"
 
-// mask returns text with the password hash hidden, and the masked lines
-// with the lines they stand for.
-func mask(text string) (string, map[string]string) {
-	lines := strings.Split(text, "\n")
-	masked := map[string]string{}
-	for i, l := range lines {
-		if m := hashLine.FindStringSubmatch(l); m != nil {
-			lines[i] = m[1] + hiddenHash
-			masked[lines[i]] = l
-		}
-	}
-	return strings.Join(lines, "\n"), masked
+// masker hides the supervisor password hash by its content, wherever it
+// appears: it is never shown, not even to the supervisor. Each secret
+// has a placeholder of its own that is in none of the texts it was made
+// for, so that putting the secrets back changes nothing else.
+type masker struct {
+	hide, show *strings.Replacer
 }
 
-// unmask puts back the lines mask hid.
-func unmask(text string, masked map[string]string) string {
-	lines := strings.Split(text, "\n")
-	for i, l := range lines {
-		if orig, ok := masked[l]; ok {
-			lines[i] = orig
+// newMasker hides, in texts, the known hashes (the configured one) and
+// every bcrypt-looking token. The first known hash in texts is
+// "(hidden)"; others are numbered in the order they appear.
+func newMasker(texts []string, known ...string) masker {
+	var secrets []string
+	seen := map[string]bool{}
+	add := func(sec string) {
+		if !seen[sec] {
+			seen[sec] = true
+			secrets = append(secrets, sec)
 		}
 	}
-	return strings.Join(lines, "\n")
+	for _, k := range known {
+		for _, t := range texts {
+			if k != "" && strings.Contains(t, k) {
+				add(k)
+			}
+		}
+	}
+	for _, t := range texts {
+		for _, m := range bcryptToken.FindAllString(t, -1) {
+			add(m)
+		}
+	}
+	all := strings.Join(texts, "\n")
+	type pair struct{ secret, placeholder string }
+	pairs := make([]pair, 0, len(secrets))
+	n := 0 // placeholders handed out or passed over
+	for _, sec := range secrets {
+		ph := ""
+		for ph == "" || strings.Contains(all, ph) {
+			n++
+			ph = hiddenHash
+			if n > 1 {
+				ph = fmt.Sprintf("(hidden %d)", n)
+			}
+		}
+		pairs = append(pairs, pair{sec, ph})
+	}
+	// The longest first: a secret that contains another is hidden whole.
+	sort.SliceStable(pairs, func(i, j int) bool { return len(pairs[i].secret) > len(pairs[j].secret) })
+	var hide, show []string
+	for _, p := range pairs {
+		hide = append(hide, p.secret, p.placeholder)
+		show = append(show, p.placeholder, p.secret)
+	}
+	return masker{hide: strings.NewReplacer(hide...), show: strings.NewReplacer(show...)}
+}
+
+// mask returns text with the secrets hidden.
+func (m masker) mask(text string) string {
+	if m.hide == nil {
+		return text
+	}
+	return m.hide.Replace(text)
+}
+
+// unmask puts back the secrets mask hid.
+func (m masker) unmask(text string) string {
+	if m.show == nil {
+		return text
+	}
+	return m.show.Replace(text)
+}
+
+// hashOf is the supervisor password hash configured in text, valid or
+// not, "" when there is none or text is not YAML.
+func hashOf(text string) string {
+	var c struct {
+		GUI struct {
+			Hash string `yaml:"supervisor_password_hash"`
+		} `yaml:"gui"`
+	}
+	if yaml.Unmarshal([]byte(text), &c) != nil {
+		return ""
+	}
+	return c.GUI.Hash
 }
 
 func (w *Window) buildSettings() fyne.CanvasObject {
@@ -90,7 +154,8 @@ func (w *Window) readSettings() {
 	if w.b.ConfigFile != "" {
 		if b, err := os.ReadFile(w.b.ConfigFile); err == nil {
 			w.settings.original = string(b)
-			text, w.settings.masked = mask(string(b))
+			w.settings.hidden = newMasker([]string{w.settings.original}, w.b.Config.GUI.SupervisorPasswordHash, hashOf(w.settings.original))
+			text = w.settings.hidden.mask(w.settings.original)
 		} else {
 			text = "cannot read " + w.b.ConfigFile + ": " + err.Error()
 		}
@@ -173,18 +238,20 @@ func (w *Window) saveSettings() {
 	if !w.unlocked || w.b.ConfigFile == "" || w.settings.original == "" {
 		return
 	}
-	text := unmask(w.Settings.Text, w.settings.masked)
+	text := w.settings.hidden.unmask(w.Settings.Text)
 	if text == w.settings.original {
 		w.SettingsOK.SetText("no change: nothing to save")
 		return
 	}
-	if _, err := station.ParseConfig([]byte(text)); err != nil {
+	cfg, err := station.ParseConfig([]byte(text))
+	if err != nil {
 		w.SettingsOK.SetText("not saved, the configuration would not start: " + err.Error())
 		return
 	}
-	old, _ := mask(w.settings.original)
-	now, _ := mask(text)
-	w.settings.diff = lineDiff(old, now)
+	// The change shown hides the hashes, the old and any new one.
+	m := newMasker([]string{w.settings.original, text},
+		w.b.Config.GUI.SupervisorPasswordHash, hashOf(w.settings.original), cfg.GUI.SupervisorPasswordHash)
+	w.settings.diff = lineDiff(m.mask(w.settings.original), m.mask(text))
 	diff := widget.NewLabel(w.settings.diff)
 	diff.TextStyle.Monospace = true
 	diff.SizeName = theme.SizeNameCaptionText
@@ -208,7 +275,7 @@ func (w *Window) saveSettings() {
 var errChangedOnDisk = errors.New("the file was changed by someone else since it was shown: lock and unlock to read it again, then make the change again")
 
 // writeSettings writes the text the save dialog showed, atomically, if
-// the file is still what was shown.
+// the file is still what was shown, keeping the file's mode.
 func (w *Window) writeSettings() {
 	if w.settings.dialog != nil {
 		w.settings.dialog.Hide()
@@ -224,7 +291,7 @@ func (w *Window) writeSettings() {
 	case string(now) != w.settings.original:
 		err = errChangedOnDisk
 	default:
-		err = atomicfile.Write(w.b.ConfigFile, []byte(text), 0o600)
+		err = writeKeepingMode(w.b.ConfigFile, []byte(text))
 	}
 	if err != nil {
 		w.SettingsOK.SetText("not saved: " + err.Error())
@@ -233,6 +300,16 @@ func (w *Window) writeSettings() {
 	w.settings.original = text
 	w.settings.pending = ""
 	w.SettingsOK.SetText("saved to " + w.b.ConfigFile + ": restart zerotouch gui to use it")
+}
+
+// writeKeepingMode replaces the file name with data, atomically, with the
+// mode the file has now.
+func writeKeepingMode(name string, data []byte) error {
+	st, err := os.Stat(name)
+	if err != nil {
+		return fmt.Errorf("read the mode of %s: %w", name, err)
+	}
+	return atomicfile.Write(name, data, st.Mode().Perm())
 }
 
 // lineDiff lists the lines that differ between a and b, as "- n: line"

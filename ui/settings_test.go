@@ -43,13 +43,23 @@ func typeKeys(w *Window, s string) {
 // unlocked by the supervisor on the Settings tab.
 func settingsWindow(t *testing.T) (w *Window, file, original string) {
 	t.Helper()
+	return settingsWindowOver(t, fmtConfig, 0o600)
+}
+
+// settingsWindowOver is settingsWindow over the configuration config
+// makes of the supervisor's hash, in a file of the given mode.
+func settingsWindowOver(t *testing.T, config func(hash string) string, mode os.FileMode) (w *Window, file, original string) {
+	t.Helper()
 	hash, err := bcrypt.GenerateFromPassword([]byte("supervisor"), bcrypt.MinCost)
 	if err != nil {
 		t.Fatal(err)
 	}
-	original = fmtConfig(string(hash))
+	original = config(string(hash))
 	file = filepath.Join(t.TempDir(), "station.yaml")
-	if err := os.WriteFile(file, []byte(original), 0o600); err != nil {
+	if err := os.WriteFile(file, []byte(original), mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(file, mode); err != nil { // whatever the umask
 		t.Fatal(err)
 	}
 	w, _ = renderWindowWith(t, &fakeUploads{}, func(b *Backend) {
@@ -63,8 +73,9 @@ func settingsWindow(t *testing.T) (w *Window, file, original string) {
 		if !w.unlocked || w.Settings.Disabled() {
 			t.Fatalf("the supervisor's password does not unlock the settings: %q", w.SettingsOK.Text)
 		}
-		if strings.Contains(w.Settings.Text, string(hash)) || !strings.Contains(w.Settings.Text, "supervisor_password_hash: "+hiddenHash) {
-			t.Errorf("the Settings view shows the password hash, or not the hidden line:\n%s", w.Settings.Text)
+		if strings.Contains(w.Settings.Text, string(hash)) || strings.Contains(w.Settings.Text, "$2a$") ||
+			!strings.Contains(w.Settings.Text, "supervisor_password_hash: \""+hiddenHash+"\"") {
+			t.Errorf("the Settings view shows the password hash, or not where it is hidden:\n%s", w.Settings.Text)
 		}
 	})
 	return w, file, original
@@ -199,6 +210,101 @@ func TestSettingsSave(t *testing.T) {
 	}
 	if st, err := os.Stat(file); err != nil || st.Mode().Perm() != 0o600 {
 		t.Errorf("station.yaml after Write: %v, %v; want mode 0600", st, err)
+	}
+}
+
+// flowConfig is the test configuration with its gui section in flow
+// style, and a former hash, unquoted, in a comment.
+func flowConfig(hash string) string {
+	old, _ := bcrypt.GenerateFromPassword([]byte("former"), bcrypt.MinCost)
+	c := strings.Replace(fmtConfig(hash), "gui:\n  supervisor_password_hash: \""+hash+"\"\n",
+		"gui: {supervisor_password_hash: \""+hash+"\"}\n", 1)
+	return "# the former hash was " + string(old) + "\n" + c
+}
+
+// TestSettingsFlowStyleHash: the hash is hidden by what it is, not where
+// it is: in a flow mapping, in a comment; Write puts it back as it was.
+func TestSettingsFlowStyleHash(t *testing.T) {
+	w, file, original := settingsWindowOver(t, flowConfig, 0o600)
+	if !strings.Contains(original, "gui: {supervisor_password_hash: \"$2a$") {
+		t.Fatalf("the test configuration has no flow-style hash:\n%s", original)
+	}
+	w.doAndWait(func() {
+		if strings.Contains(w.Settings.Text, "$2a$") {
+			t.Errorf("the Settings view shows a password hash:\n%s", w.Settings.Text)
+		}
+		if !strings.Contains(w.Settings.Text, "gui: {supervisor_password_hash: \""+hiddenHash+"\"}") {
+			t.Errorf("the Settings view does not show where the hash is hidden:\n%s", w.Settings.Text)
+		}
+		w.Settings.SetText(strings.Replace(w.Settings.Text, "line: line-b", "line: line-c", 1))
+		test.Tap(w.Save)
+	})
+	w.doAndWait(func() {
+		if strings.Contains(w.settings.diff, "$2a$") || strings.Count(w.settings.diff, "\n") != 1 {
+			t.Errorf("the change shown:\n%s\nwant the line changed only, and no hash", w.settings.diff)
+		}
+		test.Tap(findButton(t, w, "Write "+file))
+	})
+	want := strings.Replace(original, "line: line-b", "line: line-c", 1)
+	if got := fileText(t, file); got != want {
+		t.Errorf("station.yaml after Write:\n%s\nwant\n%s", got, want)
+	}
+}
+
+// TestSettingsKeepsMode: Write keeps station.yaml's mode.
+func TestSettingsKeepsMode(t *testing.T) {
+	w, file, original := settingsWindowOver(t, fmtConfig, 0o640)
+	w.doAndWait(func() {
+		w.Settings.SetText(strings.Replace(w.Settings.Text, "line: line-b", "line: line-c", 1))
+		test.Tap(w.Save)
+	})
+	w.doAndWait(func() { test.Tap(findButton(t, w, "Write "+file)) })
+	if got := fileText(t, file); got == original {
+		t.Fatal("station.yaml was not written")
+	}
+	st, err := os.Stat(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.Mode().Perm(); got != 0o640 {
+		t.Errorf("station.yaml after Write has mode %v; want its mode -rw-r----- kept", got)
+	}
+}
+
+// TestMasker: every secret is hidden, each under a placeholder of its
+// own that was not in the text, and put back exactly.
+func TestMasker(t *testing.T) {
+	const (
+		h1 = "$2a$04$abcdefghijklmnopqrstuu0123456789ABCDEFGHIJKLMNOPQRSTU"
+		h2 = "$2b$10$ZYXWVUTSRQPONMLKJIHGFe9876543210zyxwvutsrqponmlkjihgf"
+		h3 = "$2y$12$0000000000000000000000000000000000000000000000000000."
+	)
+	tests := []struct {
+		name, text string
+		known      []string
+		want       string // the masked text
+	}{
+		{"block", "gui:\n  supervisor_password_hash: " + h1 + "\n", nil, "gui:\n  supervisor_password_hash: (hidden)\n"},
+		{"flow, quoted", "gui: {supervisor_password_hash: '" + h2 + "'}", nil, "gui: {supervisor_password_hash: '(hidden)'}"},
+		{"one hash twice", "a: " + h1 + "\n# was " + h1, nil, "a: (hidden)\n# was (hidden)"},
+		{"two hashes", "a: " + h1 + ", b: [" + h3 + "]", nil, "a: (hidden), b: [(hidden 2)]"},
+		{"the known hash first", "a: " + h1 + ", b: [" + h3 + "]", []string{h3}, "a: (hidden 2), b: [(hidden)]"},
+		{"the placeholder in the text", "# (hidden)\na: " + h1, nil, "# (hidden)\na: (hidden 2)"},
+		{"a known hash not bcrypt-looking", "gui: {supervisor_password_hash: \"$argon2id$v=19$x\"}", []string{"$argon2id$v=19$x"},
+			"gui: {supervisor_password_hash: \"(hidden)\"}"},
+		{"nothing to hide", "line: line-b", []string{""}, "line: line-b"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := newMasker([]string{tt.text}, tt.known...)
+			got := m.mask(tt.text)
+			if got != tt.want {
+				t.Errorf("mask(%q) = %q, want %q", tt.text, got, tt.want)
+			}
+			if back := m.unmask(got); back != tt.text {
+				t.Errorf("unmask(%q) = %q, want the text back, %q", got, back, tt.text)
+			}
+		})
 	}
 }
 
