@@ -88,29 +88,28 @@ func (w *Window) query() string {
 // registration ID contains the search text; a scanned label searches its
 // serial number.
 func (w *Window) search() {
-	w.recs.filter = records.Filter{Search: w.query()}
-	w.loadPage([]string{""})
+	w.loadPage(records.Filter{Search: w.query()}, []string{""})
 }
 
 func (w *Window) nextPage() {
 	if w.recs.next == "" {
 		return
 	}
-	w.loadPage(append(w.recs.cursors, w.recs.next))
+	w.loadPage(w.recs.filter, append(w.recs.cursors, w.recs.next))
 }
 
 func (w *Window) previousPage() {
 	if len(w.recs.cursors) < 2 {
 		return
 	}
-	w.loadPage(w.recs.cursors[:len(w.recs.cursors)-1])
+	w.loadPage(w.recs.filter, w.recs.cursors[:len(w.recs.cursors)-1])
 }
 
-// loadPage asks the store for the page at the last of cursors, on a
+// loadPage asks the store for the page of f at the last of cursors, on a
 // goroutine, and shows it when it comes.
-func (w *Window) loadPage(cursors []string) {
+func (w *Window) loadPage(f records.Filter, cursors []string) {
 	w.recs.gen++
-	gen, f, cursor := w.recs.gen, w.recs.filter, cursors[len(cursors)-1]
+	gen, cursor := w.recs.gen, cursors[len(cursors)-1]
 	cursors = append([]string(nil), cursors...)
 	w.PageText.SetText("reading the records...")
 	w.Next.Disable()
@@ -126,6 +125,9 @@ func (w *Window) loadPage(cursors []string) {
 	}()
 }
 
+// showPage shows the page of f at the last of cursors. On an error the
+// page shown, its search and its cursors stay: Next and Previous page
+// what is shown.
 func (w *Window) showPage(f records.Filter, cursors []string, p records.Page, err error) {
 	if err != nil {
 		w.PageText.SetText("")
@@ -138,7 +140,7 @@ func (w *Window) showPage(f records.Filter, cursors []string, p records.Page, er
 		}
 		return
 	}
-	w.recs.cursors, w.recs.next = cursors, p.Next
+	w.recs.filter, w.recs.cursors, w.recs.next = f, cursors, p.Next
 	w.found = p.Records
 	w.recs.shown++ // a record being read is no longer wanted
 	w.Results.UnselectAll()

@@ -215,3 +215,64 @@ func TestBegin(t *testing.T) {
 		t.Errorf("signed in: %q", w.SignedIn.Text)
 	}
 }
+
+// TestRecordsSearchFails: a search the store cannot answer leaves the
+// page shown as it was: Next then pages the shown search, with its own
+// cursor, not the search that failed.
+func TestRecordsSearchFails(t *testing.T) {
+	var mu sync.Mutex
+	var asked []string
+	fr := &fakeRecords{
+		page: func(_ context.Context, f records.Filter, cursor string, size int) (records.Page, error) {
+			mu.Lock()
+			asked = append(asked, fmt.Sprintf("%q at %q", f.Search, cursor))
+			mu.Unlock()
+			if f.Search == "ZT-00" {
+				return records.Page{}, errors.New("database is locked")
+			}
+			off := 0
+			if cursor != "" {
+				off = 50
+			}
+			var p records.Page
+			for i := off; i < min(off+size, 120); i++ {
+				p.Records = append(p.Records, records.Record{Serial: fmt.Sprintf("ZT-%04d", i+1), Result: records.ResultPassed})
+			}
+			if off == 0 {
+				p.Next = "page 2"
+			}
+			return p, nil
+		},
+		audit: func(context.Context, string) ([]records.AuditEntry, error) { return nil, nil },
+	}
+	w, _ := renderWindowWith(t, &fakeUploads{}, func(b *Backend) { b.Records = fr })
+	w.doAndWait(w.search)
+	waitUI(t, w, func() bool { return w.PageText.Text == "records 1 to 50" })
+	w.doAndWait(func() {
+		w.Search.SetText("ZT-00")
+		w.search()
+	})
+	waitUI(t, w, func() bool { return strings.Contains(w.Detail.Text, "cannot read the records") })
+	w.doAndWait(func() {
+		if w.Next.Disabled() {
+			t.Fatal("after a failed search, Next no longer pages the records shown")
+		}
+		test.Tap(w.Next)
+	})
+	waitUI(t, w, func() bool { return w.PageText.Text != "reading the records..." })
+	w.doAndWait(func() {
+		first := ""
+		if len(w.found) > 0 {
+			first = w.found[0].Serial
+		}
+		if w.PageText.Text != "records 51 to 100" || first != "ZT-0051" {
+			t.Errorf("Next after a failed search shows %q, from %q; want records 51 to 100, from ZT-0051", w.PageText.Text, first)
+		}
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{`"" at ""`, `"ZT-00" at ""`, `"" at "page 2"`}
+	if strings.Join(asked, ", ") != strings.Join(want, ", ") {
+		t.Errorf("the store was asked for %s; want %s", strings.Join(asked, ", "), strings.Join(want, ", "))
+	}
+}
