@@ -43,7 +43,6 @@ type Window struct {
 	Passed, Failed, Rate *widget.Label
 	Attention            *widget.Label // the slots waiting for Retry or Skip
 	boards               map[string]string
-	unnamed              int
 	shiftStart           time.Time
 
 	Slots map[string]*SlotView
