@@ -241,19 +241,7 @@ func TestUploadBadInput(t *testing.T) {
 func TestUploadFromRecords(t *testing.T) {
 	srv, connFile := startEmulator(t, emulator.Options{})
 	db := filepath.Join(t.TempDir(), "zerotouch.db")
-	store, err := records.Open(context.Background(), db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, es := writeEnrollments(t, 3)
-	for i := range es {
-		r := &records.Record{Serial: fmt.Sprintf("SN-%d", i), Attestation: records.AttestationTPM, RegistrationID: es[i].RegistrationID,
-			EKPublic: []byte{byte(i), 1, 2}, Result: records.ResultPassed, Enrollment: &es[i], Station: "st", Slot: "slot-1"}
-		if _, err := store.Save(context.Background(), r); err != nil {
-			t.Fatal(err)
-		}
-	}
-	store.Close()
+	es := queuedRecords(t, db)
 	args := []string{"upload", "--records", db, "--connection-string-file", connFile, "--ca-file", srv.CAFile, "--json"}
 	code, out, errOut := run(t, args...)
 	if code != exitOK || !strings.Contains(out, `"uploaded":3`) {
@@ -269,14 +257,11 @@ func TestUploadFromRecords(t *testing.T) {
 	}
 }
 
-// newStationFolder makes a station's folder: a station.yaml whose dps
-// settings name the emulator (its connection string in connFile, its CA),
-// and records in line.db holding three queued enrollments. It returns the
-// folder and the enrollments.
-func newStationFolder(t *testing.T, srv *emulator.Server, connFile string) (string, []enroll.Enrollment) {
+// queuedRecords makes records at db of three passed boards whose
+// enrollments are queued, and returns the enrollments.
+func queuedRecords(t *testing.T, db string) []enroll.Enrollment {
 	t.Helper()
-	dir := t.TempDir()
-	store, err := records.Open(context.Background(), filepath.Join(dir, "line.db"))
+	store, err := records.Open(context.Background(), db)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,6 +274,17 @@ func newStationFolder(t *testing.T, srv *emulator.Server, connFile string) (stri
 		}
 	}
 	store.Close()
+	return es
+}
+
+// newStationFolder makes a station's folder: a station.yaml whose dps
+// settings name the emulator (its connection string in connFile, its CA),
+// and records in line.db holding three queued enrollments. It returns the
+// folder and the enrollments.
+func newStationFolder(t *testing.T, srv *emulator.Server, connFile string) (string, []enroll.Enrollment) {
+	t.Helper()
+	dir := t.TempDir()
+	es := queuedRecords(t, filepath.Join(dir, "line.db"))
 	writeStationYAML(t, filepath.Join(dir, "station.yaml"), connFile, srv.CAFile)
 	return dir, es
 }
