@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"path/filepath"
 	"syscall"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -116,8 +117,13 @@ var ErrLocked = errors.New("in use by another process")
 // OpenLocked is Open for a store that one process at a time may write:
 // it first takes an exclusive lock on path+".lock" (ErrLocked when
 // another process holds it). Close the database, then the returned lock,
-// to let the next process in.
+// to let the next process in. The folder of path is made when missing.
 func OpenLocked(ctx context.Context, path string, migrations []string, opts Options) (*sql.DB, io.Closer, error) {
+	// The folder is made when missing, readable by this user alone: it
+	// holds the database, its journal and its lock.
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, nil, fmt.Errorf("make the folder of %s: %w", path, err)
+	}
 	lock, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, nil, fmt.Errorf("lock %s: %w", path, err)

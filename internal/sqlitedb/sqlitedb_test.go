@@ -114,3 +114,25 @@ func TestOpenLocked(t *testing.T) {
 	db.Close()
 	lock.Close()
 }
+
+// A store in a folder not made yet gets its folder, readable by this user
+// alone; a folder that cannot be made is an error naming the path.
+func TestOpenLockedMakesFolder(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "var", "lib", "zerotouch", "records.db")
+	db, lock, err := OpenLocked(ctx, path, []string{"CREATE TABLE t (x INTEGER)"}, Options{})
+	if err != nil {
+		t.Fatalf("OpenLocked in a missing folder: %v", err)
+	}
+	db.Close()
+	lock.Close()
+	st, err := os.Stat(filepath.Dir(path))
+	if err != nil || st.Mode().Perm() != 0o700 {
+		t.Errorf("folder: %v, %v; want mode 0700", st, err)
+	}
+	file := filepath.Join(t.TempDir(), "a-file")
+	os.WriteFile(file, nil, 0o600)
+	if _, _, err := OpenLocked(ctx, filepath.Join(file, "records.db"), nil, Options{}); err == nil || !strings.Contains(err.Error(), file) {
+		t.Errorf("a folder under a file: %v, want an error naming it", err)
+	}
+}
