@@ -87,3 +87,13 @@ func (s *Station) checkSuspect(ctx context.Context, serial string) error {
 	}
 	return nil
 }
+
+// HashPassword returns the bcrypt hash of a supervisor password, for
+// gui.supervisor_password_hash.
+func HashPassword(password string) (string, error) {
+	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
+	if err != nil {
+		return "", fmt.Errorf("hash the supervisor password: %w", err)
+	}
+	return string(h), nil
+}

@@ -16,11 +16,8 @@ package ui
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"time"
-
-	"golang.org/x/crypto/bcrypt"
 
 	"zerotouch/enroll"
 	"zerotouch/station"
@@ -97,14 +94,4 @@ func (b *Backend) uploadStatus(ctx context.Context) (UploadStatus, error) {
 		}
 	}
 	return st, nil
-}
-
-// HashPassword returns the bcrypt hash of a supervisor password, for
-// gui.supervisor_password_hash.
-func HashPassword(password string) (string, error) {
-	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
-	if err != nil {
-		return "", fmt.Errorf("hash the supervisor password: %w", err)
-	}
-	return string(h), nil
 }

@@ -3,11 +3,9 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -195,22 +193,4 @@ func startErrorText(file string, err error) (title, text string) {
 			"What to do: call the line engineer with this message, then start zerotouch gui again. No board has been touched.", err)
 	}
 	return title, text
-}
-
-// hashPassword prints the bcrypt hash of the first line read from in.
-func hashPassword(g *globals, in io.Reader) error {
-	line, err := bufio.NewReader(io.LimitReader(in, 4096)).ReadString('\n')
-	if err != nil && err != io.EOF {
-		return fmt.Errorf("--hash-password: read stdin: %w", err)
-	}
-	pw := strings.TrimRight(line, "\r\n")
-	if pw == "" {
-		return usageError{fmt.Errorf("--hash-password: no password on stdin")}
-	}
-	h, err := ui.HashPassword(pw)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintln(g.stdout, h)
-	return nil
 }

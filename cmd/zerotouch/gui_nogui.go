@@ -22,12 +22,24 @@ func demoWindow(context.Context, *demoRun, time.Duration) (station.Summary, erro
 	return station.Summary{}, errors.New("this zerotouch was built without the window (-tags nogui)")
 }
 
-func guiCmd(*globals) *cobra.Command {
-	return &cobra.Command{
+func guiCmd(g *globals) *cobra.Command {
+	var hash bool
+	cmd := &cobra.Command{
 		Use:   "gui",
 		Short: "Not in this build (built with -tags nogui): use zerotouch run",
-		RunE: func(*cobra.Command, []string) error {
+		Long: `This zerotouch was built without the window (-tags nogui): use zerotouch run.
+
+--hash-password still reads a password on stdin and prints the bcrypt hash
+to put in gui.supervisor_password_hash, which zerotouch run checks the
+supervisor's password against.`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if hash {
+				return hashPassword(g, cmd.InOrStdin())
+			}
 			return usageError{errors.New("this zerotouch was built without the window (-tags nogui): use zerotouch run")}
 		},
 	}
+	cmd.Flags().BoolVar(&hash, "hash-password", false, "print the bcrypt hash of the password read on stdin, and exit")
+	cmd.Flags().String("config", "station.yaml", "not used in this build")
+	return cmd
 }

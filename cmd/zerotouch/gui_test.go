@@ -15,33 +15,13 @@ import (
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/test"
 	"fyne.io/fyne/v2/widget"
-	"golang.org/x/crypto/bcrypt"
 )
 
-// gui --hash-password prints a bcrypt hash of the password on stdin, and
-// the window refuses to start without a display, pointing at run.
+// The window refuses to start without a display, pointing at run.
 func TestGUICommand(t *testing.T) {
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.WriteString("correct horse\n")
-	w.Close()
-	stdin := os.Stdin
-	os.Stdin = r
-	code, out, errOut := run(t, "gui", "--hash-password")
-	os.Stdin = stdin
-	if code != exitOK {
-		t.Fatalf("gui --hash-password: exit %d: %s", code, errOut)
-	}
-	hash := strings.TrimSpace(out)
-	if bcrypt.CompareHashAndPassword([]byte(hash), []byte("correct horse")) != nil || strings.Contains(out, "correct horse") {
-		t.Errorf("gui --hash-password printed %q: not a bcrypt hash of the password", out)
-	}
-
 	t.Setenv("DISPLAY", "")
 	t.Setenv("WAYLAND_DISPLAY", "")
-	code, _, errOut = run(t, "gui", "--config", "does-not-matter.yaml")
+	code, _, errOut := run(t, "gui", "--config", "does-not-matter.yaml")
 	if code != exitUsage || !strings.Contains(errOut, "zerotouch run") {
 		t.Errorf("gui without a display: exit %d, %q; want %d and a pointer to zerotouch run", code, errOut, exitUsage)
 	}
