@@ -147,11 +147,18 @@ func Start(ctx context.Context, addr, dir string, opts Options) (*Server, error)
 		host = h // a name such as localhost, as given
 	}
 	hostPort := net.JoinHostPort(host, port)
-	hostName := hostPort
+	// The connection string names the service by the first name it was
+	// given that leads to it (--host localhost), rather than the address
+	// it listens on: the Azure SDKs want a name.
+	csHost := host
+	if net.ParseIP(host) != nil {
+		csHost = nameFor(ctx, host, opts.HostNames)
+	}
+	hostName := net.JoinHostPort(csHost, port)
 	if port == "443" {
-		hostName = host
-		if strings.Contains(host, ":") {
-			hostName = "[" + host + "]"
+		hostName = csHost
+		if strings.Contains(csHost, ":") {
+			hostName = "[" + csHost + "]"
 		}
 	}
 
@@ -367,4 +374,17 @@ func loadOrMakeKey(file string) ([]byte, error) {
 func randomSerial() *big.Int {
 	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 	return n.Add(n, big.NewInt(1))
+}
+
+// nameFor is the first of names that resolves to ip, else ip.
+func nameFor(ctx context.Context, ip string, names []string) string {
+	for _, n := range names {
+		lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		addrs, err := net.DefaultResolver.LookupHost(lctx, n)
+		cancel()
+		if err == nil && slices.Contains(addrs, ip) {
+			return n
+		}
+	}
+	return ip
 }

@@ -266,3 +266,30 @@ func TestStartAudience(t *testing.T) {
 		}
 	}
 }
+
+// Given --host localhost, the connection string names localhost, which
+// the Azure SDKs take; a name that does not lead to the server is not used.
+func TestStartConnectionStringName(t *testing.T) {
+	for _, tc := range []struct {
+		names []string
+		want  string
+	}{
+		{[]string{"localhost"}, "localhost"},
+		{[]string{"no-such-host.invalid", "localhost"}, "localhost"},
+		{[]string{"no-such-host.invalid"}, "127.0.0.1"},
+		{nil, "127.0.0.1"},
+	} {
+		s, err := Start(context.Background(), "127.0.0.1:0", filepath.Join(t.TempDir(), "dps"), Options{HostNames: tc.names})
+		if err != nil {
+			t.Fatalf("Start: %v", err)
+		}
+		cs, err := enroll.ParseConnectionString(s.ConnectionString)
+		s.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if host, _, _ := net.SplitHostPort(cs.HostName); host != tc.want {
+			t.Errorf("names %v: connection string HostName %s, want %s", tc.names, cs.HostName, tc.want)
+		}
+	}
+}
