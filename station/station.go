@@ -233,30 +233,6 @@ func New(cfg *Config, deps Deps) (*Station, error) {
 	return s, nil
 }
 
-// CheckTemplate tries the template on sample data of the line's
-// attestation, with the configuration's own template settings, so that a
-// template that cannot render stops the station before the first board.
-// New calls it; a caller may call it first, before it opens anything.
-func CheckTemplate(cfg *Config, t *fwtemplates.Template) error {
-	sample := fwtemplates.SampleData(DPSAttestation(cfg.Attestation))
-	for k, v := range cfg.Template.Custom {
-		if sample.Custom == nil {
-			sample.Custom = map[string]string{}
-		}
-		sample.Custom[k] = v
-	}
-	if cfg.Template.CertificatePath != "" {
-		sample.CertificatePath = cfg.Template.CertificatePath
-	}
-	if cfg.Template.KeyURI != "" {
-		sample.KeyURI = cfg.Template.KeyURI
-	}
-	if err := t.CheckSample(sample); err != nil {
-		return fmt.Errorf("template: %w", err)
-	}
-	return nil
-}
-
 // SetOperator sets the operator and work order put on the records from
 // now on.
 func (s *Station) SetOperator(operator, workOrder string) {
