@@ -119,7 +119,7 @@ means, "command", "err": the whole error, "exit": the status, and on exit
 	root.PersistentFlags().BoolVar(&g.json, "json", false, "print results and logs as JSON lines (for line automation)")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	root.AddCommand(boardCmd(g), linkCmd(g), tpmCmd(g), caCmd(g), uploadCmd(g), dpsEmulatorCmd(g))
-	root.AddCommand(recordsCmd(g), runCmd(g), demoCmd(g), guiCmd(g))
+	root.AddCommand(recordsCmd(g), runCmd(g), demoCmd(g), guiCmd(g), configCmd(g))
 
 	jsonOut := wantsJSON(args)
 	defaultHelp := root.HelpFunc()
