@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -53,7 +55,8 @@ func (f *caFlags) addLocalFlags(fs *pflag.FlagSet) {
 func (f *caFlags) password(log *slog.Logger) ([]byte, error) {
 	pw, err := secret.Read(log, f.passwordSetting(), f.passwordFile, envCAPassword)
 	if err != nil {
-		return nil, fmt.Errorf("CA password: %w", err)
+		// Missing or unreadable: the set-up cannot work until it is mended.
+		return nil, setupError{fmt.Errorf("CA password: %w", err)}
 	}
 	return pw, nil
 }
@@ -82,6 +85,9 @@ func (f *caFlags) checkRemote() error {
 	}
 	if f.fingerprint == "" {
 		return usageError{errors.New("--url needs --fingerprint, the step-ca root's SHA-256, so that the connection is trusted")}
+	}
+	if b, err := hex.DecodeString(f.fingerprint); err != nil || len(b) != sha256.Size {
+		return usageError{fmt.Errorf("--fingerprint %q: want the 64 hex digits of the step-ca root's SHA-256 (step certificate fingerprint root_ca.crt)", f.fingerprint)}
 	}
 	return nil
 }
@@ -179,6 +185,11 @@ A folder that already holds a CA is refused. Exit 2 for a wrong command line.`,
 			}
 			if err := opts.Policy.Validate(); err != nil {
 				return usageError{err}
+			}
+			switch opts.KeyType {
+			case ca.ECDSAP256, ca.ECDSAP384, ca.RSA:
+			default:
+				return usageError{fmt.Errorf("--key-type %q: want %s, %s or %s", o.keyType, ca.ECDSAP256, ca.ECDSAP384, ca.RSA)}
 			}
 			for _, v := range []struct {
 				flag, s string

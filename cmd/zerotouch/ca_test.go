@@ -63,8 +63,8 @@ func TestCALocal(t *testing.T) {
 	pw := filepath.Join(dir, "pw")
 	os.WriteFile(pw, []byte("a long CA passphrase\n"), 0o600)
 
-	if code, _, errOut := run(t, "ca", "init", "--dir", cadir, "--name", "Line 7", "--validity", "5y"); code != exitFailed || !strings.Contains(errOut, envCAPassword) {
-		t.Fatalf("init without a password: exit %d, stderr %q; want 1 naming %s", code, errOut, envCAPassword)
+	if code, _, errOut := run(t, "ca", "init", "--dir", cadir, "--name", "Line 7", "--validity", "5y"); code != exitSetup || !strings.Contains(errOut, envCAPassword) {
+		t.Fatalf("init without a password: exit %d, stderr %q; want %d naming %s", code, errOut, exitSetup, envCAPassword)
 	}
 	code, out, errOut := run(t, "ca", "init", "--dir", cadir, "--name", "Line 7", "--validity", "5y", "--password-file", pw)
 	if code != exitOK || !strings.Contains(out, "CN=Line 7 Intermediate CA") {
