@@ -118,7 +118,7 @@ means, "command", "err": the whole error, "exit": the status, and on exit
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.PersistentFlags().BoolVar(&g.json, "json", false, "print results and logs as JSON lines (for line automation)")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
-	root.AddCommand(boardCmd(g), linkCmd(g), tpmCmd(g), caCmd(g), uploadCmd(g), dpsEmulatorCmd(g))
+	root.AddCommand(boardCmd(g), linkCmd(g), tpmCmd(g), caCmd(g), uploadCmd(g), dpsEmulatorCmd(g), imageToolCmd(g))
 	root.AddCommand(recordsCmd(g), runCmd(g), demoCmd(g), guiCmd(g), configCmd(g))
 
 	jsonOut := wantsJSON(args)
