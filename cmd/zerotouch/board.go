@@ -179,6 +179,11 @@ func runBoards(ctx context.Context, g *globals, f boardFlags) error {
 		// parent goes.
 		json.NewEncoder(g.stdout).Encode(infos[0])
 	} else {
+		unlist, err := listBoards(infos)
+		if err != nil {
+			g.log.Warn("link ports will not show these boards", "err", err)
+		}
+		defer unlist()
 		for _, info := range infos {
 			printBoard(g, info)
 		}

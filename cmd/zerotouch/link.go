@@ -95,20 +95,38 @@ it must match exactly one port ('zerotouch link ports' lists them).`,
 
 	ports := &cobra.Command{
 		Use:   "ports",
-		Short: "List serial ports with their USB IDs",
-		Args:  cobra.NoArgs,
+		Short: "List serial ports with their USB IDs, and the virtual boards running",
+		Long: `List the serial ports with their USB IDs, and the virtual boards that
+zerotouch board runs for this user (pseudo-terminals, which no USB listing
+shows), with their serial numbers. --json prints one object a line; a
+virtual board's has "virtual": true.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			list, err := flasher.ListPorts()
 			if err != nil {
 				return err
 			}
+			virtual, err := runningBoards()
+			if err != nil {
+				g.log.Warn("the virtual boards are not listed", "err", err)
+			}
 			if g.json {
 				for _, p := range list {
 					json.NewEncoder(g.stdout).Encode(p)
 				}
+				for _, b := range virtual {
+					json.NewEncoder(g.stdout).Encode(struct {
+						Path    string `json:"path"`
+						Virtual bool   `json:"virtual"`
+						Serial  string `json:"serialNumber"`
+						Baud    int    `json:"baud"`
+						TPM     string `json:"tpm"`
+						PID     int    `json:"pid"`
+					}{b.Port, true, b.Serial, b.Baud, b.TPM, b.PID})
+				}
 				return nil
 			}
-			if len(list) == 0 {
+			if len(list) == 0 && len(virtual) == 0 {
 				fmt.Fprintln(g.stdout, "no serial ports found")
 			}
 			for _, p := range list {
@@ -117,6 +135,9 @@ it must match exactly one port ('zerotouch link ports' lists them).`,
 					usb = p.VID + ":" + p.PID
 				}
 				fmt.Fprintf(g.stdout, "%-16s %-9s %-20s %s %s\n", p.Path, usb, p.SerialNumber, p.Product, strings.Join(p.ByID, " "))
+			}
+			for _, b := range virtual {
+				fmt.Fprintf(g.stdout, "%-16s %-9s %-20s virtual board (zerotouch board, pid %d, %d baud, TPM %s)\n", b.Port, "virtual", b.Serial, b.PID, b.Baud, b.TPM)
 			}
 			return nil
 		},
