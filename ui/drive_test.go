@@ -167,3 +167,18 @@ func TestDrive(t *testing.T) {
 	w.doAndWait(func() { test.Tap(w.Stop) })
 	waitUI(t, w, func() bool { return !w.Start.Disabled() })
 }
+
+// Once the window is closed, updates from the station's goroutines are
+// dropped: Fyne's loop may have ended with the window, and a late update
+// would run off its goroutine.
+func TestNoUpdateAfterClose(t *testing.T) {
+	w, _ := renderWindowWith(t, &fakeUploads{}, nil)
+	w.doAndWait(func() { test.Tap(w.Start) })
+	w.Close()
+	ran := false
+	w.do(func() { ran = true })
+	w.doAndWait(func() {}) // anything queued before has run
+	if ran {
+		t.Error("an update ran after Close")
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"image/png"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"fyne.io/fyne/v2"
@@ -90,6 +91,9 @@ type Window struct {
 
 	stopPoll chan struct{}
 	closed   sync.Once
+	// gone: Close began; updates from other goroutines are dropped,
+	// since Fyne's loop may have ended with the window.
+	gone atomic.Bool
 
 	// mu serialises the window's updates. Fyne's own driver runs every
 	// fyne.Do on its one goroutine; its test driver runs each where it is
@@ -97,8 +101,12 @@ type Window struct {
 	mu sync.Mutex
 }
 
-// do updates the window from any goroutine, through fyne.Do.
+// do updates the window from any goroutine, through fyne.Do, until
+// Close.
 func (w *Window) do(f func()) {
+	if w.gone.Load() {
+		return
+	}
 	fyne.Do(func() {
 		w.mu.Lock()
 		defer w.mu.Unlock()
@@ -159,6 +167,7 @@ func (w *Window) Window() fyne.Window { return w.win }
 // Safe to call more than once, from Fyne's goroutine.
 func (w *Window) Close() {
 	w.closed.Do(func() {
+		w.gone.Store(true)
 		close(w.stopPoll)
 		if w.cancel != nil {
 			w.cancel()
