@@ -246,6 +246,16 @@ func (c *Client) DeleteGroup(ctx context.Context, id, ifMatch string) error {
 	return c.do(ctx, &call{method: http.MethodDelete, path: "/enrollmentGroups/" + url.PathEscape(id), ifMatch: ifMatch, repeat: ifMatch == ""})
 }
 
+// GroupAttestationMechanism returns an enrollment group's attestation,
+// keys included (POST /enrollmentGroups/{id}/attestationmechanism): the
+// service may leave symmetric keys out of what GetGroup returns.
+// ErrNotFound when there is no such group.
+func (c *Client) GroupAttestationMechanism(ctx context.Context, id string) (*Attestation, error) {
+	var out Attestation
+	err := c.do(ctx, &call{method: http.MethodPost, path: "/enrollmentGroups/" + url.PathEscape(id) + "/attestationmechanism", out: &out, repeat: true})
+	return &out, err
+}
+
 // QueryGroups runs one page of an enrollment group query.
 func (c *Client) QueryGroups(ctx context.Context, query string, pageSize int, continuation string) (*Page[EnrollmentGroup], error) {
 	return queryPage[EnrollmentGroup](ctx, c, "/enrollmentGroups/query", query, pageSize, continuation)

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 	"gopkg.in/yaml.v3"
 
+	"zerotouch/enroll"
 	"zerotouch/flasher"
 	"zerotouch/internal/regid"
 	"zerotouch/labels"
@@ -162,6 +163,13 @@ type CAConfig struct {
 	Provisioner  string `yaml:"provisioner"`
 	PasswordFile string `yaml:"password_file"`
 	Validity     string `yaml:"validity"`
+	// GroupID, when set, enrolls the line's boards through this DPS
+	// enrollment group, whose signing certificate is the CA's
+	// intermediate, instead of one individual enrollment per board.
+	GroupID string `yaml:"group_id"`
+	// CreateGroup has the station create the group at start when DPS
+	// lacks it; default true. False: the station refuses to start.
+	CreateGroup *bool `yaml:"create_group"`
 }
 
 // KeyConfig is the device key of the X.509 modes.
@@ -185,6 +193,10 @@ type TPMConfig struct {
 type SymmetricKeyConfig struct {
 	GroupID string `yaml:"group_id"`
 	KeyFile string `yaml:"key_file"`
+	// CreateGroup has the station create the group, with the line's
+	// key, at start when DPS lacks it; default true. False: the station
+	// refuses to start.
+	CreateGroup *bool `yaml:"create_group"`
 }
 
 // DPSConfig is the DPS service the enrollments go to. The connection
@@ -267,6 +279,12 @@ func (c *Config) defaults() {
 	}
 	if c.Template.Path == "" {
 		c.Template.Path = DefaultConfigPath
+	}
+	if c.Group.CreateGroup == nil {
+		c.Group.CreateGroup = ptrTo(true)
+	}
+	if c.CA.CreateGroup == nil {
+		c.CA.CreateGroup = ptrTo(true)
 	}
 	if c.Key.Alg == "" {
 		c.Key.Alg = "ecdsa-p256"
@@ -391,6 +409,11 @@ func (c *Config) Validate() error {
 			c.Key.Handle == 0x81000001 || c.Key.Handle == 0x81010001) {
 			return bad("key.handle", "%#x: want a persistent handle in 0x81000000-0x817fffff other than the SRK's and the EK's", c.Key.Handle)
 		}
+		if c.CA.GroupID != "" {
+			if err := regid.Check(c.CA.GroupID, regid.MaxLen); err != nil {
+				return bad("ca.group_id", "%v", err)
+			}
+		}
 	case ModeSymmetricKey:
 		if c.Group.GroupID == "" {
 			return bad("symmetric_key.group_id", "missing: the enrollment group's ID")
@@ -419,6 +442,47 @@ func (c *Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+// LineGroup is the DPS enrollment group a line's boards enroll through.
+type LineGroup struct {
+	ID string
+	// Attestation is the group's DPS attestation type:
+	// enroll.AttestationSymmetricKey or enroll.AttestationX509.
+	Attestation string
+	// Create: the station creates the group at start when DPS lacks it.
+	Create bool
+	// Setting is the configuration key that names the group
+	// ("symmetric_key.group_id" or "ca.group_id"), and CreateSetting the
+	// one that says whether to create it, for messages.
+	Setting, CreateSetting string
+}
+
+// EnrollmentGroup returns the enrollment group the line's boards enroll
+// through: a symmetric-key line's, or an X.509 line's with ca.group_id.
+// ok is false for a line of individual enrollments.
+func (c *Config) EnrollmentGroup() (g LineGroup, ok bool) {
+	switch c.Attestation {
+	case ModeSymmetricKey:
+		return LineGroup{ID: c.Group.GroupID, Attestation: enroll.AttestationSymmetricKey, Create: boolOr(c.Group.CreateGroup, true),
+			Setting: "symmetric_key.group_id", CreateSetting: "symmetric_key.create_group"}, true
+	case ModeX509TPM, ModeX509Keygen:
+		if c.CA.GroupID != "" {
+			return LineGroup{ID: c.CA.GroupID, Attestation: enroll.AttestationX509, Create: boolOr(c.CA.CreateGroup, true),
+				Setting: "ca.group_id", CreateSetting: "ca.create_group"}, true
+		}
+	}
+	return LineGroup{}, false
+}
+
+func ptrTo[T any](v T) *T { return &v }
+
+// boolOr is *p, or def when p is nil.
+func boolOr(p *bool, def bool) bool {
+	if p == nil {
+		return def
+	}
+	return *p
 }
 
 // validIDScope checks the shape of a DPS ID scope: "0ne" and 8 hex

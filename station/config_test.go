@@ -47,6 +47,7 @@ func TestConfigErrors(t *testing.T) {
 		{"x509 without CA", "attestation: tpm=>attestation: x509-keygen", "ca", "dir"},
 		{"step-ca without fingerprint", "attestation: tpm=>attestation: x509-tpm\nca:\n  url: https://ca:9000", "ca.fingerprint", "SHA-256"},
 		{"group without ID", "attestation: tpm=>attestation: symmetric-key", "symmetric_key.group_id", "missing"},
+		{"bad X.509 group ID", "attestation: tpm=>attestation: x509-keygen\nca:\n  dir: ca\n  group_id: 'line 7/boards'", "ca.group_id", "invalid"},
 		{"relative path", "+template:\n  path: config.json", "template.path", "absolute"},
 		{"name and file", "+template:\n  name: json\n  file: my.tmpl", "template", "not both"},
 		{"share over 1", "+dps:\n  share: 2", "dps", "share"},
@@ -75,6 +76,40 @@ func TestConfigErrors(t *testing.T) {
 		}
 		if ce.Field != tt.field || !strings.Contains(ce.Msg, tt.want) {
 			t.Errorf("%s: error on %q: %q; want field %q saying %q", tt.name, ce.Field, ce.Msg, tt.field, tt.want)
+		}
+	}
+}
+
+// EnrollmentGroup names the group a line enrolls through, and whether
+// the station creates it (by default it does).
+func TestConfigEnrollmentGroup(t *testing.T) {
+	for _, tt := range []struct {
+		name, edit string
+		want       LineGroup
+		ok         bool
+	}{
+		{"tpm", "", LineGroup{}, false},
+		{"x509 individual", "attestation: tpm=>attestation: x509-keygen\nca:\n  dir: ca", LineGroup{}, false},
+		{"x509 group", "attestation: tpm=>attestation: x509-tpm\nca:\n  dir: ca\n  group_id: line-7",
+			LineGroup{ID: "line-7", Attestation: "x509", Create: true, Setting: "ca.group_id", CreateSetting: "ca.create_group"}, true},
+		{"x509 group not created", "attestation: tpm=>attestation: x509-keygen\nca:\n  dir: ca\n  group_id: line-7\n  create_group: false",
+			LineGroup{ID: "line-7", Attestation: "x509", Create: false, Setting: "ca.group_id", CreateSetting: "ca.create_group"}, true},
+		{"symmetric key", "attestation: tpm=>attestation: symmetric-key\nsymmetric_key:\n  group_id: g1",
+			LineGroup{ID: "g1", Attestation: "symmetricKey", Create: true, Setting: "symmetric_key.group_id", CreateSetting: "symmetric_key.create_group"}, true},
+		{"symmetric key not created", "attestation: tpm=>attestation: symmetric-key\nsymmetric_key:\n  group_id: g1\n  create_group: false",
+			LineGroup{ID: "g1", Attestation: "symmetricKey", Create: false, Setting: "symmetric_key.group_id", CreateSetting: "symmetric_key.create_group"}, true},
+	} {
+		text := goodConfig
+		if tt.edit != "" {
+			from, to, _ := strings.Cut(tt.edit, "=>")
+			text = strings.Replace(text, from, to, 1)
+		}
+		c, err := ParseConfig([]byte(text))
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if g, ok := c.EnrollmentGroup(); g != tt.want || ok != tt.ok {
+			t.Errorf("%s: EnrollmentGroup() = %+v, %v; want %+v, %v", tt.name, g, ok, tt.want, tt.ok)
 		}
 	}
 }

@@ -805,7 +805,12 @@ func (r *run) verifyRegistration(ctx context.Context, c *flasher.Client, rec *re
 	case reg.Status == http.StatusUnauthorized:
 		return r.fail("DPS did not accept the board's identity (401): its enrollment is not this board's; set it aside for the line engineer", rerr)
 	case reg.Status == http.StatusNotFound:
-		return r.fail("DPS has no enrollment for this board (404): check the ID scope and the upload queue, then press Retry", rerr)
+		if g, ok := s.cfg.EnrollmentGroup(); ok {
+			return r.fail(fmt.Sprintf("DPS has no enrollment group %s for this board (404): create it with zerotouch dps group create, or let the station create it (%s), then press Retry",
+				g.ID, g.CreateSetting), rerr)
+		}
+		return r.fail(fmt.Sprintf("DPS has no individual enrollment for registration ID %s (404): check the ID scope and that the board's enrollment was uploaded (zerotouch records, zerotouch upload), then press Retry",
+			rec.RegistrationID), rerr)
 	}
 	return r.fail("the board could not register with DPS: press Retry; if it fails again, set it aside for the line engineer", rerr)
 }
@@ -902,6 +907,9 @@ func (r *run) x509Identity(ctx context.Context, c *flasher.Client, rec *records.
 	}
 	rec.CertificateChain = string(cert.PEM())
 	rec.CertSerial, rec.CertNotAfter = cert.Serial, cert.NotAfter
+	if cfg.CA.GroupID != "" {
+		return nil, nil // enrolled through the group (ca.group_id): nothing per board for DPS
+	}
 	leaf := cert.Leaf()
 	return &enroll.Enrollment{RegistrationID: id, Attestation: enroll.Attestation{Type: enroll.AttestationX509,
 		X509: &enroll.X509Attestation{ClientCertificates: &enroll.X509Certificates{
