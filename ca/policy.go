@@ -194,7 +194,13 @@ func (p Policy) allowed() string {
 // REQUEST") or DER. Errors wrap ErrMalformed.
 func ParseCSR(b []byte) (*x509.CertificateRequest, error) {
 	der := b
-	if block, rest := pem.Decode(b); block != nil {
+	block, rest := pem.Decode(b)
+	if block == nil && (len(b) == 0 || b[0] != 0x30) {
+		// Neither PEM nor DER (a DER CSR is a SEQUENCE, 0x30): say so
+		// rather than quote the ASN.1 parser.
+		return nil, fmt.Errorf("%w: neither PEM (-----BEGIN CERTIFICATE REQUEST-----) nor DER PKCS#10", ErrMalformed)
+	}
+	if block != nil {
 		switch block.Type {
 		case "CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST":
 		default:

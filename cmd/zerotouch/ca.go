@@ -172,7 +172,9 @@ $` + envCAPassword + `, or they are made and kept in a KMS:
   --kms 'tpmkms:device=/dev/tpmrm0'   (key blobs under DIR/tpm)
 With --kms and --import-cert, --import-key is the key's URI in the KMS.
 
-A folder that already holds a CA is refused. Exit 2 for a wrong command line.`,
+Exit status: 0 when the CA is made; 1 when it cannot be written; 2 when
+the command line is wrong or --dir already holds a CA (nothing is
+changed); 3 when the CA password (or the KMS) is missing or refused.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts := ca.InitOptions{
@@ -210,6 +212,9 @@ A folder that already holds a CA is refused. Exit 2 for a wrong command line.`,
 			}
 			opts.Password = pw
 			l, err := ca.Init(cmd.Context(), f.dir, opts)
+			if errors.Is(err, ca.ErrExists) {
+				return usageError{err}
+			}
 			if errors.Is(err, ca.ErrPassword) && pwErr != nil {
 				return pwErr
 			}
@@ -331,8 +336,9 @@ allowed type, and it must ask for no SANs and no CA certificate.
 With --url, --fingerprint and --provisioner the factory's step-ca signs;
 otherwise the local CA in --dir.
 
-Exit status: 0 signed; 1 if the CSR is refused; 2 for a wrong command line
-or an unreadable CSR file; 3 when the CA cannot be used: no CA in --dir, a
+Exit status: 0 signed; 1 if the CA refuses the CSR (its name, signature or
+key); 2 for a wrong command line, or a CSR file that cannot be read or is
+not a CSR; 3 when the CA cannot be used: no CA in --dir, a
 wrong or missing password, a step-ca that cannot be trusted or reached.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -348,7 +354,8 @@ wrong or missing password, a step-ca that cannot be trusted or reached.`,
 			}
 			csr, err := ca.ParseCSR(b)
 			if err != nil {
-				return fmt.Errorf("%s: %w", csrFile, err)
+				// Not a CSR at all: the command line names the wrong file.
+				return usageError{fmt.Errorf("--csr %s: %w", csrFile, err)}
 			}
 			iss, err := f.open(cmd.Context(), g)
 			if err != nil {
@@ -383,10 +390,16 @@ func caTemplateCmd(g *globals) *cobra.Command {
 		Long: `Print the device certificate template: the local CA's own if --dir holds a
 CA with one, else the built-in one. Give it to the factory step-ca's JWK
 provisioner (options.x509.template) so that its certificates match the
-local CA's. With --json: one object, {"template": TEXT}.`,
+local CA's. With --json: one object, {"template": TEXT}.
+
+Exit status: 0 when printed; 2 when the command line is wrong; 3 when
+--dir holds no CA.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			t, err := ca.CATemplate(dir)
+			if errors.Is(err, ca.ErrNoCA) {
+				return setupError{err}
+			}
 			if err != nil {
 				return err
 			}
