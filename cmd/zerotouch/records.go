@@ -62,12 +62,17 @@ func (f *recordFilterFlags) filter() (records.Filter, error) {
 }
 
 // openRecords opens the records database read-only, beside a station
-// that may be running. A missing file is an error, not a new database.
+// that may be running. A missing file is an error, not a new database;
+// so is a file that is not a records database (both exit 2: --db names
+// the wrong file).
 func openRecords(ctx context.Context, path string) (*records.Store, error) {
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("--db %s: no records database there; the station makes it with its first board (give --db the station's records file)", path)
+		return nil, usageError{fmt.Errorf("--db %s: no records database there; the station makes it with its first board (give --db the station's records file)", path)}
 	}
 	s, err := records.OpenReadOnly(ctx, path)
+	if errors.Is(err, records.ErrNotRecords) {
+		return nil, usageError{fmt.Errorf("--db %s: %w (give --db the station's records file)", path, err)}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("--db %s: %w", path, err)
 	}
@@ -85,9 +90,9 @@ enrollment stands in the upload queue (pending, in_flight, uploaded,
 failed, conflict). The database is opened read-only: these commands work
 while the station runs, and never create a database.
 
-Exit status: 0 on success; 1 when the database or the record cannot be
-read, or export finds no enrollment to write; 2 when the command line is
-wrong.`,
+Exit status: 0 on success; 1 when the record is not there, the database
+cannot be read, or export finds no enrollment to write; 2 when the
+command line is wrong or --db names no records database.`,
 	}
 	cmd.PersistentFlags().StringVar(&db, "db", defaultRecordsDB, "the station's records database")
 	cmd.AddCommand(recordsListCmd(g, &db), recordsShowCmd(g, &db), recordsExportCmd(g, &db), recordsLabelCmd(g, &db))

@@ -160,9 +160,9 @@ func TestRecordsErrors(t *testing.T) {
 		wantCode int
 		wantErr  string
 	}{
-		{[]string{"records", "list", "--db", missing}, exitFailed, "no records database"},
-		{[]string{"records", "show", "SN-0", "--db", missing}, exitFailed, "no records database"},
-		{[]string{"records", "export", "--format", "json", "--db", missing}, exitFailed, "no records database"},
+		{[]string{"records", "list", "--db", missing}, exitUsage, "no records database"},
+		{[]string{"records", "show", "SN-0", "--db", missing}, exitUsage, "no records database"},
+		{[]string{"records", "export", "--format", "json", "--db", missing}, exitUsage, "no records database"},
 		{[]string{"records", "export", "--format", "xml", "--db", db}, exitUsage, "--format"},
 		{[]string{"records", "export", "--db", db}, exitUsage, "--format"},
 		{[]string{"records", "list", "--db", db, "--result", "ok"}, exitUsage, "--result"},

@@ -86,6 +86,9 @@ const StateHeld enroll.State = "held"
 var (
 	// ErrNotFound means no record matches the key.
 	ErrNotFound = errors.New("no such record")
+	// ErrNotRecords: the file opened is not a zerotouch records
+	// database (another SQLite file, or not SQLite at all).
+	ErrNotRecords = errors.New("not a zerotouch records database")
 	// ErrClone means a board's EK is already recorded under another
 	// serial number; a *CloneError says which.
 	ErrClone = errors.New("possible clone: this EK is recorded under another serial number")
@@ -297,6 +300,9 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	return &Store{db: db, lock: lock, path: path, now: time.Now, denseAt: denseMatches, scanWindow: scanWindow, committer: make(chan struct{}, 1)}, nil
 }
 
+// sqliteNotADB is SQLite's SQLITE_NOTADB: the file is not a database.
+const sqliteNotADB = 26
+
 // OpenReadOnly opens an existing records database for reading, alongside
 // a station that may have it open with Open: it takes no lock, creates
 // nothing and changes nothing. A missing file is an error wrapping
@@ -327,12 +333,16 @@ func OpenReadOnly(ctx context.Context, path string) (*Store, error) {
 	var v int
 	if err := db.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil {
 		db.Close()
+		var se interface{ Code() int }
+		if errors.As(err, &se) && se.Code() == sqliteNotADB {
+			return nil, fmt.Errorf("records: %s: %w (%v)", path, ErrNotRecords, err)
+		}
 		return nil, fmt.Errorf("records: open %s: %w", path, err)
 	}
 	if v != len(ms) {
 		db.Close()
 		if v == 0 {
-			return nil, fmt.Errorf("records: %s is not a zerotouch records database", path)
+			return nil, fmt.Errorf("records: %s: %w", path, ErrNotRecords)
 		}
 		if v < len(ms) {
 			return nil, fmt.Errorf("records: %s has schema version %d, this zerotouch reads version %d: let the station open it once to bring it up to date",
@@ -344,7 +354,7 @@ func OpenReadOnly(ctx context.Context, path string) (*Store, error) {
 	var n int
 	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name IN ('records', 'audit')`).Scan(&n); err != nil || n != 2 {
 		db.Close()
-		return nil, fmt.Errorf("records: %s is not a zerotouch records database", path)
+		return nil, fmt.Errorf("records: %s: %w", path, ErrNotRecords)
 	}
 	return &Store{db: db, path: path, readOnly: true, now: time.Now, denseAt: denseMatches, scanWindow: scanWindow}, nil
 }
