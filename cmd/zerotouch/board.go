@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"zerotouch/board"
+	"zerotouch/internal/tpmdev"
 )
 
 type boardFlags struct {
@@ -55,7 +56,11 @@ paced at a real baud rate, with a TPM behind the provisioning group's
 passthrough. Stations, scripts and firmware authors use them as they would
 a board on a fixture. The boards run until interrupted; with --check the
 command instead makes one round trip to each board and exits 0 when all
-checks pass.`,
+checks pass.
+
+Exit status: 0 when interrupted, or with --check when every check passed;
+1 when a check failed or a board could not start; 2 when the command
+line is wrong.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runBoards(cmd.Context(), g, f)
@@ -88,6 +93,9 @@ func (f boardFlags) validate() error {
 		return usageError{fmt.Errorf("--first %d: serial numbers run out at 999999", f.index)}
 	case f.count > 1 && f.tpm != board.TPMSim && f.tpm != board.TPMNone:
 		return usageError{fmt.Errorf("--tpm %s is one TPM: boards sharing it would share an endorsement key; run one board per TPM, or use --tpm sim", f.tpm)}
+	}
+	if err := tpmdev.Check(f.tpm); err != nil {
+		return usageError{fmt.Errorf("--tpm: %w", err)}
 	}
 	if _, err := board.ParseFaults(f.faults); err != nil {
 		return usageError{fmt.Errorf("--fault: %w", err)}

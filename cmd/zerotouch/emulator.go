@@ -60,7 +60,10 @@ debug logs each request.
 
 The Azure SDKs cannot take a port in the host name: for them, serve on
 127.0.0.1:443 with --host localhost, use HostName=localhost and trust the
-CA (Node: NODE_EXTRA_CA_CERTS=DIR/ca.pem).`,
+CA (Node: NODE_EXTRA_CA_CERTS=DIR/ca.pem).
+
+Exit status: 0 when interrupted; 1 when it cannot serve (the address in
+use, --data not writable); 2 when the command line is wrong.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runEmulator(cmd.Context(), g, f)

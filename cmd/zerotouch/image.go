@@ -33,8 +33,9 @@ A bootloader that checks signatures needs an image signed with its key
 the hash, for the virtual boards and for tests.
 
 IMAGE.bin is written atomically; an existing one is replaced. Exit status:
-0 when written; 1 when a file cannot be read or written; 2 when the
-command line is wrong or APP.bin is already an MCUboot image.`,
+0 when written; 1 when IMAGE.bin cannot be written; 2 when the command
+line is wrong, or APP.bin cannot be read, is empty or is already an
+MCUboot image.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			v, err := flasher.ParseImageVersion(version)
@@ -43,7 +44,7 @@ command line is wrong or APP.bin is already an MCUboot image.`,
 			}
 			body, err := os.ReadFile(args[0])
 			if err != nil {
-				return fmt.Errorf("read the firmware: %w", err)
+				return usageError{fmt.Errorf("read the firmware: %w", err)}
 			}
 			if len(body) == 0 {
 				return usageError{fmt.Errorf("%s is empty", args[0])}
@@ -71,11 +72,15 @@ func imageShowCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "show IMAGE.bin",
 		Short: "Check an MCUboot image and print its version, size and hash",
-		Args:  cobra.ExactArgs(1),
+		Long: `Check an MCUboot image (its header, size and SHA-256 TLV) and print its
+version, size and hash. Exit status: 0 when it checks; 1 when the file is
+not a sound MCUboot image; 2 when the command line is wrong or the file
+cannot be read.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			img, err := os.ReadFile(args[0])
 			if err != nil {
-				return fmt.Errorf("read the image: %w", err)
+				return usageError{fmt.Errorf("read the image: %w", err)}
 			}
 			info, err := flasher.ParseImage(img)
 			if errors.Is(err, flasher.ErrNotImage) {

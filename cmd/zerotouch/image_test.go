@@ -41,7 +41,7 @@ func TestImageBuild(t *testing.T) {
 		{"no version", []string{"image", "build", app, img}, exitUsage, "version"},
 		{"bad version", []string{"image", "build", "--version", "one", app, img}, exitUsage, "--version"},
 		{"already an image", []string{"image", "build", "--version", "1.0.0", img, img + "2"}, exitUsage, "already an MCUboot image"},
-		{"missing binary", []string{"image", "build", "--version", "1.0.0", filepath.Join(dir, "none.bin"), img}, exitFailed, "no such file"},
+		{"missing binary", []string{"image", "build", "--version", "1.0.0", filepath.Join(dir, "none.bin"), img}, exitUsage, "no such file"},
 		{"not an image", []string{"image", "show", app}, exitFailed, "zerotouch image build"},
 	} {
 		code, _, errOut := run(t, tc.args...)

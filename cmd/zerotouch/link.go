@@ -72,7 +72,11 @@ func linkCmd(g *globals) *cobra.Command {
 		Long: `Talk to one board over its serial port, one command at a time: for bring-up,
 for checking a fixture, and for line scripts. --port takes a device path, a
 /dev/serial/by-id name, a USB vid:pid, or terms such as vid=2fe3,usb-serial=E661;
-it must match exactly one port ('zerotouch link ports' lists them).`,
+it must match exactly one port ('zerotouch link ports' lists them).
+
+Exit status: 0 when the board answered; 1 when no port matches, the board
+does not answer or answers with an error (the message names it); 2 when
+the command line is wrong, or a local file it names cannot be read.`,
 	}
 	f.addFlags(cmd.PersistentFlags())
 
@@ -245,11 +249,12 @@ the board after marking it.`,
 			}
 			img, err := os.ReadFile(args[0])
 			if err != nil {
-				return nil, err
+				return nil, usageError{err}
 			}
 			info, err := flasher.ParseImage(img)
 			if err != nil {
-				return nil, fmt.Errorf("%s: %w", args[0], err)
+				// Nothing was sent: the command line names the wrong file.
+				return nil, usageError{fmt.Errorf("%s: %w: make one with zerotouch image build", args[0], err)}
 			}
 			bar := newProgress(g, "image "+info.Version.String(), len(img))
 			err = c.ImageUpload(ctx, image, img, bar.update)
@@ -290,7 +295,7 @@ func fsCmd(g *globals, with withFunc) *cobra.Command {
 		RunE: with(func(ctx context.Context, c *flasher.Client, args []string) (any, error) {
 			data, err := os.ReadFile(args[0])
 			if err != nil {
-				return nil, err
+				return nil, usageError{err}
 			}
 			bar := newProgress(g, args[1], len(data))
 			err = c.FileUpload(ctx, args[1], data, resume, bar.update)

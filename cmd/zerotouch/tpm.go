@@ -60,8 +60,10 @@ with the Azure device SDK's template and persisted there (and the SRK at
 boot; --no-create forbids that.
 
 Through a board: --port RULE (or $ZEROTOUCH_PORT). Directly: --tpm.
-Exit 1 if the EK cannot be read, or if --ek-roots is given and the EK
-certificate does not verify.`,
+Exit status: 0 when the identity was printed; 1 when the TPM cannot be
+reached or the EK cannot be read, or --ek-roots is given and the EK
+certificate does not verify; 2 when the command line is wrong or an
+--ek-roots file cannot be read.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runTPMEK(cmd.Context(), g, &f, cmd.Flags().Changed("port"))
