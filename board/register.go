@@ -6,8 +6,6 @@ import (
 	"crypto"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -27,22 +25,6 @@ import (
 // registerTimeout bounds one registration: DPS's own waits (Retry-After)
 // included.
 const registerTimeout = 2 * time.Minute
-
-// bootConfig is what the board reads of the configuration the station
-// wrote (the built-in json template).
-type bootConfig struct {
-	Provisioning struct {
-		GlobalEndpoint string `json:"globalEndpoint"`
-		IDScope        string `json:"idScope"`
-		RegistrationID string `json:"registrationId"`
-		Attestation    struct {
-			Type             string `json:"type"`
-			CertificateChain string `json:"certificateChain"`
-			KeyURI           string `json:"keyUri"`
-			SymmetricKey     string `json:"symmetricKey"`
-		} `json:"attestation"`
-	} `json:"provisioning"`
-}
 
 // handleRegister starts the board's DPS registration from its committed
 // configuration, as its first boot would, and answers at once.
@@ -127,13 +109,12 @@ func (b *Board) register(ctx context.Context) (flasher.Registration, error) {
 	if err != nil {
 		return r, fmt.Errorf("read the configuration: %w", err)
 	}
-	var bc bootConfig
-	if err := json.Unmarshal(data, &bc); err != nil {
-		return r, fmt.Errorf("configuration %s: the virtual board reads the json template's configuration only: %w", name, err)
+	bc, err := parseBootConfig(data)
+	if err != nil {
+		return r, fmt.Errorf("configuration %s: %w", name, err)
 	}
-	pc := bc.Provisioning
-	r.RegistrationID = pc.RegistrationID
-	cfg := device.Config{GlobalEndpoint: "https://" + pc.GlobalEndpoint, IDScope: pc.IDScope, RegistrationID: pc.RegistrationID,
+	r.RegistrationID = bc.RegistrationID
+	cfg := device.Config{GlobalEndpoint: bc.GlobalEndpoint, IDScope: bc.IDScope, RegistrationID: bc.RegistrationID,
 		Logger: b.log, MinWait: 50 * time.Millisecond}
 	if b.cfg.DPSRoots != "" {
 		pem, err := os.ReadFile(b.cfg.DPSRoots)
@@ -146,21 +127,29 @@ func (b *Board) register(ctx context.Context) (flasher.Registration, error) {
 		}
 		cfg.TLS = &tls.Config{RootCAs: pool}
 	}
-	switch a := pc.Attestation; a.Type {
-	case "symmetricKey":
-		if cfg.SymmetricKey, err = base64.StdEncoding.DecodeString(a.SymmetricKey); err != nil {
-			return r, fmt.Errorf("the configuration's symmetric key: %w", err)
+	switch bc.Attestation {
+	case attSymmetricKey:
+		cfg.SymmetricKey = bc.SymmetricKey
+	case attX509:
+		chain := bc.CertificateChain
+		if chain == "" {
+			if chain, err = b.certificateFile(bc.CertificatePath); err != nil {
+				return r, fmt.Errorf("configuration %s (%s): %w", name, bc.Format, err)
+			}
 		}
-	case "x509":
-		if cfg.X509, err = b.deviceCertificate(ctx, a.CertificateChain, a.KeyURI); err != nil {
+		if cfg.X509, err = b.deviceCertificate(ctx, chain, bc.KeyURI); err != nil {
 			return r, err
 		}
-	case "tpm":
+		if cfg.RegistrationID == "" {
+			// aziot's rule when registration_id is left out: the
+			// certificate's common name.
+			cfg.RegistrationID = cfg.X509.Leaf.Subject.CommonName
+			r.RegistrationID = cfg.RegistrationID
+		}
+	case attTPM:
 		if cfg.TPM, err = b.bootTPM(ctx); err != nil {
 			return r, err
 		}
-	default:
-		return r, fmt.Errorf("the configuration's attestation %q is not tpm, x509 or symmetricKey", a.Type)
 	}
 	res, err := device.Register(ctx, cfg)
 	if err != nil {
@@ -169,6 +158,20 @@ func (b *Board) register(ctx context.Context) (flasher.Registration, error) {
 	r.State = flasher.RegAssigned
 	r.RegistrationID, r.Hub, r.DeviceID, r.Substatus = res.RegistrationID, res.AssignedHub, res.DeviceID, res.Substatus
 	return r, nil
+}
+
+// certificateFile reads the certificate chain the configuration names by
+// its path on the board.
+func (b *Board) certificateFile(name string) (string, error) {
+	p, err := b.fsPath(name)
+	if err != nil {
+		return "", fmt.Errorf("certificate file %s: %w", name, err)
+	}
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return "", fmt.Errorf("the configuration names the certificate file %s, which the board cannot read (was it written?): %w", name, err)
+	}
+	return string(data), nil
 }
 
 // deviceCertificate pairs the chain the station wrote with the key the
