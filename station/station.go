@@ -420,9 +420,9 @@ func waitingFor(step, port string) string {
 	case StepRender:
 		return "the configuration to render"
 	case StepWrite:
-		return "the board to take the configuration file"
+		return "the board to take the configuration file (and the device certificate)"
 	case StepVerify:
-		return "the board to read its configuration back"
+		return "the board to read its configuration (and the device certificate) back"
 	case StepCommit:
 		return "the board to commit its configuration"
 	case StepRecord:
@@ -717,13 +717,31 @@ func (r *run) provision(ctx context.Context) (*Result, error) {
 	sum := sha256.Sum256(conf)
 	rec.ConfigSHA256 = sum[:]
 
+	// The device certificate goes first to where the configuration says
+	// the board keeps it, so that the reference holds when the board
+	// commits: the write step writes both, the verify step reads both back.
+	certPath, certPEM := certificateFile(cfg, rec)
 	r.begin(StepWrite)
-	err = c.FileWrite(ctx, cfg.Template.Path, conf, false, r.counted)
+	total := len(certPEM) + len(conf)
+	if certPath != "" {
+		err = c.FileWrite(ctx, certPath, certPEM, false, func(done, _ int) { r.counted(done, total) })
+		if err != nil {
+			return nil, r.fail("writing the device certificate to the board failed: reseat the board and press Retry", err)
+		}
+	}
+	err = c.FileWrite(ctx, cfg.Template.Path, conf, false, func(done, _ int) { r.counted(len(certPEM)+done, total) })
 	if err != nil {
 		return nil, r.fail("writing the configuration to the board failed: reseat the board and press Retry", err)
 	}
 
 	r.begin(StepVerify)
+	if certPath != "" {
+		if err := c.VerifyFile(ctx, certPath, certPEM); errors.Is(err, flasher.ErrVerify) {
+			return nil, r.fail("the device certificate on the board is not what was written: press Retry; if it fails again, set the board aside", err)
+		} else if err != nil {
+			return nil, r.fail("reading the device certificate back failed: reseat the board and press Retry", err)
+		}
+	}
 	if err := c.VerifyFile(ctx, cfg.Template.Path, conf); errors.Is(err, flasher.ErrVerify) {
 		return nil, r.fail("the configuration on the board is not what was written: press Retry; if it fails again, set the board aside", err)
 	} else if err != nil {
@@ -753,6 +771,19 @@ func (r *run) provision(ctx context.Context) (*Result, error) {
 		}
 	}
 	return &Result{Record: rec, Saved: saved}, nil
+}
+
+// certificateFile returns the file on the board that the station writes
+// the board's certificate chain to (PEM, the device certificate first),
+// and the chain: on an X.509 line whose template.certificate_path is set,
+// whether or not the template also holds the chain inline (aziot-toml
+// only names the file; for the others the file is one more copy). Else
+// it returns "" and nil.
+func certificateFile(cfg *Config, rec *records.Record) (string, []byte) {
+	if cfg.Attestation != ModeX509TPM && cfg.Attestation != ModeX509Keygen || cfg.Template.CertificatePath == "" {
+		return "", nil
+	}
+	return cfg.Template.CertificatePath, []byte(rec.CertificateChain)
 }
 
 // RegistrationError is a board's registration that DPS did not assign:

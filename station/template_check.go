@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"path"
 	"regexp"
 	"slices"
+	"strings"
 
 	fwtemplates "zerotouch/firmware-templates"
 	"zerotouch/internal/regid"
@@ -66,8 +68,17 @@ func (e *TemplateError) Is(target error) bool { return target == ErrConfig }
 // the station before the first board, with a *TemplateError naming the
 // template, the attestation and, when one is at fault, the setting.
 //
+// On an X.509 line, template.certificate_path is also where the station
+// writes each board's certificate chain before the configuration (see
+// the write step): it must be a file name the board takes (an absolute,
+// clean path) other than template.path, or CheckTemplate returns a
+// *ConfigError for it.
+//
 // New calls it; a caller may call it first, before it opens anything.
 func CheckTemplate(cfg *Config, t *fwtemplates.Template) error {
+	if err := checkCertificatePath(cfg); err != nil {
+		return err
+	}
 	d, err := pipelineSample(cfg)
 	if err != nil {
 		return err
@@ -84,6 +95,32 @@ func CheckTemplate(cfg *Config, t *fwtemplates.Template) error {
 		te.unset = fe.Field
 	}
 	return te
+}
+
+// checkCertificatePath refuses, on an X.509 line, a
+// template.certificate_path that the station cannot write the board's
+// certificate chain to.
+func checkCertificatePath(cfg *Config) error {
+	p := cfg.Template.CertificatePath
+	if cfg.Attestation != ModeX509TPM && cfg.Attestation != ModeX509Keygen || p == "" {
+		return nil
+	}
+	bad := func(msg string) error {
+		return &ConfigError{Field: "template.certificate_path", Msg: fmt.Sprintf("%q: %s", p, msg)}
+	}
+	switch {
+	case !strings.HasPrefix(p, "/"):
+		return bad("the station writes the board's certificate chain to this file on the board, so it must be an absolute path (as /lfs/zerotouch/device.pem), not a URI or a relative path")
+	case p == "/":
+		return bad("is the root folder, not a file")
+	case path.Clean(p) != p:
+		return bad(fmt.Sprintf("not a clean path on the board: write it as %s", path.Clean(p)))
+	case strings.ContainsFunc(p, func(r rune) bool { return r < ' ' || r == 0x7f }):
+		return bad("holds a control character")
+	case p == cfg.Template.Path:
+		return bad("is also template.path: the configuration would overwrite the certificate; give the certificate a file of its own")
+	}
+	return nil
 }
 
 // pipelineSample is the Data provision gives the template, with the
