@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -80,61 +81,75 @@ func checkedSettings(t *testing.T, l *line, mode, name string, tmpl *fwtemplates
 // only by that path), the station wrote the board's chain there.
 //
 // One emulator, CA and records store serve every case; each case has a
-// board of its own.
+// board of its own. The cases whose boards have no TPM run in parallel
+// (the others share the one TPM simulator a process has, in turn).
 func TestTemplatesRegister(t *testing.T) {
 	begin := time.Now()
 	l := verifyingLine(t, nil)
+	t.Logf("the emulator, CA and records store started in %v", time.Since(begin).Round(time.Millisecond))
+	var upload sync.Mutex // the uploader runs one Run at a time
+	enrolled := l.enrolled
+	l.enrolled = func(ctx context.Context, serial string) error {
+		upload.Lock()
+		defer upload.Unlock()
+		return enrolled(ctx, serial)
+	}
 	names := fwtemplates.Names()
 	if want := []string{"aziot-toml", "c-header", "esp-idf-nvs-csv", "json"}; !slices.Equal(names, want) {
 		t.Fatalf("built-in templates %v, want %v: add the new ones to this test", names, want)
 	}
 	n := 0
-	for _, name := range names {
-		tmpl, err := fwtemplates.Builtin(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, m := range builtinModes {
-			n++
-			t.Run(name+"/"+m.mode, func(t *testing.T) {
-				ctx := context.Background()
-				settings, asked := checkedSettings(t, l, m.mode, name, tmpl)
-				certFile := slices.Contains(asked, "template.certificate_path")
-				if want := name == "aziot-toml" && (m.mode == station.ModeX509TPM || m.mode == station.ModeX509Keygen); certFile != want {
-					t.Errorf("the check asked for %v; asking for template.certificate_path is %v, want %v", asked, certFile, want)
-				}
-				serial := strings.ToUpper("SN-" + strings.ReplaceAll(name, "-", "") + "-" + strings.ReplaceAll(m.mode, "-", ""))
-				b := l.dpsBoard(t, serial, m.tpm)
-				cfg := l.verifyingConfig(t, m.mode, name, settings, b.Path())
-				st, err := station.New(cfg, station.Deps{Store: l.store, Template: tmpl, Issuer: l.issuer, GroupKey: groupKey,
-					Events: l.event, Enrolled: l.enrolled})
-				if err != nil {
-					t.Fatalf("New after the check passed: %v", err)
-				}
-				res, err := st.Provision(ctx, station.SlotConfig{Name: "slot-1"}, b.Path())
-				if err != nil {
-					t.Fatalf("Provision with %s, %s (settings %v): %v", name, m.mode, asked, err)
-				}
-				r, err := l.store.Get(ctx, serial)
-				if err != nil {
-					t.Fatal(err)
-				}
-				reg := r.Registration
-				if r.Result != records.ResultPassed || reg == nil || reg.State != flasher.RegAssigned || reg.AssignedHub != emulator.DefaultIoTHub {
-					t.Fatalf("record: result %s, registration %+v; want passed, assigned to %s", r.Result, reg, emulator.DefaultIoTHub)
-				}
-				if res.Record.Registration == nil || res.Record.Registration.DeviceID != r.RegistrationID {
-					t.Errorf("registration %+v; want the device ID %s", res.Record.Registration, r.RegistrationID)
-				}
-				if certFile {
-					got, err := b.ReadFile("/lfs/zerotouch/device.pem")
-					if err != nil || string(got) != r.CertificateChain || r.CertificateChain == "" {
-						t.Errorf("the board's certificate file holds %d bytes (%v); want the record's chain of %d bytes", len(got), err, len(r.CertificateChain))
+	t.Run("all", func(t *testing.T) {
+		for _, name := range names {
+			tmpl, err := fwtemplates.Builtin(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range builtinModes {
+				n++
+				t.Run(name+"/"+m.mode, func(t *testing.T) {
+					if m.tpm == board.TPMNone {
+						t.Parallel()
 					}
-				}
-			})
+					ctx := context.Background()
+					settings, asked := checkedSettings(t, l, m.mode, name, tmpl)
+					certFile := slices.Contains(asked, "template.certificate_path")
+					if want := name == "aziot-toml" && (m.mode == station.ModeX509TPM || m.mode == station.ModeX509Keygen); certFile != want {
+						t.Errorf("the check asked for %v; asking for template.certificate_path is %v, want %v", asked, certFile, want)
+					}
+					serial := strings.ToUpper("SN-" + strings.ReplaceAll(name, "-", "") + "-" + strings.ReplaceAll(m.mode, "-", ""))
+					b := l.dpsBoard(t, serial, m.tpm)
+					cfg := l.verifyingConfig(t, m.mode, name, settings, b.Path())
+					st, err := station.New(cfg, station.Deps{Store: l.store, Template: tmpl, Issuer: l.issuer, GroupKey: groupKey,
+						Events: l.event, Enrolled: l.enrolled})
+					if err != nil {
+						t.Fatalf("New after the check passed: %v", err)
+					}
+					res, err := st.Provision(ctx, station.SlotConfig{Name: "slot-1"}, b.Path())
+					if err != nil {
+						t.Fatalf("Provision with %s, %s (settings %v): %v", name, m.mode, asked, err)
+					}
+					r, err := l.store.Get(ctx, serial)
+					if err != nil {
+						t.Fatal(err)
+					}
+					reg := r.Registration
+					if r.Result != records.ResultPassed || reg == nil || reg.State != flasher.RegAssigned || reg.AssignedHub != emulator.DefaultIoTHub {
+						t.Fatalf("record: result %s, registration %+v; want passed, assigned to %s", r.Result, reg, emulator.DefaultIoTHub)
+					}
+					if res.Record.Registration == nil || res.Record.Registration.DeviceID != r.RegistrationID {
+						t.Errorf("registration %+v; want the device ID %s", res.Record.Registration, r.RegistrationID)
+					}
+					if certFile {
+						got, err := b.ReadFile("/lfs/zerotouch/device.pem")
+						if err != nil || string(got) != r.CertificateChain || r.CertificateChain == "" {
+							t.Errorf("the board's certificate file holds %d bytes (%v); want the record's chain of %d bytes", len(got), err, len(r.CertificateChain))
+						}
+					}
+				})
+			}
 		}
-	}
+	})
 	if n != 16 {
 		t.Errorf("%d cases, want 16", n)
 	}
