@@ -136,7 +136,8 @@ func TestTemplateCheckRefuses(t *testing.T) {
 		mode     string
 		template string // a built-in's name, or "file.ext=text" for a custom one
 		extra    string
-		setting  string // TemplateError.Setting; "-" for a *ConfigError instead
+		setting  string // TemplateError.Setting
+		field    string // a *ConfigError's Field instead
 		missing  bool
 		want     string // in the error
 	}{
@@ -155,7 +156,12 @@ func TestTemplateCheckRefuses(t *testing.T) {
 		{name: "board value written raw", mode: station.ModeTPM,
 			template: `raw.json={"serial": "{{raw .Serial}}"}`, want: "Serial"},
 		{name: "registration ID no board can have", mode: station.ModeSymmetricKey, template: "json",
-			extra: "registration_id: '{{.Serial}} x'\n", setting: "-", want: "registration_id"},
+			extra: "registration_id: '{{.Serial}} x'\n", field: "registration_id", want: "registration_id"},
+		{name: "certificate path a URI the station cannot write", mode: station.ModeX509Keygen, template: "aziot-toml",
+			extra: "template:\n  certificate_path: file:///var/secrets/id.pem\n  key_uri: /var/secrets/id.key\n",
+			field: "template.certificate_path", want: "absolute path"},
+		{name: "certificate path the configuration's", mode: station.ModeX509TPM, template: "json",
+			extra: "template:\n  certificate_path: /lfs/zerotouch/config\n", field: "template.certificate_path", want: "template.path"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var tmpl *fwtemplates.Template
@@ -177,10 +183,10 @@ func TestTemplateCheckRefuses(t *testing.T) {
 			if !strings.Contains(err.Error(), tt.want) || !errors.Is(err, station.ErrConfig) {
 				t.Errorf("CheckTemplate = %v; want a configuration error saying %q", err, tt.want)
 			}
-			if tt.setting == "-" {
+			if tt.field != "" {
 				var ce *station.ConfigError
-				if !errors.As(err, &ce) || ce.Field != "registration_id" {
-					t.Errorf("CheckTemplate = %#v, want a *ConfigError for registration_id", err)
+				if !errors.As(err, &ce) || ce.Field != tt.field {
+					t.Errorf("CheckTemplate = %#v, want a *ConfigError for %s", err, tt.field)
 				}
 				return
 			}
