@@ -132,8 +132,8 @@ func EnsureGroup(ctx context.Context, svc GroupService, g LineGroup, cred GroupC
 // themselves with cred.
 func checkGroup(ctx context.Context, svc GroupService, g LineGroup, cred GroupCredential, have *enroll.EnrollmentGroup, log *slog.Logger) error {
 	if t := have.Attestation.Type; t != g.Attestation {
-		return fmt.Errorf("%w: group %s is of %s attestation, and this line's boards need a %s group: name another group in %s, or delete that one",
-			ErrGroupMismatch, g.ID, t, g.Attestation, g.Setting)
+		return fmt.Errorf("%w: group %s is %s, and this line's boards need %s: name another group in %s, or delete that one",
+			ErrGroupMismatch, g.ID, groupKind(t), groupKind(g.Attestation), g.Setting)
 	}
 	if have.ProvisioningStatus == "disabled" {
 		return fmt.Errorf("%w: group %s is disabled, so DPS would refuse every board: enable it in DPS", ErrGroupMismatch, g.ID)
@@ -180,6 +180,17 @@ func checkGroup(ctx context.Context, svc GroupService, g LineGroup, cred GroupCr
 			ErrGroupMismatch, g.ID, orNone(held), inter.Subject.String(), ca.Fingerprint(inter), g.Setting)
 	}
 	return nil
+}
+
+// groupKind names a group's attestation type for messages.
+func groupKind(attestation string) string {
+	switch attestation {
+	case enroll.AttestationSymmetricKey:
+		return "a symmetric-key group"
+	case enroll.AttestationX509:
+		return "an X.509 group"
+	}
+	return fmt.Sprintf("a group of %q attestation", attestation)
 }
 
 // certThumbprint is a certificate's SHA-256 thumbprint, in hex, from what

@@ -121,7 +121,7 @@ func TestEnsureGroup(t *testing.T) {
 		{"another key", sym, station.GroupCredential{Key: []byte("another key of this line")}, station.ErrGroupMismatch, []string{"g-sym", "other keys"}},
 		{"another intermediate", x5, station.GroupCredential{Chain: otherChain}, station.ErrGroupMismatch,
 			[]string{"g-x509", ca.Fingerprint(chain[0]), ca.Fingerprint(otherChain[0])}},
-		{"other attestation", symAsX, x5Cred, station.ErrGroupMismatch, []string{"g-sym", "symmetricKey attestation", "x509 group"}},
+		{"other attestation", symAsX, x5Cred, station.ErrGroupMismatch, []string{"g-sym", "is a symmetric-key group", "need an X.509 group"}},
 		{"disabled", off, symCred, station.ErrGroupMismatch, []string{"g-off", "disabled"}},
 	} {
 		created, err := station.EnsureGroup(ctx, l.client, tt.g, tt.cred, nil)

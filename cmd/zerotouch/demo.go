@@ -242,25 +242,6 @@ func setUpDemo(ctx context.Context, g *globals, f demoFlags) (_ *demoRun, err er
 	groupKey := make([]byte, 64)
 	rand.Read(groupKey)
 
-	// The DPS side of the group modes: an X.509 group for the CA's
-	// intermediate and a symmetric-key group.
-	chain, err := issuer.Chain(ctx)
-	if err != nil {
-		return nil, err
-	}
-	groups := []enroll.EnrollmentGroup{
-		{EnrollmentGroupID: "demo-symmetric-key", Attestation: enroll.Attestation{Type: enroll.AttestationSymmetricKey,
-			SymmetricKey: &enroll.SymmetricKeyAttestation{PrimaryKey: base64.StdEncoding.EncodeToString(groupKey)}}},
-		{EnrollmentGroupID: "demo-x509-ca", Attestation: enroll.Attestation{Type: enroll.AttestationX509,
-			X509: &enroll.X509Attestation{SigningCertificates: &enroll.X509Certificates{
-				Primary: &enroll.X509Certificate{Certificate: string(ca.EncodePEM(chain[0]))}}}}},
-	}
-	for i := range groups {
-		if _, err := d.client.CreateOrUpdateGroup(ctx, &groups[i], ""); err != nil {
-			return nil, fmt.Errorf("demo: enrollment group %s: %w", groups[i].EnrollmentGroupID, err)
-		}
-	}
-
 	// The boards, and a station per attestation mode over them.
 	boardsDir := filepath.Join(f.dir, "boards")
 	serial := 1
@@ -289,8 +270,14 @@ func setUpDemo(ctx context.Context, g *globals, f demoFlags) (_ *demoRun, err er
 		if err != nil {
 			return nil, err
 		}
-		st, err := station.New(cfg, station.Deps{Store: d.store, Template: tmpl, Issuer: issuer, GroupKey: groupKey, Logger: g.log,
-			Headless: f.headless, Printer: printer, Events: d.event, Enrolled: func(ctx context.Context, serial string) error { return waitEnrolled(ctx, d.store, d.bg, serial) }})
+		deps := station.Deps{Store: d.store, Template: tmpl, Issuer: issuer, GroupKey: groupKey, Logger: g.log,
+			Headless: f.headless, Printer: printer, Events: d.event, Enrolled: func(ctx context.Context, serial string) error { return waitEnrolled(ctx, d.store, d.bg, serial) }}
+		// The DPS side of a line enrolled by group, as zerotouch run
+		// makes it at start.
+		if err := ensureGroup(ctx, g.log, d.client, cfg, &deps); err != nil {
+			return nil, fmt.Errorf("demo: the %s line's enrollment group: %w", dl.mode, err)
+		}
+		st, err := station.New(cfg, deps)
 		if err != nil {
 			return nil, err
 		}

@@ -120,6 +120,7 @@ means, "command", "err": the whole error, "exit": the status, and on exit
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	root.AddCommand(boardCmd(g), linkCmd(g), tpmCmd(g), caCmd(g), uploadCmd(g), dpsEmulatorCmd(g), imageToolCmd(g))
 	root.AddCommand(recordsCmd(g), runCmd(g), demoCmd(g), guiCmd(g), configCmd(g))
+	root.AddCommand(dpsCmd(g))
 
 	jsonOut := wantsJSON(args)
 	defaultHelp := root.HelpFunc()

@@ -193,6 +193,7 @@ func openStationAs(ctx context.Context, g *globals, file string, events func(sta
 	}
 	deps.Store = set.store
 
+	var dpsClient *enroll.Client // nil: no upload
 	if up := cfg.DPS.Upload; up == nil || *up {
 		dcfg, err := dpsConfig(g, "dps.connection_string_file", cfg.DPS.ConnectionStringFile, cfg.DPS.CAFile)
 		switch {
@@ -207,12 +208,19 @@ func openStationAs(ctx context.Context, g *globals, file string, events func(sta
 			}
 			set.dps = dpsSettings{caSetting: "dps.ca_file", connSetting: "dps.connection_string_file",
 				connFile: cfg.DPS.ConnectionStringFile, host: client.HostName()}
+			dpsClient = client
 			set.uploader, err = enroll.NewUploader(enroll.UploaderConfig{Client: client, Queue: set.store,
 				Quota: cfg.DPS.Quota, Share: cfg.DPS.Share, Logger: g.log})
 			if err != nil {
 				return fail(usageError{fmt.Errorf("%s: dps: %w", file, err)})
 			}
 		}
+	}
+
+	// The line's enrollment group, when it enrolls by group: in DPS
+	// before the first board.
+	if err := checkLineGroup(ctx, g, file, cfg, &deps, dpsClient); err != nil {
+		return fail(err)
 	}
 
 	if cfg.VerifyRegistration.Enabled {

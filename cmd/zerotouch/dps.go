@@ -1,0 +1,426 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"zerotouch/ca"
+	"zerotouch/enroll"
+	"zerotouch/internal/atomicfile"
+	"zerotouch/internal/regid"
+	"zerotouch/internal/secret"
+	"zerotouch/station"
+)
+
+func dpsCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "dps",
+		Short: "Look after what the station needs in DPS: its enrollment groups",
+		Args:  cobra.NoArgs,
+	}
+	group := &cobra.Command{
+		Use:   "group",
+		Short: "Create, show, list and delete DPS enrollment groups",
+		Long: `Create, show, list and delete the DPS enrollment groups that symmetric-key
+lines (symmetric_key.group_id) and X.509 lines enrolled by group
+(ca.group_id) enroll their boards through. The station creates its line's
+group at start unless told not to (create_group: false); these commands do
+it by hand.
+
+The DPS service connection string comes from --connection-string-file or
+$` + envDPSConnectionString + `; --ca-file names a CA to trust for DPS besides the
+system's (an emulator). No key is ever printed.
+
+Exit status: 0 done; 1 DPS refused or failed (a group already there with
+other keys or certificates, a group that does not exist); 2 a command-line
+mistake (nothing was sent); 3 DPS cannot be used as set up (its certificate
+not trusted, its host name unknown, the connection string's key or policy
+refused) or no CA in --ca-dir.`,
+		Args: cobra.NoArgs,
+	}
+	group.AddCommand(dpsGroupCreateCmd(g), dpsGroupShowCmd(g), dpsGroupListCmd(g), dpsGroupDeleteCmd(g))
+	cmd.AddCommand(group)
+	return cmd
+}
+
+type groupCreateFlags struct {
+	dps         dpsFlags
+	id          string
+	keyFile     string
+	caDir       string
+	certificate string
+}
+
+func dpsGroupCreateCmd(g *globals) *cobra.Command {
+	var f groupCreateFlags
+	cmd := &cobra.Command{
+		Use:   "create --id ID (--symmetric-key-file FILE | --ca-dir DIR | --certificate FILE)",
+		Short: "Create an enrollment group in DPS (symmetric-key or X.509)",
+		Long: `Create an enrollment group in DPS.
+
+A symmetric-key group: --symmetric-key-file FILE, the group's primary key,
+base64 (the file symmetric_key.key_file names). When FILE does not exist, a
+new random key is made and written there, readable by you alone (mode
+0600); it is never printed.
+
+An X.509 group, whose signing certificate is a CA's issuing intermediate:
+--ca-dir DIR, a local CA (zerotouch ca init; its password is not needed),
+or --certificate FILE, a PEM file whose first certificate is the
+intermediate (a step-ca's).
+
+A group already in DPS is left as it is: the command checks that it holds
+the same key or certificate (exit 0) or says what differs (exit 1).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runGroupCreate(cmd.Context(), g, &f)
+		},
+	}
+	f.dps.add(cmd)
+	fs := cmd.Flags()
+	fs.StringVar(&f.id, "id", "", "the enrollment group's ID")
+	fs.StringVar(&f.keyFile, "symmetric-key-file", "", "a symmetric-key group: the file holding its primary key, base64 (made, with a new random key, when missing)")
+	fs.StringVar(&f.caDir, "ca-dir", "", "an X.509 group: the local CA folder whose intermediate signs the boards' certificates")
+	fs.StringVar(&f.certificate, "certificate", "", "an X.509 group: a PEM file whose first certificate is the CA's issuing intermediate")
+	return cmd
+}
+
+// groupResult is what create and delete print (one JSON object with
+// --json).
+type groupResult struct {
+	ID          string `json:"enrollmentGroupId"`
+	Attestation string `json:"attestation,omitempty"`
+	DPS         string `json:"dps"`
+	// Outcome is "created", "exists" (and matches) or "deleted".
+	Outcome string `json:"outcome"`
+	// KeyFile is where a new symmetric key was written; "" when none
+	// was made.
+	KeyFile string `json:"newKeyFile,omitempty"`
+}
+
+func runGroupCreate(ctx context.Context, g *globals, f *groupCreateFlags) error {
+	if f.id == "" {
+		return usageError{errors.New("--id is missing: the enrollment group's ID")}
+	}
+	if err := regid.Check(f.id, regid.MaxLen); err != nil {
+		return usageError{fmt.Errorf("--id %q: %w", f.id, err)}
+	}
+	n := 0
+	for _, s := range []string{f.keyFile, f.caDir, f.certificate} {
+		if s != "" {
+			n++
+		}
+	}
+	if n != 1 {
+		return usageError{errors.New("give one of --symmetric-key-file (a symmetric-key group), --ca-dir or --certificate (an X.509 group)")}
+	}
+	dcfg, err := f.dps.config(g)
+	if err != nil {
+		return err
+	}
+	lg := station.LineGroup{ID: f.id, Create: true, Setting: "--id", CreateSetting: "create"}
+	var cred station.GroupCredential
+	var newKey bool
+	switch {
+	case f.keyFile != "":
+		lg.Attestation = enroll.AttestationSymmetricKey
+		if cred.Key, newKey, err = groupKeyFile(g, f.keyFile); err != nil {
+			return err
+		}
+	case f.caDir != "":
+		lg.Attestation = enroll.AttestationX509
+		if cred.Chain, err = ca.ReadChain(f.caDir); err != nil {
+			return setupError{fmt.Errorf("--ca-dir: %w", err)}
+		}
+	default:
+		lg.Attestation = enroll.AttestationX509
+		b, err := os.ReadFile(f.certificate)
+		if err != nil {
+			return usageError{fmt.Errorf("--certificate: %w", err)}
+		}
+		c, err := enroll.ParseCertificate(string(b))
+		if err != nil {
+			return usageError{fmt.Errorf("--certificate %s: %w", f.certificate, err)}
+		}
+		if !c.IsCA {
+			return usageError{fmt.Errorf("--certificate %s: %q is not a CA certificate: give the CA's issuing intermediate", f.certificate, c.Subject)}
+		}
+		cred.Chain = []*x509.Certificate{c}
+	}
+	client, err := enroll.NewClient(dcfg)
+	if err != nil {
+		return usageError{err}
+	}
+	created, err := station.EnsureGroup(ctx, client, lg, cred, g.log)
+	if err != nil {
+		return dpsGroupError(f.dps.settings(client.HostName()), f.id, err)
+	}
+	res := groupResult{ID: f.id, Attestation: lg.Attestation, DPS: client.HostName(), Outcome: "exists"}
+	if created {
+		res.Outcome = "created"
+	}
+	if newKey {
+		res.KeyFile = f.keyFile
+	}
+	if g.json {
+		return json.NewEncoder(g.stdout).Encode(res)
+	}
+	if created {
+		fmt.Fprintf(g.stdout, "enrollment group %s (%s) created in DPS %s\n", f.id, lg.Attestation, res.DPS)
+	} else {
+		fmt.Fprintf(g.stdout, "enrollment group %s (%s) is already in DPS %s, with this key or certificate\n", f.id, lg.Attestation, res.DPS)
+	}
+	if newKey {
+		fmt.Fprintf(g.stdout, "its new primary key is in %s (mode 0600): name it in symmetric_key.key_file\n", f.keyFile)
+	}
+	return nil
+}
+
+// groupKeyFile reads a symmetric-key group's key from file, base64; when
+// the file does not exist it makes a random key and writes it there
+// (made is true).
+func groupKeyFile(g *globals, file string) (key []byte, made bool, err error) {
+	if _, err := os.Stat(file); errors.Is(err, fs.ErrNotExist) {
+		key = make([]byte, station.GroupKeyBytes)
+		rand.Read(key)
+		if err := atomicfile.Write(file, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
+			return nil, false, setupError{fmt.Errorf("--symmetric-key-file: write the new key: %w", err)}
+		}
+		return key, true, nil
+	}
+	b, err := secret.Read(g.log, "--symmetric-key-file", file, "")
+	if err != nil {
+		return nil, false, usageError{fmt.Errorf("--symmetric-key-file: %w", err)}
+	}
+	key, err = base64.StdEncoding.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil || len(key) == 0 {
+		return nil, false, usageError{fmt.Errorf("--symmetric-key-file %s does not hold a base64 key (as DPS shows a group's primary key)", file)}
+	}
+	return key, false, nil
+}
+
+// dpsGroupError words a DPS error of a group command, with its exit
+// code: what no retry can mend exits 3, the rest 1.
+func dpsGroupError(s dpsSettings, id string, err error) error {
+	if a := s.advice(err); a != "" {
+		return setupError{fmt.Errorf("enrollment group %s: %s: %w", id, a, err)}
+	}
+	if errors.Is(err, enroll.ErrNotFound) {
+		return fmt.Errorf("DPS %s has no enrollment group %s: %w", s.host, id, err)
+	}
+	return fmt.Errorf("DPS %s: enrollment group %s: %w", s.host, id, err)
+}
+
+// groupClient is the DPS client of a group command, from its flags.
+func groupClient(g *globals, f *dpsFlags) (*enroll.Client, error) {
+	dcfg, err := f.config(g)
+	if err != nil {
+		return nil, err
+	}
+	c, err := enroll.NewClient(dcfg)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return c, nil
+}
+
+func checkGroupArg(id string) error {
+	if err := regid.Check(id, regid.MaxLen); err != nil {
+		return usageError{fmt.Errorf("enrollment group ID %q: %w", id, err)}
+	}
+	return nil
+}
+
+func dpsGroupShowCmd(g *globals) *cobra.Command {
+	var f dpsFlags
+	cmd := &cobra.Command{
+		Use:   "show ID",
+		Short: "Show an enrollment group: its attestation, status and certificates (never its keys)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkGroupArg(args[0]); err != nil {
+				return err
+			}
+			client, err := groupClient(g, &f)
+			if err != nil {
+				return err
+			}
+			eg, err := client.GetGroup(cmd.Context(), args[0])
+			if err != nil {
+				return dpsGroupError(f.settings(client.HostName()), args[0], err)
+			}
+			v := viewGroup(eg)
+			if g.json {
+				return json.NewEncoder(g.stdout).Encode(v)
+			}
+			w := g.stdout
+			fmt.Fprintf(w, "enrollment group %s in DPS %s\n  attestation  %s\n  status       %s\n", v.ID, client.HostName(), v.Attestation, v.ProvisioningStatus)
+			if v.AllocationPolicy != "" {
+				fmt.Fprintf(w, "  allocation   %s\n", v.AllocationPolicy)
+			}
+			if len(v.IoTHubs) > 0 {
+				fmt.Fprintf(w, "  IoT hubs     %s\n", strings.Join(v.IoTHubs, ", "))
+			}
+			for _, c := range v.SigningCertificates {
+				fmt.Fprintf(w, "  %-12s %s\n  %-12s sha256 %s, valid to %s\n", c.Role+" cert", c.Subject, "", c.SHA256, c.NotAfter.Format(time.DateOnly))
+			}
+			for _, r := range v.CAReferences {
+				fmt.Fprintf(w, "  CA reference %s\n", r)
+			}
+			if v.Attestation == enroll.AttestationSymmetricKey {
+				fmt.Fprintf(w, "  keys         (not shown)\n")
+			}
+			if v.Created != nil {
+				fmt.Fprintf(w, "  created      %s\n", v.Created.Format(time.RFC3339))
+			}
+			return nil
+		},
+	}
+	f.add(cmd)
+	return cmd
+}
+
+func dpsGroupListCmd(g *globals) *cobra.Command {
+	var f dpsFlags
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List the enrollment groups in DPS (one JSON line each with --json)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			client, err := groupClient(g, &f)
+			if err != nil {
+				return err
+			}
+			var vs []groupView
+			for eg, err := range client.Groups(cmd.Context(), 0) {
+				if err != nil {
+					return dpsGroupError(f.settings(client.HostName()), "query", err)
+				}
+				vs = append(vs, viewGroup(eg))
+			}
+			if g.json {
+				enc := json.NewEncoder(g.stdout)
+				for _, v := range vs {
+					if err := enc.Encode(v); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			if len(vs) == 0 {
+				fmt.Fprintf(g.stderr, "DPS %s has no enrollment groups\n", client.HostName())
+				return nil
+			}
+			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tATTESTATION\tSTATUS\tSIGNING CERTIFICATE")
+			for _, v := range vs {
+				cert := "-"
+				if len(v.SigningCertificates) > 0 {
+					cert = v.SigningCertificates[0].Subject
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", v.ID, v.Attestation, v.ProvisioningStatus, cert)
+			}
+			return tw.Flush()
+		},
+	}
+	f.add(cmd)
+	return cmd
+}
+
+func dpsGroupDeleteCmd(g *globals) *cobra.Command {
+	var f dpsFlags
+	cmd := &cobra.Command{
+		Use:   "delete ID",
+		Short: "Delete an enrollment group from DPS (its boards can then no longer register)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkGroupArg(args[0]); err != nil {
+				return err
+			}
+			client, err := groupClient(g, &f)
+			if err != nil {
+				return err
+			}
+			if err := client.DeleteGroup(cmd.Context(), args[0], ""); err != nil {
+				return dpsGroupError(f.settings(client.HostName()), args[0], err)
+			}
+			if g.json {
+				return json.NewEncoder(g.stdout).Encode(groupResult{ID: args[0], DPS: client.HostName(), Outcome: "deleted"})
+			}
+			fmt.Fprintf(g.stdout, "enrollment group %s deleted from DPS %s\n", args[0], client.HostName())
+			return nil
+		},
+	}
+	f.add(cmd)
+	return cmd
+}
+
+// groupView is an enrollment group as the commands print it: never its
+// keys.
+type groupView struct {
+	ID                  string      `json:"enrollmentGroupId"`
+	Attestation         string      `json:"attestation"`
+	ProvisioningStatus  string      `json:"provisioningStatus,omitempty"`
+	SigningCertificates []groupCert `json:"signingCertificates,omitempty"`
+	CAReferences        []string    `json:"caReferences,omitempty"`
+	AllocationPolicy    string      `json:"allocationPolicy,omitempty"`
+	IoTHubs             []string    `json:"iotHubs,omitempty"`
+	IoTHubHostName      string      `json:"iotHubHostName,omitempty"`
+	ETag                string      `json:"etag,omitempty"`
+	Created             *time.Time  `json:"createdDateTimeUtc,omitempty"`
+	Updated             *time.Time  `json:"lastUpdatedDateTimeUtc,omitempty"`
+}
+
+// groupCert is a signing certificate of an X.509 group.
+type groupCert struct {
+	Role     string    `json:"role"` // primary or secondary
+	Subject  string    `json:"subject"`
+	SHA256   string    `json:"sha256Thumbprint"` // lowercase hex
+	NotAfter time.Time `json:"notAfter"`
+}
+
+func viewGroup(eg *enroll.EnrollmentGroup) groupView {
+	v := groupView{ID: eg.EnrollmentGroupID, Attestation: eg.Attestation.Type, ProvisioningStatus: eg.ProvisioningStatus,
+		AllocationPolicy: eg.AllocationPolicy, IoTHubs: eg.IoTHubs, IoTHubHostName: eg.IoTHubHostName, ETag: eg.ETag,
+		Created: eg.CreatedDateTimeUTC, Updated: eg.LastUpdatedDateTimeUTC}
+	x := eg.Attestation.X509
+	if x == nil {
+		return v
+	}
+	if sc := x.SigningCertificates; sc != nil {
+		for _, c := range []struct {
+			role string
+			c    *enroll.X509Certificate
+		}{{"primary", sc.Primary}, {"secondary", sc.Secondary}} {
+			if c.c == nil {
+				continue
+			}
+			gc := groupCert{Role: c.role}
+			if in := c.c.Info; in != nil {
+				gc.Subject, gc.SHA256, gc.NotAfter = in.SubjectName, strings.ToLower(in.SHA256Thumbprint), in.NotAfterUTC
+			} else if cert, err := enroll.ParseCertificate(c.c.Certificate); err == nil {
+				gc.Subject, gc.SHA256, gc.NotAfter = cert.Subject.String(), ca.Fingerprint(cert), cert.NotAfter.UTC()
+			}
+			v.SigningCertificates = append(v.SigningCertificates, gc)
+		}
+	}
+	if r := x.CAReferences; r != nil {
+		for _, s := range []string{r.Primary, r.Secondary} {
+			if s != "" {
+				v.CAReferences = append(v.CAReferences, s)
+			}
+		}
+	}
+	return v
+}
