@@ -54,9 +54,10 @@ const GroupKeyBytes = 64
 
 // NewGroup returns the DPS enrollment group g for boards proving
 // themselves with cred: a symmetric-key group whose primary key is
-// cred.Key (and a fresh random secondary key, which DPS requires beside a
-// given primary and no board uses), or an X.509 group whose signing
-// certificate is cred.Chain[0].
+// cred.Key (sent with a fresh random secondary key, so that the group
+// never depends on the service making one; no board uses it: the
+// secondary is for rolling the key over in DPS), or an X.509 group whose
+// signing certificate is cred.Chain[0].
 func NewGroup(g LineGroup, cred GroupCredential) (*enroll.EnrollmentGroup, error) {
 	eg := &enroll.EnrollmentGroup{EnrollmentGroupID: g.ID, Attestation: enroll.Attestation{Type: g.Attestation}}
 	switch g.Attestation {
