@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/google/go-tpm/tpm2"
+	"github.com/google/go-tpm/tpm2/transport"
 
 	"zerotouch/enroll/device"
 	"zerotouch/flasher"
@@ -217,21 +218,65 @@ func (b *Board) deviceCertificate(ctx context.Context, chainPEM, keyURI string) 
 	if b.tpm == nil {
 		return nil, errors.New("the board holds no key for its certificate: keygen made none that matches, and it has no TPM")
 	}
-	handle := tpm.DefaultKeyHandle
+	d := tpm.New(lockedTPM{b}, tpm.Options{Board: b.cfg.Serial, Logger: b.log})
 	if m := keyHandleRE.FindString(strings.ToLower(keyURI)); m != "" {
 		h, _ := strconv.ParseUint(m[2:], 16, 32)
-		handle = tpm2.TPMHandle(h)
+		handle := tpm2.TPMHandle(h)
+		signer, err := d.LoadSigner(ctx, handle)
+		if err != nil {
+			return nil, fmt.Errorf("the certificate's key in the TPM, at %#x as the key URI %q says: %w", uint32(handle), keyURI, err)
+		}
+		if got, err := x509.MarshalPKIXPublicKey(signer.Public()); err != nil || !bytes.Equal(got, want) {
+			return nil, fmt.Errorf("the TPM key at %#x, which the key URI %q names, is not the certificate's", uint32(handle), keyURI)
+		}
+		cert.PrivateKey = signer
+		return &cert, nil
 	}
-	signer, err := tpm.New(lockedTPM{b}, tpm.Options{Board: b.cfg.Serial, Logger: b.log}).LoadSigner(ctx, handle)
+	// The key URI names no handle (a PKCS#11 URI, a file): the key is
+	// the persistent signing key whose public key is the certificate's.
+	handles, err := persistentHandles(lockedTPM{b})
 	if err != nil {
 		return nil, fmt.Errorf("the certificate's key in the TPM: %w", err)
 	}
-	got, err := x509.MarshalPKIXPublicKey(signer.Public())
-	if err != nil || !bytes.Equal(got, want) {
-		return nil, fmt.Errorf("the TPM key at %#x is not the certificate's", uint32(handle))
+	for _, h := range handles {
+		signer, err := d.LoadSigner(ctx, h)
+		if err != nil {
+			continue // not a signing key (the EK, the SRK, another's)
+		}
+		if got, err := x509.MarshalPKIXPublicKey(signer.Public()); err == nil && bytes.Equal(got, want) {
+			cert.PrivateKey = signer
+			return &cert, nil
+		}
 	}
-	cert.PrivateKey = signer
-	return &cert, nil
+	return nil, fmt.Errorf("the board holds no key for its certificate: keygen made none that matches, and none of the TPM's persistent keys %#x is the certificate's", handles)
+}
+
+// persistentHandles lists the TPM's persistent objects in the owner's
+// range, 0x81000000-0x817FFFFF (TPM 2.0 Part 3, 30.2 TPM2_GetCapability,
+// TPM_CAP_HANDLES).
+func persistentHandles(t transport.TPM) ([]tpm2.TPMHandle, error) {
+	var out []tpm2.TPMHandle
+	next := uint32(0x81000000)
+	for {
+		rsp, err := tpm2.GetCapability{Capability: tpm2.TPMCapHandles, Property: next, PropertyCount: 64}.Execute(t)
+		if err != nil {
+			return nil, fmt.Errorf("list persistent handles: %w", err)
+		}
+		hs, err := rsp.CapabilityData.Data.Handles()
+		if err != nil {
+			return nil, fmt.Errorf("list persistent handles: %w", err)
+		}
+		for _, h := range hs.Handle {
+			if h > 0x817FFFFF {
+				return out, nil
+			}
+			out = append(out, h)
+			next = uint32(h) + 1
+		}
+		if !rsp.MoreData || len(hs.Handle) == 0 {
+			return out, nil
+		}
+	}
 }
 
 // keyHandleRE finds a persistent handle in a key URI.

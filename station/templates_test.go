@@ -259,3 +259,30 @@ func TestTemplatesRefusedAtStart(t *testing.T) {
 		})
 	}
 }
+
+// TestRegisterTPMKeyAnyHandle: on an x509-tpm line whose key is at
+// another handle than the default and whose key_uri names none, the
+// board finds the certificate's key among the TPM's persistent keys and
+// registers.
+func TestRegisterTPMKeyAnyHandle(t *testing.T) {
+	ctx := context.Background()
+	l := verifyingLine(t, nil)
+	tmpl, err := fwtemplates.Builtin("aziot-toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := l.dpsBoard(t, "SN-HANDLE-1", board.TPMSim)
+	cfg := l.verifyingConfig(t, station.ModeX509TPM, "aziot-toml",
+		lineSettings["template.certificate_path"]+lineSettings["template.key_uri"]+"key: {handle: 0x81000005}\n", b.Path())
+	st, err := station.New(cfg, station.Deps{Store: l.store, Template: tmpl, Issuer: l.issuer, Events: l.event, Enrolled: l.enrolled})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := st.Provision(ctx, station.SlotConfig{Name: "slot-1"}, b.Path())
+	if err != nil {
+		t.Fatalf("Provision: %v", err)
+	}
+	if reg := res.Record.Registration; reg == nil || reg.State != flasher.RegAssigned {
+		t.Fatalf("registration %+v, want assigned", reg)
+	}
+}
