@@ -56,24 +56,24 @@ type bootConfig struct {
 	SymmetricKey     []byte // symmetricKey: the derived device key
 }
 
-// BootConfigError is a configuration the board cannot register with: a
+// bootConfigError is a configuration the board cannot register with: a
 // field its format needs is missing or holds a value it cannot use.
 // Field is spelled as the format spells it (provisioning.id_scope in
 // aziot-toml, DPS_ID_SCOPE in c-header).
-type BootConfigError struct {
+type bootConfigError struct {
 	Format string // "json", "aziot-toml", "c-header" or "esp-idf-nvs-csv"
 	Field  string // empty when the whole file is at fault
 	Err    error
 }
 
-func (e *BootConfigError) Error() string {
+func (e *bootConfigError) Error() string {
 	if e.Field == "" {
 		return fmt.Sprintf("%s configuration: %v", e.Format, e.Err)
 	}
 	return fmt.Sprintf("%s configuration: %s: %v", e.Format, e.Field, e.Err)
 }
 
-func (e *BootConfigError) Unwrap() error { return e.Err }
+func (e *bootConfigError) Unwrap() error { return e.Err }
 
 // errMissing is a field the configuration lacks.
 var errMissing = errors.New("missing (the board needs it to register)")
@@ -101,7 +101,7 @@ var names = map[string]fieldNames{
 // them apart by content: a JSON object; an NVS CSV (its first line that
 // is not a # comment is key,type,encoding,value); a C header (a #define
 // directive); TOML with a [provisioning] table. Errors are a
-// *BootConfigError naming the format and the field.
+// *bootConfigError naming the format and the field.
 func parseBootConfig(data []byte) (bootConfig, error) {
 	format := detectFormat(data)
 	var (
@@ -118,7 +118,7 @@ func parseBootConfig(data []byte) (bootConfig, error) {
 	case formatAziotTOML:
 		bc, err = parseAziotConfig(data)
 	default:
-		return bc, &BootConfigError{Format: "unknown", Err: errUnknownFormat}
+		return bc, &bootConfigError{Format: "unknown", Err: errUnknownFormat}
 	}
 	if err != nil {
 		return bc, err
@@ -161,7 +161,7 @@ func detectFormat(data []byte) string {
 func (bc *bootConfig) check() error {
 	n := names[bc.Format]
 	bad := func(field string, err error) error {
-		return &BootConfigError{Format: bc.Format, Field: field, Err: err}
+		return &bootConfigError{Format: bc.Format, Field: field, Err: err}
 	}
 	if bc.Attestation == "" {
 		return bad(n.attestation, errMissing)
@@ -217,7 +217,7 @@ func decodeKey(format, field, s string) ([]byte, error) {
 	}
 	k, err := base64.StdEncoding.DecodeString(s)
 	if err != nil {
-		return nil, &BootConfigError{Format: format, Field: field, Err: fmt.Errorf("not base64: %w", err)}
+		return nil, &bootConfigError{Format: format, Field: field, Err: fmt.Errorf("not base64: %w", err)}
 	}
 	return k, nil
 }
@@ -240,14 +240,14 @@ func parseJSONConfig(data []byte) (bootConfig, error) {
 	}
 	var bc bootConfig
 	if err := json.Unmarshal(data, &doc); err != nil {
-		return bc, &BootConfigError{Format: formatJSON, Err: err}
+		return bc, &bootConfigError{Format: formatJSON, Err: err}
 	}
 	p := doc.Provisioning
 	if p == nil {
-		return bc, &BootConfigError{Format: formatJSON, Field: "provisioning", Err: errMissing}
+		return bc, &bootConfigError{Format: formatJSON, Field: "provisioning", Err: errMissing}
 	}
 	if p.Attestation == nil {
-		return bc, &BootConfigError{Format: formatJSON, Field: "provisioning.attestation", Err: errMissing}
+		return bc, &bootConfigError{Format: formatJSON, Field: "provisioning.attestation", Err: errMissing}
 	}
 	a := p.Attestation
 	bc = bootConfig{GlobalEndpoint: p.GlobalEndpoint, IDScope: p.IDScope, RegistrationID: p.RegistrationID, Attestation: a.Type,
@@ -281,7 +281,7 @@ func parseAziotConfig(data []byte) (bootConfig, error) {
 	}
 	var bc bootConfig
 	bad := func(field string, err error) error {
-		return &BootConfigError{Format: formatAziotTOML, Field: field, Err: err}
+		return &bootConfigError{Format: formatAziotTOML, Field: field, Err: err}
 	}
 	if !utf8.Valid(data) {
 		return bc, bad("", errors.New("not valid UTF-8"))
@@ -353,7 +353,7 @@ func parseNVSConfig(data []byte) (bootConfig, error) {
 		if line > 0 {
 			err = fmt.Errorf("line %d: %w", line, err)
 		}
-		return &BootConfigError{Format: formatNVSCSV, Field: field, Err: err}
+		return &bootConfigError{Format: formatNVSCSV, Field: field, Err: err}
 	}
 	if !utf8.Valid(data) {
 		return bc, bad(0, "", errors.New("not valid UTF-8"))
@@ -431,7 +431,7 @@ func nvsToolText(b []byte) string {
 func parseCHeaderConfig(data []byte) (bootConfig, error) {
 	var bc bootConfig
 	bad := func(field string, err error) error {
-		return &BootConfigError{Format: formatCHeader, Field: field, Err: err}
+		return &bootConfigError{Format: formatCHeader, Field: field, Err: err}
 	}
 	macros, err := cMacros(string(data))
 	if err != nil {

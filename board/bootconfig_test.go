@@ -113,7 +113,7 @@ func TestBootConfigErrors(t *testing.T) {
 	}
 	for _, tt := range []struct {
 		name, in      string
-		format, field string // BootConfigError's
+		format, field string // bootConfigError's
 		want          string // in the message
 		unknownFormat bool
 	}{
@@ -176,9 +176,9 @@ func TestBootConfigErrors(t *testing.T) {
 				}
 				return
 			}
-			var be *BootConfigError
+			var be *bootConfigError
 			if !errors.As(err, &be) || be.Format != tt.format || be.Field != tt.field {
-				t.Fatalf("parseBootConfig = %#v (%v), want a *BootConfigError for %s field %q", err, err, tt.format, tt.field)
+				t.Fatalf("parseBootConfig = %#v (%v), want a *bootConfigError for %s field %q", err, err, tt.format, tt.field)
 			}
 			for _, w := range []string{tt.format, tt.field, tt.want} {
 				if !strings.Contains(err.Error(), w) {
@@ -220,9 +220,9 @@ func FuzzBootConfig(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		bc, err := parseBootConfig(data)
 		if err != nil {
-			var be *BootConfigError
+			var be *bootConfigError
 			if !errors.As(err, &be) || be.Format == "" || be.Err == nil {
-				t.Fatalf("parseBootConfig error %v (%T) is not a *BootConfigError naming the format", err, err)
+				t.Fatalf("parseBootConfig error %v (%T) is not a *bootConfigError naming the format", err, err)
 			}
 			return
 		}
