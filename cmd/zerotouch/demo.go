@@ -69,7 +69,11 @@ uploaded). --headless (or --json) keeps to the terminal.
 
 Running it again empties the folder it made before (it refuses a folder
 it did not make). The CA's password lives only in memory: the demo CA
-cannot sign again after the run.`,
+cannot sign again after the run.
+
+Exit status: 0 when every board passed and its registration was
+assigned; 1 when one failed (the summary names it); 2 when the command
+line is wrong or --dir holds files the demo did not make.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDemo(cmd.Context(), g, f)

@@ -73,6 +73,40 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	stderr = g.stderr
+	root := newRoot(g)
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+
+	jsonOut := wantsJSON(args)
+	defaultHelp := root.HelpFunc()
+	root.SetHelpFunc(func(c *cobra.Command, args []string) {
+		if !jsonOut {
+			defaultHelp(c, args)
+			return
+		}
+		// One JSON object, so that a line script asking for help with
+		// --json still reads nothing but JSON.
+		var b strings.Builder
+		out := c.OutOrStdout()
+		c.SetOut(&b)
+		defaultHelp(c, args)
+		c.SetOut(out)
+		json.NewEncoder(g.stdout).Encode(struct {
+			Command string `json:"command"`
+			Help    string `json:"help"`
+		}{c.CommandPath(), b.String()})
+	})
+
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return exitOK
+	}
+	return reportError(stderr, jsonOut || g.json, cmd, err)
+}
+
+// newRoot makes zerotouch's command tree on g.
+func newRoot(g *globals) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "zerotouch",
 		Short: "Provision boards for Azure IoT Hub DPS from a factory station",
@@ -105,48 +139,41 @@ means, "command", "err": the whole error, "exit": the status, and on exit
 			}
 			opts := &slog.HandlerOptions{Level: level}
 			if g.json {
-				g.log = slog.New(slog.NewJSONHandler(stderr, opts))
+				g.log = slog.New(slog.NewJSONHandler(g.stderr, opts))
 			} else {
-				g.log = slog.New(slog.NewTextHandler(stderr, opts))
+				g.log = slog.New(slog.NewTextHandler(g.stderr, opts))
 			}
 			return nil
 		},
 	}
-	root.SetArgs(args)
-	root.SetOut(stdout)
-	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.PersistentFlags().BoolVar(&g.json, "json", false, "print results and logs as JSON lines (for line automation)")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	root.AddCommand(boardCmd(g), linkCmd(g), tpmCmd(g), caCmd(g), uploadCmd(g), dpsEmulatorCmd(g), imageToolCmd(g))
 	root.AddCommand(recordsCmd(g), runCmd(g), demoCmd(g), guiCmd(g), configCmd(g))
 	root.AddCommand(dpsCmd(g))
+	refuseUnknownSubcommands(root)
+	return root
+}
 
-	jsonOut := wantsJSON(args)
-	defaultHelp := root.HelpFunc()
-	root.SetHelpFunc(func(c *cobra.Command, args []string) {
-		if !jsonOut {
-			defaultHelp(c, args)
-			return
-		}
-		// One JSON object, so that a line script asking for help with
-		// --json still reads nothing but JSON.
-		var b strings.Builder
-		out := c.OutOrStdout()
-		c.SetOut(&b)
-		defaultHelp(c, args)
-		c.SetOut(out)
-		json.NewEncoder(g.stdout).Encode(struct {
-			Command string `json:"command"`
-			Help    string `json:"help"`
-		}{c.CommandPath(), b.String()})
-	})
-
-	cmd, err := root.ExecuteContextC(ctx)
-	if err == nil {
-		return exitOK
+// refuseUnknownSubcommands makes every command that only groups others
+// (zerotouch ca, records, link...) refuse an argument that names none of
+// them, exit 2, where cobra would print the help and exit 0; given
+// nothing, such a command prints its help.
+func refuseUnknownSubcommands(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		refuseUnknownSubcommands(sub)
 	}
-	return reportError(stderr, jsonOut || g.json, cmd, err)
+	if c.Run != nil || c.RunE != nil || !c.HasSubCommands() {
+		return
+	}
+	c.Args = func(cmd *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return usageError{fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath())}
+		}
+		return nil
+	}
+	c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
 }
 
 // wantsJSON reports whether args ask for --json, read before cobra parses
