@@ -40,7 +40,9 @@
 // answer) is answered again from the board's last answer, not executed
 // twice, so a resent TPM command or keygen is harmless.
 //
-// Register reads the committed configuration (the json template's) and
+// Register reads the committed configuration, the output of any built-in
+// template (json, aziot-toml, c-header, esp-idf-nvs-csv, told apart by
+// content; the certificate chain inline or from the file it names), and
 // registers with DPS over HTTPS as the device SDK does at first boot: the
 // TPM answering DPS's challenge (package tpm), the certificate the station
 // wrote with the key keygen made or the TPM key, or the derived symmetric

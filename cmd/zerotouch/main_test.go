@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,9 +23,11 @@ import (
 // command starts one process per board.
 func TestMain(m *testing.M) {
 	if os.Getenv("ZEROTOUCH_TEST_AS_MAIN") == "1" {
-		ctx, stop := context.WithCancel(context.Background())
-		defer stop()
-		os.Exit(Run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+		// As main does: an interrupt or SIGTERM ends the command cleanly.
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		code := Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+		stop()
+		os.Exit(code)
 	}
 	os.Exit(m.Run())
 }
