@@ -70,8 +70,9 @@ Exit status: 0 when every board passed and no enrollment is left pending
 enrollments are only queued); 1 when a board failed (its event says why);
 2 when the configuration or the command line is wrong, before any board is
 touched; 3 when the CA cannot be used (no CA in ca.dir, a wrong or missing
-CA password, a step-ca that cannot be trusted or reached), before any board
-is touched; 4 when every board passed but enrollments are still pending
+CA password, a step-ca that cannot be trusted or reached), or the line's
+DPS enrollment group is missing (and not to be created) or does not take
+the line's boards, before any board is touched; 4 when every board passed but enrollments are still pending
 (DPS did not take them, or cannot as set up: the message says which, and
 how many): run zerotouch upload --records RECORDS later; 5 when no board
 ran at all: every slot was empty (no-port: its port missing or mistyped;
