@@ -35,6 +35,7 @@ const (
 	DefaultBaud           = 115200
 	DefaultRecords        = "zerotouch.db" // the records' SQLite file, in the working folder
 	DefaultBoardTimeout   = 10 * time.Minute
+	DefaultProvisioner    = "zerotouch" // ca.provisioner: the step-ca JWK provisioner
 )
 
 // ErrConfig means the station's configuration cannot be used. A
@@ -306,6 +307,12 @@ func (c *Config) defaults() {
 	}
 	if c.Labels.Dir == "" && c.Labels.ZPL == "" && c.Labels.LP == "" {
 		c.Labels.Dir = c.GUI.Labels
+	}
+	if c.Labels.Timeout == 0 {
+		c.Labels.Timeout = labels.DefaultPrintTimeout
+	}
+	if c.CA.Provisioner == "" {
+		c.CA.Provisioner = DefaultProvisioner
 	}
 	for i := range c.Slots {
 		if c.Slots[i].Name == "" {

@@ -162,9 +162,6 @@ func openStationAs(ctx context.Context, g *globals, file string, events func(sta
 	case station.ModeX509TPM, station.ModeX509Keygen:
 		f := caFlags{dir: cfg.CA.Dir, passwordFile: cfg.CA.PasswordFile, url: cfg.CA.URL, fingerprint: cfg.CA.Fingerprint,
 			provisioner: cfg.CA.Provisioner, validity: cfg.CA.Validity, pwSetting: "ca.password_file"}
-		if f.provisioner == "" {
-			f.provisioner = "zerotouch"
-		}
 		if set.issuer, err = f.open(ctx, g); err != nil {
 			return fail(fmt.Errorf("%s: ca: %w", file, err))
 		}
