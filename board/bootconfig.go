@@ -19,6 +19,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/BurntSushi/toml"
+
+	fwtemplates "zerotouch/firmware-templates"
 )
 
 // Configuration formats the board reads, named as the built-in templates
@@ -138,7 +140,7 @@ func detectFormat(data []byte) string {
 	if t := bytes.TrimLeft(data, " \t\r\n"); len(t) > 0 && t[0] == '{' {
 		return formatJSON
 	}
-	for _, l := range strings.Split(nvsToolText(data), "\n") {
+	for _, l := range strings.Split(fwtemplates.NVSToolText(data), "\n") {
 		if l == "" {
 			continue
 		}
@@ -358,7 +360,7 @@ func parseNVSConfig(data []byte) (bootConfig, error) {
 	if !utf8.Valid(data) {
 		return bc, bad(0, "", errors.New("not valid UTF-8"))
 	}
-	r := csv.NewReader(strings.NewReader(nvsToolText(data)))
+	r := csv.NewReader(strings.NewReader(fwtemplates.NVSToolText(data)))
 	r.FieldsPerRecord = -1
 	header := true
 	ns := ""
@@ -405,21 +407,6 @@ func parseNVSConfig(data []byte) (bootConfig, error) {
 	var err error
 	bc.SymmetricKey, err = decodeKey(formatNVSCSV, names[formatNVSCSV].key, entries["symmetric_key"])
 	return bc, err
-}
-
-// nvsToolText is the text of b that nvs_partition_gen parses as CSV:
-// "\r\n" and "\r" read as "\n" (Python's text mode), lines starting with
-// # dropped, even inside a quoted value.
-func nvsToolText(b []byte) string {
-	text := strings.ReplaceAll(string(b), "\r\n", "\n")
-	text = strings.ReplaceAll(text, "\r", "\n")
-	var kept strings.Builder
-	for _, l := range strings.SplitAfter(text, "\n") {
-		if !strings.HasPrefix(l, "#") {
-			kept.WriteString(l)
-		}
-	}
-	return kept.String()
 }
 
 // parseCHeaderConfig reads the DPS_* macros of a C header as a firmware

@@ -253,7 +253,7 @@ func readFlatC(out []byte) (map[string]string, error) {
 
 // readFlatNVS reads a CSV as nvs_partition_gen does: NAMESPACE/KEY: value.
 func readFlatNVS(out []byte) (map[string]string, error) {
-	rows, err := readCSV(nvsToolText(out), 0)
+	rows, err := readCSV(NVSToolText(out), 0)
 	if err != nil {
 		return nil, err
 	}

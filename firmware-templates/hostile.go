@@ -225,7 +225,7 @@ func parseStructure(format string, out []byte) (parsed, error) {
 		lines, err := cCode(out)
 		return cParsed(lines), err
 	case FormatNVSCSV:
-		rows, err := readCSV(nvsToolText(out), 0)
+		rows, err := readCSV(NVSToolText(out), 0)
 		return csvRowsParsed(rows), err
 	}
 	return nil, fmt.Errorf("no structure for format %q", format)

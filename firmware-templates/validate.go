@@ -412,7 +412,7 @@ func validateNVSCSV(b []byte) error {
 		return fmt.Errorf("not valid CSV: %w", err)
 	}
 	const differently = "nvs_partition_gen would read the values differently than they were written: a value holds a carriage return or a line starting with #"
-	rows, err := readCSV(nvsToolText(b), 0)
+	rows, err := readCSV(NVSToolText(b), 0)
 	if err != nil {
 		return fmt.Errorf("%s (%w)", differently, err)
 	}
@@ -468,9 +468,11 @@ func validateNVSCSV(b []byte) error {
 	return nil
 }
 
-// nvsToolText returns the text of b that nvs_partition_gen parses as CSV:
-// newlines as in Python's text mode, lines starting with '#' dropped.
-func nvsToolText(b []byte) string {
+// NVSToolText returns the text of b that ESP-IDF's nvs_partition_gen
+// parses as CSV: newlines as in Python's text mode ("\r\n" and "\r" read
+// as "\n"), lines starting with '#' dropped, even inside a quoted value.
+// A reader of the esp-idf-nvs-csv template's output reads this.
+func NVSToolText(b []byte) string {
 	text := strings.ReplaceAll(string(b), "\r\n", "\n")
 	text = strings.ReplaceAll(text, "\r", "\n")
 	var kept strings.Builder
