@@ -186,14 +186,4 @@ func TestDpsGroupErrors(t *testing.T) {
 }
 
 // wrongConnKey writes the bed's connection string with another key.
-func wrongConnKey(t *testing.T, b *groupBed) string {
-	t.Helper()
-	cs, err := enroll.ParseConnectionString(b.dps.ConnectionString)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs.Key = []byte("not the key of this DPS, 32 bytes")
-	name := filepath.Join(b.dir, "wrong-connection-string")
-	os.WriteFile(name, []byte(cs.Secret()+"\n"), 0o600)
-	return name
-}
+func wrongConnKey(t *testing.T, b *groupBed) string { return wrongConnectionString(t, b.dir, b.dps) }

@@ -32,20 +32,14 @@ type groupBed struct {
 func newGroupBed(t *testing.T) *groupBed {
 	t.Helper()
 	b := &groupBed{dir: t.TempDir()}
-	b.caDir = filepath.Join(b.dir, "ca")
-	b.pwFile = filepath.Join(b.dir, "ca-password")
-	os.WriteFile(b.pwFile, []byte("line password\n"), 0o600)
-	l, err := ca.Init(context.Background(), b.caDir, ca.InitOptions{Password: []byte("line password")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.Close()
+	b.caDir, b.pwFile = testCA(t, b.dir)
 	b.key = make([]byte, 32)
 	rand.Read(b.key)
 	b.keyFile = filepath.Join(b.dir, "group-key")
 	os.WriteFile(b.keyFile, []byte(base64.StdEncoding.EncodeToString(b.key)+"\n"), 0o600)
 	b.dps, b.connFile = startEmulator(t, emulator.Options{})
 	cs, _ := enroll.ParseConnectionString(b.dps.ConnectionString)
+	var err error
 	if b.client, err = enroll.NewClient(enroll.Config{ConnectionString: cs, CAFile: b.dps.CAFile}); err != nil {
 		t.Fatal(err)
 	}

@@ -19,7 +19,6 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"zerotouch/board"
-	"zerotouch/ca"
 	"zerotouch/enroll/emulator"
 	"zerotouch/station"
 	"zerotouch/station/records"
@@ -87,19 +86,11 @@ func TestReadmeStationYAML(t *testing.T) {
 
 	dir := t.TempDir()
 	srv, connFile := startEmulator(t, emulator.Options{IDScope: fmt.Sprint(readme["id_scope"])})
-	caDir := filepath.Join(dir, "ca")
-	pwFile := filepath.Join(dir, "secrets", "ca")
-	keyFile := filepath.Join(dir, "secrets", "group-key")
-	os.MkdirAll(filepath.Dir(pwFile), 0o700)
-	os.WriteFile(pwFile, []byte("line 7 CA password\n"), 0o600)
+	caDir, pwFile := testCA(t, dir)
+	keyFile := filepath.Join(dir, "group-key")
 	key := make([]byte, 32)
 	rand.Read(key)
 	os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600)
-	l, err := ca.Init(context.Background(), caDir, ca.InitOptions{Password: []byte("line 7 CA password")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.Close()
 	printer := startZPLPrinter(t)
 
 	for i, mode := range []string{station.ModeTPM, station.ModeX509TPM, station.ModeX509Keygen, station.ModeSymmetricKey} {

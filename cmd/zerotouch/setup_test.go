@@ -33,14 +33,7 @@ type runBed struct {
 func newRunBed(t *testing.T, boards int) *runBed {
 	t.Helper()
 	b := &runBed{dir: t.TempDir()}
-	b.caDir = filepath.Join(b.dir, "ca")
-	b.pwFile = filepath.Join(b.dir, "ca-password")
-	os.WriteFile(b.pwFile, []byte("line password\n"), 0o600)
-	l, err := ca.Init(context.Background(), b.caDir, ca.InitOptions{Password: []byte("line password")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.Close()
+	b.caDir, b.pwFile = testCA(t, b.dir)
 	b.dps, b.connFile = startEmulator(t, emulator.Options{})
 	for i := range boards {
 		vb, err := board.Start(board.Config{Serial: fmt.Sprintf("SET-%d", i+1), Dir: t.TempDir(), TPM: board.TPMNone, Baud: 1_000_000})
@@ -86,15 +79,37 @@ func (b *runBed) config(t *testing.T, name string, c stationYAML) (file, records
 }
 
 // wrongKey writes the emulator's connection string with another key.
-func (b *runBed) wrongKey(t *testing.T) string {
+func (b *runBed) wrongKey(t *testing.T) string { return wrongConnectionString(t, b.dir, b.dps) }
+
+// testCA makes a local CA in dir/ca whose password, "line password", is
+// in the file dir/ca-password.
+func testCA(t *testing.T, dir string) (caDir, pwFile string) {
 	t.Helper()
-	cs, err := enroll.ParseConnectionString(b.dps.ConnectionString)
+	caDir, pwFile = filepath.Join(dir, "ca"), filepath.Join(dir, "ca-password")
+	if err := os.WriteFile(pwFile, []byte("line password\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l, err := ca.Init(context.Background(), caDir, ca.InitOptions{Password: []byte("line password")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	return caDir, pwFile
+}
+
+// wrongConnectionString writes srv's connection string with another key
+// into dir and returns the file's name.
+func wrongConnectionString(t *testing.T, dir string, srv *emulator.Server) string {
+	t.Helper()
+	cs, err := enroll.ParseConnectionString(srv.ConnectionString)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cs.Key = []byte("not the key of this DPS, 32 bytes")
-	name := filepath.Join(b.dir, "wrong-connection-string")
-	os.WriteFile(name, []byte(cs.Secret()+"\n"), 0o600)
+	name := filepath.Join(dir, "wrong-connection-string")
+	if err := os.WriteFile(name, []byte(cs.Secret()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	return name
 }
 
