@@ -242,11 +242,14 @@ func checkGroupArg(id string) error {
 	return nil
 }
 
-func dpsGroupShowCmd(g *globals) *cobra.Command {
+// groupIDCmd is a command on one enrollment group, named by its ID: run
+// gets the ID checked, a client for DPS, and the settings to name in an
+// error.
+func groupIDCmd(g *globals, use, short string, run func(ctx context.Context, client *enroll.Client, s dpsSettings, id string) error) *cobra.Command {
 	var f dpsFlags
 	cmd := &cobra.Command{
-		Use:   "show ID",
-		Short: "Show an enrollment group: its attestation, status and certificates (never its keys)",
+		Use:   use,
+		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkGroupArg(args[0]); err != nil {
@@ -256,9 +259,19 @@ func dpsGroupShowCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			eg, err := client.GetGroup(cmd.Context(), args[0])
+			return run(cmd.Context(), client, f.settings(client.HostName()), args[0])
+		},
+	}
+	f.add(cmd)
+	return cmd
+}
+
+func dpsGroupShowCmd(g *globals) *cobra.Command {
+	return groupIDCmd(g, "show ID", "Show an enrollment group: its attestation, status and certificates (never its keys)",
+		func(ctx context.Context, client *enroll.Client, s dpsSettings, id string) error {
+			eg, err := client.GetGroup(ctx, id)
 			if err != nil {
-				return dpsGroupError(f.settings(client.HostName()), args[0], err)
+				return dpsGroupError(s, id, err)
 			}
 			v := viewGroup(eg)
 			if g.json {
@@ -285,10 +298,7 @@ func dpsGroupShowCmd(g *globals) *cobra.Command {
 				fmt.Fprintf(w, "  created      %s\n", v.Created.Format(time.RFC3339))
 			}
 			return nil
-		},
-	}
-	f.add(cmd)
-	return cmd
+		})
 }
 
 func dpsGroupListCmd(g *globals) *cobra.Command {
@@ -339,31 +349,17 @@ func dpsGroupListCmd(g *globals) *cobra.Command {
 }
 
 func dpsGroupDeleteCmd(g *globals) *cobra.Command {
-	var f dpsFlags
-	cmd := &cobra.Command{
-		Use:   "delete ID",
-		Short: "Delete an enrollment group from DPS (its boards can then no longer register)",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkGroupArg(args[0]); err != nil {
-				return err
-			}
-			client, err := groupClient(g, &f)
-			if err != nil {
-				return err
-			}
-			if err := client.DeleteGroup(cmd.Context(), args[0], ""); err != nil {
-				return dpsGroupError(f.settings(client.HostName()), args[0], err)
+	return groupIDCmd(g, "delete ID", "Delete an enrollment group from DPS (its boards can then no longer register)",
+		func(ctx context.Context, client *enroll.Client, s dpsSettings, id string) error {
+			if err := client.DeleteGroup(ctx, id, ""); err != nil {
+				return dpsGroupError(s, id, err)
 			}
 			if g.json {
-				return json.NewEncoder(g.stdout).Encode(groupResult{ID: args[0], DPS: client.HostName(), Outcome: "deleted"})
+				return json.NewEncoder(g.stdout).Encode(groupResult{ID: id, DPS: client.HostName(), Outcome: "deleted"})
 			}
-			fmt.Fprintf(g.stdout, "enrollment group %s deleted from DPS %s\n", args[0], client.HostName())
+			fmt.Fprintf(g.stdout, "enrollment group %s deleted from DPS %s\n", id, client.HostName())
 			return nil
-		},
-	}
-	f.add(cmd)
-	return cmd
+		})
 }
 
 // groupView is an enrollment group as the commands print it: never its
