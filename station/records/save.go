@@ -224,13 +224,14 @@ func enrollmentJSON(e *enroll.Enrollment) (string, error) {
 // the *CloneError to refuse the save with.
 func checkClone(ctx context.Context, tx *wtx, now string, r *Record) (*CloneError, error) {
 	var otherID int64
-	var otherSerial, otherRegID string
+	var otherSerial, otherRegID, otherStation, otherLine string
 	if len(r.EKPublic) > 0 {
-		err := tx.QueryRowContext(ctx, `SELECT id, serial, coalesce(registration_id, '') FROM records WHERE ek_public = ? AND serial <> ?`,
-			r.EKPublic, r.Serial).Scan(&otherID, &otherSerial, &otherRegID)
+		err := tx.QueryRowContext(ctx, `SELECT id, serial, coalesce(registration_id, ''), station, line FROM records WHERE ek_public = ? AND serial <> ?`,
+			r.EKPublic, r.Serial).Scan(&otherID, &otherSerial, &otherRegID, &otherStation, &otherLine)
 		switch {
 		case err == nil:
-			ce := &CloneError{Serial: r.Serial, OtherSerial: otherSerial, RegistrationID: otherRegID, SameEK: true}
+			ce := &CloneError{Serial: r.Serial, OtherSerial: otherSerial, RegistrationID: otherRegID, SameEK: true,
+				OtherStation: otherStation, OtherLine: otherLine}
 			detail := fmt.Sprintf("board %s presented the EK of board %s (registration ID %s)%s; refused, nothing recorded for it",
 				r.Serial, otherSerial, otherRegID, where(r))
 			if err := audit(ctx, tx, now, otherID, r.Serial, EventClone, detail, r.Operator); err != nil {
@@ -244,15 +245,16 @@ func checkClone(ctx context.Context, tx *wtx, now string, r *Record) (*CloneErro
 	if r.RegistrationID == "" {
 		return nil, nil
 	}
-	err := tx.QueryRowContext(ctx, `SELECT id, serial FROM records WHERE registration_id = ? AND serial <> ?`,
-		r.RegistrationID, r.Serial).Scan(&otherID, &otherSerial)
+	err := tx.QueryRowContext(ctx, `SELECT id, serial, station, line FROM records WHERE registration_id = ? AND serial <> ?`,
+		r.RegistrationID, r.Serial).Scan(&otherID, &otherSerial, &otherStation, &otherLine)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return nil, nil
 	case err != nil:
 		return nil, fmt.Errorf("records: save board %s: look up its registration ID: %w", r.Serial, err)
 	}
-	ce := &CloneError{Serial: r.Serial, OtherSerial: otherSerial, RegistrationID: r.RegistrationID, SameEK: r.Attestation == AttestationTPM}
+	ce := &CloneError{Serial: r.Serial, OtherSerial: otherSerial, RegistrationID: r.RegistrationID, SameEK: r.Attestation == AttestationTPM,
+		OtherStation: otherStation, OtherLine: otherLine}
 	event, detail := EventDuplicateID, fmt.Sprintf("board %s was given registration ID %s, already recorded for board %s%s; refused, nothing recorded for it",
 		r.Serial, r.RegistrationID, otherSerial, where(r))
 	if ce.SameEK {
@@ -279,10 +281,21 @@ func where(r *Record) string {
 	return " at " + strings.Join(parts, ", ")
 }
 
-// upsert writes r (registration ID in lower case) as a new record (old
-// nil) or over old, queueing its enrollment by the rules of Save, with its
-// audit row.
-func upsert(ctx context.Context, tx *wtx, now string, r *Record, body string, old *row) (SaveResult, error) {
+// savePlan is what Save writes over a board's stored record (old; nil
+// for none): the rules of Save, the same for every adapter.
+type savePlan struct {
+	res                                SaveResult
+	id                                 int64 // old's; 0 for a new record
+	enr                                sql.NullString
+	state, uploadError, etag           string
+	generation                         int64
+	regIDChanged, mayBeInDPS, firstRun bool
+	notes                              []string // for the audit row, but where
+}
+
+// planSave applies Save's rules to r (registration ID in lower case),
+// its enrollment's JSON body ("" for none) and its stored record.
+func planSave(r *Record, body string, old *row) savePlan {
 	var res SaveResult
 	var id int64
 	var enr sql.NullString
@@ -363,6 +376,18 @@ func upsert(ctx context.Context, tx *wtx, now string, r *Record, body string, ol
 	if r.Result == ResultPassed {
 		notes = append([]string{"passed"}, notes...)
 	}
+
+	return savePlan{res: res, id: id, enr: enr, state: state, uploadError: uploadError, etag: etag, generation: generation,
+		regIDChanged: regIDChanged, mayBeInDPS: mayBeInDPS, firstRun: firstRun, notes: notes}
+}
+
+// upsert writes r (registration ID in lower case) as a new record (old
+// nil) or over old, queueing its enrollment by the rules of Save, with its
+// audit row.
+func upsert(ctx context.Context, tx *wtx, now string, r *Record, body string, old *row) (SaveResult, error) {
+	p := planSave(r, body, old)
+	res, id, enr, state, uploadError, etag, generation := p.res, p.id, p.enr, p.state, p.uploadError, p.etag, p.generation
+	regIDChanged, mayBeInDPS, firstRun, notes := p.regIDChanged, p.mayBeInDPS, p.firstRun, p.notes
 
 	var seq any // keeps the place in the queue unless queued now
 	if res.Queued {

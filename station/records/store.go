@@ -36,6 +36,7 @@ import (
 	"io/fs"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -114,14 +115,34 @@ type CloneError struct {
 	OtherSerial    string // the board already recorded
 	RegistrationID string // lower case
 	SameEK         bool   // the EK matched (or a TPM registration ID, which is the EK's hash)
+	// OtherStation and OtherLine are where the board already recorded
+	// was last provisioned (its record's Station and Line; "" when not
+	// set): on a factory database, another station than the one saving.
+	OtherStation, OtherLine string
 }
 
 func (e *CloneError) Error() string {
 	if e.SameEK {
-		return fmt.Sprintf("possible clone: board %s has the EK (registration ID %s) already recorded for board %s",
-			e.Serial, e.RegistrationID, e.OtherSerial)
+		return fmt.Sprintf("possible clone: board %s has the EK (registration ID %s) already recorded for board %s%s",
+			e.Serial, e.RegistrationID, e.OtherSerial, e.holder())
 	}
-	return fmt.Sprintf("board %s: registration ID %s is already recorded for board %s", e.Serial, e.RegistrationID, e.OtherSerial)
+	return fmt.Sprintf("board %s: registration ID %s is already recorded for board %s%s", e.Serial, e.RegistrationID, e.OtherSerial, e.holder())
+}
+
+// holder says where the board already recorded was provisioned: " (station
+// st-2, line 5)", or "" when its record does not say.
+func (e *CloneError) holder() string {
+	var parts []string
+	if e.OtherStation != "" {
+		parts = append(parts, "station "+e.OtherStation)
+	}
+	if e.OtherLine != "" {
+		parts = append(parts, "line "+e.OtherLine)
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
 }
 
 // Is matches ErrClone or ErrDuplicateID.
