@@ -70,8 +70,8 @@ func TestCALocal(t *testing.T) {
 	if code != exitOK || !strings.Contains(out, "CN=Line 7 Intermediate CA") {
 		t.Fatalf("init: exit %d\nstdout %s\nstderr %s", code, out, errOut)
 	}
-	if code, _, errOut := run(t, "ca", "init", "--dir", cadir, "--password-file", pw); code != exitFailed || !strings.Contains(errOut, "already exists") {
-		t.Fatalf("second init: exit %d, stderr %q; want 1, already exists", code, errOut)
+	if code, _, errOut := run(t, "ca", "init", "--dir", cadir, "--password-file", pw); code != exitUsage || !strings.Contains(errOut, "already exists") {
+		t.Fatalf("second init: exit %d, stderr %q; want 2, already exists", code, errOut)
 	}
 
 	// show needs no password.
