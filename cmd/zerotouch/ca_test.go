@@ -113,7 +113,7 @@ func TestCALocal(t *testing.T) {
 		want string
 	}{
 		{"CN is not the ID", []string{"ca", "sign", "--dir", cadir, "--csr", csr, "--registration-id", "sensor-0002"}, exitFailed, "common name"},
-		{"not a CSR", []string{"ca", "sign", "--dir", cadir, "--csr", pw, "--registration-id", "sensor-0001"}, exitFailed, "cannot be parsed"},
+		{"not a CSR", []string{"ca", "sign", "--dir", cadir, "--csr", pw, "--registration-id", "sensor-0001"}, exitUsage, "cannot be parsed"},
 		{"no CSR file", []string{"ca", "sign", "--dir", cadir, "--csr", filepath.Join(dir, "absent"), "--registration-id", "sensor-0001"}, exitUsage, "--csr"},
 		{"no registration ID", []string{"ca", "sign", "--dir", cadir, "--csr", csr}, exitUsage, "registration-id"},
 		{"no CA", []string{"ca", "sign", "--dir", filepath.Join(dir, "none"), "--csr", csr, "--registration-id", "sensor-0001"}, exitSetup, "ca init"},
