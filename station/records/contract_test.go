@@ -3,6 +3,7 @@ package records_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -608,4 +609,114 @@ func TestContractConcurrentProcesses(t *testing.T) {
 			t.Errorf("List = %v, %v; want one record", serials(all), err)
 		}
 	})
+}
+
+// TestContractSameTranscript runs one script of a station's and an
+// uploader's calls on each adapter and compares what they answer: the
+// records, the audit events, the counts and the exports.
+func TestContractSameTranscript(t *testing.T) {
+	x2 := x509Record(t, "SN-2", "dev-2")
+	x2b := x509Record(t, "SN-2", "dev-2") // a new certificate: a changed enrollment
+	cp := func(r *records.Record) *records.Record { c := *r; return &c }
+	transcripts := map[string][]string{}
+	forEachAdapter(t, func(t *testing.T, a *adapter) {
+		ctx := context.Background()
+		s := a.open(t)
+		var out []string
+		say := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
+		errText := func(err error) string {
+			var ce *records.CloneError
+			switch {
+			case err == nil:
+				return "ok"
+			case errors.As(err, &ce):
+				return fmt.Sprintf("clone=%v %+v", errors.Is(err, records.ErrClone), *ce)
+			case errors.Is(err, records.ErrNotFound):
+				return "not found"
+			default:
+				return "error"
+			}
+		}
+		saveSay := func(r *records.Record) {
+			res, err := s.Save(ctx, r)
+			say("save %s: %+v %s", r.Serial, res, errText(err))
+		}
+		claimSay := func() []enroll.Enrollment {
+			es, err := s.Claim(ctx, 10)
+			var ids []string
+			for _, e := range es {
+				ids = append(ids, e.RegistrationID+" etag="+e.ETag)
+			}
+			slices.Sort(ids)
+			say("claim: %v %s", ids, errText(err))
+			return es
+		}
+		b1 := &records.Record{Serial: "SN-1", Attestation: records.AttestationTPM, Station: "st-1", Line: "l1", Slot: "1"}
+		say("begin: %s", errText(s.Begin(ctx, b1)))
+		saveSay(tpmRecord("SN-1", 1))
+		saveSay(cp(x2))
+		saveSay(&records.Record{Serial: "SN-3", Attestation: records.AttestationX509Keygen, Result: records.ResultFailed, Message: "no answer",
+			Cause: "read: timeout", FailedStep: "identify"})
+		es := claimSay()
+		saveSay(cp(x2b))
+		var outs []enroll.Outcome
+		for _, e := range es {
+			outs = append(outs, enroll.Outcome{RegistrationID: e.RegistrationID, State: enroll.StateUploaded, ETag: "etag-" + e.RegistrationID[:4]})
+		}
+		say("settle: %s", errText(s.Settle(ctx, outs)))
+		claimSay()
+		say("begin again: %s", errText(s.Begin(ctx, cp(b1))))
+		c, err := s.Counts(ctx)
+		say("counts: %v %s", c, errText(err))
+		saveSay(&records.Record{Serial: "SN-1", Attestation: records.AttestationTPM, Result: records.ResultFailed, Message: "flash failed"})
+		say("registration: %s", errText(s.SetRegistration(ctx, "SN-2", records.Registration{State: "assigned", AssignedHub: "hub", DeviceID: "dev-2",
+			At: time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)}, "ana")))
+		say("registration of unknown: %s", errText(s.SetRegistration(ctx, "SN-9", records.Registration{State: "failed"}, "ana")))
+		say("set aside: %s", errText(s.SetAside(ctx, "SN-3", "4", "ana")))
+		clone := tpmRecord("SN-4", 1)
+		clone.Station, clone.Line = "st-9", "l9"
+		saveSay(clone)
+		ip, err := s.InProgress(ctx)
+		say("in progress: %v %s", serials(ip), errText(err))
+		for _, f := range []string{records.FormatJSON, records.FormatCSV} {
+			var buf bytes.Buffer
+			n, err := s.Export(ctx, &buf, f, records.Filter{})
+			say("export %s: %d %s\n%s", f, n, errText(err), buf.String())
+		}
+		all, err := s.List(ctx, records.Filter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range all {
+			r.ID, r.CreatedAt, r.UpdatedAt = 0, time.Time{}, time.Time{}
+			if r.Enrollment != nil {
+				r.Enrollment.RegistrationState = nil
+			}
+			j, err := json.Marshal(r)
+			say("record %s %v", j, err)
+			as, err := s.Audit(ctx, r.Serial)
+			var ev []string
+			for _, e := range as {
+				ev = append(ev, e.Event)
+			}
+			say("audit %s: %v %s", r.Serial, ev, errText(err))
+		}
+		transcripts[a.name] = out
+	})
+	sq, pg := transcripts["sqlite"], transcripts["postgres"]
+	if len(sq) == 0 || len(pg) == 0 {
+		t.Fatal("a transcript is missing")
+	}
+	for i := range max(len(sq), len(pg)) {
+		var a, b string
+		if i < len(sq) {
+			a = sq[i]
+		}
+		if i < len(pg) {
+			b = pg[i]
+		}
+		if a != b {
+			t.Errorf("step %d:\nsqlite:   %s\npostgres: %s", i, a, b)
+		}
+	}
 }
