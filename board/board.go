@@ -57,6 +57,12 @@ type Config struct {
 	DPSRoots string
 	// Faults to inject from the start; see SetFaults.
 	Faults Faults
+	// Listen serves the board on TCP instead of a pseudo-terminal:
+	// tcp://HOST:PORT, PORT 0 for any free port. Path then returns the
+	// URL a station names as the slot's port. One station is connected
+	// at a time; a new connection takes over from the old (see
+	// tcpLine). Default: a pseudo-terminal.
+	Listen string
 	Logger *slog.Logger
 }
 
@@ -106,16 +112,22 @@ func (c *Config) setDefaults() error {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.Listen != "" {
+		if _, err := ListenAddr(c.Listen); err != nil {
+			return fmt.Errorf("board %s: %w", c.Serial, err)
+		}
+	}
 	return nil
 }
 
-// Board is a virtual board serving SMP on a pseudo-terminal. Its methods
-// are safe for concurrent use. Close it to stop it and release its TPM.
+// Board is a virtual board serving SMP on a pseudo-terminal, or on TCP
+// (Config.Listen). Its methods are safe for concurrent use. Close it to
+// stop it and release its TPM.
 type Board struct {
 	cfg    Config
 	log    *slog.Logger
-	master *os.File
-	tty    *os.File
+	line   io.ReadWriteCloser // the pseudo-terminal's master, or a *tcpLine
+	tty    *os.File           // the pseudo-terminal's own end, held open; nil on TCP
 	path   string
 	tpm    transport.TPMCloser
 	tpmMu  sync.Mutex // one TPM command at a time: the line's, and the board's own as it registers
@@ -147,7 +159,7 @@ type Board struct {
 }
 
 // Start makes the board's flash directory if needed, opens its TPM and a
-// pseudo-terminal, and serves until Close.
+// pseudo-terminal (or listens on Config.Listen), and serves until Close.
 func Start(cfg Config) (*Board, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
@@ -186,10 +198,19 @@ func Start(cfg Config) (*Board, error) {
 	if b.tpm != nil {
 		opened = append(opened, b.tpm)
 	}
-	if b.master, b.tty, err = rawpty.Open(); err != nil {
-		return fail(err)
+	if cfg.Listen != "" {
+		l, err := listenTCP(cfg.Listen)
+		if err != nil {
+			return fail(err)
+		}
+		b.line, b.path = l, l.url
+	} else {
+		master, tty, err := rawpty.Open()
+		if err != nil {
+			return fail(err)
+		}
+		b.line, b.tty, b.path = master, tty, tty.Name()
 	}
-	b.path = b.tty.Name()
 	b.wg.Add(2)
 	go b.rxLoop()
 	go b.txLoop()
@@ -197,7 +218,8 @@ func Start(cfg Config) (*Board, error) {
 	return b, nil
 }
 
-// Path returns the pseudo-terminal the station opens to reach the board.
+// Path returns the pseudo-terminal the station opens to reach the board,
+// or with Config.Listen its URL, tcp://HOST:PORT.
 func (b *Board) Path() string { return b.path }
 
 // Serial returns the board's serial number.
@@ -239,11 +261,13 @@ func (b *Board) Close() error {
 		b.txIdle.Broadcast()
 		b.mu.Unlock()
 		close(b.stop)
-		b.master.Close()
+		b.line.Close()
 		b.rxPace.clock.Close()
 		b.txPace.clock.Close()
 		b.wg.Wait()
-		b.tty.Close()
+		if b.tty != nil {
+			b.tty.Close()
+		}
 		if b.tpm != nil {
 			b.closeError = b.tpm.Close()
 		}
@@ -269,7 +293,13 @@ func (b *Board) rxLoop() {
 	var line []byte
 	overflow, full := false, false
 	for {
-		n, err := b.master.Read(buf)
+		n, err := b.line.Read(buf)
+		if errors.Is(err, errNewStation) {
+			// A fresh connection: the line starts clean.
+			line, overflow, full = line[:0], false, false
+			dec.Reset()
+			continue
+		}
 		if err != nil {
 			return
 		}
@@ -460,7 +490,7 @@ func (b *Board) txLoop() {
 			if !b.txPace.clock.sleepUntil(b.txPace.reserve(len(part), i > 0, tf.notBefore)) {
 				return
 			}
-			if _, err := b.master.Write(part); err != nil {
+			if _, err := b.line.Write(part); err != nil {
 				return
 			}
 		}

@@ -102,9 +102,10 @@ func (p *Port) Close() error {
 	return err
 }
 
-// Open opens the serial port at path and starts a client on it, reading
-// the board's parameters. opts.Baud is the port's rate (zero: 115200) and
-// opts.Name defaults to path.
+// Open opens the port at path, a serial port or a network port's URL
+// (tcp:// or rfc2217://, see OpenNetPort), and starts a client on it,
+// reading the board's parameters. opts.Baud is the port's rate (zero:
+// 115200) and opts.Name defaults to path.
 func Open(ctx context.Context, path string, opts Options) (*Client, error) {
 	if opts.Baud <= 0 {
 		opts.Baud = 115200
@@ -112,7 +113,13 @@ func Open(ctx context.Context, path string, opts Options) (*Client, error) {
 	if opts.Name == "" {
 		opts.Name = path
 	}
-	p, err := OpenPort(path, opts.Baud)
+	var p Link
+	var err error
+	if IsNetPort(path) {
+		p, err = OpenNetPort(ctx, path, opts.Baud)
+	} else {
+		p, err = OpenPort(path, opts.Baud)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -178,12 +185,16 @@ func byIDNames(dir string) map[string][]string {
 	return out
 }
 
-// Match selects serial ports. Every field that is set must match.
+// Match selects serial ports. Every field that is set must match; URL
+// stands alone.
 type Match struct {
 	Path   string // exact device path, or a by-id name or path
 	VID    string // USB vendor ID, hex
 	PID    string // USB product ID, hex
 	Serial string // USB serial number
+	// URL is a port on the network, tcp://HOST:PORT or
+	// rfc2217://HOST:PORT, in canonical form (see ParseNetPort).
+	URL string
 }
 
 // ParseMatch parses a port rule: comma-separated terms among
@@ -192,10 +203,22 @@ type Match struct {
 //	usb-ZEPHYR_...         a /dev/serial/by-id name (or by-id=...)
 //	2fe3:0100              a USB VID:PID (or vid=2fe3, pid=0100)
 //	usb-serial=E6614103    a USB serial number
+//
+// or a port on the network, alone: tcp://HOST:PORT (raw TCP, as ser2net's
+// raw mode and serial device servers carry a line) or rfc2217://HOST:PORT
+// (RFC 2217, which also sets the line's rate).
 func ParseMatch(rule string) (Match, error) {
 	var m Match
 	if strings.TrimSpace(rule) == "" {
 		return m, fmt.Errorf("port rule is empty")
+	}
+	if strings.Contains(rule, "://") {
+		u, _, _, err := ParseNetPort(strings.TrimSpace(rule))
+		if err != nil {
+			return m, fmt.Errorf("port rule: %w", err)
+		}
+		m.URL = u
+		return m, nil
 	}
 	for term := range strings.SplitSeq(rule, ",") {
 		term = strings.TrimSpace(term)
@@ -260,8 +283,12 @@ func isHex4(s string) bool {
 	return true
 }
 
-// Matches reports whether p satisfies m.
+// Matches reports whether p satisfies m. No serial port satisfies a
+// network port's rule.
 func (m Match) Matches(p PortInfo) bool {
+	if m.URL != "" {
+		return false
+	}
 	if m.Path != "" {
 		target, err := filepath.EvalSymlinks(m.Path)
 		if err != nil {
@@ -290,9 +317,13 @@ func (m Match) Find(ports []PortInfo) []PortInfo {
 
 // Resolve returns the one device path that m names. A rule that is only a
 // path (a pseudo-terminal, a port the enumerator does not list) is taken
-// as it is if the file exists. No match is an error wrapping ErrNoPort;
-// several matches are an error too.
+// as it is if the file exists; a network port's URL is taken as it is,
+// without connecting (Open connects). No match is an error wrapping
+// ErrNoPort; several matches are an error too.
 func (m Match) Resolve() (string, error) {
+	if m.URL != "" {
+		return m.URL, nil
+	}
 	if m.VID == "" && m.PID == "" && m.Serial == "" && m.Path != "" {
 		if _, err := os.Stat(m.Path); err != nil {
 			return "", fmt.Errorf("%w: %s: %v", ErrNoPort, m.Path, err)
@@ -318,6 +349,9 @@ func (m Match) Resolve() (string, error) {
 }
 
 func (m Match) String() string {
+	if m.URL != "" {
+		return m.URL
+	}
 	var parts []string
 	if m.Path != "" {
 		parts = append(parts, "path="+m.Path)
