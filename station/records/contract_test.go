@@ -469,16 +469,37 @@ func TestContractSearchAndPages(t *testing.T) {
 			{records.Filter{Result: records.ResultFailed}, []string{"FF-1"}},
 			{records.Filter{UploadState: enroll.StatePending, Limit: 2}, []string{"ZZ-900", "Q%_1"}},
 		}
-		for _, tt := range tests {
-			got, err := s.List(ctx, tt.f)
-			if err != nil {
-				t.Errorf("List(%+v): %v", tt.f, err)
-				continue
-			}
-			if g := serials(got); !slices.Equal(g, tt.want) && !(len(g) == 0 && len(tt.want) == 0) {
-				t.Errorf("List(%+v) = %v, want %v", tt.f, g, tt.want)
+		check := func(how string) {
+			t.Helper()
+			for _, tt := range tests {
+				got, err := s.List(ctx, tt.f)
+				if err != nil {
+					t.Errorf("%s: List(%+v): %v", how, tt.f, err)
+					continue
+				}
+				if g := serials(got); !slices.Equal(g, tt.want) && !(len(g) == 0 && len(tt.want) == 0) {
+					t.Errorf("%s: List(%+v) = %v, want %v", how, tt.f, g, tt.want)
+				}
+				if tt.f.Limit != 0 {
+					continue
+				}
+				p, err := s.Page(ctx, tt.f, "", 1)
+				if err != nil || len(tt.want) > 0 && (len(p.Records) != 1 || p.Records[0].Serial != tt.want[0]) {
+					t.Errorf("%s: Page(%+v, size 1) = %v, %v; want %.1v", how, tt.f, serials(p.Records), err, tt.want)
+				}
 			}
 		}
+		check("sparse")
+		// Searches taken as dense: tested on the newest two records first.
+		switch st := s.(type) {
+		case *records.Store:
+			records.SetDenseAt(st, 1)
+			records.SetScanWindow(st, 2)
+		case *records.PGStore:
+			records.SetPGDenseAt(st, 1)
+			records.SetPGScanWindow(st, 2)
+		}
+		check("dense")
 		if _, err := s.List(ctx, records.Filter{Result: "maybe"}); !errors.Is(err, records.ErrInvalid) {
 			t.Errorf("List(result maybe) = %v, want ErrInvalid", err)
 		}

@@ -53,6 +53,9 @@ type PGStore struct {
 	now      func() time.Time
 	owner    string        // this store's uploader, in claimed_by
 	lease    time.Duration // of a claim; renewed every third of it
+	// A search with denseAt matches or more first tests the newest
+	// scanWindow records (denseMatches, scanWindow; see page).
+	denseAt, scanWindow int
 
 	renewOnce sync.Once
 	closeOnce sync.Once
@@ -171,6 +174,7 @@ func openPostgres(ctx context.Context, rawURL string, readOnly bool) (*PGStore, 
 		return nil, fmt.Errorf("records: connect to %s: %w", name, err)
 	}
 	s := &PGStore{pool: pool, name: name, readOnly: readOnly, now: time.Now, owner: newOwner(), lease: DefaultLease,
+		denseAt: denseMatches, scanWindow: scanWindow,
 		stop: make(chan struct{})}
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -82,17 +83,23 @@ func likeEscape(q string) string {
 	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(q)
 }
 
+// searchPGCond is the condition of a search q (Filter's rules): a
+// serial number's prefix (short) or substring, in any case, or a
+// registration ID's prefix.
+func searchPGCond(q string, a *pgArgs) string {
+	e, le := likeEscape(q), likeEscape(strings.ToLower(q))
+	regID := `registration_id LIKE ` + a.add(le+"%")
+	if utf8.RuneCountInString(q) < trigram {
+		return `(lower(serial) LIKE ` + a.add(le+"%") + ` OR ` + regID + `)`
+	}
+	return `(serial ILIKE ` + a.add("%"+e+"%") + ` OR ` + regID + `)`
+}
+
 // pgWhere returns f's conditions (Filter's rules, search included).
 func (f *Filter) pgWhere(a *pgArgs) (string, error) {
 	var conds []string
 	if f.Search != "" {
-		q, lq := likeEscape(f.Search), likeEscape(strings.ToLower(f.Search))
-		regID := `registration_id LIKE ` + a.add(lq+"%")
-		if utf8.RuneCountInString(f.Search) < trigram {
-			conds = append(conds, `(lower(serial) LIKE `+a.add(lq+"%")+` OR `+regID+`)`)
-		} else {
-			conds = append(conds, `(serial ILIKE `+a.add("%"+q+"%")+` OR `+regID+`)`)
-		}
+		conds = append(conds, searchPGCond(f.Search, a))
 	}
 	switch f.Result {
 	case "":
@@ -153,29 +160,88 @@ func (s *PGStore) Page(ctx context.Context, f Filter, cursor string, size int) (
 	return p, nil
 }
 
+// page returns up to limit (0: all) records f selects after the place
+// after (nil: from the newest), newest first, with Store.page's plan: a
+// search that matches few records (under denseMatches) has its matches
+// looked up in the indexes and sorted; one that matches many is first
+// tried on the newest scanWindow records, and looked up as a sparse one
+// when they do not hold the page (its matches are many but old). The
+// planner alone, not knowing where the matches lie, would walk the newest
+// records first either way, testing a million of them for a search whose
+// matches are all old.
 func (s *PGStore) page(ctx context.Context, f Filter, after *pageKey, limit int) ([]Record, error) {
 	var a pgArgs
-	where, err := f.pgWhere(&a)
+	search := f
+	search.Search = ""
+	where, err := search.pgWhere(&a) // checks f but its search
 	if err != nil {
 		return nil, err
+	}
+	conds := []string{}
+	if where != "" {
+		conds = append(conds, where)
 	}
 	if after != nil {
 		t, err := parseTime(after.updated)
 		if err != nil {
 			return nil, err
 		}
-		c := `(updated_at, id) < (` + a.add(t) + `, ` + a.add(after.id) + `)`
-		where = strings.TrimPrefix(where+" AND "+c, " AND ")
+		conds = append(conds, `(updated_at, id) < (`+a.add(t)+`, `+a.add(after.id)+`)`)
 	}
-	q := `SELECT ` + pgRecordColumns + ` FROM records`
-	if where != "" {
-		q += ` WHERE ` + where
+	const order = ` ORDER BY updated_at DESC, id DESC`
+	if f.Search == "" {
+		q := `SELECT ` + pgRecordColumns + ` FROM records` + pgWhereOf(conds) + order
+		if limit > 0 {
+			q += ` LIMIT ` + a.add(limit)
+		}
+		return s.records(ctx, q, a)
 	}
-	q += ` ORDER BY updated_at DESC, id DESC`
+	if limit > 0 {
+		dense, err := s.dense(ctx, f.Search)
+		if err != nil {
+			return nil, err
+		}
+		if dense {
+			wa := slices.Clone(a)
+			q := `SELECT ` + pgRecordColumns + ` FROM (SELECT * FROM records` + pgWhereOf(conds) + order + ` LIMIT ` + wa.add(s.scanWindow) +
+				`) AS newest WHERE ` + searchPGCond(f.Search, &wa) + order + ` LIMIT ` + wa.add(limit)
+			rs, err := s.records(ctx, q, wa)
+			if err != nil || len(rs) == limit {
+				return rs, err
+			}
+		}
+	}
+	// The matches, sorted: ordering by expressions keeps the planner from
+	// walking the (updated_at, id) index instead of looking them up.
+	q := `SELECT ` + pgRecordColumns + ` FROM records` + pgWhereOf(append([]string{searchPGCond(f.Search, &a)}, conds...)) +
+		` ORDER BY updated_at + interval '0 s' DESC, id + 0 DESC`
 	if limit > 0 {
 		q += ` LIMIT ` + a.add(limit)
 	}
-	rs, err := s.query(ctx, q, a)
+	return s.records(ctx, q, a)
+}
+
+func pgWhereOf(conds []string) string {
+	if len(conds) == 0 {
+		return ""
+	}
+	return " WHERE " + strings.Join(conds, " AND ")
+}
+
+// dense reports whether a search matches at least s.denseAt records,
+// counting no further.
+func (s *PGStore) dense(ctx context.Context, q string) (bool, error) {
+	var a pgArgs
+	c := searchPGCond(q, &a)
+	var n int
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM records WHERE `+c+` LIMIT `+a.add(s.denseAt)+`) AS m`, a...).Scan(&n); err != nil {
+		return false, fmt.Errorf("count the matches of %q: %w", q, err)
+	}
+	return n >= s.denseAt, nil
+}
+
+func (s *PGStore) records(ctx context.Context, q string, args []any) ([]Record, error) {
+	rs, err := s.query(ctx, q, args)
 	if err != nil {
 		return nil, err
 	}
