@@ -73,8 +73,8 @@ func ParseNetPort(name string) (canonical, scheme, addr string, err error) {
 // NetPort is a board's serial line reached over TCP: raw, or through
 // RFC 2217. It satisfies Link as Port does, so the SMP client works over
 // either. The server hanging up, or the connection failing, ends Read with
-// an error (io.EOF when it hung up cleanly), which the client reports as
-// ErrDisconnected, as it does a pulled USB cable. Read and Write may be
+// an error (wrapping io.EOF when it hung up cleanly), which the client
+// reports as ErrDisconnected, as it does a pulled USB cable. Read and Write may be
 // called from one goroutine each; Close, from any, ends both.
 type NetPort struct {
 	url    string
@@ -155,13 +155,16 @@ func (p *NetPort) Close() error {
 }
 
 // netErr turns the connection's errors into ours: ErrClosed after Close;
-// io.EOF when the server hung up; others as they are.
+// an error wrapping io.EOF when the server hung up; others with the
+// port's URL.
 func (p *NetPort) netErr(err error) error {
 	switch {
-	case err == nil || errors.Is(err, io.EOF):
-		return err
+	case err == nil:
+		return nil
 	case p.closed.Load() || errors.Is(err, net.ErrClosed):
 		return ErrClosed
+	case errors.Is(err, io.EOF):
+		return fmt.Errorf("%s: the port server closed the connection: %w", p.url, err)
 	}
 	return fmt.Errorf("%s: %w", p.url, err)
 }
