@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -34,6 +35,7 @@ type boardFlags struct {
 	check   bool
 	child   bool
 	dpsCA   string
+	listen  string
 }
 
 // boardInfo is what the board command reports of each board it runs.
@@ -50,10 +52,13 @@ func boardCmd(g *globals) *cobra.Command {
 	var f boardFlags
 	cmd := &cobra.Command{
 		Use:   "board",
-		Short: "Run virtual boards on pseudo-terminals",
+		Short: "Run virtual boards on pseudo-terminals or TCP ports",
 		Long: `Run virtual boards: each answers MCUmgr SMP on its own pseudo-terminal,
 paced at a real baud rate, with a TPM behind the provisioning group's
-passthrough. Stations, scripts and firmware authors use them as they would
+passthrough. With --listen tcp://HOST:PORT each board is served on a TCP
+port instead, as a board behind a serial device server in raw mode (PORT
+0: any free port; otherwise the boards take PORT, PORT+1, ...); a station
+names it tcp://HOST:PORT. Stations, scripts and firmware authors use them as they would
 a board on a fixture. The boards run until interrupted; with --check the
 command instead makes one round trip to each board and exits 0 when all
 checks pass.
@@ -78,6 +83,7 @@ line is wrong.`,
 	fl.StringVar(&f.fw, "fw", "1.0.0", "firmware version the boards run")
 	fl.StringVar(&f.dpsCA, "dps-ca", "", "PEM file of the CAs the boards trust for DPS when they register (default: the system's)")
 	fl.BoolVar(&f.check, "check", false, "make one round trip to each board (echo, identity, TPM, files, keygen) and exit")
+	fl.StringVar(&f.listen, "listen", "", "serve each board on TCP, as tcp://127.0.0.1:0 (any free port) or tcp://HOST:PORT (then PORT, PORT+1, ...), instead of a pseudo-terminal")
 	fl.BoolVar(&f.child, "child", false, "run as one board of a larger set (internal)")
 	fl.MarkHidden("child")
 	return cmd
@@ -100,10 +106,36 @@ func (f boardFlags) validate() error {
 	if _, err := board.ParseFaults(f.faults); err != nil {
 		return usageError{fmt.Errorf("--fault: %w", err)}
 	}
+	if f.listen != "" {
+		if _, err := f.listenAt(f.count - 1); err != nil {
+			return usageError{fmt.Errorf("--listen: %w", err)}
+		}
+	}
 	return nil
 }
 
 func (f boardFlags) serial(i int) string { return fmt.Sprintf("%s%06d", f.prefix, f.index+i) }
+
+// listenAt is where board i of the set listens: --listen's port plus i,
+// or any free port when that is 0; "" for a pseudo-terminal.
+func (f boardFlags) listenAt(i int) (string, error) {
+	if f.listen == "" {
+		return "", nil
+	}
+	addr, err := board.ListenAddr(f.listen)
+	if err != nil {
+		return "", err
+	}
+	host, port, _ := net.SplitHostPort(addr)
+	n, _ := strconv.Atoi(port)
+	if n == 0 {
+		return f.listen, nil
+	}
+	if n+i > 65535 {
+		return "", fmt.Errorf("%s: %d boards from port %d run past 65535", f.listen, f.count, n)
+	}
+	return "tcp://" + net.JoinHostPort(host, strconv.Itoa(n+i)), nil
+}
 
 func runBoards(ctx context.Context, g *globals, f boardFlags) error {
 	if err := f.validate(); err != nil {
@@ -167,9 +199,10 @@ func runBoards(ctx context.Context, g *globals, f boardFlags) error {
 			if err := os.MkdirAll(dir, 0o700); err != nil {
 				return fmt.Errorf("board %s: %w", serial, err)
 			}
+			listen, _ := f.listenAt(i) // checked by validate
 			b, err := board.Start(board.Config{
 				Serial: serial, FW: f.fw, Baud: f.baud, Dir: dir, BufSize: f.bufSize,
-				TPM: f.tpm, Faults: faults, DPSRoots: f.dpsCA, Logger: g.log,
+				TPM: f.tpm, Faults: faults, DPSRoots: f.dpsCA, Listen: listen, Logger: g.log,
 			})
 			if err != nil {
 				return fmt.Errorf("start board %s: %w", serial, err)
@@ -255,6 +288,9 @@ func spawnBoard(ctx context.Context, g *globals, f boardFlags, i int, root strin
 		"--count", "1", "--serial-prefix", f.prefix, "--first", strconv.Itoa(f.index + i),
 		"--baud", strconv.Itoa(f.baud), "--dir", root, "--tpm", f.tpm,
 		"--fault", f.faults, "--buf-size", strconv.Itoa(f.bufSize), "--fw", f.fw, "--dps-ca", f.dpsCA}
+	if listen, _ := f.listenAt(i); listen != "" { // checked by validate
+		args = append(args, "--listen", listen)
+	}
 	if g.json {
 		args = append(args, "--json")
 	}
