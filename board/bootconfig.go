@@ -20,7 +20,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
-	fwtemplates "zerotouch/firmware-templates"
+	"zerotouch/internal/nvscsv"
 )
 
 // Configuration formats the board reads, named as the built-in templates
@@ -140,7 +140,7 @@ func detectFormat(data []byte) string {
 	if t := bytes.TrimLeft(data, " \t\r\n"); len(t) > 0 && t[0] == '{' {
 		return formatJSON
 	}
-	for _, l := range strings.Split(fwtemplates.NVSToolText(data), "\n") {
+	for _, l := range strings.Split(nvscsv.ToolText(data), "\n") {
 		if l == "" {
 			continue
 		}
@@ -360,7 +360,7 @@ func parseNVSConfig(data []byte) (bootConfig, error) {
 	if !utf8.Valid(data) {
 		return bc, bad(0, "", errors.New("not valid UTF-8"))
 	}
-	r := csv.NewReader(strings.NewReader(fwtemplates.NVSToolText(data)))
+	r := csv.NewReader(strings.NewReader(nvscsv.ToolText(data)))
 	r.FieldsPerRecord = -1
 	header := true
 	ns := ""

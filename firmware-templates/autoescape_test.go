@@ -12,6 +12,8 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/google/go-cmp/cmp"
+
+	"zerotouch/internal/nvscsv"
 )
 
 // customCase is a custom template that writes Data values without an
@@ -253,7 +255,7 @@ func readFlatC(out []byte) (map[string]string, error) {
 
 // readFlatNVS reads a CSV as nvs_partition_gen does: NAMESPACE/KEY: value.
 func readFlatNVS(out []byte) (map[string]string, error) {
-	rows, err := readCSV(NVSToolText(out), 0)
+	rows, err := readCSV(nvscsv.ToolText(out), 0)
 	if err != nil {
 		return nil, err
 	}

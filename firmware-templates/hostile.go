@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
+
+	"zerotouch/internal/nvscsv"
 )
 
 // hostileValues are what CheckSample tries in each field a board can
@@ -225,7 +227,7 @@ func parseStructure(format string, out []byte) (parsed, error) {
 		lines, err := cCode(out)
 		return cParsed(lines), err
 	case FormatNVSCSV:
-		rows, err := readCSV(NVSToolText(out), 0)
+		rows, err := readCSV(nvscsv.ToolText(out), 0)
 		return csvRowsParsed(rows), err
 	}
 	return nil, fmt.Errorf("no structure for format %q", format)

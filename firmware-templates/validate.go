@@ -16,6 +16,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/BurntSushi/toml"
+
+	"zerotouch/internal/nvscsv"
 )
 
 // Output formats. A template's format decides how Check and Render
@@ -412,7 +414,7 @@ func validateNVSCSV(b []byte) error {
 		return fmt.Errorf("not valid CSV: %w", err)
 	}
 	const differently = "nvs_partition_gen would read the values differently than they were written: a value holds a carriage return or a line starting with #"
-	rows, err := readCSV(NVSToolText(b), 0)
+	rows, err := readCSV(nvscsv.ToolText(b), 0)
 	if err != nil {
 		return fmt.Errorf("%s (%w)", differently, err)
 	}
@@ -466,22 +468,6 @@ func validateNVSCSV(b []byte) error {
 		seen[[2]string{ns, key}] = r.line
 	}
 	return nil
-}
-
-// NVSToolText returns the text of b that ESP-IDF's nvs_partition_gen
-// parses as CSV: newlines as in Python's text mode ("\r\n" and "\r" read
-// as "\n"), lines starting with '#' dropped, even inside a quoted value.
-// A reader of the esp-idf-nvs-csv template's output reads this.
-func NVSToolText(b []byte) string {
-	text := strings.ReplaceAll(string(b), "\r\n", "\n")
-	text = strings.ReplaceAll(text, "\r", "\n")
-	var kept strings.Builder
-	for _, l := range strings.SplitAfter(text, "\n") {
-		if !strings.HasPrefix(l, "#") {
-			kept.WriteString(l)
-		}
-	}
-	return kept.String()
 }
 
 type csvRow struct {
