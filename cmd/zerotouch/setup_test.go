@@ -371,3 +371,19 @@ func TestUploadInterruptedPending(t *testing.T) {
 		t.Errorf("exit %d, want %d\nstderr:\n%s", code, exitPending, errOut.String())
 	}
 }
+
+// An upload cut short before it reaches DPS (here, its context already
+// cancelled, as by Ctrl-C) loses nothing and says to run it again: exit
+// 4, not a failure.
+func TestUploadCancelledPending(t *testing.T) {
+	_, connFile := startEmulator(t, emulator.Options{})
+	dir := t.TempDir()
+	file, _ := writeEnrollments(t, 3)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var out, errOut strings.Builder
+	code := Run(ctx, []string{"upload", "--from", file, "--state", filepath.Join(dir, "state.db"), "--connection-string-file", connFile}, &out, &errOut)
+	if code != exitPending || !strings.Contains(errOut.String(), "upload interrupted") || !strings.Contains(errOut.String(), "run the same command again") {
+		t.Errorf("exit %d, want %d saying the upload was interrupted\nstderr:\n%s", code, exitPending, errOut.String())
+	}
+}

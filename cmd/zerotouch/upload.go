@@ -278,24 +278,32 @@ func runUpload(ctx context.Context, g *globals, f *uploadFlags) error {
 	if statePath == "" {
 		statePath = f.from + ".upload.db"
 	}
+	// Cut short (Ctrl-C, SIGTERM, a deadline) while the state file is
+	// read or written: nothing is lost, the enrollments are pending.
+	interrupted := func(err error) error {
+		if ctx.Err() != nil {
+			return pendingError{fmt.Errorf("upload interrupted: %w; nothing is lost: run the same command again (state %s)", err, statePath)}
+		}
+		return err
+	}
 	st, err := enroll.OpenStateFile(ctx, statePath)
 	if err != nil {
-		return err
+		return interrupted(err)
 	}
 	defer st.Close()
 	added, err := st.Add(ctx, es)
 	if err != nil {
-		return err
+		return interrupted(err)
 	}
 	g.log.Info("upload: queued", "file", f.from, "state", statePath, "new", added.New, "changed", added.Changed,
 		"retried", added.Retried, "unchanged", added.Unchanged, "dps", client.HostName())
 	counts, err := st.Counts(ctx)
 	if err != nil {
-		return err
+		return interrupted(err)
 	}
 	stats, runErr, err := f.drain(ctx, g, client, st, counts[enroll.StatePending]+counts[enroll.StateInFlight])
 	if err != nil {
-		return err
+		return interrupted(err)
 	}
 
 	sum := newUploadSummary(f.from, statePath, stats, runErr)
