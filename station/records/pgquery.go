@@ -162,8 +162,9 @@ func (s *PGStore) Page(ctx context.Context, f Filter, cursor string, size int) (
 
 // page returns up to limit (0: all) records f selects after the place
 // after (nil: from the newest), newest first, with Store.page's plan: a
-// search that matches few records (under denseMatches) has its matches
-// looked up in the indexes and sorted; one that matches many is first
+// search that matches few records (under s.denseAt) has its matches
+// looked up in the indexes (once: the lookup that counts them finds
+// them) and sorted; one that matches many is first
 // tried on the newest scanWindow records, and looked up as a sparse one
 // when they do not hold the page (its matches are many but old). The
 // planner alone, not knowing where the matches lie, would walk the newest
@@ -197,18 +198,28 @@ func (s *PGStore) page(ctx context.Context, f Filter, after *pageKey, limit int)
 		return s.records(ctx, q, a)
 	}
 	if limit > 0 {
-		dense, err := s.dense(ctx, f.Search)
+		// Up to s.denseAt matches, in no order: all of a sparse search's.
+		var ma pgArgs
+		c := searchPGCond(f.Search, &ma)
+		rows, err := s.pool.Query(ctx, `SELECT id FROM records WHERE `+c+` LIMIT `+ma.add(s.denseAt), ma...)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("look up the matches of %q: %w", f.Search, err)
 		}
-		if dense {
-			wa := slices.Clone(a)
-			q := `SELECT ` + pgRecordColumns + ` FROM (SELECT * FROM records` + pgWhereOf(conds) + order + ` LIMIT ` + wa.add(s.scanWindow) +
-				`) AS newest WHERE ` + searchPGCond(f.Search, &wa) + order + ` LIMIT ` + wa.add(limit)
-			rs, err := s.records(ctx, q, wa)
-			if err != nil || len(rs) == limit {
-				return rs, err
-			}
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		if err != nil {
+			return nil, fmt.Errorf("look up the matches of %q: %w", f.Search, err)
+		}
+		if len(ids) < s.denseAt {
+			q := `SELECT ` + pgRecordColumns + ` FROM records` + pgWhereOf(append([]string{`id = ANY(` + a.add(ids) + `)`}, conds...)) +
+				` ORDER BY updated_at + interval '0 s' DESC, id + 0 DESC LIMIT ` + a.add(limit)
+			return s.records(ctx, q, a)
+		}
+		wa := slices.Clone(a)
+		q := `SELECT ` + pgRecordColumns + ` FROM (SELECT * FROM records` + pgWhereOf(conds) + order + ` LIMIT ` + wa.add(s.scanWindow) +
+			`) AS newest WHERE ` + searchPGCond(f.Search, &wa) + order + ` LIMIT ` + wa.add(limit)
+		rs, err := s.records(ctx, q, wa)
+		if err != nil || len(rs) == limit {
+			return rs, err
 		}
 	}
 	// The matches, sorted: ordering by expressions keeps the planner from
@@ -226,18 +237,6 @@ func pgWhereOf(conds []string) string {
 		return ""
 	}
 	return " WHERE " + strings.Join(conds, " AND ")
-}
-
-// dense reports whether a search matches at least s.denseAt records,
-// counting no further.
-func (s *PGStore) dense(ctx context.Context, q string) (bool, error) {
-	var a pgArgs
-	c := searchPGCond(q, &a)
-	var n int
-	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM records WHERE `+c+` LIMIT `+a.add(s.denseAt)+`) AS m`, a...).Scan(&n); err != nil {
-		return false, fmt.Errorf("count the matches of %q: %w", q, err)
-	}
-	return n >= s.denseAt, nil
 }
 
 func (s *PGStore) records(ctx context.Context, q string, args []any) ([]Record, error) {
