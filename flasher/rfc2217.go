@@ -307,10 +307,18 @@ func (t *telnet) negotiate(ctx context.Context, baud int) error {
 	allowed := time.Until(deadline).Round(time.Millisecond)
 	t.conn.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { t.conn.SetDeadline(time.Unix(1, 0)) })
-	defer func() {
-		stop()
-		t.conn.SetDeadline(time.Time{})
-	}()
+	err := t.setLine(ctx, baud, allowed)
+	if !stop() && err == nil {
+		// ctx ended as the negotiation did: its past deadline may land
+		// after any reset here, so the connection is not usable.
+		err = fmt.Errorf("%s: RFC 2217 negotiation: %w", t.name, ctx.Err())
+	}
+	t.conn.SetDeadline(time.Time{})
+	return err
+}
+
+// setLine is negotiate's exchange, under the connection's deadline.
+func (t *telnet) setLine(ctx context.Context, baud int, allowed time.Duration) error {
 	fail := func(err error) error {
 		if ctx.Err() != nil {
 			return fmt.Errorf("%s: RFC 2217 negotiation: %w", t.name, ctx.Err())
@@ -378,7 +386,7 @@ func (t *telnet) negotiate(ctx context.Context, baud int) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.badReply != nil {
-		return fmt.Errorf("%s: %w: %v", t.name, ErrProtocol, t.badReply)
+		return fmt.Errorf("%s: the port server broke RFC 2217: %w", t.name, t.badReply)
 	}
 	for _, s := range []struct {
 		code byte
