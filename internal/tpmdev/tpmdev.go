@@ -17,7 +17,6 @@ import (
 
 	"github.com/google/go-tpm-tools/simulator"
 	"github.com/google/go-tpm/tpm2/transport"
-	"github.com/google/go-tpm/tpm2/transport/linuxtpm"
 )
 
 // TPM names, as Open takes them:
@@ -25,12 +24,20 @@ import (
 //	sim            the go-tpm-tools simulator, in this process
 //	tcp:HOST:PORT  a TPM speaking raw commands over TCP (swtpm's server
 //	               socket, started with --flags not-need-init,startup-clear)
-//	/dev/tpmrm0    a TPM device (any absolute path)
+//	/dev/tpmrm0    a TPM device (any absolute path; Linux)
+//	tbs            the system's TPM through TPM Base Services (Windows)
 //	none           no TPM
+//
+// macOS has no TPM: there, only sim, tcp: and none open.
 const (
 	Sim  = "sim"
 	None = "none"
+	TBS  = "tbs"
 )
+
+// ErrNoDevice means the system has no TPM device of the kind named (a
+// device path on Windows or macOS, tbs outside Windows).
+var ErrNoDevice = errors.New("no such TPM on this system")
 
 // ErrSimulatorBusy means another user in this process holds the TPM
 // simulator: it is one per process (go-tpm-tools keeps it in C globals).
@@ -49,7 +56,7 @@ type Resetter interface {
 // Check reports whether spec names a TPM Open knows, without opening it.
 func Check(spec string) error {
 	switch {
-	case spec == "" || spec == None || spec == Sim, strings.HasPrefix(spec, "/"):
+	case spec == "" || spec == None || spec == Sim || spec == TBS, strings.HasPrefix(spec, "/"):
 		return nil
 	case strings.HasPrefix(spec, "tcp:"):
 		if _, _, err := net.SplitHostPort(strings.TrimPrefix(spec, "tcp:")); err != nil {
@@ -57,7 +64,7 @@ func Check(spec string) error {
 		}
 		return nil
 	}
-	return fmt.Errorf("TPM %q: want sim, none, tcp:HOST:PORT or a device path", spec)
+	return fmt.Errorf("TPM %q: want sim, none, tcp:HOST:PORT, tbs or a device path", spec)
 }
 
 // Open opens the TPM named by spec; none (or "") gives nil and no error.
@@ -89,7 +96,7 @@ func Open(spec string, seed int64) (transport.TPMCloser, error) {
 		}
 		return &streamTPM{rw: conn, name: spec}, nil
 	default:
-		t, err := linuxtpm.Open(spec)
+		t, err := openSystem(spec)
 		if err != nil {
 			return nil, fmt.Errorf("open TPM %s: %w", spec, err)
 		}
