@@ -741,3 +741,64 @@ func TestContractSameTranscript(t *testing.T) {
 		}
 	}
 }
+
+// TestContractMigrationsFromEachSQLiteVersion makes a SQLite file at each
+// earlier schema version, with a board and its audit row, and opens it:
+// the schema is brought up to date with the board kept, found by search,
+// and saved again as the same record.
+func TestContractMigrationsFromEachSQLiteVersion(t *testing.T) {
+	files, err := filepath.Glob("migrations/*.sql")
+	if err != nil || len(files) < 2 {
+		t.Fatalf("migrations: %v, %v", files, err)
+	}
+	slices.Sort(files)
+	for v := 1; v < len(files); v++ {
+		t.Run(fmt.Sprintf("from-%d", v), func(t *testing.T) {
+			ctx := context.Background()
+			path := filepath.Join(t.TempDir(), "zerotouch.db")
+			db := rawDB(t, path)
+			for _, f := range files[:v] {
+				b, err := os.ReadFile(f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := db.Exec(string(b)); err != nil {
+					t.Fatalf("%s: %v", f, err)
+				}
+			}
+			r := tpmRecord("OLD-0001", 1)
+			body, err := json.Marshal(r.Enrollment)
+			if err != nil {
+				t.Fatal(err)
+			}
+			at := "2025-03-04T05:06:07.000000000Z"
+			if _, err := db.Exec(fmt.Sprintf(`PRAGMA user_version = %d;
+				INSERT INTO records (serial, attestation, registration_id, ek_public, station, result, enrollment, upload_state, created_at, updated_at)
+				VALUES ('OLD-0001', 'tpm', '%s', x'%x', 'st-old', 'passed', '%s', 'uploaded', '%s', '%s');
+				INSERT INTO audit (time, record_id, serial, event) VALUES ('%s', 1, 'OLD-0001', 'created')`,
+				v, r.RegistrationID, r.EKPublic, body, at, at, at)); err != nil {
+				t.Fatal(err)
+			}
+			db.Close()
+			s, err := records.OpenURL(ctx, path)
+			if err != nil {
+				t.Fatalf("OpenURL(a version %d file): %v", v, err)
+			}
+			defer s.Close()
+			got, err := s.List(ctx, records.Filter{Search: "ld-00"})
+			if err != nil || len(got) != 1 || got[0].Station != "st-old" || got[0].UploadState != enroll.StateUploaded {
+				t.Fatalf("List(search ld-00) after migrating from version %d = %+v, %v; want the old board", v, got, err)
+			}
+			res, err := s.Save(ctx, tpmRecord("OLD-0001", 1))
+			if err != nil || res.Created || !res.Updated || res.Queued {
+				t.Errorf("Save(the old board again) = %+v, %v; want updated, its uploaded enrollment kept", res, err)
+			}
+			if _, err := s.Save(ctx, tpmRecord("NEW-0002", 1)); !errors.Is(err, records.ErrClone) {
+				t.Errorf("Save(the old board's EK under a new serial) = %v, want ErrClone", err)
+			}
+			if as, err := s.Audit(ctx, "OLD-0001"); err != nil || len(as) != 3 {
+				t.Errorf("Audit(old board) = %d rows, %v; want 3 (created, updated, clone suspected)", len(as), err)
+			}
+		})
+	}
+}

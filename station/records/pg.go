@@ -65,6 +65,10 @@ type PGStore struct {
 
 var _ enroll.Queue = (*PGStore)(nil)
 
+// defaultConnectTimeout bounds a connection attempt when the URL sets no
+// connect_timeout.
+const defaultConnectTimeout = 10 * time.Second
+
 // DefaultLease is how long a claim of a PGStore lasts unless renewed (see
 // PGStore.SetLease).
 const DefaultLease = 30 * time.Second
@@ -118,6 +122,9 @@ func parsePGURL(raw string) (*pgxpool.Config, string, error) {
 		return nil, "", fmt.Errorf("records: %s: %w", name, err)
 	}
 	cfg.ConnConfig.RuntimeParams["application_name"] = "zerotouch"
+	if cfg.ConnConfig.ConnectTimeout == 0 { // libpq waits forever; a station should not
+		cfg.ConnConfig.ConnectTimeout = defaultConnectTimeout
+	}
 	return cfg, name, nil
 }
 

@@ -24,6 +24,11 @@
 // One process at a time may open a Store for writing (Open takes a lock
 // file beside the database); any number may read it alongside with
 // OpenReadOnly.
+//
+// A factory of stations shares one PostgreSQL database instead: *PGStore
+// (pg.go) keeps the same rules across every station and uploader that
+// opens it. OpenURL opens either from a path or a postgres:// URL; one
+// contract test suite runs against both.
 package records
 
 import (
