@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -295,8 +294,7 @@ func spawnBoard(ctx context.Context, g *globals, f boardFlags, i int, root strin
 		args = append(args, "--json")
 	}
 	cmd := exec.CommandContext(ctx, exe, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	childOfThisProcess(cmd)
 	cmd.WaitDelay = 5 * time.Second
 	cmd.Stderr = g.stderr
 	out, w, err := os.Pipe()
