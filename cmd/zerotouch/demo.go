@@ -45,6 +45,7 @@ var demoLines = []demoLine{
 // demoFlags are the demo's command line.
 type demoFlags struct {
 	dir        string
+	records    string // a records database instead of DIR/records.db: a file, or a postgres:// URL
 	baud       int
 	headless   bool
 	closeAfter time.Duration // close the window this long after the demo is done; 0 leaves it open
@@ -80,6 +81,7 @@ line is wrong or --dir holds files the demo did not make.`,
 		},
 	}
 	cmd.Flags().StringVar(&f.dir, "dir", "zerotouch-demo", "work folder for the emulator, the CA, the boards and the records")
+	cmd.Flags().StringVar(&f.records, "records", "", "records database instead of DIR/records.db: a SQLite file, or the factory's PostgreSQL as postgres://USER@HOST/DB (password from PGPASSFILE or PGPASSWORD)")
 	cmd.Flags().IntVar(&f.baud, "baud", 115200, "the virtual boards' line rate")
 	cmd.Flags().BoolVar(&f.headless, "headless", false, "no window, even with a display")
 	cmd.Flags().DurationVar(&f.closeAfter, "close-after", 0, "with the window: close it this long after the lines are done and the enrollments uploaded (0: leave it open)")
@@ -110,18 +112,19 @@ func prepareDemoDir(dir string) error {
 // demoRun is what a demo sets up: the emulator, the CA, the records and a
 // station per attestation mode, over boards already started.
 type demoRun struct {
-	g        *globals
-	dir      string
-	dps      *emulator.Server
-	client   *enroll.Client
-	issuer   ca.Issuer
-	store    *records.Store
-	uploader *enroll.Uploader
-	bg       *backgroundUpload // the uploader's loop while the lines run
-	lines    demoStation
-	window   *station.Config // every line's slots, for the window
-	events   atomic.Pointer[func(station.Event)]
-	closers  []func()
+	g         *globals
+	dir       string
+	dps       *emulator.Server
+	client    *enroll.Client
+	issuer    ca.Issuer
+	store     records.DB
+	recordsAt string // the records, as records --db takes them
+	uploader  *enroll.Uploader
+	bg        *backgroundUpload // the uploader's loop while the lines run
+	lines     demoStation
+	window    *station.Config // every line's slots, for the window
+	events    atomic.Pointer[func(station.Event)]
+	closers   []func()
 }
 
 func (d *demoRun) Close() {
@@ -232,8 +235,15 @@ func setUpDemo(ctx context.Context, g *globals, f demoFlags) (_ *demoRun, err er
 	d.issuer = issuer
 	d.closers = append(d.closers, func() { issuer.Close() })
 	dbPath := filepath.Join(f.dir, "records.db")
-	if d.store, err = records.Open(ctx, dbPath); err != nil {
-		return nil, err
+	if f.records != "" {
+		dbPath = f.records
+	}
+	if d.store, err = openStore(ctx, dbPath); err != nil {
+		return nil, fmt.Errorf("demo: records: %w", err)
+	}
+	d.recordsAt = dbPath
+	if !records.IsPostgresURL(dbPath) {
+		d.recordsAt, _ = filepath.Abs(dbPath)
 	}
 	d.closers = append(d.closers, func() { d.store.Close() })
 	if d.uploader, err = enroll.NewUploader(enroll.UploaderConfig{Client: d.client, Queue: d.store, Quota: 1000, Logger: g.log}); err != nil {
@@ -331,11 +341,11 @@ func (d *demoRun) report(start time.Time, sum station.Summary) error {
 	}
 	abs, _ := filepath.Abs(d.dir)
 	d.say("\n%d boards passed, %d failed in %.1f s.", sum.Passed, sum.Failed, time.Since(start).Seconds())
-	d.say("Records:        zerotouch records list --db %s", filepath.Join(abs, "records.db"))
+	d.say("Records:        zerotouch records list --db %s", d.recordsAt)
 	d.say("DPS emulator:   zerotouch dps-emulator --data %s   (serves the same enrollments again)", filepath.Join(abs, "dps"))
 	d.say("Board configs:  %s/SERIAL/fs%s", filepath.Join(abs, "boards"), station.DefaultConfigPath)
 	if d.g.json {
-		printResult(d.g, map[string]any{"passed": sum.Passed, "failed": sum.Failed, "uploaded": uploaded, "dir": abs, "records": filepath.Join(abs, "records.db")})
+		printResult(d.g, map[string]any{"passed": sum.Passed, "failed": sum.Failed, "uploaded": uploaded, "dir": abs, "records": d.recordsAt})
 	}
 	return nil
 }

@@ -65,11 +65,18 @@ func (f *recordFilterFlags) filter() (records.Filter, error) {
 // that may be running. A missing file is an error, not a new database;
 // so is a file that is not a records database (both exit 2: --db names
 // the wrong file).
-func openRecords(ctx context.Context, path string) (*records.Store, error) {
+func openRecords(ctx context.Context, path string) (records.DB, error) {
+	if records.IsPostgresURL(path) {
+		s, err := records.OpenURLReadOnly(ctx, path)
+		if err != nil {
+			return nil, storeError(fmt.Errorf("--db: %w", err), true)
+		}
+		return s, nil
+	}
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		return nil, usageError{fmt.Errorf("--db %s: no records database there; the station makes it with its first board (give --db the station's records file)", path)}
 	}
-	s, err := records.OpenReadOnly(ctx, path)
+	s, err := records.OpenURLReadOnly(ctx, path)
 	if errors.Is(err, records.ErrNotRecords) {
 		return nil, usageError{fmt.Errorf("--db %s: %w (give --db the station's records file)", path, err)}
 	}
@@ -95,7 +102,7 @@ cannot be read, or export finds no enrollment to write; 2 when the
 command line is wrong or --db names no records database.`,
 	}
 	cmd.PersistentFlags().StringVar(&db, "db", defaultRecordsDB, "the station's records database")
-	cmd.AddCommand(recordsListCmd(g, &db), recordsShowCmd(g, &db), recordsExportCmd(g, &db), recordsLabelCmd(g, &db))
+	cmd.AddCommand(recordsListCmd(g, &db), recordsShowCmd(g, &db), recordsExportCmd(g, &db), recordsLabelCmd(g, &db), recordsStatsCmd(g, &db))
 	return cmd
 }
 

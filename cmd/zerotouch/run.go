@@ -106,7 +106,7 @@ gui.supervisor_password_hash.`,
 // stationSetup is what a station needs, opened from its configuration.
 type stationSetup struct {
 	cfg      *station.Config
-	store    *records.Store
+	store    records.DB
 	issuer   ca.Issuer
 	uploader *enroll.Uploader
 	dps      dpsSettings       // where the DPS settings are, for messages
@@ -186,7 +186,7 @@ func openStationAs(ctx context.Context, g *globals, file string, events func(sta
 		}
 	}
 
-	if set.store, err = records.Open(ctx, cfg.Records); err != nil {
+	if set.store, err = openStore(ctx, cfg.Records); err != nil {
 		return fail(fmt.Errorf("%s: records: %w", file, err))
 	}
 	deps.Store = set.store
@@ -233,9 +233,35 @@ func openStationAs(ctx context.Context, g *globals, file string, events func(sta
 	return st, set, nil
 }
 
+// openStore opens for writing the records target names: a SQLite file, or
+// the factory's PostgreSQL by a postgres:// URL (records.OpenURL).
+func openStore(ctx context.Context, target string) (records.DB, error) {
+	s, err := records.OpenURL(ctx, target)
+	if err != nil {
+		return nil, storeError(err, records.IsPostgresURL(target))
+	}
+	return s, nil
+}
+
+// storeError types a records database that cannot be opened: a URL that
+// cannot be used as written (a password in it, a malformed one) or a file
+// that is no records database is a mistake in the setting (exit 2); a
+// factory database that cannot be reached, refuses the station's role or
+// its rights, or has a newer schema is a set-up that cannot work until
+// mended (exit 3).
+func storeError(err error, postgres bool) error {
+	switch {
+	case errors.Is(err, records.ErrInvalid), errors.Is(err, records.ErrNotRecords):
+		return usageError{err}
+	case postgres, errors.Is(err, records.ErrNewerSchema):
+		return setupError{err}
+	}
+	return err
+}
+
 // waitEnrolled nudges the background upload until the board's enrollment
 // is in DPS (station.Deps.Enrolled).
-func waitEnrolled(ctx context.Context, store *records.Store, bg *backgroundUpload, serial string) error {
+func waitEnrolled(ctx context.Context, store records.DB, bg *backgroundUpload, serial string) error {
 	if bg == nil {
 		return errors.New("no DPS connection string: the board's enrollment cannot reach DPS (dps.connection_string_file)")
 	}

@@ -445,7 +445,7 @@ func uploadRecords(ctx context.Context, g *globals, f *uploadFlags, cfg enroll.C
 	if path == "" {
 		path = defaultRecordsDB
 	}
-	if _, err := os.Stat(path); err != nil {
+	if _, err := os.Stat(path); err != nil && !records.IsPostgresURL(path) {
 		if f.recordsSetting != "" {
 			return usageError{fmt.Errorf("%s: %w (the station has no records yet: give --records or --from)", f.recordsSetting, err)}
 		}
@@ -455,7 +455,7 @@ func uploadRecords(ctx context.Context, g *globals, f *uploadFlags, cfg enroll.C
 	if err != nil {
 		return usageError{err}
 	}
-	store, err := records.Open(ctx, path)
+	store, err := openStore(ctx, path)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package records
 import (
 	"context"
 	"io"
+	"time"
 
 	"zerotouch/enroll"
 )
@@ -26,6 +27,7 @@ type DB interface {
 	Audit(ctx context.Context, key string) ([]AuditEntry, error)
 	Counts(ctx context.Context) (map[enroll.State]int, error)
 	Export(ctx context.Context, w io.Writer, format string, f Filter) (int, error)
+	Stats(ctx context.Context, since time.Time) ([]StatsRow, error)
 
 	enroll.Queue // Recover, Claim, Settle
 	Close() error
