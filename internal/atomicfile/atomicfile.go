@@ -1,12 +1,21 @@
 // Package atomicfile replaces files so that a crash or power cut leaves
-// either the old content or the new, never a mix.
+// either the old content or the new, never a mix. A file written with a
+// private permission (no bits for group or others, such as 0600) is its
+// owner's alone on every system, Windows included (see ownerfile), from
+// the moment its temporary file is made.
 package atomicfile
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
+
+	"zerotouch/internal/ownerfile"
 )
 
 // Write replaces name with data, with permissions perm: a temporary file
@@ -39,7 +48,7 @@ func write(name string, data []byte, perm os.FileMode, sync bool) error {
 
 func writeFrom(name string, perm os.FileMode, sync bool, fill func(w io.Writer) error) error {
 	dir := filepath.Dir(name)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(name)+".*")
+	tmp, err := createTemp(dir, filepath.Base(name), perm|0o600)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", name, err)
 	}
@@ -71,4 +80,17 @@ func writeFrom(name string, perm os.FileMode, sync bool, fill func(w io.Writer) 
 		d.Close()
 	}
 	return nil
+}
+
+// createTemp makes a new file in dir named after base, as os.CreateTemp
+// does, with perm as ownerfile.OpenFile gives it.
+func createTemp(dir, base string, perm os.FileMode) (*os.File, error) {
+	for range 100 {
+		name := filepath.Join(dir, "."+base+"."+strconv.FormatUint(rand.Uint64(), 36))
+		f, err := ownerfile.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, perm)
+		if !errors.Is(err, fs.ErrExist) {
+			return f, err
+		}
+	}
+	return nil, &fs.PathError{Op: "createtemp", Path: filepath.Join(dir, "."+base+".*"), Err: fs.ErrExist}
 }

@@ -9,7 +9,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"runtime"
+
+	"zerotouch/internal/ownerfile"
 )
 
 // ErrMissing means neither the file nor the environment variable gave a
@@ -18,24 +19,15 @@ var ErrMissing = errors.New("no secret given")
 
 // ErrExposed means a secret's file may be read by users other than its
 // owner.
-var ErrExposed = errors.New("readable by other users")
+var ErrExposed = ownerfile.ErrExposed
 
 // Exposed returns an error wrapping ErrExposed, naming the file and its
-// permissions, when users other than the file's owner may read it
-// (Unix permission bits for group or others); nil when only its owner
-// may, or the system has no such bits.
+// permissions, when users other than the file's owner may read it: on
+// Unix by the permission bits for group or others, on Windows by an ACE
+// for anyone but the current user, the owner, SYSTEM and the
+// Administrators. Nil when only its owner may.
 func Exposed(file string) error {
-	if runtime.GOOS == "windows" {
-		return nil // ACLs, not permission bits: not judged here
-	}
-	st, err := os.Stat(file)
-	if err != nil {
-		return err
-	}
-	if perm := st.Mode().Perm(); perm&0o044 != 0 {
-		return fmt.Errorf("%s: mode %04o: %w", file, perm, ErrExposed)
-	}
-	return nil
+	return ownerfile.Exposed(file)
 }
 
 // Read returns the secret in file (given with the command-line flag
@@ -52,8 +44,8 @@ func Read(log *slog.Logger, flag, file, env string) ([]byte, error) {
 			return nil, fmt.Errorf("read secret: %w", err)
 		}
 		if err := Exposed(file); err != nil && log != nil {
-			log.Warn("a secret's file is readable by other users of this machine: make it readable by the station's user alone (chmod 600)",
-				"setting", flag, "err", err)
+			log.Warn("a secret's file is readable by other users of this machine: make it readable by the station's user alone",
+				"setting", flag, "err", err, "fix", ownerfile.Remedy(file))
 		}
 		b = bytes.TrimSuffix(b, []byte("\n"))
 		b = bytes.TrimSuffix(b, []byte("\r"))

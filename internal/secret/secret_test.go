@@ -3,12 +3,14 @@ package secret
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"zerotouch/internal/ownerfile"
+	"zerotouch/internal/ownerfile/ownerfiletest"
 )
 
 func TestRead(t *testing.T) {
@@ -54,37 +56,50 @@ func TestRead(t *testing.T) {
 }
 
 // A secret's file that others may read is read, with a warning that names
-// the file and its mode but never the secret.
+// the file, the setting and the fix but never the secret; a file made for
+// its owner alone gives no warning.
 func TestReadWarnsOfExposedFile(t *testing.T) {
-	dir := t.TempDir()
+	dir, err := ownerfiletest.ExposedDir(t.TempDir(), "station secrets")
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared := filepath.Join(dir, "ca password.txt")
+	if err := os.WriteFile(shared, []byte("hunter2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := ownerfiletest.Expose(shared); err != nil {
+		t.Fatal(err)
+	}
+	private := filepath.Join(dir, "ca password (private).txt")
+	f, err := ownerfile.OpenFile(private, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString("hunter2\n"); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
 	for _, tt := range []struct {
-		mode os.FileMode
-		warn bool
-	}{{0o600, false}, {0o400, false}, {0o640, true}, {0o644, true}, {0o604, true}} {
-		p := filepath.Join(dir, fmt.Sprintf("pw-%04o", tt.mode))
-		if err := os.WriteFile(p, []byte("hunter2\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chmod(p, tt.mode); err != nil {
-			t.Fatal(err)
-		}
+		file    string
+		exposed bool
+	}{{shared, true}, {private, false}} {
 		var logs bytes.Buffer
-		got, err := Read(slog.New(slog.NewTextHandler(&logs, nil)), "ca.password_file", p, "")
+		got, err := Read(slog.New(slog.NewTextHandler(&logs, nil)), "ca.password_file", tt.file, "")
 		if err != nil || string(got) != "hunter2" {
-			t.Fatalf("mode %04o: Read = %q, %v", tt.mode, got, err)
+			t.Fatalf("Read(%q) = %q, %v", tt.file, got, err)
 		}
 		warned := strings.Contains(logs.String(), "readable by other users")
-		if warned != tt.warn {
-			t.Errorf("mode %04o: warned %v, want %v:\n%s", tt.mode, warned, tt.warn, logs.String())
+		if warned != tt.exposed {
+			t.Errorf("Read(%q): warned %v, want %v:\n%s", tt.file, warned, tt.exposed, logs.String())
 		}
-		if warned && (!strings.Contains(logs.String(), p) || !strings.Contains(logs.String(), "ca.password_file")) {
-			t.Errorf("mode %04o: the warning does not name the file and the setting:\n%s", tt.mode, logs.String())
+		if warned && (!strings.Contains(logs.String(), "ca.password_file") || !strings.Contains(logs.String(), "fix=")) {
+			t.Errorf("the warning does not name the setting and the fix:\n%s", logs.String())
 		}
 		if strings.Contains(logs.String(), "hunter2") {
-			t.Errorf("mode %04o: the warning shows the secret", tt.mode)
+			t.Errorf("the warning shows the secret")
 		}
-		if err := Exposed(p); tt.warn != errors.Is(err, ErrExposed) {
-			t.Errorf("mode %04o: Exposed = %v", tt.mode, err)
+		if err := Exposed(tt.file); tt.exposed != errors.Is(err, ErrExposed) {
+			t.Errorf("Exposed(%q) = %v, want exposed %v", tt.file, err, tt.exposed)
 		}
 	}
 }
