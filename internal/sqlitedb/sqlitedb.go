@@ -13,9 +13,11 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"syscall"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"zerotouch/internal/filelock"
+	"zerotouch/internal/ownerfile"
 )
 
 // Options tune Open.
@@ -32,8 +34,9 @@ type Options struct {
 // newer zerotouch and is refused.
 func Open(ctx context.Context, path string, migrations []string, opts Options) (*sql.DB, error) {
 	// Create the file private to its owner: stores hold keys and
-	// identities. SQLite gives its -wal and -shm files the same mode.
-	if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600); err != nil {
+	// identities. SQLite gives its -wal and -shm files the same mode on
+	// Unix; on Windows they inherit their folder's ACL.
+	if f, err := ownerfile.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600); err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	} else {
 		f.Close()
@@ -121,19 +124,15 @@ var ErrLocked = errors.New("in use by another process")
 func OpenLocked(ctx context.Context, path string, migrations []string, opts Options) (*sql.DB, io.Closer, error) {
 	// The folder is made when missing, readable by this user alone: it
 	// holds the database, its journal and its lock.
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	if err := ownerfile.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, nil, fmt.Errorf("make the folder of %s: %w", path, err)
 	}
-	lock, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, nil, fmt.Errorf("lock %s: %w", path, err)
+	lock, err := filelock.TryLock(path + ".lock")
+	if errors.Is(err, filelock.ErrLocked) {
+		return nil, nil, fmt.Errorf("%s: %w", path, ErrLocked)
 	}
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		lock.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, nil, fmt.Errorf("%s: %w", path, ErrLocked)
-		}
-		return nil, nil, fmt.Errorf("lock %s: %w", path, err)
+	if err != nil {
+		return nil, nil, err
 	}
 	db, err := Open(ctx, path, migrations, opts)
 	if err != nil {
