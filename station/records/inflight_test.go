@@ -92,3 +92,50 @@ func TestChangedWhileInFlight(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestChangedAfterRecover: the station died with an enrollment in flight,
+// the next upload run recovered it (pending again, its flight's outcome
+// lost), and only then was the board saved with a changed enrollment. The
+// old one may be in DPS, so the new one is claimed to replace whatever DPS
+// holds, on both adapters; created, it would meet the old one there as a
+// conflict. Found by the station's SIGKILL test.
+func TestChangedAfterRecover(t *testing.T) {
+	forEachAdapter(t, func(t *testing.T, a *adapter) {
+		ctx := context.Background()
+		s := a.open(t)
+		csave(t, s, tpmRecord("SN-R", 1))
+		if e := claimAll(t, s, 1)[0]; e.ETag != "" {
+			t.Fatalf("first claim has ETag %q, want none (create)", e.ETag)
+		}
+		// The uploader's process is gone; the next run takes over.
+		a.expire(t)
+		if _, err := s.Recover(ctx); err != nil {
+			t.Fatal(err)
+		}
+		changed := tpmRecord("SN-R", 1)
+		changed.Enrollment.ProvisioningStatus = "disabled"
+		if res := csave(t, s, changed); !res.Queued {
+			t.Fatalf("Save of a changed enrollment = %+v, want queued", res)
+		}
+		e := claimAll(t, s, 1)[0]
+		if e.ProvisioningStatus != "disabled" || e.ETag != "*" {
+			t.Errorf("claim = status %q, ETag %q; want the changed enrollment with ETag \"*\" (replace)", e.ProvisioningStatus, e.ETag)
+		}
+		if err := s.Settle(ctx, []enroll.Outcome{{RegistrationID: e.RegistrationID, State: enroll.StateUploaded, ETag: `"e2"`}}); err != nil {
+			t.Fatal(err)
+		}
+
+		// Unchanged after a recovered flight: created again, as before
+		// (the uploader reads DPS back on a conflict).
+		csave(t, s, tpmRecord("SN-U", 2))
+		claimAll(t, s, 1)
+		a.expire(t)
+		if _, err := s.Recover(ctx); err != nil {
+			t.Fatal(err)
+		}
+		csave(t, s, tpmRecord("SN-U", 2))
+		if e := claimAll(t, s, 1)[0]; e.RegistrationID != tpmRegID(fakeEK(2)) || e.ETag != "" {
+			t.Errorf("claim = %s with ETag %q, want SN-U's unchanged enrollment with none (create)", e.RegistrationID, e.ETag)
+		}
+	})
+}

@@ -45,6 +45,14 @@ func (s *PGStore) Save(ctx context.Context, r *Record) (SaveResult, error) {
 		case err != nil:
 			return fmt.Errorf("records: save board %s: read its record: %w", r.Serial, err)
 		}
+		if old != nil && old.UploadState == enroll.StatePending {
+			var ev string
+			err := tx.QueryRow(ctx, lastUploadEventSQL([5]string{"$1", "$2", "$3", "$4", "$5"}), append([]any{old.ID}, uploadEvents...)...).Scan(&ev)
+			if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+				return fmt.Errorf("records: save board %s: read its upload events: %w", r.Serial, err)
+			}
+			old.flightLost = ev == EventUploadRecovered
+		}
 		m := *r
 		m.RegistrationID = strings.ToLower(m.RegistrationID)
 		if m.Result == ResultFailed && old != nil {

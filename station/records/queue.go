@@ -53,10 +53,10 @@ import (
 // and be a conflict (a create DPS refused: it holds an enrollment not
 // known to be ours), Settle clears the mark, so the new one is created
 // and meets that enrollment as a conflict too, for a person to resolve.
-// One narrow gap remains: Recover makes a crashed claim pending again
-// with no trace of its flight, so a board saved with a changed
-// enrollment between Recover and the Claim of its recovered one is
-// created, and settled as a conflict if the old one had reached DPS.
+// Recover makes a crashed claim pending again and says so in the audit
+// ("upload recovered"); while that is the record's latest upload event,
+// Save treats the enrollment as in flight: a changed one replaces
+// whatever DPS holds, as above.
 
 // Recover implements enroll.Queue: enrollments an earlier upload left in
 // flight go back to pending, and claims still out are cleared. It returns

@@ -20,7 +20,7 @@ import (
 )
 
 // claimAll claims up to n enrollments and fails unless it gets n.
-func claimAll(t testing.TB, s *records.Store, n int) []enroll.Enrollment {
+func claimAll(t testing.TB, s enroll.Queue, n int) []enroll.Enrollment {
 	t.Helper()
 	es, err := s.Claim(context.Background(), n)
 	if err != nil {

@@ -82,6 +82,14 @@ func (s *Store) Save(ctx context.Context, r *Record) (SaveResult, error) {
 		case err != nil:
 			return fmt.Errorf("records: save board %s: read its record: %w", r.Serial, err)
 		}
+		if old != nil && old.UploadState == enroll.StatePending {
+			var ev string
+			err := tx.QueryRowContext(ctx, lastUploadEventSQL([5]string{"?", "?", "?", "?", "?"}), append([]any{old.ID}, uploadEvents...)...).Scan(&ev)
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("records: save board %s: read its upload events: %w", r.Serial, err)
+			}
+			old.flightLost = ev == EventUploadRecovered
+		}
 		m := *r
 		m.RegistrationID = strings.ToLower(m.RegistrationID)
 		if m.Result == ResultFailed && old != nil {
@@ -358,7 +366,9 @@ func planSave(r *Record, body string, old *row) savePlan {
 	case !enr.Valid:
 		queue("enrollment queued")
 	case enr.String != body:
-		wasInFlight := state == string(enroll.StateInFlight)
+		// In flight now, or put back to pending by Recover after a flight
+		// whose outcome never came: either way DPS may hold the old one.
+		wasInFlight := state == string(enroll.StateInFlight) || old != nil && old.flightLost
 		queue("enrollment changed" + changedFields(body, enr.String) + ", queued again")
 		// The old one is out with the uploader, or was when a station
 		// died: DPS may hold it without the store ever learning so. The
@@ -366,7 +376,7 @@ func planSave(r *Record, body string, old *row) savePlan {
 		// one there as a conflict (see queue.go).
 		mayBeInDPS = wasInFlight && !regIDChanged
 		if mayBeInDPS {
-			notes = append(notes, "the old one was in flight: the new one replaces it")
+			notes = append(notes, "the old one was in flight (or its upload cut short): the new one replaces it")
 		}
 	case state == string(enroll.StateFailed) || state == string(enroll.StateConflict):
 		queue("enrollment unchanged, was " + state + " (" + uploadError + "), queued again")

@@ -20,7 +20,20 @@ type row struct {
 	Record
 	enrollment sql.NullString // as stored
 	generation int64
+	// flightLost: the enrollment is pending because Recover put it back
+	// from a flight whose outcome never came; it may be in DPS.
+	flightLost bool
 }
+
+// lastUploadEventSQL is the latest upload event of record ?1, with the
+// events as ?2 to ?5 (Claimed, Settled, Recovered, Stale); the caller
+// writes the placeholders in its database's style.
+func lastUploadEventSQL(ph [5]string) string {
+	return `SELECT event FROM audit WHERE record_id = ` + ph[0] + ` AND event IN (` + ph[1] + `, ` + ph[2] + `, ` + ph[3] + `, ` + ph[4] + `)
+		ORDER BY id DESC LIMIT 1`
+}
+
+var uploadEvents = []any{EventUploadClaimed, EventUploadSettled, EventUploadRecovered, EventUploadStale}
 
 type scanner interface{ Scan(dest ...any) error }
 
