@@ -49,6 +49,9 @@ func TestCloneFlagged(t *testing.T) {
 	if !errors.As(err, &be) || !errors.Is(err, records.ErrClone) || !strings.Contains(be.Message, "clone") {
 		t.Fatalf("clone: %v, want a BoardError wrapping ErrClone with an operator message", err)
 	}
+	if !strings.Contains(be.Message, "(board ZT-ORIGINAL at station ") {
+		t.Errorf("clone's message %q does not name the board and station that hold its identity", be.Message)
+	}
 	l.mu.Lock()
 	last := l.events[len(l.events)-1]
 	l.mu.Unlock()

@@ -758,7 +758,8 @@ func (r *run) provision(ctx context.Context) (*Result, error) {
 	saved, err := s.deps.Store.Save(ctx, rec)
 	if err != nil {
 		if errors.Is(err, records.ErrClone) {
-			return nil, r.fail("this board's identity is already recorded under another serial number: set it aside for the supervisor (possible clone)", err)
+			return nil, r.fail("this board's identity is already recorded under another serial number"+cloneHolder(err)+
+				": set it aside for the supervisor (possible clone)", err)
 		}
 		if errors.Is(err, records.ErrDuplicateID) {
 			return nil, r.fail("this board's registration ID is already another board's: set it aside and call the line engineer (registration_id in the configuration)", err)
@@ -784,6 +785,25 @@ func certificateFile(cfg *Config, rec *records.Record) (string, []byte) {
 		return "", nil
 	}
 	return cfg.Template.CertificatePath, []byte(rec.CertificateChain)
+}
+
+// cloneHolder says which board holds the identity a clone presented, and
+// where it was provisioned: " (board ZT-1 at station st-2, line line-5)".
+func cloneHolder(err error) string {
+	var ce *records.CloneError
+	if !errors.As(err, &ce) || ce.OtherSerial == "" {
+		return ""
+	}
+	where := ""
+	switch {
+	case ce.OtherStation != "" && ce.OtherLine != "":
+		where = " at station " + ce.OtherStation + ", line " + ce.OtherLine
+	case ce.OtherStation != "":
+		where = " at station " + ce.OtherStation
+	case ce.OtherLine != "":
+		where = " on line " + ce.OtherLine
+	}
+	return " (board " + textsafe.Escape(ce.OtherSerial) + textsafe.Escape(where) + ")"
 }
 
 // RegistrationError is a board's registration that DPS did not assign:
