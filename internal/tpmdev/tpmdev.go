@@ -12,10 +12,8 @@ import (
 	"net"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/google/go-tpm-tools/simulator"
 	"github.com/google/go-tpm/tpm2/transport"
 )
 
@@ -43,9 +41,11 @@ var ErrNoDevice = errors.New("no such TPM on this system")
 // simulator: it is one per process (go-tpm-tools keeps it in C globals).
 var ErrSimulatorBusy = errors.New("the TPM simulator is in use by another board in this process; run one board per process or use swtpm (tcp:HOST:PORT)")
 
-// simInUse guards the process-wide simulator, so that a second user fails
-// at once instead of blocking in simulator.Get.
-var simInUse atomic.Bool
+// ErrNoSimulator means this build has no TPM simulator: go-tpm-tools'
+// simulator is C (Microsoft's reference TPM over OpenSSL's libcrypto),
+// so builds without cgo, and those with the notpmsim tag (the Windows
+// window build: Debian has no OpenSSL for mingw-w64), leave it out.
+var ErrNoSimulator = errors.New("this zerotouch is built without the TPM simulator: use swtpm (tcp:HOST:PORT)")
 
 // Resetter is a TPM that can be power-cycled, as a board's reboot does to
 // its TPM: transient objects and sessions go, persistent ones stay.
@@ -68,6 +68,8 @@ func Check(spec string) error {
 }
 
 // Open opens the TPM named by spec; none (or "") gives nil and no error.
+// sim is ErrSimulatorBusy while another user in this process has it, and
+// ErrNoSimulator in a build without it.
 // seed makes the simulator's hierarchy seeds, and so its EK, a function
 // of the caller's choice (a board uses its serial number); the other TPMs
 // ignore it. The caller closes the TPM.
@@ -79,15 +81,7 @@ func Open(spec string, seed int64) (transport.TPMCloser, error) {
 	case spec == "" || spec == None:
 		return nil, nil
 	case spec == Sim:
-		if !simInUse.CompareAndSwap(false, true) {
-			return nil, ErrSimulatorBusy
-		}
-		sim, err := simulator.GetWithFixedSeedInsecure(seed)
-		if err != nil {
-			simInUse.Store(false)
-			return nil, fmt.Errorf("start TPM simulator: %w", err)
-		}
-		return &simTPM{TPMCloser: transport.FromReadWriteCloser(sim), sim: sim}, nil
+		return openSim(seed)
 	case strings.HasPrefix(spec, "tcp:"):
 		addr := strings.TrimPrefix(spec, "tcp:")
 		conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
@@ -102,25 +96,6 @@ func Open(spec string, seed int64) (transport.TPMCloser, error) {
 		}
 		return t, nil
 	}
-}
-
-// simTPM releases the process's simulator when closed.
-type simTPM struct {
-	transport.TPMCloser
-	sim  *simulator.Simulator
-	once sync.Once
-}
-
-// Reset power-cycles the simulator (Shutdown, then Startup(CLEAR)).
-func (s *simTPM) Reset() error { return s.sim.Reset() }
-
-func (s *simTPM) Close() error {
-	var err error
-	s.once.Do(func() {
-		err = s.TPMCloser.Close()
-		simInUse.Store(false)
-	})
-	return err
 }
 
 // streamTPM sends raw TPM 2.0 commands over a byte stream and reads each

@@ -1,0 +1,10 @@
+//go:build !cgo || notpmsim
+
+package tpmdev
+
+import "github.com/google/go-tpm/tpm2/transport"
+
+// openSim fails: this build has no simulator.
+func openSim(int64) (transport.TPMCloser, error) {
+	return nil, ErrNoSimulator
+}
