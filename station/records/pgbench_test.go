@@ -121,12 +121,13 @@ func BenchmarkPGQuery(b *testing.B) {
 		{"dense-substring", records.Filter{Search: "zt0"}, "", 50},
 		{"dense-old-substring", records.Filter{Search: "-00"}, "", 50},
 		{"no-match", records.Filter{Search: "qqq"}, "", 0},
+		{"newest-100", records.Filter{}, "", 100},
 		{"failed", records.Filter{Result: records.ResultFailed}, "", 50},
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
 			for b.Loop() {
-				p, err := ro.Page(ctx, c.f, c.cursor, 50)
+				p, err := ro.Page(ctx, c.f, c.cursor, max(50, c.min))
 				if err != nil || len(p.Records) < c.min {
 					b.Fatalf("Page(%+v) = %d records, %v; want at least %d", c.f, len(p.Records), err, c.min)
 				}
@@ -138,4 +139,5 @@ func BenchmarkPGQuery(b *testing.B) {
 			b.ReportMetric(float64(*benchRecords), "records")
 		})
 	}
+	benchStats(b, ro, first.Records[0].UpdatedAt, build)
 }
