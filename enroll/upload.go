@@ -9,8 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"zerotouch/internal/pause"
 )
 
@@ -58,6 +56,10 @@ type UploaderConfig struct {
 	// Share of it (default 0.97) so that it is rarely throttled.
 	Quota int
 	Share float64
+	// Pacer, when set, paces the requests instead of a pacer of this
+	// Uploader's own at Quota × Share (NewRatePacer): one that uploaders
+	// share (records.PGQuota) keeps them together within the quota.
+	Pacer Pacer
 	// Workers is how many requests may be in flight at once (default 4).
 	Workers int
 	// BatchSize is the number of enrollments in each bulk request,
@@ -68,6 +70,9 @@ type UploaderConfig struct {
 	// its enrollments pending (default 12).
 	Attempts int
 	Logger   *slog.Logger
+	// LogBatches logs each settled batch at level Info (what a
+	// long-lived uploader did); otherwise at Debug.
+	LogBatches bool
 	// Progress, when set, is called after each batch is settled. It
 	// must not block.
 	Progress func(Stats)
@@ -124,7 +129,7 @@ var ErrIncomplete = errors.New("upload incomplete")
 type Uploader struct {
 	cfg   UploaderConfig
 	log   *slog.Logger
-	pace  *pacer
+	pace  Pacer
 	mu    sync.Mutex
 	stats Stats
 	tries map[string]int // by lower-case registration ID: settled back to pending this run
@@ -158,8 +163,11 @@ func NewUploader(cfg UploaderConfig) (*Uploader, error) {
 	if u.log == nil {
 		u.log = slog.New(slog.DiscardHandler)
 	}
-	u.pace = &pacer{lim: rate.NewLimiter(rate.Limit(float64(cfg.Quota)*cfg.Share/60), 1), count: u.countRequest}
-	cfg.Client.pacer = u.pace
+	u.pace = cfg.Pacer
+	if u.pace == nil {
+		u.pace = NewRatePacer(float64(cfg.Quota) * cfg.Share)
+	}
+	cfg.Client.pacer = &countingPacer{Pacer: u.pace, count: u.countRequest}
 	return u, nil
 }
 
@@ -312,7 +320,9 @@ func (u *Uploader) send(ctx context.Context, mode string, batch []Enrollment) {
 			var se *ServiceError
 			if errors.As(err, &se) && se.RetryAfter > 0 {
 				wait = se.RetryAfter
-				u.pace.pauseFor(wait)
+				if err := u.pace.Pause(ctx, wait); err != nil && ctx.Err() == nil {
+					u.log.Warn("upload: the pause DPS asked for could not be passed on to the other uploaders", "wait", wait, "err", err)
+				}
 			}
 			u.log.Debug("upload: batch will be sent again", "attempt", attempt, "wait", wait, "err", err)
 			if !pause.For(ctx, wait) {
@@ -436,6 +446,25 @@ func (u *Uploader) settle(ctx context.Context, outs []Outcome, batch []Enrollmen
 		u.stop(fmt.Errorf("record upload results: %w", err))
 		return
 	}
+	var uploaded, failed, conflicts, pending int
+	for _, o := range outs {
+		switch o.State {
+		case StateUploaded:
+			uploaded++
+		case StateFailed:
+			failed++
+		case StateConflict:
+			conflicts++
+		default:
+			pending++
+		}
+	}
+	level := slog.LevelDebug
+	if u.cfg.LogBatches {
+		level = slog.LevelInfo
+	}
+	u.log.Log(ctx, level, "upload: batch settled", "enrollments", len(outs), "uploaded", uploaded, "already", already,
+		"failed", failed, "conflicts", conflicts, "pending", pending)
 	u.update(func(s *Stats) {
 		s.Already += already
 		for _, o := range outs {
@@ -499,37 +528,4 @@ func (u *Uploader) snapshot(start time.Time) Stats {
 		s.Elapsed = time.Since(start)
 	}
 	return s
-}
-
-// pacer spaces requests at the configured share of the quota, and holds
-// them all back while DPS has asked for a pause.
-type pacer struct {
-	lim   *rate.Limiter
-	count func()
-	mu    sync.Mutex
-	until time.Time
-}
-
-func (p *pacer) Wait(ctx context.Context) error {
-	p.mu.Lock()
-	until := p.until
-	p.mu.Unlock()
-	if d := time.Until(until); d > 0 && !pause.For(ctx, d) {
-		return ctx.Err()
-	}
-	if err := p.lim.Wait(ctx); err != nil {
-		return err
-	}
-	if p.count != nil {
-		p.count()
-	}
-	return nil
-}
-
-func (p *pacer) pauseFor(d time.Duration) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if t := time.Now().Add(d); t.After(p.until) {
-		p.until = t
-	}
 }
