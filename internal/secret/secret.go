@@ -43,7 +43,7 @@ func Read(log *slog.Logger, flag, file, env string) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read secret: %w", err)
 		}
-		if err := Exposed(file); err != nil && log != nil {
+		if err := Exposed(file); errors.Is(err, ErrExposed) && log != nil {
 			log.Warn("a secret's file is readable by other users of this machine: make it readable by the station's user alone",
 				"setting", flag, "err", err, "fix", ownerfile.Remedy(file))
 		}
