@@ -14,6 +14,7 @@ import (
 	"github.com/vbauerster/mpb/v8/decor"
 
 	"zerotouch/enroll"
+	"zerotouch/internal/pause"
 	"zerotouch/internal/secret"
 	"zerotouch/station"
 	"zerotouch/station/records"
@@ -125,6 +126,9 @@ type uploadFlags struct {
 	workers   int
 	batch     int
 	checkOnly bool
+	follow    bool
+	poll      time.Duration
+	lease     time.Duration
 	// Filled in by fromStation: the station configuration read, the
 	// settings taken from it, and where records came from.
 	station        string
@@ -167,7 +171,21 @@ An answer that no retry can mend stops the upload at once, unretried: the
 server's certificate is not trusted (give its CA with --ca-file), its host
 name does not resolve, or it refuses the key (401) or the policy (403).
 
-Exit status: 0 when every enrollment is in DPS; 1 when some failed or are
+With records in a factory's PostgreSQL (--records postgres://...), any
+number of uploaders drain its one queue, on one machine or many: each
+claims what it sends under a lease (--lease) that it renews while it
+lives, and the claims of one that died are taken over once their lease
+runs out. Together they keep to one DPS quota: the database paces their
+requests at --quota × --share for the whole factory (give every uploader
+the same figures; the last one started sets them). --follow keeps the
+uploader running as a service: it drains the queue as boards arrive,
+looking at an empty queue again after up to --poll, logs each batch,
+rides out DPS's and the database's outages, and stops cleanly on
+SIGTERM or an interrupt (what it had in flight goes back to pending),
+exiting 0.
+
+Exit status: 0 when every enrollment is in DPS (with --follow: when
+stopped by SIGTERM or an interrupt); 1 when some failed or are
 in conflict; 2 when the command line, the connection string or the file is
 wrong (nothing was sent); 3 when DPS cannot be used as set up: its
 certificate is not trusted, its host name does not resolve, or it refused
@@ -193,6 +211,9 @@ interrupted (run the same command again later).`,
 	fs.IntVar(&f.workers, "workers", 4, "requests in flight at once")
 	fs.IntVar(&f.batch, "batch", enroll.MaxBulk, "enrollments per bulk request (1 to 10)")
 	fs.BoolVar(&f.checkOnly, "check", false, "check the file and the connection string, send nothing")
+	fs.BoolVar(&f.follow, "follow", false, "keep running: drain the factory's queue (--records postgres://...) as boards arrive, until SIGTERM or an interrupt")
+	fs.DurationVar(&f.poll, "poll", 5*time.Second, "with --follow, the longest wait before an empty queue is looked at again")
+	fs.DurationVar(&f.lease, "lease", records.DefaultLease, "with --records postgres://..., how long this uploader's claims outlive it if it dies before others take them over")
 	return cmd
 }
 
@@ -236,6 +257,12 @@ func runUpload(ctx context.Context, g *globals, f *uploadFlags) error {
 		return usageError{fmt.Errorf("--workers %d: want 1 to 64", f.workers)}
 	case f.batch < 1 || f.batch > enroll.MaxBulk:
 		return usageError{fmt.Errorf("--batch %d: DPS takes 1 to %d enrollments a request", f.batch, enroll.MaxBulk)}
+	case f.poll <= 0:
+		return usageError{fmt.Errorf("--poll %v: want a positive duration", f.poll)}
+	case f.lease < time.Second:
+		return usageError{fmt.Errorf("--lease %v: want at least 1s", f.lease)}
+	case f.follow && f.from != "":
+		return usageError{errors.New("--follow drains the factory's queue (--records postgres://...), not a --from file: give one or the other")}
 	}
 	cfg, err := f.dps.config(g)
 	if err != nil {
@@ -301,7 +328,7 @@ func runUpload(ctx context.Context, g *globals, f *uploadFlags) error {
 	if err != nil {
 		return interrupted(err)
 	}
-	stats, runErr, err := f.drain(ctx, g, client, st, counts[enroll.StatePending]+counts[enroll.StateInFlight])
+	stats, runErr, err := f.drain(ctx, g, client, st, nil, counts[enroll.StatePending]+counts[enroll.StateInFlight])
 	if err != nil {
 		return interrupted(err)
 	}
@@ -445,6 +472,13 @@ func uploadRecords(ctx context.Context, g *globals, f *uploadFlags, cfg enroll.C
 	if path == "" {
 		path = defaultRecordsDB
 	}
+	if f.follow && !records.IsPostgresURL(path) {
+		where := "--records " + path
+		if f.recordsSetting != "" && f.records == path {
+			where = f.recordsSetting + ": " + path
+		}
+		return usageError{fmt.Errorf("--follow needs the factory's records database (--records postgres://...); %s is a station's file, which its station uploads from (zerotouch run) or zerotouch upload drains once", where)}
+	}
 	if _, err := os.Stat(path); err != nil && !records.IsPostgresURL(path) {
 		if f.recordsSetting != "" {
 			return usageError{fmt.Errorf("%s: %w (the station has no records yet: give --records or --from)", f.recordsSetting, err)}
@@ -460,11 +494,23 @@ func uploadRecords(ctx context.Context, g *globals, f *uploadFlags, cfg enroll.C
 		return err
 	}
 	defer store.Close()
+	var pacer enroll.Pacer // nil: this process's own, at --quota × --share
+	name := path
+	if pg, ok := store.(*records.PGStore); ok {
+		name = pg.Name() // no query: it may name files
+		pg.SetLease(f.lease)
+		if pacer, err = f.sharedQuota(ctx, g, pg, client.HostName()); err != nil {
+			return err
+		}
+	}
+	if f.follow {
+		return f.followQueue(ctx, g, client, store, pacer, name)
+	}
 	counts, err := store.Counts(ctx)
 	if err != nil {
 		return err
 	}
-	stats, runErr, err := f.drain(ctx, g, client, store, counts[enroll.StatePending]+counts[enroll.StateInFlight])
+	stats, runErr, err := f.drain(ctx, g, client, store, pacer, counts[enroll.StatePending]+counts[enroll.StateInFlight])
 	if err != nil {
 		return err
 	}
@@ -479,13 +525,13 @@ func uploadRecords(ctx context.Context, g *globals, f *uploadFlags, cfg enroll.C
 	return finishUpload(g, sum, runErr, "zerotouch records list --state failed (or conflict) shows them", f.dps.settings(client.HostName()))
 }
 
-// drain runs an Uploader over q with the flags' pacing and a progress bar
-// of todo enrollments. err is a mistake in the flags; runErr the
-// upload's own outcome.
-func (f *uploadFlags) drain(ctx context.Context, g *globals, client *enroll.Client, q enroll.Queue, todo int) (stats enroll.Stats, runErr, err error) {
+// drain runs an Uploader over q with the flags' pacing (or pacer's, when
+// not nil) and a progress bar of todo enrollments. err is a mistake in
+// the flags; runErr the upload's own outcome.
+func (f *uploadFlags) drain(ctx context.Context, g *globals, client *enroll.Client, q enroll.Queue, pacer enroll.Pacer, todo int) (stats enroll.Stats, runErr, err error) {
 	bar := newCountBar(g, "upload", todo)
 	u, err := enroll.NewUploader(enroll.UploaderConfig{
-		Client: client, Queue: q, Quota: f.quota, Share: f.share, Workers: f.workers, BatchSize: f.batch,
+		Client: client, Queue: q, Quota: f.quota, Share: f.share, Pacer: pacer, Workers: f.workers, BatchSize: f.batch,
 		Logger: g.log, Progress: func(s enroll.Stats) { bar.set(s.Uploaded + s.Failed + s.Conflicts) },
 	})
 	if err != nil {
@@ -557,4 +603,103 @@ func (f *uploadFlags) fromStation(g *globals, changed func(string) bool) error {
 	}
 	g.log.Info("upload: settings from the station's configuration", "config", file, "settings", strings.Join(f.taken, ","))
 	return nil
+}
+
+// sharedQuota is the DPS quota of host that the factory's uploaders share
+// through their records database, paced at --quota × --share.
+func (f *uploadFlags) sharedQuota(ctx context.Context, g *globals, pg *records.PGStore, host string) (enroll.Pacer, error) {
+	perMinute := float64(f.quota) * f.share
+	q, previous, err := pg.SharedQuota(ctx, host, perMinute)
+	if err != nil {
+		return nil, storeError(err, true)
+	}
+	if previous != 0 && previous != perMinute {
+		g.log.Warn("upload: the factory's uploaders were paced at another rate; this uploader's replaces it for all of them: give every uploader the same --quota and --share",
+			"dps", host, "was_per_minute", previous, "per_minute", perMinute)
+	}
+	g.log.Info("upload: pacing by the factory's shared DPS quota", "dps", host, "per_minute", perMinute, "records", pg.Name())
+	return q, nil
+}
+
+// firstPoll is how soon --follow looks at the queue again after it has
+// drained it; the wait doubles up to --poll while the queue stays empty.
+const firstPoll = 250 * time.Millisecond
+
+// followQueue runs an uploader over the factory's queue as a service
+// until ctx ends (SIGTERM, an interrupt): it drains what is pending,
+// logging each batch, then looks again after a wait that grows to
+// --poll while the queue stays empty. DPS's and the database's outages
+// are waited out with back-off. Stopped, it prints what it did and
+// returns nil; it returns a setupError when DPS cannot be used as set up
+// (enroll.Permanent), a usageError for flags the uploader refuses.
+func (f *uploadFlags) followQueue(ctx context.Context, g *globals, client *enroll.Client, store records.DB, pacer enroll.Pacer, name string) error {
+	u, err := enroll.NewUploader(enroll.UploaderConfig{
+		Client: client, Queue: store, Quota: f.quota, Share: f.share, Pacer: pacer, Workers: f.workers, BatchSize: f.batch,
+		Logger: g.log, LogBatches: true,
+	})
+	if err != nil {
+		return usageError{err}
+	}
+	g.log.Info("upload: following the queue", "records", name, "dps", client.HostName(), "poll", f.poll)
+	start := time.Now()
+	var total enroll.Stats
+	idle, failures := firstPoll, 0
+	for {
+		stats, runErr := u.Run(ctx)
+		addStats(&total, stats)
+		if ctx.Err() != nil {
+			break
+		}
+		if enroll.Permanent(runErr) {
+			return setupError{fmt.Errorf("%s; the uploader stopped: %w", f.dps.settings(client.HostName()).advice(runErr), runErr)}
+		}
+		wait := idle
+		switch {
+		case runErr != nil:
+			failures++
+			wait = enroll.Backoff(failures)
+			g.log.Warn("upload: the queue could not be drained; trying again", "wait", wait, "err", runErr)
+		case stats.Requests > 0:
+			failures, idle = 0, firstPoll
+			g.log.Info("upload: queue drained", "uploaded", stats.Uploaded, "already_in_dps", stats.Already, "failed", stats.Failed,
+				"conflicts", stats.Conflicts, "recovered", stats.Recovered, "requests", stats.Requests, "throttled", stats.Throttled,
+				"seconds", stats.Elapsed.Seconds())
+			wait = 0
+		default:
+			failures, idle = 0, min(2*idle, f.poll)
+		}
+		if !pause.For(ctx, wait) {
+			break
+		}
+	}
+	total.Elapsed = time.Since(start)
+	g.log.Info("upload: stopped; what was in flight is pending again, or its claim runs out", "uploaded", total.Uploaded,
+		"requests", total.Requests, "seconds", total.Elapsed.Seconds())
+	counts, err := store.Counts(context.WithoutCancel(ctx))
+	if err != nil {
+		return err
+	}
+	sum := newUploadSummary(name, name, total, nil)
+	sum.Config, sum.Settings = f.station, f.taken
+	sum.Uploaded, sum.Failed, sum.Conflicts = counts[enroll.StateUploaded], counts[enroll.StateFailed], counts[enroll.StateConflict]
+	sum.Pending = counts[enroll.StatePending] + counts[enroll.StateInFlight]
+	sum.Total = sum.Uploaded + sum.Failed + sum.Conflicts + sum.Pending
+	sum.PerMinute = float64(total.Uploaded) / total.Elapsed.Minutes()
+	printUploadSummary(g, sum)
+	return nil
+}
+
+// addStats adds one Run's counts to a service's.
+func addStats(total *enroll.Stats, s enroll.Stats) {
+	total.Recovered += s.Recovered
+	total.Uploaded += s.Uploaded
+	total.Already += s.Already
+	total.Failed += s.Failed
+	total.Conflicts += s.Conflicts
+	total.Requests += s.Requests
+	total.Throttled += s.Throttled
+	total.Transient += s.Transient
+	if s.LastError != "" {
+		total.LastError = s.LastError
+	}
 }
