@@ -114,6 +114,10 @@ type Event struct {
 	// Clone marks a board failed because its EK is recorded under another
 	// serial number (records.ErrClone): a supervisor's matter.
 	Clone bool `json:"clone,omitempty"`
+	// Offline, while the factory's records database does not answer,
+	// says so for the operator: "factory database offline: 3 boards
+	// buffered" (Deps.Offline; see offline.go).
+	Offline string `json:"offline,omitempty"`
 }
 
 // Recorder keeps the records: the SQLite store satisfies it.
@@ -153,6 +157,10 @@ type Deps struct {
 	Headless bool
 	// Printer prints each passed board's label; nil: no labels.
 	Printer labels.Printer
+	// Offline says, for the operator, that the records are being
+	// buffered because the factory database does not answer ("" while
+	// it does; records.Buffered.OfflineText). Nil: never offline.
+	Offline func() string
 }
 
 // headlessWords rewords the operator's messages for a station with no
@@ -324,7 +332,7 @@ func (r *run) event(result, msg, waiting string, err error) Event {
 	now := r.s.deps.Now()
 	e := Event{Schema: EventSchema, Time: now, Slot: r.slot.Name, Port: r.port, Serial: r.serial, RegistrationID: r.regID,
 		Step: r.step, Progress: r.progress, Result: result, Message: msg, Attempt: r.attempt, Waiting: waiting,
-		Elapsed: now.Sub(r.start).Seconds()}
+		Elapsed: now.Sub(r.start).Seconds(), Offline: r.s.Offline()}
 	if r.total > 0 {
 		e.Done, e.Total = r.done, r.total
 	}
