@@ -186,7 +186,16 @@ func openStationAs(ctx context.Context, g *globals, file string, events func(sta
 		}
 	}
 
-	if set.store, err = openStore(ctx, cfg.Records); err != nil {
+	if records.IsPostgresURL(cfg.Records) {
+		// A factory database: the line keeps running into a local
+		// buffer beside station.yaml (station.buffer.db) when it does
+		// not answer.
+		buf, err := records.OpenBuffered(ctx, cfg.Records, records.BufferBeside(file), records.BufferOptions{Logger: g.log})
+		if err != nil {
+			return fail(fmt.Errorf("%s: records: %w", file, storeError(err, true)))
+		}
+		set.store, deps.Offline = buf, buf.OfflineText
+	} else if set.store, err = openStore(ctx, cfg.Records); err != nil {
 		return fail(fmt.Errorf("%s: records: %w", file, err))
 	}
 	deps.Store = set.store
@@ -230,6 +239,7 @@ func openStationAs(ctx context.Context, g *globals, file string, events func(sta
 	if err != nil {
 		return fail(usageError{fmt.Errorf("%s: %w", file, err)})
 	}
+	go st.WatchOffline(ctx) // "factory database offline: N boards buffered" while it lasts
 	return st, set, nil
 }
 
