@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,11 +21,18 @@ import (
 	"zerotouch/enroll"
 )
 
-// DefaultBuffer is the buffer file of a station whose records are in a
-// factory database (Buffered), when its configuration names none: in the
-// working folder, where the station's SQLite records (DefaultRecords of
-// the station's configuration, zerotouch.db) would be.
+// DefaultBuffer is the buffer file OpenBuffered opens when given none:
+// in the working folder. A station opens BufferBeside its configuration
+// file instead.
 const DefaultBuffer = "zerotouch.buffer.db"
+
+// BufferBeside is the buffer file of the station configured by the file
+// at config: beside it, named after it (station.yaml: station.buffer.db),
+// so that stations configured in one folder keep one buffer each.
+func BufferBeside(config string) string {
+	base := filepath.Base(config)
+	return filepath.Join(filepath.Dir(config), strings.TrimSuffix(base, filepath.Ext(base))+".buffer.db")
+}
 
 // ErrOffline means the factory database did not answer: the connection
 // was refused, reset or lost, or it timed out. A *OfflineError says which

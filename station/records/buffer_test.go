@@ -513,3 +513,15 @@ func forwardChild(spec string) {
 	b.Forward(context.Background())
 	os.Exit(0)
 }
+
+func TestBufferBeside(t *testing.T) {
+	for _, c := range []struct{ config, want string }{
+		{"station.yaml", "station.buffer.db"},
+		{"/etc/zerotouch/line-5.yml", "/etc/zerotouch/line-5.buffer.db"},
+		{"conf/st", "conf/st.buffer.db"},
+	} {
+		if got := records.BufferBeside(c.config); got != c.want {
+			t.Errorf("BufferBeside(%q) = %q, want %q", c.config, got, c.want)
+		}
+	}
+}
