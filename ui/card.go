@@ -166,6 +166,10 @@ func (v *SlotView) showDetails() {
 }
 
 func (w *Window) show(e station.Event) {
+	if e.Offline != w.offline || e.Step == station.StepRecords && e.Slot == "" {
+		w.offline = e.Offline // every event says whether the records are buffered
+		w.attention()
+	}
 	v := w.Slots[e.Slot]
 	if v == nil {
 		return
@@ -318,12 +322,14 @@ func (w *Window) waitingSlots() []string {
 // attention names the slots that wait for the operator, so that a card
 // scrolled out of view is not missed.
 func (w *Window) attention() {
-	names := w.waitingSlots()
-	if len(names) == 0 {
-		w.Attention.SetText("")
-		return
+	var parts []string
+	if w.offline != "" {
+		parts = append(parts, w.offline)
 	}
-	w.Attention.SetText("waiting for you: " + strings.Join(names, ", "))
+	if names := w.waitingSlots(); len(names) > 0 {
+		parts = append(parts, "waiting for you: "+strings.Join(names, ", "))
+	}
+	w.Attention.SetText(strings.Join(parts, "; "))
 }
 
 // slotGrid lays the slots' cards out row by row, in as many columns as

@@ -316,3 +316,31 @@ func TestEventQueue(t *testing.T) {
 		}
 	})
 }
+
+// TestOfflineLine: the header says the factory database is offline while
+// the station's events say so, beside the slots waiting, and no longer
+// once it is back.
+func TestOfflineLine(t *testing.T) {
+	w, _ := renderWindow(t, &fakeUploads{})
+	const off = "factory database offline: 2 boards buffered"
+	w.Event(station.Event{Schema: station.EventSchema, Step: station.StepRecords, Result: station.Running, Offline: off})
+	w.doAndWait(func() {
+		if w.Attention.Text != off {
+			t.Errorf("attention %q; want %q", w.Attention.Text, off)
+		}
+	})
+	e := event("slot-1", "ZT-0009", station.StepRecord, station.Failed, "the board stopped answering")
+	e.Offline = off
+	w.Event(e)
+	w.doAndWait(func() {
+		if !strings.HasPrefix(w.Attention.Text, off+"; ") || !strings.Contains(w.Attention.Text, "slot-1") {
+			t.Errorf("attention %q; want the offline line and slot-1 waiting", w.Attention.Text)
+		}
+	})
+	w.Event(station.Event{Schema: station.EventSchema, Step: station.StepRecords, Result: station.Running, Message: "factory database back"})
+	w.doAndWait(func() {
+		if strings.Contains(w.Attention.Text, "offline") {
+			t.Errorf("attention %q after the database is back; want no offline line", w.Attention.Text)
+		}
+	})
+}

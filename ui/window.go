@@ -42,7 +42,8 @@ type Window struct {
 
 	// The shift: boards, not runs (see count).
 	Passed, Failed, Rate *widget.Label
-	Attention            *widget.Label // the slots waiting for Retry or Skip
+	Attention            *widget.Label // the slots waiting for Retry or Skip; the records buffered offline
+	offline              string        // "factory database offline: N boards buffered" (station.Event.Offline)
 	boards               map[string]string
 	shiftStart           time.Time
 
