@@ -19,15 +19,17 @@ type StatsRow struct {
 	InProgress int    `json:"inProgress"`
 }
 
-// statsSQL groups the records last updated at or after since. day is
-// the SQL for the record's day, YYYY-MM-DD; ph the placeholders.
+// statsSQL reads the yield of the days from since on out of daily_yield,
+// which the records' triggers keep (migrations 0006, and 3 on
+// PostgreSQL). day is the SQL for a row's day as YYYY-MM-DD; ph the
+// placeholders for the three results and since.
 func statsSQL(day string, ph [4]string) string {
-	return `SELECT ` + day + ` AS day, line, station, work_order,
-		sum(CASE WHEN result = ` + ph[0] + ` THEN 1 ELSE 0 END),
-		sum(CASE WHEN result = ` + ph[1] + ` THEN 1 ELSE 0 END),
-		sum(CASE WHEN result = ` + ph[2] + ` THEN 1 ELSE 0 END)
-		FROM records WHERE updated_at >= ` + ph[3] + `
-		GROUP BY day, line, station, work_order
+	return `SELECT ` + day + ` AS d, line, station, work_order,
+		sum(CASE WHEN result = ` + ph[0] + ` THEN boards ELSE 0 END),
+		sum(CASE WHEN result = ` + ph[1] + ` THEN boards ELSE 0 END),
+		sum(CASE WHEN result = ` + ph[2] + ` THEN boards ELSE 0 END)
+		FROM daily_yield WHERE day >= ` + ph[3] + `
+		GROUP BY day, line, station, work_order HAVING sum(boards) > 0
 		ORDER BY day DESC, line, station, work_order`
 }
 
@@ -57,9 +59,8 @@ func scanStats(rows rowScanner) ([]StatsRow, error) {
 // last run on since's day (UTC) or later (the zero time: all), newest day
 // first. Safe for concurrent use.
 func (s *Store) Stats(ctx context.Context, since time.Time) ([]StatsRow, error) {
-	// Stored times are UTC, RFC 3339: the day is their first ten bytes,
-	// and a day's start compares below every time in it.
-	rows, err := s.db.QueryContext(ctx, statsSQL("substr(updated_at, 1, 10)", [4]string{"?", "?", "?", "?"}),
+	// Days are stored as YYYY-MM-DD, which compare as dates.
+	rows, err := s.db.QueryContext(ctx, statsSQL("day", [4]string{"?", "?", "?", "?"}),
 		ResultPassed, ResultFailed, ResultInProgress, since.UTC().Format(time.DateOnly))
 	if err != nil {
 		return nil, fmt.Errorf("records: stats: %w", err)
@@ -70,7 +71,7 @@ func (s *Store) Stats(ctx context.Context, since time.Time) ([]StatsRow, error) 
 
 // Stats is Store.Stats on the factory's database: every station's boards.
 func (s *PGStore) Stats(ctx context.Context, since time.Time) ([]StatsRow, error) {
-	rows, err := s.pool.Query(ctx, statsSQL(`to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')`, [4]string{"$1", "$2", "$3", "$4"}),
+	rows, err := s.pool.Query(ctx, statsSQL(`to_char(day, 'YYYY-MM-DD')`, [4]string{"$1", "$2", "$3", "$4"}),
 		ResultPassed, ResultFailed, ResultInProgress, since.UTC().Truncate(24*time.Hour))
 	if err != nil {
 		return nil, fmt.Errorf("records: stats: %w", err)

@@ -7,6 +7,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"zerotouch/enroll"
+
 	"zerotouch/station/records"
 )
 
@@ -42,6 +44,35 @@ func TestContractStats(t *testing.T) {
 				t.Errorf("Stats(since %v) (-want +got):\n%s", since, d)
 			}
 		}
+		// The queue's work (claims, outcomes, a recovery) and a board
+		// begun again change no count: each board is still once.
+		claimAll(t, s, 3)
+		es := claimAll(t, s, 1)
+		if err := s.Settle(ctx, []enroll.Outcome{{RegistrationID: es[0].RegistrationID, State: enroll.StateUploaded}}); err != nil {
+			t.Fatal(err)
+		}
+		a.expire(t)
+		if _, err := s.Recover(ctx); err != nil {
+			t.Fatal(err)
+		}
+		again := tpmRecord("SN-4", 4)
+		again.Line, again.Station, again.WorkOrder = "line-a", "st-2", "wo-1"
+		if err := s.Begin(ctx, again); err != nil {
+			t.Fatal(err)
+		}
+		rows, err := s.Stats(ctx, time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		total, inProgress := 0, 0
+		for _, r := range rows {
+			total += r.Passed + r.Failed + r.InProgress
+			inProgress += r.InProgress
+		}
+		if total != 5 || inProgress != 1 {
+			t.Errorf("after the queue's work and a board begun again, Stats = %+v; want 5 boards, 1 in progress", rows)
+		}
+
 		got, err := s.Stats(ctx, time.Now().Add(48*time.Hour))
 		if err != nil || len(got) != 0 {
 			t.Errorf("Stats(since the day after tomorrow) = %v, %v; want none", got, err)
