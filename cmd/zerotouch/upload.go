@@ -677,7 +677,8 @@ func (f *uploadFlags) followQueue(ctx context.Context, g *globals, client *enrol
 		"requests", total.Requests, "seconds", total.Elapsed.Seconds())
 	counts, err := store.Counts(context.WithoutCancel(ctx))
 	if err != nil {
-		return err
+		g.log.Warn("upload: the queue's counts cannot be read for the summary", "err", err)
+		return nil
 	}
 	sum := newUploadSummary(name, name, total, nil)
 	sum.Config, sum.Settings = f.station, f.taken

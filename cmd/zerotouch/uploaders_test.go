@@ -68,9 +68,10 @@ func queueOnPG(t *testing.T, db string, n int) []enroll.Enrollment {
 
 // uploaderProc is one `zerotouch upload --follow` process.
 type uploaderProc struct {
-	cmd    *exec.Cmd
-	log    string
-	exited chan error
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{} // closed when it has exited, err set
+	err  error         // cmd.Wait's
 }
 
 func startUploader(t *testing.T, log string, args []string) *uploaderProc {
@@ -86,12 +87,14 @@ func startUploader(t *testing.T, log string, args []string) *uploaderProc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &uploaderProc{cmd: cmd, log: log, exited: make(chan error, 1)}
-	go func() { p.exited <- cmd.Wait() }()
+	p := &uploaderProc{cmd: cmd, log: log, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
 	t.Cleanup(func() {
 		cmd.Process.Kill()
-		<-p.exited
-		p.exited <- nil
+		<-p.done
 	})
 	return p
 }
@@ -148,8 +151,8 @@ func TestUploadersShareOneQueue(t *testing.T) {
 		}
 		for i, p := range procs {
 			select {
-			case err := <-p.exited:
-				t.Fatalf("uploader %d stopped on its own: %v\n%s", i, err, p.logTail())
+			case <-p.done:
+				t.Fatalf("uploader %d stopped on its own: %v\n%s", i, p.err, p.logTail())
 			default:
 			}
 		}
@@ -159,12 +162,11 @@ func TestUploadersShareOneQueue(t *testing.T) {
 			i := rng.IntN(uploaders)
 			p := procs[i]
 			p.cmd.Process.Signal(syscall.SIGKILL)
-			err := <-p.exited
+			<-p.done
 			var ee *exec.ExitError
-			if !errors.As(err, &ee) || ee.ProcessState.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-				t.Fatalf("uploader %d: %v, want killed by SIGKILL\n%s", i, err, p.logTail())
+			if !errors.As(p.err, &ee) || ee.ProcessState.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+				t.Fatalf("uploader %d: %v, want killed by SIGKILL\n%s", i, p.err, p.logTail())
 			}
-			p.exited <- nil // for the cleanup
 			killed++
 			t.Logf("kill %d: uploader %d, at %v", killed, i, counts)
 			procs[i] = startUploader(t, p.log, args)
@@ -184,10 +186,9 @@ func TestUploadersShareOneQueue(t *testing.T) {
 	}
 	for i, p := range procs {
 		select {
-		case err := <-p.exited:
-			p.exited <- nil
-			if err != nil {
-				t.Errorf("uploader %d after SIGTERM: %v, want exit 0\n%s", i, err, p.logTail())
+		case <-p.done:
+			if p.err != nil {
+				t.Errorf("uploader %d after SIGTERM: %v, want exit 0\n%s", i, p.err, p.logTail())
 			}
 		case <-time.After(time.Minute):
 			t.Errorf("uploader %d still running a minute after SIGTERM\n%s", i, p.logTail())

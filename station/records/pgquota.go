@@ -116,6 +116,3 @@ func (q *PGQuota) take(ctx context.Context, n int, d time.Duration) (time.Durati
 	}
 	return time.Duration(-tokens / perSecond * float64(time.Second)), nil
 }
-
-// Store is the PGStore the quota lives in.
-func (q *PGQuota) Store() *PGStore { return q.s }

@@ -28,8 +28,9 @@ func sharedQuota(t *testing.T, s *records.PGStore, name string, perMinute float6
 func TestPGQuotaPacesTogether(t *testing.T) {
 	_, u := newTestPG(t)
 	const perMinute, each = 6000, 34 // 100 a second; 102 requests in all
+	first := openPG(t, u)
 	qs := []*records.PGQuota{
-		sharedQuota(t, openPG(t, u), "dps.example", perMinute),
+		sharedQuota(t, first, "dps.example", perMinute),
 		sharedQuota(t, openPG(t, u), "dps.example", perMinute),
 		sharedQuota(t, openPG(t, u), "dps.example", perMinute),
 	}
@@ -60,12 +61,16 @@ func TestPGQuotaPacesTogether(t *testing.T) {
 		t.Errorf("%d requests at %d a minute shared by 3 uploaders took %v, want at least %v", n, perMinute, got, least)
 	}
 
-	// Another DPS service's bucket is its own.
-	other := sharedQuota(t, qs[0].Store(), "other.example", 60)
+	// Another DPS service's bucket is its own: this one's pause does
+	// not hold it back.
+	if err := qs[0].Pause(ctx, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	other := sharedQuota(t, first, "other.example", 60)
 	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := other.Wait(tctx); err != nil {
-		t.Errorf("Wait on a fresh bucket of another service: %v", err)
+		t.Errorf("Wait on a fresh bucket of another service while the first is paused for an hour: %v", err)
 	}
 }
 
