@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,45 +11,9 @@ import (
 
 	"go.bug.st/serial"
 	"go.bug.st/serial/enumerator"
-	"golang.org/x/sys/unix"
 )
 
-// Port is an open serial port. It satisfies Link. Close unblocks a Read in
-// progress.
-//
-// go.bug.st/serial sets the line up (rate, 8N1, raw mode, exclusive
-// access); the bytes go through a second descriptor of the same terminal,
-// opened just before, which Go's runtime poller waits on. Its reads park
-// the goroutine rather than hold a thread in a blocking select, which is
-// what lets one station drive many slots on few cores.
-type Port struct {
-	p    serial.Port
-	f    *os.File
-	path string
-}
-
 var _ Link = (*Port)(nil)
-
-// OpenPort opens the serial port at path at baud, 8N1, in raw mode.
-func OpenPort(path string, baud int) (*Port, error) {
-	// O_NONBLOCK: the open must not wait for carrier detect on a real
-	// UART; the runtime keeps the descriptor non-blocking.
-	f, err := os.OpenFile(path, os.O_RDWR|unix.O_NOCTTY|unix.O_NONBLOCK, 0)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			err = fmt.Errorf("%w: %v", ErrNoPort, err)
-		}
-		return nil, fmt.Errorf("open %s at %d baud: %w", path, baud, err)
-	}
-	p, err := serial.Open(path, &serial.Mode{BaudRate: baud, DataBits: 8, Parity: serial.NoParity, StopBits: serial.OneStopBit})
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("open %s at %d baud: %w", path, baud, portErr(err))
-	}
-	// Drop whatever the board printed before we opened the port.
-	_ = p.ResetInputBuffer()
-	return &Port{p: p, f: f, path: path}, nil
-}
 
 // portErr turns go.bug.st/serial's error codes and a closed file's error
 // into ours.
@@ -72,35 +35,6 @@ func portErr(err error) error {
 
 // Path returns the port's path.
 func (p *Port) Path() string { return p.path }
-
-// Read reads from the port, blocking until data arrives or the port is
-// closed or fails. A terminal that hangs up (a USB adapter pulled) reads
-// as io.EOF.
-func (p *Port) Read(b []byte) (int, error) {
-	n, err := p.f.Read(b)
-	if err != nil {
-		return n, portErr(err)
-	}
-	return n, nil
-}
-
-// Write writes to the port.
-func (p *Port) Write(b []byte) (int, error) {
-	n, err := p.f.Write(b)
-	if err != nil {
-		return n, portErr(err)
-	}
-	return n, nil
-}
-
-// Close closes the port.
-func (p *Port) Close() error {
-	err := p.f.Close()
-	if perr := p.p.Close(); err == nil {
-		err = perr
-	}
-	return err
-}
 
 // Open opens the port at path, a serial port or a network port's URL
 // (tcp:// or rfc2217://, see OpenNetPort), and starts a client on it,
@@ -199,7 +133,7 @@ type Match struct {
 
 // ParseMatch parses a port rule: comma-separated terms among
 //
-//	/dev/ttyACM0           a device path (or path=/dev/ttyACM0)
+//	/dev/ttyACM0           a device path (or path=/dev/ttyACM0); COM7 on Windows
 //	usb-ZEPHYR_...         a /dev/serial/by-id name (or by-id=...)
 //	2fe3:0100              a USB VID:PID (or vid=2fe3, pid=0100)
 //	usb-serial=E6614103    a USB serial number
@@ -226,7 +160,7 @@ func ParseMatch(rule string) (Match, error) {
 		if !hasKey {
 			val = term
 			switch {
-			case strings.HasPrefix(term, "/"):
+			case strings.HasPrefix(term, "/") || isWindowsPort(term):
 				key = "path"
 			case isVIDPID(term):
 				key = "vidpid"
@@ -264,6 +198,23 @@ func ParseMatch(rule string) (Match, error) {
 		}
 	}
 	return m, nil
+}
+
+// isWindowsPort reports whether s names a Windows serial port: COM7, or
+// \\.\COM12 as the device namespace spells it.
+func isWindowsPort(s string) bool {
+	if strings.HasPrefix(s, `\\.\`) {
+		return len(s) > 4
+	}
+	if len(s) < 4 || !strings.EqualFold(s[:3], "COM") {
+		return false
+	}
+	for _, r := range s[3:] {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 func isVIDPID(s string) bool {
@@ -325,7 +276,7 @@ func (m Match) Resolve() (string, error) {
 		return m.URL, nil
 	}
 	if m.VID == "" && m.PID == "" && m.Serial == "" && m.Path != "" {
-		if _, err := os.Stat(m.Path); err != nil {
+		if err := portPresent(m.Path); err != nil {
 			return "", fmt.Errorf("%w: %s: %v", ErrNoPort, m.Path, err)
 		}
 		return m.Path, nil
