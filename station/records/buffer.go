@@ -59,11 +59,14 @@ func (e *OfflineError) Is(target error) bool { return target == ErrOffline }
 // PostgreSQL's own connection and shutdown codes (class 08, 57P01-57P03).
 // A cancelled context is not: the caller gave up.
 func Unreachable(err error) bool {
-	if err == nil || errors.Is(err, context.Canceled) {
+	if err == nil {
 		return false
 	}
 	if errors.Is(err, ErrOffline) {
 		return true
+	}
+	if errors.Is(err, context.Canceled) {
+		return false
 	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
@@ -84,9 +87,11 @@ func Unreachable(err error) bool {
 // BufferOptions tune a Buffered store. Zero values take the defaults.
 type BufferOptions struct {
 	Logger *slog.Logger
-	// Timeout bounds each call to the factory database before the store
-	// counts it as unreachable (default 5 s): a network that drops
-	// packets costs a board this long once, then the store buffers.
+	// Timeout is how long a call to the factory database may go without
+	// an answer before the store pings it, and how long the ping may take
+	// before the store counts the database unreachable (default 5 s): a
+	// network that drops packets costs a board up to twice this, once,
+	// then the store buffers.
 	Timeout time.Duration
 	// Retry is how often the forwarder tries the factory database while
 	// it is offline (default 2 s).
@@ -101,8 +106,9 @@ type BufferOptions struct {
 // keeps the line running when the database does not answer.
 //
 // While PostgreSQL answers, every call goes to it (a *PGStore). When a
-// write meets an unreachable database (Unreachable, or no answer within
-// BufferOptions.Timeout), the store goes offline: Begin, Save,
+// write meets an unreachable database (Unreachable, or a call without an
+// answer for BufferOptions.Timeout and a ping that fails), the store goes
+// offline: Begin, Save,
 // SetRegistration and SetAside go to a local SQLite buffer (a *Store at
 // the buffer's path) until every buffered change is forwarded. Offline,
 // Save refuses a board whose EK or registration ID another serial number
@@ -308,19 +314,36 @@ func (b *Buffered) kick() {
 }
 
 // unreachable reports whether err, from a call to the factory database
-// bounded by the store's timeout under ctx, means it did not answer. A
-// call that ran out of time counts if the database then fails a ping.
+// under ctx (see call), means it did not answer.
 func (b *Buffered) unreachable(ctx context.Context, err error) bool {
-	if err == nil || ctx.Err() != nil {
-		return false
+	return err != nil && ctx.Err() == nil && Unreachable(err)
+}
+
+// call runs f, a call to the factory database, under ctx and a watchdog:
+// each time the store's timeout passes with f still running, the
+// database is pinged, and if it does not answer f is cancelled and call
+// returns an *OfflineError. A call that waits on the database's answer
+// (Begin waiting for an upload to settle) may so take longer than the
+// timeout while the database answers.
+func (b *Buffered) call(ctx context.Context, what string, f func(ctx context.Context) error) error {
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- f(cctx) }()
+	t := time.NewTimer(b.timeout)
+	defer t.Stop()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-t.C:
+			if err := b.ping(ctx); err != nil && ctx.Err() == nil {
+				cancel()
+				return &OfflineError{Op: what, Err: errors.Join(err, <-done)}
+			}
+			t.Reset(b.timeout)
+		}
 	}
-	if Unreachable(err) && !errors.Is(err, context.DeadlineExceeded) {
-		return true
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return b.ping(ctx) != nil
-	}
-	return false
 }
 
 func (b *Buffered) ping(ctx context.Context) error {
@@ -340,9 +363,7 @@ func (b *Buffered) write(ctx context.Context, what string, online, offline func(
 			b.mode.RUnlock()
 			return err
 		}
-		octx, cancel := context.WithTimeout(ctx, b.timeout)
-		err := online(octx)
-		cancel()
+		err := b.call(ctx, what, online)
 		b.mode.RUnlock()
 		if !b.unreachable(ctx, err) {
 			return err
@@ -357,9 +378,7 @@ func (b *Buffered) write(ctx context.Context, what string, online, offline func(
 // does not answer.
 func (b *Buffered) read(ctx context.Context, what string, online, offline func(ctx context.Context) error) error {
 	if !b.isOffline() {
-		octx, cancel := context.WithTimeout(ctx, b.timeout)
-		err := online(octx)
-		cancel()
+		err := b.call(ctx, what, online)
 		if !b.unreachable(ctx, err) {
 			return err
 		}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"os"
@@ -29,9 +28,10 @@ type cutProxy struct {
 	addr   string
 	target string
 
-	mu    sync.Mutex
-	ln    net.Listener
-	conns []net.Conn
+	mu     sync.Mutex
+	ln     net.Listener
+	conns  []net.Conn
+	frozen bool // pass nothing, answer nothing: packets dropped
 }
 
 func newCutProxy(t *testing.T, target string) *cutProxy {
@@ -52,17 +52,58 @@ func (p *cutProxy) serve(ln net.Listener) {
 		if err != nil {
 			return
 		}
+		p.mu.Lock()
+		frozen := p.frozen
+		p.conns = append(p.conns, c)
+		p.mu.Unlock()
+		if frozen {
+			continue // accepted, never answered
+		}
 		s, err := net.Dial("tcp", p.target)
 		if err != nil {
 			c.Close()
 			continue
 		}
 		p.mu.Lock()
-		p.conns = append(p.conns, c, s)
+		p.conns = append(p.conns, s)
 		p.mu.Unlock()
-		go func() { io.Copy(s, c); s.Close() }()
-		go func() { io.Copy(c, s); c.Close() }()
+		go func() { p.relay(s, c); s.Close() }()
+		go func() { p.relay(c, s); c.Close() }()
 	}
+}
+
+// relay copies src to dst, holding what it reads while the proxy is
+// frozen.
+func (p *cutProxy) relay(dst, src net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		for p.isFrozen() {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if n > 0 {
+			if _, err := dst.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (p *cutProxy) isFrozen() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.frozen
+}
+
+// freeze stops passing bytes, as a network that drops packets: nothing
+// is refused, nothing answers.
+func (p *cutProxy) freeze(frozen bool) {
+	p.mu.Lock()
+	p.frozen = frozen
+	p.mu.Unlock()
 }
 
 // cut drops every connection and refuses new ones.
@@ -180,7 +221,11 @@ func TestBufferKeepsTheLineGoingAndForwards(t *testing.T) {
 	}
 
 	f.proxy.cut()
+	start := time.Now()
 	for i := 2; i < 7; i++ {
+		if i == 3 {
+			t.Logf("the first board's writes with the database cut off took %v", time.Since(start))
+		}
 		r := tpmRecord(fmt.Sprintf("SN-%d", i), i)
 		begin := &records.Record{Serial: r.Serial, Attestation: r.Attestation, Station: r.Station, Line: r.Line}
 		if err := b.Begin(ctx, begin); err != nil {
@@ -207,12 +252,18 @@ func TestBufferKeepsTheLineGoingAndForwards(t *testing.T) {
 	if err != nil || r.Result != records.ResultPassed {
 		t.Fatalf("Get(SN-4) offline = %v, %v; want the buffered record", r, err)
 	}
-	if _, err := b.Forward(ctx); !errors.Is(err, records.ErrOffline) {
+	start = time.Now()
+	_, err = b.Forward(ctx)
+	t.Logf("Forward with the database cut off took %v", time.Since(start))
+	if !errors.Is(err, records.ErrOffline) {
 		t.Fatalf("Forward with the database cut = %v, want ErrOffline", err)
 	}
 
 	f.proxy.restore()
-	if got := forwardAll(t, b); got != 6 {
+	start = time.Now()
+	got := forwardAll(t, b)
+	t.Logf("forwarding 6 boards took %v", time.Since(start))
+	if got != 6 {
 		t.Errorf("Forward forwarded %d boards, want 6", got)
 	}
 	pg := openPG(t, f.url)
@@ -234,7 +285,7 @@ func TestBufferKeepsTheLineGoingAndForwards(t *testing.T) {
 		order = append(order, fmt.Sprintf("SN-%d", i))
 	}
 	order = append(order, "SN-0")
-	var got []string
+	var marks []string
 	for _, s := range order {
 		es, err := pg.Audit(ctx, s)
 		if err != nil {
@@ -242,19 +293,19 @@ func TestBufferKeepsTheLineGoingAndForwards(t *testing.T) {
 		}
 		for _, e := range es {
 			if e.Event == records.EventForwarded {
-				got = append(got, fmt.Sprintf("%s@%d", s, e.ID))
+				marks = append(marks, fmt.Sprintf("%s@%d", s, e.ID))
 			}
 		}
 	}
-	if len(got) != 6 {
-		t.Fatalf("forward marks %v, want one per buffered board", got)
+	if len(marks) != 6 {
+		t.Fatalf("forward marks %v, want one per buffered board", marks)
 	}
-	for i := 1; i < len(got); i++ {
+	for i := 1; i < len(marks); i++ {
 		var a, c int
-		fmt.Sscanf(got[i-1][strings.Index(got[i-1], "@")+1:], "%d", &a)
-		fmt.Sscanf(got[i][strings.Index(got[i], "@")+1:], "%d", &c)
+		fmt.Sscanf(marks[i-1][strings.Index(marks[i-1], "@")+1:], "%d", &a)
+		fmt.Sscanf(marks[i][strings.Index(marks[i], "@")+1:], "%d", &c)
 		if a > c {
-			t.Errorf("forwarded out of order: %v", got)
+			t.Errorf("forwarded out of order: %v", marks)
 		}
 	}
 	pend := pendingRegIDs(t, pg)
@@ -401,12 +452,13 @@ func TestBufferForwardIsIdempotent(t *testing.T) {
 		t.Fatalf("reopened Offline() = %d, %v; want 3 boards to forward, offline", n, off)
 	}
 	forwardAll(t, b)
-	assertOnceEach(t, openPG(t, f.url), 3)
+	assertOnceEach(t, openPG(t, f.url), 3, 0)
 }
 
 // assertOnceEach checks that the factory holds boards SN-0.. SN-(n-1)
-// once each, each created once and forwarded once.
-func assertOnceEach(t *testing.T, pg *records.PGStore, n int) {
+// once each, each created once and, but the first online saved online,
+// forwarded once.
+func assertOnceEach(t *testing.T, pg *records.PGStore, n, online int) {
 	t.Helper()
 	ctx := context.Background()
 	all, err := pg.List(ctx, records.Filter{})
@@ -426,8 +478,12 @@ func assertOnceEach(t *testing.T, pg *records.PGStore, n int) {
 		for _, e := range es {
 			count[e.Event]++
 		}
-		if count[records.EventCreated] != 1 || count[records.EventForwarded] != 1 || count[records.EventUpdated] != 0 {
-			t.Errorf("audit of %s: %v; want created once, forwarded once, never updated", s, count)
+		forwarded := 1
+		if i < online {
+			forwarded = 0
+		}
+		if count[records.EventCreated] != 1 || count[records.EventForwarded] != forwarded || count[records.EventUpdated] != 0 {
+			t.Errorf("audit of %s: %v; want created once, forwarded %d times, never updated", s, count, forwarded)
 		}
 	}
 	if got := pendingRegIDs(t, pg); len(got) != n {
@@ -490,7 +546,7 @@ func TestBufferForwardResumesAfterSIGKILL(t *testing.T) {
 		t.Errorf("after the kill, %d boards left to forward, want %d (the second's commit unnoted)", got, n-1)
 	}
 	forwardAll(t, b)
-	assertOnceEach(t, openPG(t, f.url), n)
+	assertOnceEach(t, openPG(t, f.url), n, 0)
 }
 
 // forwardChild forwards the buffer, saying each board forwarded, and
@@ -524,4 +580,40 @@ func TestBufferBeside(t *testing.T) {
 			t.Errorf("BufferBeside(%q) = %q, want %q", c.config, got, c.want)
 		}
 	}
+}
+
+// TestBufferGoesOfflineWhenTheNetworkHangs: a database that neither
+// answers nor refuses (packets dropped) costs one write the watchdog's
+// time, then the store buffers; a Begin that waits on a database that
+// answers is not cut short.
+func TestBufferGoesOfflineWhenTheNetworkHangs(t *testing.T) {
+	ctx := context.Background()
+	f := newBufferedFixture(t)
+	b, err := records.OpenBuffered(ctx, f.proxied, f.buffer, records.BufferOptions{Timeout: 300 * time.Millisecond, Retry: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	if _, err := b.Save(ctx, tpmRecord("SN-0", 0)); err != nil {
+		t.Fatal(err)
+	}
+	f.proxy.freeze(true)
+	start := time.Now()
+	if _, err := b.Save(ctx, tpmRecord("SN-1", 1)); err != nil {
+		t.Fatalf("Save with the network hung: %v", err)
+	}
+	t.Logf("the first write with the network hung took %v", time.Since(start))
+	if n, _, off := b.Offline(); !off || n != 1 {
+		t.Fatalf("Offline() = %d, %v; want 1 board buffered, offline", n, off)
+	}
+	start = time.Now()
+	if _, err := b.Save(ctx, tpmRecord("SN-2", 2)); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the next write, buffered, took %v", time.Since(start))
+	f.proxy.freeze(false)
+	f.proxy.cut() // the hung connections go; new ones pass
+	f.proxy.restore()
+	forwardAll(t, b)
+	assertOnceEach(t, openPG(t, f.url), 3, 1)
 }
