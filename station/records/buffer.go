@@ -424,23 +424,22 @@ func (b *Buffered) Save(ctx context.Context, r *Record) (SaveResult, error) {
 
 // saveBuffered is Save into the buffer, offline.
 func (b *Buffered) saveBuffered(ctx context.Context, r *Record) (SaveResult, error) {
-	if r.Result == ResultPassed {
-		if ce := b.knownClone(r); ce != nil {
-			detail := fmt.Sprintf("%s, recorded in the factory database when it was last read; refused, nothing recorded for it (the factory database was offline)", ce.Error())
-			err := b.buf.write(ctx, "refuse board "+r.Serial, func(ctx context.Context, tx *wtx) error {
-				ev := EventDuplicateID
-				if ce.SameEK {
-					ev = EventClone
-				}
-				return audit(ctx, tx, formatTime(b.buf.now()), 0, r.Serial, ev, detail+where(r), r.Operator)
-			})
-			if err != nil {
-				return SaveResult{}, err
-			}
-			return SaveResult{}, ce
-		}
+	ce := b.knownClone(r)
+	if ce == nil {
+		return b.buf.Save(ctx, r)
 	}
-	return b.buf.Save(ctx, r)
+	detail := fmt.Sprintf("%s, recorded in the factory database when it was last read; refused, nothing recorded for it (the factory database was offline)", ce.Error())
+	err := b.buf.write(ctx, "refuse board "+r.Serial, func(ctx context.Context, tx *wtx) error {
+		ev := EventDuplicateID
+		if ce.SameEK {
+			ev = EventClone
+		}
+		return audit(ctx, tx, formatTime(b.buf.now()), 0, r.Serial, ev, detail+where(r), r.Operator)
+	})
+	if err != nil {
+		return SaveResult{}, err
+	}
+	return SaveResult{}, ce
 }
 
 // SetRegistration records how the board's registration went
