@@ -137,12 +137,16 @@ func TestLineKeepsPassingBoardsWhileTheFactoryDatabaseIsDown(t *testing.T) {
 			stop.Do(func() { go func() { stopped <- o.srv.Stop(pgtest.Immediate) }() })
 		}
 	}
+	start := time.Now()
 	runOnce(t, o.station(t, buf, buf.OfflineText, "", stopMidRun, first...), 4)
+	t.Logf("4 boards, the database stopped mid-run: %v", time.Since(start))
 	if err := <-stopped; err != nil {
 		t.Fatalf("stop PostgreSQL: %v", err)
 	}
 	second := startBoards(t, "ZT-OFF-B", 4)
+	start = time.Now()
 	runOnce(t, o.station(t, buf, buf.OfflineText, "", nil, second...), 4)
+	t.Logf("4 boards, the database down: %v", time.Since(start))
 
 	n, _, off := buf.Offline()
 	if !off || n == 0 {
@@ -156,6 +160,7 @@ func TestLineKeepsPassingBoardsWhileTheFactoryDatabaseIsDown(t *testing.T) {
 	if err := o.srv.Start(); err != nil {
 		t.Fatalf("start PostgreSQL: %v", err)
 	}
+	start = time.Now()
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		if _, _, off := buf.Offline(); !off {
@@ -167,6 +172,7 @@ func TestLineKeepsPassingBoardsWhileTheFactoryDatabaseIsDown(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	t.Logf("forwarded %d boards %v after the database started", n, time.Since(start))
 
 	pg, err := records.OpenPostgres(ctx, u)
 	if err != nil {
