@@ -305,4 +305,16 @@ func TestUploadFollowUsage(t *testing.T) {
 	if n := srv.Emulator.Stats().Requests; n != 0 {
 		t.Errorf("%d requests reached DPS", n)
 	}
+
+	// A key DPS refuses stops the service at once, exit 3, naming it.
+	pg := pgtest.New(t)
+	queueOnPG(t, pg, 2)
+	cs, _ := enroll.ParseConnectionString(srv.ConnectionString)
+	cs.Key = []byte("not the key of this DPS, 32 bytes")
+	wrong := filepath.Join(t.TempDir(), "wrong-connection-string")
+	os.WriteFile(wrong, []byte(cs.Secret()+"\n"), 0o600)
+	code, _, errOut := run(t, "upload", "--records", pg, "--follow", "--connection-string-file", wrong, "--ca-file", srv.CAFile)
+	if code != exitSetup || !strings.Contains(errOut, "DPS refused the key (401): check the connection string in "+wrong) {
+		t.Errorf("upload --follow with a wrong key: exit %d, stderr %s; want %d naming the key's file", code, errOut, exitSetup)
+	}
 }
