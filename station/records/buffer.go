@@ -157,6 +157,7 @@ type Buffered struct {
 	since     time.Time
 	buffered  int // boards in the buffer not forwarded yet
 	lastErr   error
+	unready   bool                  // opened offline: the database is to be migrated and checked (PGStore.ready)
 	known     map[string]knownBoard // the factory's EKs and IDs: "ek:"+sha256 hex, "id:"+registration ID
 	watermark time.Time             // updated_at of the newest factory record read into known
 
@@ -183,12 +184,22 @@ var _ DB = (*Buffered)(nil)
 // has it), and starts the forwarder. A buffer holding boards not
 // forwarded yet (the station stopped while offline) starts forwarding at
 // once.
+//
+// A database that does not answer (Unreachable) is the caller's error
+// unless the buffer file exists and has met that database (the same URL
+// less its password and query): then the station starts offline, its
+// clone check over the factory's EKs and registration IDs the buffer
+// kept, and the forwarder migrates and checks the database when it
+// answers (a station restarted during an outage keeps its line going).
 func OpenBuffered(ctx context.Context, url, bufferPath string, opt BufferOptions) (*Buffered, error) {
 	if bufferPath == "" {
 		bufferPath = DefaultBuffer
 	}
 	pg, err := OpenPostgres(ctx, url)
 	if err != nil {
+		if Unreachable(err) && ctx.Err() == nil {
+			return openOffline(ctx, url, bufferPath, opt, err)
+		}
 		return nil, err
 	}
 	buf, err := Open(ctx, bufferPath)
@@ -196,20 +207,7 @@ func OpenBuffered(ctx context.Context, url, bufferPath string, opt BufferOptions
 		pg.Close()
 		return nil, fmt.Errorf("records: the buffer for the factory database: %w", err)
 	}
-	b := &Buffered{pg: pg, buf: buf, log: opt.Logger, timeout: opt.Timeout, retry: opt.Retry, refresh: opt.Refresh,
-		known: map[string]knownBoard{}, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
-	if b.log == nil {
-		b.log = slog.New(slog.DiscardHandler)
-	}
-	if b.timeout <= 0 {
-		b.timeout = 5 * time.Second
-	}
-	if b.retry <= 0 {
-		b.retry = 2 * time.Second
-	}
-	if b.refresh <= 0 {
-		b.refresh = 30 * time.Second
-	}
+	b := newBuffered(pg, buf, opt)
 	fail := func(err error) (*Buffered, error) {
 		buf.Close()
 		pg.Close()
@@ -236,6 +234,24 @@ func OpenBuffered(ctx context.Context, url, bufferPath string, opt BufferOptions
 		b.kick()
 	}
 	return b, nil
+}
+
+func newBuffered(pg *PGStore, buf *Store, opt BufferOptions) *Buffered {
+	b := &Buffered{pg: pg, buf: buf, log: opt.Logger, timeout: opt.Timeout, retry: opt.Retry, refresh: opt.Refresh,
+		known: map[string]knownBoard{}, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	if b.log == nil {
+		b.log = slog.New(slog.DiscardHandler)
+	}
+	if b.timeout <= 0 {
+		b.timeout = 5 * time.Second
+	}
+	if b.retry <= 0 {
+		b.retry = 2 * time.Second
+	}
+	if b.refresh <= 0 {
+		b.refresh = 30 * time.Second
+	}
+	return b
 }
 
 // Offline reports whether the store is offline (writing to its buffer),
@@ -659,6 +675,10 @@ func (b *Buffered) refreshKnown(ctx context.Context) error {
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("read the factory's EKs and registration IDs: %w", err)
+	}
+	rows.Close()
+	if err := b.saveKnown(ctx, found, newest); err != nil {
+		return err
 	}
 	b.mu.Lock()
 	for key, k := range found {

@@ -67,7 +67,7 @@ const (
 )
 
 func (b *Buffered) initBuffer(ctx context.Context) error {
-	if _, err := b.buf.db.ExecContext(ctx, bufferSchema); err != nil {
+	if _, err := b.buf.db.ExecContext(ctx, bufferSchema+bufferKnownSchema); err != nil {
 		return fmt.Errorf("create the buffer's tables: %w", err)
 	}
 	err := b.buf.db.QueryRowContext(ctx, `SELECT value FROM buffer_meta WHERE key = 'id'`).Scan(&b.id)
@@ -218,6 +218,23 @@ func (b *Buffered) Forward(ctx context.Context) (int, error) {
 	defer b.forwarding.Unlock()
 	if err := b.ping(ctx); err != nil {
 		return 0, &OfflineError{Op: "forward the buffer", Err: err}
+	}
+	b.mu.Lock()
+	unready := b.unready
+	b.mu.Unlock()
+	if unready {
+		if err := b.pg.ready(ctx); err != nil {
+			if Unreachable(err) {
+				return 0, &OfflineError{Op: "forward the buffer", Err: err}
+			}
+			return 0, err
+		}
+		if err := b.refreshKnown(ctx); err != nil {
+			return 0, err
+		}
+		b.mu.Lock()
+		b.unready = false
+		b.mu.Unlock()
 	}
 	forwarded := 0
 	for {

@@ -617,3 +617,51 @@ func TestBufferGoesOfflineWhenTheNetworkHangs(t *testing.T) {
 	forwardAll(t, b)
 	assertOnceEach(t, openPG(t, f.url), 3, 1)
 }
+
+// TestBufferStartsOfflineAfterARestart: a station restarted while the
+// factory database does not answer starts offline if its buffer met that
+// database before, its clone check over the factory's EKs as last read;
+// a station whose buffer never did gets the database's error.
+func TestBufferStartsOfflineAfterARestart(t *testing.T) {
+	ctx := context.Background()
+	f := newBufferedFixture(t)
+	other := openPG(t, f.url)
+	held := tpmRecord("SN-F", 1)
+	held.Station = "st-9"
+	if _, err := other.Save(ctx, held); err != nil {
+		t.Fatal(err)
+	}
+	b := f.open(t, 0)
+	b.Close()
+
+	f.proxy.cut()
+	fresh := filepath.Join(t.TempDir(), "station.buffer.db")
+	if nb, err := records.OpenBuffered(ctx, f.proxied, fresh, records.BufferOptions{Timeout: time.Second, Retry: time.Hour}); err == nil || !records.Unreachable(err) {
+		if nb != nil {
+			nb.Close()
+		}
+		t.Fatalf("OpenBuffered with a new buffer and the database cut off = %v, want the database's error", err)
+	}
+	if _, err := os.Stat(fresh); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a station that could not start left a buffer file: %v", err)
+	}
+	b = f.open(t, 0)
+	if _, _, off := b.Offline(); !off {
+		t.Fatal("reopened with the database cut off: Offline() = online, want offline")
+	}
+	var ce *records.CloneError
+	if _, err := b.Save(ctx, tpmRecord("SN-X", 1)); !errors.As(err, &ce) || ce.OtherSerial != "SN-F" || ce.OtherStation != "st-9" {
+		t.Fatalf("Save offline after the restart of the factory's EK = %v, want a CloneError naming SN-F at st-9", err)
+	}
+	if _, err := b.Save(ctx, tpmRecord("SN-0", 2)); err != nil {
+		t.Fatalf("Save offline after the restart: %v", err)
+	}
+	f.proxy.restore()
+	forwardAll(t, b)
+	if r, err := other.Get(ctx, "SN-0"); err != nil || r.Result != records.ResultPassed {
+		t.Errorf("Get(SN-0) after forwarding = %v, %v; want passed", r, err)
+	}
+	if _, err := other.Get(ctx, "SN-X"); !errors.Is(err, records.ErrNotFound) {
+		t.Errorf("Get(SN-X) = %v, want ErrNotFound", err)
+	}
+}
