@@ -108,14 +108,19 @@ type BufferOptions struct {
 // While PostgreSQL answers, every call goes to it (a *PGStore). When a
 // write meets an unreachable database (Unreachable, or a call without an
 // answer for BufferOptions.Timeout and a ping that fails), the store goes
-// offline: Begin, Save,
-// SetRegistration and SetAside go to a local SQLite buffer (a *Store at
-// the buffer's path) until every buffered change is forwarded. Offline,
-// Save refuses a board whose EK or registration ID another serial number
-// holds in the buffer, or held in the factory database when it was last
-// read (the store reads its EKs and registration IDs at open and every
-// BufferOptions.Refresh): a *CloneError as online, whose OtherStation and
-// OtherLine say where the factory had it.
+// offline: Begin, Save, SetRegistration and SetAside go to a local SQLite
+// buffer (a *Store at the buffer's path) until every buffered change is
+// forwarded. Offline, Save refuses a board whose EK or registration ID
+// another serial number holds in the buffer, or held in the factory
+// database when it was last read (the store reads its EKs and
+// registration IDs at open and every BufferOptions.Refresh, and keeps
+// them in the buffer): a *CloneError as online, whose OtherStation and
+// OtherLine say where the factory had it. What the factory recorded
+// since that read is checked when the board is forwarded.
+//
+// A write whose commit the database made and whose answer was lost (the
+// connection dropped just then) is buffered too, and forwarded: Save's
+// rules make it the same one record, with one more "updated" audit row.
 //
 // Reads (Get, List, Page, Audit, Counts, Export, Stats, InProgress) come
 // from the factory database while online, and from the buffer while
