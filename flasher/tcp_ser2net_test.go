@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -73,7 +72,7 @@ func (s *ser2netProc) start() {
 	pid := filepath.Join(filepath.Dir(s.conf), "ser2net.pid")
 	s.cmd = exec.Command("ser2net", "-n", "-d", "-c", s.conf, "-P", pid)
 	s.cmd.Stdout, s.cmd.Stderr = testWriter{s.t}, testWriter{s.t}
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	dieWithTest(s.cmd)
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("start ser2net: %v", err)
 	}

@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -197,7 +196,7 @@ func (s *ser2netProc) start() {
 	}
 	s.cmd = exec.Command("ser2net", "-n", "-d", "-c", conf, "-P", filepath.Join(s.dir, "ser2net.pid"))
 	s.cmd.Stdout, s.cmd.Stderr = ser2netLog{s.t}, ser2netLog{s.t}
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	dieWithTest(s.cmd)
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("start ser2net: %v", err)
 	}
