@@ -341,6 +341,12 @@ func (s *Station) emptyNoPort(slot SlotConfig, m flasher.Match, err error, seen 
 // nothing answered: no board, or one that is dead. Nil when a board
 // answered, even with nonsense: that is a board that failed.
 func emptyAnswer(slot SlotConfig, path string, err error) *EmptySlot {
+	if err != nil && flasher.IsNetPort(path) && errors.Is(err, flasher.ErrNoPort) {
+		// A port on the network that nothing listens on: the port
+		// server is off or unreachable, or the slot names it wrongly.
+		return &EmptySlot{Slot: slot.Name, Port: path, Reason: EmptyNoPort, Error: err.Error(),
+			Message: fmt.Sprintf("nothing listens at %s: switch the port server (ser2net, the device server) on, or check the slot's port in the configuration", path)}
+	}
 	var be *BoardError
 	if err == nil || !errors.As(err, &be) || !be.silent {
 		return nil

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -139,15 +140,23 @@ func TestRunNoBoard(t *testing.T) {
 	}
 	defer dead.Close()
 	t.Setenv(envGroupKey, "Z3JvdXAga2V5")
+	// A port server that is off: nothing listens at its address.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := "tcp://" + ln.Addr().String()
+	ln.Close()
 	config := filepath.Join(dir, "station.yaml")
 	y := fmt.Sprintf("attestation: symmetric-key\nid_scope: 0ne0001A2B3\nbaud: 1000000\ntimeout: 300ms\nrecords: %s\n"+
-		"symmetric_key:\n  group_id: g1\nlabels:\n  dir: %s\nslots:\n  - port: /dev/ttyUSB9\n  - port: %s\n",
-		filepath.Join(dir, "records.db"), filepath.Join(dir, "labels"), dead.Path())
+		"symmetric_key:\n  group_id: g1\nlabels:\n  dir: %s\nslots:\n  - port: /dev/ttyUSB9\n  - port: %s\n  - port: %s\n",
+		filepath.Join(dir, "records.db"), filepath.Join(dir, "labels"), dead.Path(), off)
 	os.WriteFile(config, []byte(y), 0o600)
 
 	code, _, errOut := run(t, "run", "--config", config, "--once")
 	if code != exitNoBoard || !strings.Contains(errOut, "empty slot slot-1 (/dev/ttyUSB9): no-port: no port /dev/ttyUSB9") ||
-		!strings.Contains(errOut, "mistyped") || !strings.Contains(errOut, "empty slot slot-2 ("+dead.Path()+"): silent") {
+		!strings.Contains(errOut, "mistyped") || !strings.Contains(errOut, "empty slot slot-2 ("+dead.Path()+"): silent") ||
+		!strings.Contains(errOut, "empty slot slot-3 ("+off+"): no-port: nothing listens at "+off) {
 		t.Errorf("run --once with no board: exit %d, want %d; stderr:\n%s", code, exitNoBoard, errOut)
 	}
 
@@ -168,7 +177,8 @@ func TestRunNoBoard(t *testing.T) {
 			json.Unmarshal([]byte(line), &summary)
 		}
 	}
-	if len(summary.Empty) != 2 || summary.Empty[0].Reason != station.EmptyNoPort || summary.Empty[1].Reason != station.EmptySilent {
+	if len(summary.Empty) != 3 || summary.Empty[0].Reason != station.EmptyNoPort || summary.Empty[1].Reason != station.EmptySilent ||
+		summary.Empty[2].Reason != station.EmptyNoPort {
 		t.Errorf("--json summary %+v; want both slots named empty, with their reasons\n%s", summary, errOut)
 	}
 	empties := 0
@@ -178,8 +188,8 @@ func TestRunNoBoard(t *testing.T) {
 			empties++
 		}
 	}
-	if empties != 2 {
-		t.Errorf("%d empty-slot events, want 2:\n%s", empties, out)
+	if empties != 3 {
+		t.Errorf("%d empty-slot events, want 3:\n%s", empties, out)
 	}
 
 	// The supervisor's password, given, must be the supervisor's.
