@@ -136,9 +136,10 @@ type GUIConfig struct {
 // SlotConfig is one fixture port.
 type SlotConfig struct {
 	Name string `yaml:"name"` // default "slot-N"
-	// Port selects the port as zerotouch link does: a device path, a
-	// /dev/serial/by-id name, a USB "vid:pid", or terms such as
-	// "vid=2fe3,usb-serial=E6614103".
+	// Port selects the port as zerotouch link does: a device path (COM7
+	// on Windows), a /dev/serial/by-id name, a USB "vid:pid", terms such
+	// as "vid=2fe3,usb-serial=E6614103", or a board on the network:
+	// "tcp://HOST:PORT" (raw) or "rfc2217://HOST:PORT".
 	Port string `yaml:"port"`
 }
 

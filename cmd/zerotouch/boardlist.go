@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"zerotouch/flasher"
 	"zerotouch/internal/atomicfile"
 )
 
@@ -90,7 +91,7 @@ func runningBoards() ([]listedBoard, error) {
 			os.Remove(name)
 			continue
 		}
-		if _, err := os.Stat(lb.Port); err != nil {
+		if _, err := os.Stat(lb.Port); err != nil && !flasher.IsNetPort(lb.Port) {
 			continue
 		}
 		out = append(out, lb)

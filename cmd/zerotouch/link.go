@@ -41,7 +41,7 @@ func (f *linkFlags) addFlags(fs *pflag.FlagSet) {
 // the client.
 func (f *linkFlags) open(ctx context.Context, g *globals) (*flasher.Client, error) {
 	if f.port == "" {
-		return nil, usageError{fmt.Errorf("no board named: give --port (a path, by-id name or vid:pid) or set ZEROTOUCH_PORT")}
+		return nil, usageError{fmt.Errorf("no board named: give --port (a path or COM name, by-id name, vid:pid, or tcp:// or rfc2217:// URL) or set ZEROTOUCH_PORT")}
 	}
 	m, err := flasher.ParseMatch(f.port)
 	if err != nil {
@@ -70,9 +70,11 @@ func linkCmd(g *globals) *cobra.Command {
 		Use:   "link",
 		Short: "Talk MCUmgr SMP to one board on a serial port",
 		Long: `Talk to one board over its serial port, one command at a time: for bring-up,
-for checking a fixture, and for line scripts. --port takes a device path, a
-/dev/serial/by-id name, a USB vid:pid, or terms such as vid=2fe3,usb-serial=E661;
-it must match exactly one port ('zerotouch link ports' lists them).
+for checking a fixture, and for line scripts. --port takes a device path
+(COM7 on Windows), a /dev/serial/by-id name, a USB vid:pid, or terms such
+as vid=2fe3,usb-serial=E661, and must match exactly one port ('zerotouch
+link ports' lists them); or a board on the network through a serial
+device server or ser2net: tcp://HOST:PORT (raw) or rfc2217://HOST:PORT.
 
 Exit status: 0 when the board answered; 1 when no port matches, the board
 does not answer or answers with an error (the message names it); 2 when
