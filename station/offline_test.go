@@ -280,3 +280,28 @@ func TestCloneRecordedElsewhereDuringTheOutageIsFlagged(t *testing.T) {
 		t.Errorf("Conflicts() = %v, %v; want ZT-MINE-0", cs, err)
 	}
 }
+
+// TestVerifyNotMadeWhileOffline: a line that checks each board's
+// registration at the end cannot while the factory database is offline
+// (the enrollment reaches DPS only once the buffered record is
+// forwarded): the board passes at once, and its event says the check was
+// not made and why, rather than wait out verify_registration.timeout and
+// fail.
+func TestVerifyNotMadeWhileOffline(t *testing.T) {
+	o := &offlineLine{l: newLine(t)}
+	store, err := records.Open(context.Background(), filepath.Join(t.TempDir(), "records.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	offline := func() string { return records.OfflineText(1) }
+	// Were the check made, it would fail: no DPS is there to register with.
+	st := o.station(t, store, offline, "verify_registration: {enabled: true, timeout: 2s}\n", nil, startBoards(t, "ZT-VOFF", 1)...)
+	runOnce(t, st, 1)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	last := o.events[len(o.events)-1]
+	if last.Result != station.Passed || !strings.Contains(last.Message, "registration with DPS not checked (the factory database is offline)") {
+		t.Errorf("last event %+v; want passed, saying the registration was not checked and why", last)
+	}
+}

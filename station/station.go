@@ -273,6 +273,11 @@ func (e *BoardError) Unwrap() error { return e.Err }
 type Result struct {
 	Record *records.Record
 	Saved  records.SaveResult
+	// Unchecked says why the end-of-line registration check was not
+	// made though the line asks for it ("" when it was, or is not asked):
+	// the factory database was offline, so the board's enrollment could
+	// not reach DPS before it is forwarded.
+	Unchecked string
 }
 
 // run is one board's run on one slot.
@@ -516,8 +521,11 @@ func (s *Station) Provision(ctx context.Context, slot SlotConfig, path string) (
 		return nil, be
 	}
 	msg := "provisioned: take the board off the fixture"
-	if res.Record.Registration != nil {
+	switch {
+	case res.Record.Registration != nil:
 		msg = "provisioned and registered with DPS: take the board off the fixture"
+	case res.Unchecked != "":
+		msg = "provisioned, its registration with DPS not checked (" + res.Unchecked + "): take the board off the fixture"
 	}
 	if s.deps.Printer != nil {
 		r.waitFor("the label printer (" + s.deps.Printer.String() + ")")
@@ -775,6 +783,13 @@ func (r *run) provision(ctx context.Context) (*Result, error) {
 		return nil, r.fail("the record could not be saved: the board is provisioned but not recorded; call the line engineer", err)
 	}
 	if cfg.VerifyRegistration.Enabled {
+		if off := s.Offline(); off != "" && rec.Enrollment != nil {
+			// Its enrollment goes up once the buffered record is
+			// forwarded: waiting for it here would only time out.
+			s.log.Warn("registration check not made: the factory database is offline, so the board's enrollment cannot reach DPS yet",
+				"slot", r.slot.Name, "serial", rec.Serial, "offline", off)
+			return &Result{Record: rec, Saved: saved, Unchecked: "the factory database is offline"}, nil
+		}
 		if err := r.verifyRegistration(ctx, c, rec); err != nil {
 			return nil, err
 		}
