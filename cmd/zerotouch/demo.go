@@ -246,7 +246,15 @@ func setUpDemo(ctx context.Context, g *globals, f demoFlags) (_ *demoRun, err er
 		d.recordsAt, _ = filepath.Abs(dbPath)
 	}
 	d.closers = append(d.closers, func() { d.store.Close() })
-	if d.uploader, err = enroll.NewUploader(enroll.UploaderConfig{Client: d.client, Queue: d.store, Quota: 1000, Logger: g.log}); err != nil {
+	var pacer enroll.Pacer // nil: the demo's own pace
+	if pg, ok := d.store.(*records.PGStore); ok {
+		// Recorded in a factory database: paced by the quota that the
+		// factory's uploaders share there.
+		if pacer, err = factoryPacer(ctx, g, pg, d.client.HostName(), 1000); err != nil {
+			return nil, fmt.Errorf("demo: records: %w", err)
+		}
+	}
+	if d.uploader, err = enroll.NewUploader(enroll.UploaderConfig{Client: d.client, Queue: d.store, Quota: 1000, Pacer: pacer, Logger: g.log}); err != nil {
 		return nil, err
 	}
 	tmpl, err := fwtemplates.Builtin("json")

@@ -216,8 +216,20 @@ func openStationAs(ctx context.Context, g *globals, file string, events func(sta
 			set.dps = dpsSettings{caSetting: "dps.ca_file", connSetting: "dps.connection_string_file",
 				connFile: cfg.DPS.ConnectionStringFile, host: client.HostName()}
 			dpsClient = client
+			var pacer enroll.Pacer // nil: this station's own pace
+			if buf, ok := set.store.(*records.Buffered); ok && buf.Factory() != nil {
+				// One DPS quota for the factory's uploaders.
+				pacer, err = factoryPacer(ctx, g, buf.Factory(), client.HostName(), float64(cfg.DPS.Quota)*cfg.DPS.Share)
+				if errors.Is(err, records.ErrOffline) || records.Unreachable(err) {
+					g.log.Warn("the factory database is offline: this station's uploads are paced on their own until it restarts", "err", err)
+					pacer, err = nil, nil
+				}
+				if err != nil {
+					return fail(fmt.Errorf("%s: records: %w", file, err))
+				}
+			}
 			set.uploader, err = enroll.NewUploader(enroll.UploaderConfig{Client: client, Queue: set.store,
-				Quota: cfg.DPS.Quota, Share: cfg.DPS.Share, Logger: g.log})
+				Quota: cfg.DPS.Quota, Share: cfg.DPS.Share, Pacer: pacer, Logger: g.log})
 			if err != nil {
 				return fail(usageError{fmt.Errorf("%s: dps: %w", file, err)})
 			}

@@ -608,13 +608,20 @@ func (f *uploadFlags) fromStation(g *globals, changed func(string) bool) error {
 // sharedQuota is the DPS quota of host that the factory's uploaders share
 // through their records database, paced at --quota × --share.
 func (f *uploadFlags) sharedQuota(ctx context.Context, g *globals, pg *records.PGStore, host string) (enroll.Pacer, error) {
-	perMinute := float64(f.quota) * f.share
+	return factoryPacer(ctx, g, pg, host, float64(f.quota)*f.share)
+}
+
+// factoryPacer paces an uploader by the DPS quota of host that all the
+// factory's uploaders share through the factory database pg (stations'
+// background uploads and zerotouch upload alike), at perMinute requests
+// a minute.
+func factoryPacer(ctx context.Context, g *globals, pg *records.PGStore, host string, perMinute float64) (enroll.Pacer, error) {
 	q, previous, err := pg.SharedQuota(ctx, host, perMinute)
 	if err != nil {
 		return nil, storeError(err, true)
 	}
 	if previous != 0 && previous != perMinute {
-		g.log.Warn("upload: the factory's uploaders were paced at another rate; this uploader's replaces it for all of them: give every uploader the same --quota and --share",
+		g.log.Warn("upload: the factory's uploaders were paced at another rate; this uploader's replaces it for all of them: give every uploader the same quota and share",
 			"dps", host, "was_per_minute", previous, "per_minute", perMinute)
 	}
 	g.log.Info("upload: pacing by the factory's shared DPS quota", "dps", host, "per_minute", perMinute, "records", pg.Name())
