@@ -493,12 +493,25 @@ func (e noBoardError) Unwrap() error { return e.error }
 
 // printSummary prints the run's summary on stderr: a line of text, with
 // each empty slot and why, or with --json one JSON line.
-func printSummary(g *globals, sum station.Summary, counts map[enroll.State]int, pending int, recordsPath string) {
+func printSummary(g *globals, sum station.Summary, counts map[enroll.State]int, pending int, recordsPath string, store records.DB) {
+	// Boards kept in the station's buffer while the factory database
+	// does not answer: forwarded when it does, at this station's next
+	// start if not before.
+	buffered, bufferPath := 0, ""
+	if b, ok := store.(*records.Buffered); ok {
+		if n, _, off := b.Offline(); off {
+			buffered, bufferPath = n, b.Buffer().Path()
+		}
+	}
 	if g.json {
-		g.log.Info("run ended", "passed", sum.Passed, "failed", sum.Failed, "seconds", sum.Elapsed,
+		attrs := []any{"passed", sum.Passed, "failed", sum.Failed, "seconds", sum.Elapsed,
 			"emptySlots", sum.Empty, "uploaded", counts[enroll.StateUploaded], "pending", pending,
 			"held", counts[records.StateHeld], "uploadFailed", counts[enroll.StateFailed],
-			"conflict", counts[enroll.StateConflict], "records", recordsPath)
+			"conflict", counts[enroll.StateConflict], "records", recordsPath}
+		if bufferPath != "" {
+			attrs = append(attrs, "buffered", buffered, "buffer", bufferPath)
+		}
+		g.log.Info("run ended", attrs...)
 		return
 	}
 	fmt.Fprintf(g.stderr, "%d boards passed, %d failed in %.1f s\n", sum.Passed, sum.Failed, sum.Elapsed)
@@ -507,6 +520,10 @@ func printSummary(g *globals, sum station.Summary, counts map[enroll.State]int, 
 	}
 	fmt.Fprintf(g.stderr, "enrollments: %d uploaded, %d pending, %d held, %d failed, %d in conflict; records in %s\n",
 		counts[enroll.StateUploaded], pending, counts[records.StateHeld], counts[enroll.StateFailed], counts[enroll.StateConflict], recordsPath)
+	if bufferPath != "" {
+		fmt.Fprintf(g.stderr, "factory database offline: %d boards kept in %s, forwarded to it when it answers (at this station's next start, if not before)\n",
+			buffered, bufferPath)
+	}
 }
 
 // emptyText names each empty slot and why, for an error.
@@ -557,7 +574,7 @@ func runStation(ctx context.Context, g *globals, f *runFlags) error {
 	upErr := bg.finish(ctx)
 	counts, _ := set.store.Counts(context.WithoutCancel(ctx))
 	pending := counts[enroll.StatePending] + counts[enroll.StateInFlight]
-	printSummary(g, sum, counts, pending, set.cfg.Records)
+	printSummary(g, sum, counts, pending, set.cfg.Records, set.store)
 	switch {
 	case runErr != nil:
 		return runErr
