@@ -241,6 +241,7 @@ func (w *Window) build() fyne.CanvasObject {
 	w.Label = canvas.NewImageFromImage(image.NewGray(image.Rect(0, 0, 1, 1)))
 	w.Label.FillMode = canvas.ImageFillContain
 	w.Label.SetMinSize(fyne.NewSize(110, 110))
+	w.Label.Hide() // until there is a label: not a black square
 	w.LabelText = widget.NewLabel("no label yet")
 	w.LabelText.Wrapping = fyne.TextWrapWord
 	w.LabelText.SizeName = theme.SizeNameCaptionText
@@ -504,6 +505,7 @@ func (w *Window) showLabel(e station.Event) {
 		w.do(func() {
 			if err == nil {
 				w.Label.Image = img
+				w.Label.Show()
 				w.Label.Refresh()
 			}
 			w.LabelText.SetText(text)
