@@ -2,7 +2,6 @@ package records
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -335,35 +334,6 @@ func (s *PGStore) Export(ctx context.Context, w io.Writer, format string, f Filt
 	if err != nil {
 		return 0, fmt.Errorf("records: export: %w", err)
 	}
-	var es []enroll.Enrollment
-	for rows.Next() {
-		var serial, body string
-		if err := rows.Scan(&serial, &body); err != nil {
-			rows.Close()
-			return 0, fmt.Errorf("records: export: %w", err)
-		}
-		var e enroll.Enrollment
-		if err := json.Unmarshal([]byte(body), &e); err != nil {
-			rows.Close()
-			return 0, fmt.Errorf("records: export: board %s: its stored enrollment is damaged: %w", serial, err)
-		}
-		es = append(es, e)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return 0, fmt.Errorf("records: export: %w", err)
-	}
-	if len(es) == 0 {
-		return 0, nil
-	}
-	if format == FormatCSV {
-		if err := enroll.WriteCSV(w, es); err != nil {
-			return 0, fmt.Errorf("records: export: %w (export as json instead)", err)
-		}
-		return len(es), nil
-	}
-	if err := writeJSON(w, es); err != nil {
-		return 0, err
-	}
-	return len(es), nil
+	defer rows.Close()
+	return writeExport(rows, w, format)
 }

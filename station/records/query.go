@@ -475,37 +475,8 @@ func (s *Store) Export(ctx context.Context, w io.Writer, format string, f Filter
 	if err != nil {
 		return 0, fmt.Errorf("records: export: %w", err)
 	}
-	var es []enroll.Enrollment
-	for rows.Next() {
-		var serial, body string
-		if err := rows.Scan(&serial, &body); err != nil {
-			rows.Close()
-			return 0, fmt.Errorf("records: export: %w", err)
-		}
-		var e enroll.Enrollment
-		if err := json.Unmarshal([]byte(body), &e); err != nil {
-			rows.Close()
-			return 0, fmt.Errorf("records: export: board %s: its stored enrollment is damaged: %w", serial, err)
-		}
-		es = append(es, e)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return 0, fmt.Errorf("records: export: %w", err)
-	}
-	if len(es) == 0 {
-		return 0, nil
-	}
-	if format == FormatCSV {
-		if err := enroll.WriteCSV(w, es); err != nil {
-			return 0, fmt.Errorf("records: export: %w (export as json instead)", err)
-		}
-		return len(es), nil
-	}
-	if err := writeJSON(w, es); err != nil {
-		return 0, err
-	}
-	return len(es), nil
+	defer rows.Close()
+	return writeExport(rows, w, format)
 }
 
 // writeJSON writes es as a JSON array, one enrollment a line.
@@ -528,4 +499,38 @@ func writeJSON(w io.Writer, es []enroll.Enrollment) error {
 		return fmt.Errorf("records: export: %w", err)
 	}
 	return nil
+}
+
+// writeExport writes the enrollments of rows, (serial, enrollment JSON)
+// pairs, to w as format, for both adapters' Export: nothing at all when
+// there are none.
+func writeExport(rows rowScanner, w io.Writer, format string) (int, error) {
+	var es []enroll.Enrollment
+	for rows.Next() {
+		var serial, body string
+		if err := rows.Scan(&serial, &body); err != nil {
+			return 0, fmt.Errorf("records: export: %w", err)
+		}
+		var e enroll.Enrollment
+		if err := json.Unmarshal([]byte(body), &e); err != nil {
+			return 0, fmt.Errorf("records: export: board %s: its stored enrollment is damaged: %w", serial, err)
+		}
+		es = append(es, e)
+	}
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("records: export: %w", err)
+	}
+	if len(es) == 0 {
+		return 0, nil
+	}
+	if format == FormatCSV {
+		if err := enroll.WriteCSV(w, es); err != nil {
+			return 0, fmt.Errorf("records: export: %w (export as json instead)", err)
+		}
+		return len(es), nil
+	}
+	if err := writeJSON(w, es); err != nil {
+		return 0, err
+	}
+	return len(es), nil
 }
