@@ -7,6 +7,7 @@ import (
 
 	"zerotouch/board"
 	"zerotouch/flasher"
+	"zerotouch/internal/ser2nettest"
 )
 
 // BenchmarkUploadTCP measures uploads as BenchmarkUpload does, at 115200
@@ -38,7 +39,7 @@ func BenchmarkUploadTCP(b *testing.B) {
 					if via == "ser2net-rfc2217" {
 						scheme = flasher.SchemeRFC2217
 					}
-					port = startSer2net(b, brd.Path(), baud, scheme == flasher.SchemeRFC2217).url(scheme)
+					port = ser2nettest.Start(b, brd.Path(), baud, scheme == flasher.SchemeRFC2217).URL(scheme)
 				}
 				c := newTestClient(b, port, baud, flasher.Options{Timeout: 2 * time.Second})
 				benchUploads(b, brd, c, kind, baud, size)

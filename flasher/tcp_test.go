@@ -15,6 +15,7 @@ import (
 	"zerotouch/board"
 	"zerotouch/flasher"
 	"zerotouch/internal/rawpty"
+	"zerotouch/internal/ser2nettest"
 )
 
 func TestParseMatchNetPort(t *testing.T) {
@@ -213,9 +214,9 @@ func TestSer2net(t *testing.T) {
 	for _, scheme := range []string{flasher.SchemeTCP, flasher.SchemeRFC2217} {
 		t.Run(scheme, func(t *testing.T) {
 			b := newTestBoard(t, board.Config{Serial: "SN-S2N", Baud: 460800})
-			s := startSer2net(t, b.Path(), 460800, scheme == flasher.SchemeRFC2217)
+			s := ser2nettest.Start(t, b.Path(), 460800, scheme == flasher.SchemeRFC2217)
 			ctx := testCtx(t)
-			c := newTestClient(t, s.url(scheme), 460800, flasher.Options{})
+			c := newTestClient(t, s.URL(scheme), 460800, flasher.Options{})
 			id, err := c.Identity(ctx)
 			if err != nil || id.Serial != "SN-S2N" {
 				t.Fatalf("Identity through ser2net = %+v, %v; want SN-S2N", id, err)
@@ -241,16 +242,16 @@ func TestSer2net(t *testing.T) {
 				case <-time.After(5 * time.Millisecond):
 				}
 			}
-			s.stop()
+			s.Stop()
 			if err := <-errc; !errors.Is(err, flasher.ErrDisconnected) {
 				t.Fatalf("FileUpload cut by ser2net's end = %v, want ErrDisconnected", err)
 			}
-			if _, err := flasher.Open(ctx, s.url(scheme), flasher.Options{}); !errors.Is(err, flasher.ErrNoPort) {
+			if _, err := flasher.Open(ctx, s.URL(scheme), flasher.Options{}); !errors.Is(err, flasher.ErrNoPort) {
 				t.Errorf("Open while ser2net is down = %v, want ErrNoPort", err)
 			}
-			s.start()
+			s.Start()
 			b.SetFaults(board.Faults{})
-			again := newTestClient(t, s.url(scheme), 460800, flasher.Options{})
+			again := newTestClient(t, s.URL(scheme), 460800, flasher.Options{})
 			if err := again.FileUpload(ctx, "/lfs/s2n.bin", data, false, nil); err != nil {
 				t.Fatalf("FileUpload once ser2net is back: %v", err)
 			}
@@ -274,10 +275,10 @@ func TestSer2netAllBytes(t *testing.T) {
 			}
 			defer master.Close()
 			defer tty.Close()
-			s := startSer2net(t, tty.Name(), 115200, scheme == flasher.SchemeRFC2217)
+			s := ser2nettest.Start(t, tty.Name(), 115200, scheme == flasher.SchemeRFC2217)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			p, err := flasher.OpenNetPort(ctx, s.url(scheme), 115200)
+			p, err := flasher.OpenNetPort(ctx, s.URL(scheme), 115200)
 			if err != nil {
 				t.Fatal(err)
 			}

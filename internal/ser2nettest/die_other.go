@@ -1,6 +1,6 @@
 //go:build !linux
 
-package flasher_test
+package ser2nettest
 
 import "os/exec"
 

@@ -1,9 +1,0 @@
-//go:build !linux
-
-package station_test
-
-import "os/exec"
-
-// dieWithTest leaves cmd to the test's cleanups: only Linux kills a child
-// with its parent.
-func dieWithTest(cmd *exec.Cmd) {}
