@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"go.bug.st/serial"
-	"go.bug.st/serial/enumerator"
 )
 
 var _ Link = (*Port)(nil)
@@ -81,22 +80,13 @@ const ByIDDir = "/dev/serial/by-id"
 // ListPorts lists the station's serial ports with their USB details and
 // by-id names.
 func ListPorts() ([]PortInfo, error) {
-	list, err := enumerator.GetDetailedPortsList()
+	out, err := listPorts()
 	if err != nil {
 		return nil, fmt.Errorf("list serial ports: %w", err)
 	}
 	byID := byIDNames(ByIDDir)
-	out := make([]PortInfo, 0, len(list))
-	for _, d := range list {
-		out = append(out, PortInfo{
-			Path:         d.Name,
-			ByID:         byID[d.Name],
-			USB:          d.IsUSB,
-			VID:          strings.ToLower(d.VID),
-			PID:          strings.ToLower(d.PID),
-			SerialNumber: d.SerialNumber,
-			Product:      d.Product,
-		})
+	for i := range out {
+		out[i].ByID = byID[out[i].Path]
 	}
 	return out, nil
 }
