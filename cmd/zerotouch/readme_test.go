@@ -58,6 +58,8 @@ var readmeNotRun = []struct{ prefix, why string }{
 	{"bash .ci/install", "the set-up itself: CI runs the install step, and TestDemo runs the demo"},
 	{"go vet ./... && go test ./...", "the test command itself, which CI runs"},
 	{"go test -run '^$' -bench", "a benchmark, run by bench/run (and here with ZEROTOUCH_README_BENCH=1): minutes of CPU"},
+	{"sha256sum -c SHA256SUMS", "installs a release on a Linux station (sudo, the user's groups): release/build's test checks the files and their sums"},
+	{"shasum -a 256 -c SHA256SUMS", "installs a release on a Mac"},
 }
 
 func readmeSkip(b readmeBlock) string {
