@@ -107,12 +107,11 @@ func (s *PGStore) ready(ctx context.Context) error {
 	}
 	var user string
 	var ok bool
-	if err := s.pool.QueryRow(ctx, `SELECT current_user, has_table_privilege('records', 'SELECT, INSERT, UPDATE')
-		AND has_table_privilege('audit', 'SELECT, INSERT') AND has_sequence_privilege('records_queue_seq', 'USAGE')`).Scan(&user, &ok); err != nil {
+	if err := s.pool.QueryRow(ctx, rightsSQL).Scan(&user, &ok); err != nil {
 		return fmt.Errorf("records: %s: check the role's rights: %w", s.name, err)
 	}
 	if !ok {
-		return fmt.Errorf("records: %s: role %s may not write the records: %w", s.name, user, ErrReadOnly)
+		return fmt.Errorf("records: %s: role %s may not write the records (it needs %s): %w", s.name, user, rightsNeeded, ErrReadOnly)
 	}
 	return nil
 }

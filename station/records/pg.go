@@ -190,15 +190,13 @@ func openPostgres(ctx context.Context, rawURL string, readOnly bool) (*PGStore, 
 	if !readOnly {
 		var user string
 		var ok bool
-		if err := pool.QueryRow(ctx, `SELECT current_user, has_table_privilege('records', 'SELECT, INSERT, UPDATE')
-			AND has_table_privilege('audit', 'SELECT, INSERT') AND has_sequence_privilege('records_queue_seq', 'USAGE')`).Scan(&user, &ok); err != nil {
+		if err := pool.QueryRow(ctx, rightsSQL).Scan(&user, &ok); err != nil {
 			pool.Close()
 			return nil, fmt.Errorf("records: %s: check the role's rights: %w", name, err)
 		}
 		if !ok {
 			pool.Close()
-			return nil, fmt.Errorf("records: %s: role %s may not write the records (it needs SELECT, INSERT, UPDATE on records, SELECT, INSERT on audit, USAGE on sequence records_queue_seq): %w",
-				name, user, ErrReadOnly)
+			return nil, fmt.Errorf("records: %s: role %s may not write the records (it needs %s): %w", name, user, rightsNeeded, ErrReadOnly)
 		}
 	}
 	return s, nil
@@ -407,3 +405,12 @@ func pgScanRecord(sc pgx.Row) (*row, error) {
 	}
 	return &r, nil
 }
+
+// rightsSQL says whether the current role may write the records: the
+// tables a Save writes, the yield table its trigger keeps included.
+const rightsSQL = `SELECT current_user, has_table_privilege('records', 'SELECT, INSERT, UPDATE')
+	AND has_table_privilege('audit', 'SELECT, INSERT') AND has_sequence_privilege('records_queue_seq', 'USAGE')
+	AND has_table_privilege('daily_yield', 'SELECT, INSERT, UPDATE')`
+
+// rightsNeeded names what rightsSQL checks, for the operator.
+const rightsNeeded = "SELECT, INSERT, UPDATE on records and daily_yield, SELECT, INSERT on audit, USAGE on sequence records_queue_seq"

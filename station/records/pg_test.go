@@ -184,6 +184,30 @@ func TestOpenPostgresWithoutWriteRights(t *testing.T) {
 	if r, err := ro.Get(ctx, "SN-1"); err != nil || r.Serial != "SN-1" {
 		t.Errorf("Get on a read-only store = %v, %v", r, err)
 	}
+
+	// The rights on the records and the audit, but not on the yield that
+	// the records' trigger keeps: refused at open, not at every board.
+	if err := srv.Admin(ctx, db, `GRANT INSERT, UPDATE ON records TO `+role+`; GRANT INSERT ON audit TO `+role+
+		`; GRANT USAGE ON SEQUENCE records_queue_seq TO `+role); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		srv.Admin(ctx, db, `REVOKE ALL ON daily_yield FROM `+role+`; REVOKE ALL ON SEQUENCE records_queue_seq FROM `+role)
+	})
+	if _, err := records.OpenPostgres(ctx, p.String()); !errors.Is(err, records.ErrReadOnly) || !strings.Contains(err.Error(), "daily_yield") {
+		t.Errorf("OpenPostgres(role without rights on daily_yield) = %v, want ErrReadOnly naming daily_yield", err)
+	}
+	if err := srv.Admin(ctx, db, `GRANT SELECT, INSERT, UPDATE ON daily_yield TO `+role); err != nil {
+		t.Fatal(err)
+	}
+	w, err := records.OpenPostgres(ctx, p.String())
+	if err != nil {
+		t.Fatalf("OpenPostgres(role with the rights it names): %v", err)
+	}
+	defer w.Close()
+	if _, err := w.Save(ctx, tpmRecord("SN-2", 2)); err != nil {
+		t.Errorf("Save by a role with the rights OpenPostgres names: %v", err)
+	}
 }
 
 func TestOpenPostgresNotRecords(t *testing.T) {

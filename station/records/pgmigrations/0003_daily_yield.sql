@@ -3,6 +3,10 @@
 -- change to a record, so that the factory's stats read a few rows per day
 -- rather than every record. A board counts once, on the day of its last
 -- update (updated_at, in UTC), under its result.
+-- Stations still writing by schema 2 wait until the count and its trigger
+-- are both in place, so that no record falls between them.
+LOCK TABLE records IN SHARE ROW EXCLUSIVE MODE;
+
 CREATE TABLE daily_yield (
 	day        date NOT NULL,
 	line       text NOT NULL,
