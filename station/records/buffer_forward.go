@@ -25,6 +25,9 @@ const (
 	// station was offline: recorded failed, a suspected clone for a
 	// person, its enrollment held in the buffer and never uploaded.
 	EventForwardConflict = "clone found when forwarding"
+	// EventForwardSuperseded is a buffered change not applied because
+	// another station ran the board later: its record is the newer.
+	EventForwardSuperseded = "buffered change superseded"
 )
 
 // StepForward is the FailedStep of a board recorded failed when its
@@ -305,7 +308,10 @@ func (b *Buffered) forwardBoard(ctx context.Context, p pendingBoard) error {
 	if err != nil {
 		return err
 	}
-	mark := fmt.Sprintf("buffer %s (%s): board %s, change %d", b.id, b.buf.Path(), p.serial, p.last)
+	// The mark's key names the buffer by its ID, not its path, which a
+	// restart may spell otherwise; the ";" ends it (change 1, not 10).
+	key := fmt.Sprintf("buffer %s: board %s, change %d;", b.id, p.serial, p.last)
+	mark := key + " buffer file " + b.buf.Path()
 	what := "forward board " + p.serial
 	var conflict *CloneError
 	state := forwardDone
@@ -314,12 +320,13 @@ func (b *Buffered) forwardBoard(ctx context.Context, p pendingBoard) error {
 	err = b.pg.tx(octx, what, true, func(ctx context.Context, tx pgx.Tx) error {
 		conflict, state = nil, forwardDone
 		var one int
-		err := tx.QueryRow(ctx, `SELECT 1 FROM audit WHERE serial = $1 AND event = $2 AND detail = $3 LIMIT 1`, p.serial, EventForwarded, mark).Scan(&one)
+		err := tx.QueryRow(ctx, `SELECT 1 FROM audit WHERE serial = $1 AND event = $2 AND detail LIKE $3 LIMIT 1`,
+			p.serial, EventForwarded, likeEscape(key)+"%").Scan(&one)
 		switch {
 		case err == nil:
 			var c bool
 			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM audit WHERE serial = $1 AND event = $2 AND detail LIKE $3)`,
-				p.serial, EventForwardConflict, "%"+likeEscape(mark)+"%").Scan(&c); err != nil {
+				p.serial, EventForwardConflict, "%"+likeEscape(key)+"%").Scan(&c); err != nil {
 				return fmt.Errorf("read its forward: %w", err)
 			}
 			if c {
@@ -395,6 +402,14 @@ func (b *Buffered) applyBoard(ctx context.Context, tx pgx.Tx, now time.Time, rec
 		old = nil
 	case err != nil:
 		return nil, fmt.Errorf("read its record: %w", err)
+	}
+	if old != nil && old.Station != rec.Station && old.UpdatedAt.After(rec.UpdatedAt) {
+		// Another station ran the board after this one buffered it
+		// (moved to another line during the outage): its record is the
+		// newer, and the buffered change only history.
+		detail := fmt.Sprintf("the change buffered by station %s at %s (%s) is older than the board's run at station %s at %s: not applied",
+			rec.Station, rec.UpdatedAt.UTC().Format(time.RFC3339), mark, old.Station, old.UpdatedAt.UTC().Format(time.RFC3339))
+		return nil, pgAudit(ctx, tx, now, old.ID, rec.Serial, EventForwardSuperseded, detail, rec.Operator)
 	}
 	if old != nil && old.UploadState == enroll.StateInFlight {
 		var busy bool

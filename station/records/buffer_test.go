@@ -665,3 +665,42 @@ func TestBufferStartsOfflineAfterARestart(t *testing.T) {
 		t.Errorf("Get(SN-X) = %v, want ErrNotFound", err)
 	}
 }
+
+// TestBufferForwardKeepsANewerRunElsewhere: a board this station buffered
+// as failed while offline, then moved to another station that passed it
+// in the factory database: forwarding leaves the newer record as it is
+// and says why in the audit.
+func TestBufferForwardKeepsANewerRunElsewhere(t *testing.T) {
+	ctx := context.Background()
+	f := newBufferedFixture(t)
+	b := f.open(t, 0)
+	f.proxy.cut()
+	failed := tpmRecord("SN-MOVED", 7)
+	failed.Result, failed.Message = records.ResultFailed, "no answer"
+	if _, err := b.Save(ctx, failed); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond) // the other station's run is later by the clock too
+	other := openPG(t, f.url)
+	passed := tpmRecord("SN-MOVED", 7)
+	passed.Station, passed.Line = "st-2", "line-6"
+	if _, err := other.Save(ctx, passed); err != nil {
+		t.Fatal(err)
+	}
+	f.proxy.restore()
+	forwardAll(t, b)
+	r, err := other.Get(ctx, "SN-MOVED")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Result != records.ResultPassed || r.Station != "st-2" {
+		t.Errorf("SN-MOVED = %s at %s after the forward, want passed at st-2 (the newer run)", r.Result, r.Station)
+	}
+	es, err := other.Audit(ctx, "SN-MOVED")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !hasEvent(es, records.EventForwardSuperseded) || !hasEvent(es, records.EventForwarded) {
+		t.Errorf("audit of SN-MOVED %v, want the buffered change marked superseded and forwarded", es)
+	}
+}

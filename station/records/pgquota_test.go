@@ -138,12 +138,12 @@ func TestPGQuotaRights(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Admin(ctx, "", `DROP ROLE IF EXISTS `+role) })
-	if err := srv.Admin(ctx, db, `GRANT SELECT, INSERT, UPDATE ON records TO `+role+`; GRANT SELECT, INSERT ON audit TO `+role+
+	if err := srv.Admin(ctx, db, `GRANT SELECT, INSERT, UPDATE ON records, daily_yield TO `+role+`; GRANT SELECT, INSERT ON audit TO `+role+
 		`; GRANT SELECT ON zerotouch_schema, upload_quota TO `+role+`; GRANT USAGE ON SEQUENCE records_queue_seq TO `+role); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		srv.Admin(ctx, db, `REVOKE ALL ON records, audit, zerotouch_schema, upload_quota FROM `+role+`; REVOKE ALL ON SEQUENCE records_queue_seq FROM `+role)
+		srv.Admin(ctx, db, `REVOKE ALL ON records, daily_yield, audit, zerotouch_schema, upload_quota FROM `+role+`; REVOKE ALL ON SEQUENCE records_queue_seq FROM `+role)
 	})
 	p, _ := url.Parse(u)
 	p.User = url.User(role)
