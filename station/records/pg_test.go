@@ -309,18 +309,38 @@ func TestLateUploadedOutcomeIsKept(t *testing.T) {
 	if n, err := b.Recover(ctx); err != nil || n != 1 {
 		t.Fatalf("B: Recover(A's expired claim) = %d, %v; want 1", n, err)
 	}
-	if es, err := b.Claim(ctx, 1); err != nil || len(es) != 1 {
-		t.Fatalf("B: Claim = %d, %v", len(es), err)
+	// Meanwhile the board is provisioned again: a changed enrollment,
+	// which B claims.
+	changed := tpmRecord("SN-1", 1)
+	changed.Enrollment.ProvisioningStatus = "disabled"
+	if _, err := b.Save(ctx, changed); err != nil {
+		t.Fatal(err)
 	}
-	// DPS took A's upload after all: that is so whoever says it.
+	es, err := b.Claim(ctx, 1)
+	if err != nil || len(es) != 1 || es[0].ProvisioningStatus != "disabled" {
+		t.Fatalf("B: Claim = %+v, %v; want the changed enrollment", es, err)
+	}
+	// DPS took A's upload of the old one after all: that settles nothing
+	// of B's claim, which is for the new one.
 	if err := a.Settle(ctx, []enroll.Outcome{{RegistrationID: r.RegistrationID, State: enroll.StateUploaded, ETag: "a"}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Settle(ctx, []enroll.Outcome{{RegistrationID: r.RegistrationID, State: enroll.StateConflict, Error: "409"}}); err != nil {
+	if got, _ := a.Get(ctx, "SN-1"); got.UploadState != enroll.StateInFlight {
+		t.Errorf("after A's late upload: %s, want in_flight (B's claim of the new enrollment)", got.UploadState)
+	}
+	// What B sends next replaces what DPS holds (A's upload).
+	if err := b.Settle(ctx, []enroll.Outcome{{RegistrationID: r.RegistrationID, State: enroll.StatePending}}); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := a.Get(ctx, "SN-1"); got.UploadState != enroll.StateUploaded || got.ETag != "a" {
-		t.Errorf("upload state %s %q, want uploaded a (B's later conflict met A's upload)", got.UploadState, got.ETag)
+	es, err = b.Claim(ctx, 1)
+	if err != nil || len(es) != 1 || es[0].ETag != "a" || es[0].ProvisioningStatus != "disabled" {
+		t.Fatalf("B: Claim after A's late upload = %+v, %v; want the new enrollment to replace A's (ETag a)", es, err)
+	}
+	if err := b.Settle(ctx, []enroll.Outcome{{RegistrationID: r.RegistrationID, State: enroll.StateUploaded, ETag: "b"}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := a.Get(ctx, "SN-1"); got.UploadState != enroll.StateUploaded || got.ETag != "b" {
+		t.Errorf("after B's upload: %s %q, want uploaded b", got.UploadState, got.ETag)
 	}
 }
 

@@ -225,9 +225,21 @@ func (s *PGStore) settle(ctx context.Context, tx pgx.Tx, now time.Time, o enroll
 	case claimed == nil:
 		return nil // no claim out: settled already, or recovered
 	}
-	if by != s.owner && o.State != enroll.StateUploaded {
+	if by != s.owner {
+		// A claim taken over (this uploader's lease ran out): the
+		// outcome is for what this uploader sent, which may be an
+		// enrollment the board has replaced since. It settles nothing;
+		// DPS having taken it is remembered, so that what goes next
+		// replaces it rather than meet it as a conflict.
 		detail := fmt.Sprintf("DPS outcome %s from uploader %s, whose claim uploader %s has taken over (its lease ran out); ignored",
 			describe(o), s.owner, by)
+		if o.State == enroll.StateUploaded {
+			if _, err := tx.Exec(ctx, `UPDATE records SET replaces = $1 WHERE id = $2`, cmp.Or(o.ETag, "*"), id); err != nil {
+				return err
+			}
+			detail = fmt.Sprintf("DPS took the enrollment uploader %s sent, whose claim uploader %s has taken over (its lease ran out): remembered (etag %s), the claim left to %s",
+				s.owner, by, cmp.Or(o.ETag, "*"), by)
+		}
 		return pgAudit(ctx, tx, now, id, serial, EventUploadStale, detail, "")
 	}
 	replaces := "" // unchanged unless DPS took it
