@@ -432,13 +432,8 @@ func (b *Buffered) applyBoard(ctx context.Context, tx pgx.Tx, now time.Time, rec
 	if err != nil {
 		return nil, err
 	}
-	if old != nil && old.UploadState == enroll.StatePending {
-		var ev string
-		err := tx.QueryRow(ctx, lastUploadEventSQL([5]string{"$1", "$2", "$3", "$4", "$5"}), append([]any{old.ID}, uploadEvents...)...).Scan(&ev)
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return nil, fmt.Errorf("read its upload events: %w", err)
-		}
-		old.flightLost = ev == EventUploadRecovered
+	if err := noteFlightLost(old, pgPlaceholders5, pgQueryRow(ctx, tx), pgx.ErrNoRows); err != nil {
+		return nil, err
 	}
 	m.RegistrationID = strings.ToLower(m.RegistrationID)
 	if m.Result == ResultFailed && old != nil {

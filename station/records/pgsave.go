@@ -45,13 +45,8 @@ func (s *PGStore) Save(ctx context.Context, r *Record) (SaveResult, error) {
 		case err != nil:
 			return fmt.Errorf("records: save board %s: read its record: %w", r.Serial, err)
 		}
-		if old != nil && old.UploadState == enroll.StatePending {
-			var ev string
-			err := tx.QueryRow(ctx, lastUploadEventSQL([5]string{"$1", "$2", "$3", "$4", "$5"}), append([]any{old.ID}, uploadEvents...)...).Scan(&ev)
-			if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-				return fmt.Errorf("records: save board %s: read its upload events: %w", r.Serial, err)
-			}
-			old.flightLost = ev == EventUploadRecovered
+		if err := noteFlightLost(old, pgPlaceholders5, pgQueryRow(ctx, tx), pgx.ErrNoRows); err != nil {
+			return fmt.Errorf("records: save board %s: %w", r.Serial, err)
 		}
 		m := *r
 		m.RegistrationID = strings.ToLower(m.RegistrationID)
@@ -358,4 +353,12 @@ func (s *PGStore) SetAside(ctx context.Context, serial, slot, operator string) e
 		}
 		return pgAudit(ctx, tx, s.clock(), id, serial, EventSetAside, detail, operator)
 	})
+}
+
+// pgPlaceholders5 are PostgreSQL's first five placeholders.
+var pgPlaceholders5 = [5]string{"$1", "$2", "$3", "$4", "$5"}
+
+// pgQueryRow runs a one-row query in tx, for helpers both adapters share.
+func pgQueryRow(ctx context.Context, tx pgx.Tx) func(q string, args ...any) scanner {
+	return func(q string, args ...any) scanner { return tx.QueryRow(ctx, q, args...) }
 }

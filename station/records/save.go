@@ -82,13 +82,9 @@ func (s *Store) Save(ctx context.Context, r *Record) (SaveResult, error) {
 		case err != nil:
 			return fmt.Errorf("records: save board %s: read its record: %w", r.Serial, err)
 		}
-		if old != nil && old.UploadState == enroll.StatePending {
-			var ev string
-			err := tx.QueryRowContext(ctx, lastUploadEventSQL([5]string{"?", "?", "?", "?", "?"}), append([]any{old.ID}, uploadEvents...)...).Scan(&ev)
-			if err != nil && !errors.Is(err, sql.ErrNoRows) {
-				return fmt.Errorf("records: save board %s: read its upload events: %w", r.Serial, err)
-			}
-			old.flightLost = ev == EventUploadRecovered
+		queryRow := func(q string, args ...any) scanner { return tx.QueryRowContext(ctx, q, args...) }
+		if err := noteFlightLost(old, [5]string{"?", "?", "?", "?", "?"}, queryRow, sql.ErrNoRows); err != nil {
+			return fmt.Errorf("records: save board %s: %w", r.Serial, err)
 		}
 		m := *r
 		m.RegistrationID = strings.ToLower(m.RegistrationID)

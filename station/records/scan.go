@@ -3,6 +3,7 @@ package records
 import (
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"zerotouch/enroll"
@@ -34,6 +35,23 @@ func lastUploadEventSQL(ph [5]string) string {
 }
 
 var uploadEvents = []any{EventUploadClaimed, EventUploadSettled, EventUploadRecovered, EventUploadStale}
+
+// noteFlightLost sets old.flightLost when its enrollment is pending because
+// Recover put it back (its latest upload event), for either adapter:
+// queryRow runs a query in the caller's transaction with placeholders ph,
+// and noRows is its driver's "no rows".
+func noteFlightLost(old *row, ph [5]string, queryRow func(q string, args ...any) scanner, noRows error) error {
+	if old == nil || old.UploadState != enroll.StatePending {
+		return nil
+	}
+	var ev string
+	err := queryRow(lastUploadEventSQL(ph), append([]any{old.ID}, uploadEvents...)...).Scan(&ev)
+	if err != nil && !errors.Is(err, noRows) {
+		return fmt.Errorf("read its upload events: %w", err)
+	}
+	old.flightLost = ev == EventUploadRecovered
+	return nil
+}
 
 type scanner interface{ Scan(dest ...any) error }
 
