@@ -50,8 +50,12 @@ type Enrollment struct {
 	IoTHubs                    []string           `json:"iotHubs,omitempty"`
 	CustomAllocationDefinition *CustomAllocation  `json:"customAllocationDefinition,omitempty"`
 	OptionalDeviceInformation  map[string]any     `json:"optionalDeviceInformation,omitempty"`
-	CreatedDateTimeUTC         *time.Time         `json:"createdDateTimeUtc,omitempty"`     // read-only
-	LastUpdatedDateTimeUTC     *time.Time         `json:"lastUpdatedDateTimeUtc,omitempty"` // read-only
+	// CredentialPolicyName names the Azure Device Registry credential
+	// policy that issues the device's operational certificate
+	// (api-version 2026-04-01 and later).
+	CredentialPolicyName   string     `json:"credentialPolicyName,omitempty"`
+	CreatedDateTimeUTC     *time.Time `json:"createdDateTimeUtc,omitempty"`     // read-only
+	LastUpdatedDateTimeUTC *time.Time `json:"lastUpdatedDateTimeUtc,omitempty"` // read-only
 }
 
 // EnrollmentGroup is an enrollment group: X.509 (CA-based) or symmetric
@@ -68,8 +72,10 @@ type EnrollmentGroup struct {
 	AllocationPolicy           string             `json:"allocationPolicy,omitempty"`
 	IoTHubs                    []string           `json:"iotHubs,omitempty"`
 	CustomAllocationDefinition *CustomAllocation  `json:"customAllocationDefinition,omitempty"`
-	CreatedDateTimeUTC         *time.Time         `json:"createdDateTimeUtc,omitempty"`
-	LastUpdatedDateTimeUTC     *time.Time         `json:"lastUpdatedDateTimeUtc,omitempty"`
+	// CredentialPolicyName: as on Enrollment (api-version 2026-04-01).
+	CredentialPolicyName   string     `json:"credentialPolicyName,omitempty"`
+	CreatedDateTimeUTC     *time.Time `json:"createdDateTimeUtc,omitempty"`
+	LastUpdatedDateTimeUTC *time.Time `json:"lastUpdatedDateTimeUtc,omitempty"`
 }
 
 // Attestation is the AttestationMechanism: Type and the one matching
