@@ -8,7 +8,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -546,9 +548,14 @@ func (b *Board) fsPath(name string) (string, error) {
 	if name == "" || name[0] != '/' {
 		return "", fmt.Errorf("file name %q is not absolute", name)
 	}
-	clean := filepath.Clean(name)
+	// The board's names are slash paths on every system.
+	clean := path.Clean(name)
 	if clean != name && clean+"/" != name || clean == "/" {
 		return "", fmt.Errorf("file name %q is not clean", name)
 	}
-	return filepath.Join(b.cfg.Dir, "fs", clean), nil
+	if filepath.Separator != '/' && strings.ContainsAny(clean, `\:`) {
+		// A drive, a stream or a second separator on Windows.
+		return "", fmt.Errorf("file name %q holds a character this system's files cannot", name)
+	}
+	return filepath.Join(b.cfg.Dir, "fs", filepath.FromSlash(clean)), nil
 }
