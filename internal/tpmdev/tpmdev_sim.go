@@ -11,6 +11,9 @@ import (
 	"github.com/google/go-tpm/tpm2/transport"
 )
 
+// HasSimulator says whether this build has the TPM simulator (sim).
+const HasSimulator = true
+
 // simInUse guards the process-wide simulator, so that a second user fails
 // at once instead of blocking in simulator.Get.
 var simInUse atomic.Bool
