@@ -153,6 +153,9 @@ func (c *Client) CreateOrUpdate(ctx context.Context, e *Enrollment, ifMatch stri
 	if err := e.Validate(); err != nil {
 		return nil, err
 	}
+	if err := c.checkPolicy(e.RegistrationID, e.CredentialPolicyName); err != nil {
+		return nil, err
+	}
 	var out Enrollment
 	err := c.do(ctx, &call{method: http.MethodPut, path: "/enrollments/" + url.PathEscape(e.RegistrationID), ifMatch: ifMatch, in: e, out: &out, repeat: ifMatch == ""})
 	return &out, err
@@ -196,6 +199,9 @@ func (c *Client) Bulk(ctx context.Context, mode string, es []Enrollment) (*BulkR
 			if err := es[i].Validate(); err != nil {
 				return nil, err
 			}
+			if err := c.checkPolicy(es[i].RegistrationID, es[i].CredentialPolicyName); err != nil {
+				return nil, err
+			}
 		}
 	}
 	var out BulkResult
@@ -227,6 +233,9 @@ func (c *Client) Enrollments(ctx context.Context, pageSize int) iter.Seq2[*Enrol
 // CreateOrUpdateGroup puts an enrollment group.
 func (c *Client) CreateOrUpdateGroup(ctx context.Context, g *EnrollmentGroup, ifMatch string) (*EnrollmentGroup, error) {
 	if err := g.Validate(); err != nil {
+		return nil, err
+	}
+	if err := c.checkPolicy(g.EnrollmentGroupID, g.CredentialPolicyName); err != nil {
 		return nil, err
 	}
 	var out EnrollmentGroup
@@ -266,6 +275,80 @@ func (c *Client) Groups(ctx context.Context, pageSize int) iter.Seq2[*Enrollment
 	return all(ctx, func(cont string) (*Page[EnrollmentGroup], error) {
 		return c.QueryGroups(ctx, "SELECT * FROM enrollmentGroups", pageSize, cont)
 	})
+}
+
+// BulkGroups runs one bulk operation of 1 to MaxBulk enrollment groups
+// (POST /enrollmentGroups, EnrollmentGroup_RunBulkOperation). Failures of
+// single groups come back in the result, not as an error. Like Bulk, it
+// is sent once.
+func (c *Client) BulkGroups(ctx context.Context, mode string, gs []EnrollmentGroup) (*BulkGroupResult, error) {
+	switch mode {
+	case ModeCreate, ModeUpdate, ModeUpdateIfMatchETag, ModeDelete:
+	default:
+		return nil, fmt.Errorf("%w: bulk mode %q: want create, update, updateIfMatchETag or delete", ErrInvalid, mode)
+	}
+	if len(gs) == 0 || len(gs) > MaxBulk {
+		return nil, fmt.Errorf("%w: a bulk operation takes 1 to %d enrollment groups, not %d", ErrInvalid, MaxBulk, len(gs))
+	}
+	if mode != ModeDelete {
+		for i := range gs {
+			if err := gs[i].Validate(); err != nil {
+				return nil, err
+			}
+			if err := c.checkPolicy(gs[i].EnrollmentGroupID, gs[i].CredentialPolicyName); err != nil {
+				return nil, err
+			}
+		}
+	}
+	var out BulkGroupResult
+	err := c.do(ctx, &call{method: http.MethodPost, path: "/enrollmentGroups", in: BulkGroupOperation{Mode: mode, EnrollmentGroups: gs}, out: &out})
+	return &out, err
+}
+
+// GetRegistrationState returns the registration state of the device
+// registrationID (GET /registrations/{id}, DeviceRegistrationState_Get);
+// ErrNotFound when no device registered with that ID.
+func (c *Client) GetRegistrationState(ctx context.Context, registrationID string) (*RegistrationState, error) {
+	var out RegistrationState
+	err := c.do(ctx, &call{method: http.MethodGet, path: "/registrations/" + url.PathEscape(registrationID), out: &out, repeat: true})
+	return &out, err
+}
+
+// DeleteRegistrationState deletes a device's registration state
+// (DELETE /registrations/{id}, DeviceRegistrationState_Delete): the device
+// registers from the start next time. ifMatch, when not empty, is the
+// etag the state must still have (ErrPrecondition otherwise), as
+// GetRegistrationState gave it; ErrNotFound when there is none.
+func (c *Client) DeleteRegistrationState(ctx context.Context, registrationID, ifMatch string) error {
+	return c.do(ctx, &call{method: http.MethodDelete, path: "/registrations/" + url.PathEscape(registrationID), ifMatch: ifMatch, repeat: ifMatch == ""})
+}
+
+// QueryRegistrationStates runs one page of the registration states of
+// the devices that registered through enrollment group groupID
+// (POST /registrations/{id}/query, DeviceRegistrationState_Query),
+// starting at continuation (empty for the first page).
+func (c *Client) QueryRegistrationStates(ctx context.Context, groupID string, pageSize int, continuation string) (*Page[RegistrationState], error) {
+	return queryPage[RegistrationState](ctx, c, "/registrations/"+url.PathEscape(groupID)+"/query", "*", pageSize, continuation)
+}
+
+// RegistrationStates yields the registration state of every device that
+// registered through enrollment group groupID, following continuations.
+func (c *Client) RegistrationStates(ctx context.Context, groupID string, pageSize int) iter.Seq2[*RegistrationState, error] {
+	return all(ctx, func(cont string) (*Page[RegistrationState], error) {
+		return c.QueryRegistrationStates(ctx, groupID, pageSize, cont)
+	})
+}
+
+// APIVersion is the service API version the client sends.
+func (c *Client) APIVersion() string { return c.cfg.APIVersion }
+
+// checkPolicy refuses a credential policy the client's API version
+// cannot carry: the service would drop it without a word.
+func (c *Client) checkPolicy(id, policy string) error {
+	if policy != "" && !SupportsCredentialPolicy(c.cfg.APIVersion) {
+		return fmt.Errorf("%w: %s: credentialPolicyName needs api-version %s or later; the client sends %s", ErrInvalid, id, APIVersion2026, c.cfg.APIVersion)
+	}
+	return nil
 }
 
 func queryPage[T any](ctx context.Context, c *Client, path, query string, pageSize int, continuation string) (*Page[T], error) {

@@ -359,7 +359,7 @@ func checkRegistrationID(id, typ string) error {
 	if typ == AttestationX509 {
 		max = regid.MaxLenX509
 	}
-	err := regid.Check(id, max)
+	err := CheckID(id, max)
 	if err != nil && typ == AttestationX509 && len(id) > max {
 		err = fmt.Errorf("%w (an X.509 registration ID is the certificate's CN)", err)
 	}

@@ -283,8 +283,8 @@ func TestReadFileErrors(t *testing.T) {
 		{"errors on several rows are all reported", "many.csv", hdr + "board-1,tpm,,,\nboard-2,tpm," + testEK + ",,\nboard 3,tpm," + testEK + ",,\n",
 			[]wantErr{{2, "endorsementKey", "missing"}, {4, "registrationId", "character"}}},
 
-		{"unknown JSON field", "u.json", `[{"registrationId":"board-1","attestation":{"type":"tpm","tpm":{"endorsementKey":"` + testEK + `"}},"credentialPolicyName":"p1"}]`,
-			[]wantErr{{1, "credentialPolicyName", "unknown field"}}},
+		{"unknown JSON field", "u.json", `[{"registrationId":"board-1","attestation":{"type":"tpm","tpm":{"endorsementKey":"` + testEK + `"}},"credentialPolicy":"p1"}]`,
+			[]wantErr{{1, "credentialPolicy", "unknown field"}}},
 		{"unknown nested JSON field", "u.json", `[{"registrationId":"board-1","attestation":{"type":"tpm","tpm":{"endorsementKey":"` + testEK + `","ekCert":"x"}}}]`,
 			[]wantErr{{1, "ekCert", "unknown field"}}},
 		{"JSON object, not an array", "o.json", `{"registrationId":"board-1"}`,

@@ -5,8 +5,26 @@ import (
 	"time"
 )
 
-// APIVersion is the service API version the client sends.
-const APIVersion = "2021-10-01"
+// Service API versions (service.json under stable/ in
+// Azure/azure-rest-api-specs, deviceprovisioningservices/data-plane).
+// 2026-04-01 adds credentialPolicyName to individual enrollments and
+// enrollment groups and is otherwise 2021-10-01.
+const (
+	APIVersion2021 = "2021-10-01"
+	APIVersion2026 = "2026-04-01"
+)
+
+// APIVersion is the service API version the client sends unless
+// Config.APIVersion says otherwise: the newest stable one.
+const APIVersion = APIVersion2026
+
+// SupportsCredentialPolicy reports whether the service API version
+// apiVersion knows an enrollment's credentialPolicyName: 2026-04-01 and
+// later. An older version's answers carry none, and a value sent under
+// one is not stored.
+func SupportsCredentialPolicy(apiVersion string) bool {
+	return apiVersion >= APIVersion2026
+}
 
 // MaxBulk is the most enrollments one bulk operation may carry
 // (service.json: "Bulk device enrollment operation with maximum of 10
@@ -214,6 +232,30 @@ func (e BulkError) Status() int {
 	}
 	return c
 }
+
+// BulkGroupOperation is the body of POST /enrollmentGroups.
+type BulkGroupOperation struct {
+	Mode             string            `json:"mode"`
+	EnrollmentGroups []EnrollmentGroup `json:"enrollmentGroups"`
+}
+
+// BulkGroupResult is the answer to a bulk operation on enrollment
+// groups (BulkEnrollmentGroupOperationResult).
+type BulkGroupResult struct {
+	IsSuccessful bool             `json:"isSuccessful"`
+	Errors       []BulkGroupError `json:"errors,omitempty"`
+}
+
+// BulkGroupError is one group's outcome in a BulkGroupResult
+// (BulkEnrollmentGroupOperationError).
+type BulkGroupError struct {
+	EnrollmentGroupID string `json:"enrollmentGroupId"`
+	ErrorCode         int    `json:"errorCode"`
+	ErrorStatus       string `json:"errorStatus"`
+}
+
+// Failed reports whether the group's item failed.
+func (e BulkGroupError) Failed() bool { return e.ErrorCode >= 300 || e.ErrorCode < 100 }
 
 // QuerySpecification is the body of a query.
 type QuerySpecification struct {

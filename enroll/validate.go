@@ -10,17 +10,56 @@ import (
 	"zerotouch/internal/regid"
 )
 
+// Allocation policies (service.json AllocationPolicy), spelled as the
+// specification spells them: DPS takes no other case.
+const (
+	AllocationHashed     = "hashed"
+	AllocationGeoLatency = "geoLatency"
+	AllocationStatic     = "static"
+	AllocationCustom     = "custom"
+)
+
+// Provisioning statuses (service.json ProvisioningStatus).
+const (
+	StatusEnabled  = "enabled"
+	StatusDisabled = "disabled"
+)
+
+// CheckID reports whether id can be a registration ID or an enrollment
+// group ID, at most max characters long. The specification (service.json,
+// IndividualEnrollment.registrationId): "A case-insensitive string (up to
+// 128 characters long) of alphanumeric characters plus certain special
+// characters : . _ -. No special characters allowed at start or end."
+// Errors wrap regid.ErrInvalid and say which character is at fault.
+func CheckID(id string, max int) error {
+	if err := regid.Check(id, max); err != nil {
+		return err
+	}
+	if c := id[0]; !alnum(c) {
+		return fmt.Errorf("%w %q: it starts with %q; it must start and end with a letter or a digit", regid.ErrInvalid, id, c)
+	}
+	if c := id[len(id)-1]; !alnum(c) {
+		return fmt.Errorf("%w %q: it ends with %q; it must start and end with a letter or a digit", regid.ErrInvalid, id, c)
+	}
+	return nil
+}
+
+func alnum(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}
+
 // Validate checks an individual enrollment before it is sent: a valid
-// registration ID (at most 64 characters for X.509, whose CN it is), an
-// attestation of a known type with what that type needs, and a known
-// provisioning status. Errors wrap ErrInvalid and name the registration ID
-// and the field.
+// registration ID (CheckID; at most 64 characters for X.509, whose CN it
+// is), an attestation of a known type with what that type needs, and the
+// provisioning status and allocation policy as the specification spells
+// them (a custom policy with its webhook). Errors wrap ErrInvalid and name
+// the registration ID and the field.
 func (e *Enrollment) Validate() error {
 	max := regid.MaxLen
 	if e.Attestation.Type == AttestationX509 {
 		max = regid.MaxLenX509
 	}
-	if err := regid.Check(e.RegistrationID, max); err != nil {
+	if err := CheckID(e.RegistrationID, max); err != nil {
 		return fmt.Errorf("%w: registrationId: %w", ErrInvalid, err)
 	}
 	if err := e.Attestation.validate(false); err != nil {
@@ -29,13 +68,17 @@ func (e *Enrollment) Validate() error {
 	if err := validStatus(e.ProvisioningStatus); err != nil {
 		return fmt.Errorf("%w: enrollment %s: %v", ErrInvalid, e.RegistrationID, err)
 	}
+	if err := validAllocation(e.AllocationPolicy, e.CustomAllocationDefinition); err != nil {
+		return fmt.Errorf("%w: enrollment %s: %v", ErrInvalid, e.RegistrationID, err)
+	}
 	return nil
 }
 
-// Validate checks an enrollment group: a valid ID and an X.509 or
-// symmetric-key attestation (DPS has no TPM groups).
+// Validate checks an enrollment group as Enrollment.Validate does an
+// enrollment; its attestation is X.509, symmetric key or none (DPS has no
+// TPM groups).
 func (g *EnrollmentGroup) Validate() error {
-	if err := regid.Check(g.EnrollmentGroupID, regid.MaxLen); err != nil {
+	if err := CheckID(g.EnrollmentGroupID, regid.MaxLen); err != nil {
 		return fmt.Errorf("%w: enrollmentGroupId: %w", ErrInvalid, err)
 	}
 	if err := g.Attestation.validate(true); err != nil {
@@ -44,15 +87,42 @@ func (g *EnrollmentGroup) Validate() error {
 	if err := validStatus(g.ProvisioningStatus); err != nil {
 		return fmt.Errorf("%w: enrollment group %s: %v", ErrInvalid, g.EnrollmentGroupID, err)
 	}
+	if err := validAllocation(g.AllocationPolicy, g.CustomAllocationDefinition); err != nil {
+		return fmt.Errorf("%w: enrollment group %s: %v", ErrInvalid, g.EnrollmentGroupID, err)
+	}
 	return nil
 }
 
 func validStatus(s string) error {
 	switch s {
-	case "", "enabled", "disabled":
+	case "", StatusEnabled, StatusDisabled:
 		return nil
 	}
-	return fmt.Errorf("provisioningStatus %q: want enabled or disabled", s)
+	return fmt.Errorf("provisioningStatus %q: want %s or %s, in lower case", s, StatusEnabled, StatusDisabled)
+}
+
+// validAllocation checks the allocation policy against the enum of
+// service.json (its case included) and a custom allocation definition
+// for what the specification requires of it: webhookUrl and apiVersion;
+// a custom policy needs one.
+func validAllocation(policy string, custom *CustomAllocation) error {
+	switch policy {
+	case "", AllocationHashed, AllocationGeoLatency, AllocationStatic, AllocationCustom:
+	default:
+		return fmt.Errorf("allocationPolicy %q: want %s, %s, %s or %s, spelled so", policy, AllocationHashed, AllocationGeoLatency, AllocationStatic, AllocationCustom)
+	}
+	if policy == AllocationCustom && custom == nil {
+		return fmt.Errorf("allocationPolicy custom needs customAllocationDefinition (webhookUrl and apiVersion)")
+	}
+	if custom != nil {
+		if custom.WebhookURL == "" {
+			return fmt.Errorf("customAllocationDefinition.webhookUrl is missing")
+		}
+		if custom.APIVersion == "" {
+			return fmt.Errorf("customAllocationDefinition.apiVersion is missing")
+		}
+	}
+	return nil
 }
 
 func (a *Attestation) validate(group bool) error {
@@ -107,10 +177,13 @@ func (a *Attestation) validate(group bool) error {
 				}
 			}
 		}
+	case AttestationNone:
+		// The specification's AttestationType has "none": an enrollment
+		// no device can attest against until its attestation is set.
 	case "":
-		return fmt.Errorf("attestation type is missing (tpm, x509 or symmetricKey)")
+		return fmt.Errorf("attestation type is missing (tpm, x509, symmetricKey or none)")
 	default:
-		return fmt.Errorf("attestation type %q: want tpm, x509 or symmetricKey", a.Type)
+		return fmt.Errorf("attestation type %q: want tpm, x509, symmetricKey or none", a.Type)
 	}
 	return nil
 }

@@ -14,9 +14,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"mime"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -54,6 +56,7 @@ type fields struct {
 	status            *string
 	reprovision       **enroll.ReprovisionPolicy
 	allocation        *string
+	policy            *string // credentialPolicyName (api-version 2026-04-01)
 	created, updated  **time.Time
 	registrationState **enroll.RegistrationState // nil for groups
 }
@@ -69,7 +72,7 @@ var enrollmentKind = &kind[enroll.Enrollment]{
 	notFound:  enroll.CodeNotFound,
 	fields: func(v *enroll.Enrollment) fields {
 		return fields{&v.RegistrationID, &v.Attestation, &v.Capabilities, &v.ETag, &v.ProvisioningStatus,
-			&v.ReprovisionPolicy, &v.AllocationPolicy, &v.CreatedDateTimeUTC, &v.LastUpdatedDateTimeUTC, &v.RegistrationState}
+			&v.ReprovisionPolicy, &v.AllocationPolicy, &v.CredentialPolicyName, &v.CreatedDateTimeUTC, &v.LastUpdatedDateTimeUTC, &v.RegistrationState}
 	},
 	validate: func(v *enroll.Enrollment) error { return v.Validate() },
 	bulkError: func(id string, code int, status string) any {
@@ -103,7 +106,7 @@ var groupKind = &kind[enroll.EnrollmentGroup]{
 	fields: func(v *enroll.EnrollmentGroup) fields {
 		return fields{id: &v.EnrollmentGroupID, attestation: &v.Attestation, capabilities: &v.Capabilities, etag: &v.ETag,
 			status: &v.ProvisioningStatus, reprovision: &v.ReprovisionPolicy, allocation: &v.AllocationPolicy,
-			created: &v.CreatedDateTimeUTC, updated: &v.LastUpdatedDateTimeUTC}
+			policy: &v.CredentialPolicyName, created: &v.CreatedDateTimeUTC, updated: &v.LastUpdatedDateTimeUTC}
 	},
 	validate: func(v *enroll.EnrollmentGroup) error { return v.Validate() },
 	bulkError: func(id string, code int, status string) any {
@@ -130,7 +133,7 @@ func (k *kind[T]) check(v *T) *apiError {
 }
 
 func checkPathID(noun, id string) *apiError {
-	if err := regid.Check(id, regid.MaxLen); err != nil {
+	if err := enroll.CheckID(id, regid.MaxLen); err != nil {
 		return badRequest(enroll.CodeRegistrationID, "%s ID in the path: %v", noun, err)
 	}
 	return nil
@@ -138,12 +141,24 @@ func checkPathID(noun, id string) *apiError {
 
 // store fills what the service sets in v (etag, timestamps, defaults,
 // certificate info, symmetric keys) and writes it, creating the record
-// (old == nil) or replacing old. It returns the body as stored.
-func store[T any](ctx context.Context, tx *sql.Tx, k *kind[T], v *T, old *row, now time.Time) ([]byte, error) {
+// (old == nil) or replacing old. A request under an api-version that
+// knows no credentialPolicyName (ver) neither sets nor clears it: old's
+// is kept. It returns the body as stored.
+func store[T any](ctx context.Context, tx *sql.Tx, k *kind[T], v *T, old *row, now time.Time, ver string) ([]byte, error) {
 	f := k.fields(v)
 	created := now.UTC()
 	if old != nil {
 		created = old.created.UTC()
+	}
+	if !enroll.SupportsCredentialPolicy(ver) {
+		*f.policy = ""
+		if old != nil {
+			var o T
+			if err := json.Unmarshal(old.body, &o); err != nil {
+				return nil, fmt.Errorf("decode stored %s %s: %w", k.noun, *f.id, err)
+			}
+			*f.policy = *k.fields(&o).policy
+		}
 	}
 	updated := now.UTC()
 	*f.etag = `"` + newUUID() + `"`
@@ -152,7 +167,7 @@ func store[T any](ctx context.Context, tx *sql.Tx, k *kind[T], v *T, old *row, n
 		*f.registrationState = nil // read-only: kept apart, with the registration
 	}
 	if *f.status == "" {
-		*f.status = "enabled"
+		*f.status = enroll.StatusEnabled
 	}
 	if *f.capabilities == nil {
 		*f.capabilities = &enroll.Capabilities{IoTEdge: false}
@@ -161,7 +176,7 @@ func store[T any](ctx context.Context, tx *sql.Tx, k *kind[T], v *T, old *row, n
 		*f.reprovision = &enroll.ReprovisionPolicy{UpdateHubAssignment: true, MigrateDeviceData: true}
 	}
 	if *f.allocation == "" {
-		*f.allocation = "hashed"
+		*f.allocation = enroll.AllocationHashed
 	}
 	if err := fillAttestation(f.attestation); err != nil {
 		return nil, fmt.Errorf("%s %s: %w", k.noun, *f.id, err)
@@ -225,6 +240,43 @@ func certInfo(c *x509.Certificate) *enroll.X509Info {
 		NotAfterUTC:      c.NotAfter.UTC(),
 		SerialNumber:     fmt.Sprintf("%X", c.SerialNumber),
 		Version:          c.Version,
+	}
+}
+
+// answer is a stored body as a request under api-version ver sees it:
+// without credentialPolicyName unless ver knows it.
+func (k *kind[T]) answer(body []byte, ver string) ([]byte, error) {
+	if enroll.SupportsCredentialPolicy(ver) || !bytes.Contains(body, []byte(`"credentialPolicyName"`)) {
+		return body, nil
+	}
+	var v T
+	if err := json.Unmarshal(body, &v); err != nil {
+		return nil, fmt.Errorf("decode stored %s: %w", k.noun, err)
+	}
+	*k.fields(&v).policy = ""
+	return json.Marshal(&v)
+}
+
+// apiVersion is the request's api-version, checked by checkAPIVersion.
+func apiVersion(r *http.Request) string { return r.URL.Query().Get("api-version") }
+
+// reprovisionDefaults gives a reprovisionPolicy the defaults of the
+// specification (ReprovisionPolicy: updateHubAssignment and
+// migrateDeviceData, each "default": true) for what raw, the item as
+// sent, leaves out: {} is both true, where decoding alone makes both
+// false. An absent or null policy is left to store.
+func reprovisionDefaults(raw []byte, p **enroll.ReprovisionPolicy) {
+	var item struct {
+		Policy map[string]json.RawMessage `json:"reprovisionPolicy"`
+	}
+	if json.Unmarshal(raw, &item) != nil || item.Policy == nil || *p == nil {
+		return
+	}
+	if _, ok := item.Policy["updateHubAssignment"]; !ok {
+		(*p).UpdateHubAssignment = true
+	}
+	if _, ok := item.Policy["migrateDeviceData"]; !ok {
+		(*p).MigrateDeviceData = true
 	}
 }
 
@@ -312,6 +364,7 @@ func putOne[T any](k *kind[T]) handler {
 		if a := decode(b, &v); a != nil {
 			return a
 		}
+		reprovisionDefaults(b, k.fields(&v).reprovision)
 		if got := *k.fields(&v).id; !strings.EqualFold(got, id) {
 			return badRequest(enroll.CodeRegistrationID, "%s %q in the body is not %q, the ID in the path", k.idField, got, id)
 		}
@@ -334,11 +387,15 @@ func putOne[T any](k *kind[T]) handler {
 					return precondition("If-Match %s does not match the etag of %s %q, %s", ifMatch, k.noun, id, old.etag)
 				}
 			}
-			out, err = store(ctx, tx, k, &v, old, e.now())
+			out, err = store(ctx, tx, k, &v, old, e.now(), apiVersion(r))
 			return err
 		})
 		if a := txError(err, "write "+k.noun+" "+id); a != nil {
 			return a
+		}
+		out, err = k.answer(out, apiVersion(r))
+		if err != nil {
+			return internalError("answer "+k.noun+" "+id, err)
 		}
 		writeRaw(w, http.StatusOK, out)
 		return nil
@@ -372,7 +429,10 @@ func getOne[T any](k *kind[T]) handler {
 		if a != nil {
 			return a
 		}
-		body := old.body
+		body, err := k.answer(old.body, apiVersion(r))
+		if err != nil {
+			return internalError("read "+k.noun+" "+id, err)
+		}
 		if k.decorate != nil {
 			b, err := k.decorate(r.Context(), e, id, body)
 			if err != nil {
@@ -493,9 +553,10 @@ func bulk[T any](k *kind[T]) handler {
 				it.code, it.status = enroll.CodeBadBody, fmt.Sprintf("item %d is not valid: %v", i+1, err)
 				continue
 			}
+			reprovisionDefaults(raw, k.fields(&v).reprovision)
 			it.v, it.id = &v, *k.fields(&v).id
 			if mode == enroll.ModeDelete {
-				if err := regid.Check(it.id, regid.MaxLen); err != nil {
+				if err := enroll.CheckID(it.id, regid.MaxLen); err != nil {
 					it.code, it.status = enroll.CodeRegistrationID, fmt.Sprintf("%s: %v", k.idField, err)
 					continue
 				}
@@ -548,7 +609,7 @@ func bulk[T any](k *kind[T]) handler {
 						return err
 					}
 				default:
-					if _, err := store(ctx, tx, k, it.v, old, now); err != nil {
+					if _, err := store(ctx, tx, k, it.v, old, now, apiVersion(r)); err != nil {
 						return err
 					}
 				}
@@ -572,27 +633,37 @@ func bulk[T any](k *kind[T]) handler {
 	}
 }
 
-// normalizeQuery lower-cases q and reduces its white space to single
-// spaces, with "*" a word of its own.
-func normalizeQuery(q string) string {
-	return strings.Join(strings.Fields(strings.ReplaceAll(strings.ToLower(q), "*", " * ")), " ")
+// queryWords reduces a query to its words, lower-cased, with "*" a word
+// of its own: for the log.
+func queryWords(q string) []string {
+	return strings.Fields(strings.ReplaceAll(strings.ToLower(q), "*", " * "))
 }
 
-// query answers the one query DPS clients use, SELECT * FROM enrollments
-// (or enrollmentGroups), a page at a time in insertion order: items added
-// while paging come after the others, so none is skipped or repeated.
+// query answers an enrollment (or group) query a page at a time, in
+// insertion order: items added while paging come after the others, so
+// none is skipped or repeated. The body must be a QuerySpecification
+// with its required query, a string; DPS does not interpret it (see the
+// package comment), and neither does the emulator: every record of the
+// kind is answered, whatever the query selects or filters.
 func query[T any](k *kind[T]) handler {
 	return func(e *Emulator, w http.ResponseWriter, r *http.Request, _ string) *apiError {
 		b, a := e.readBody(w, r, false)
 		if a != nil {
 			return a
 		}
-		var q enroll.QuerySpecification
+		var q struct {
+			Query *string `json:"query"`
+		}
 		if a := decode(b, &q); a != nil {
 			return a
 		}
-		if want := "select * from " + k.from; normalizeQuery(q.Query) != want {
-			return badRequest(enroll.CodeBadQuery, "query %q is not supported: the emulator answers only %q", q.Query, "SELECT * FROM "+k.listField)
+		if q.Query == nil {
+			return badRequest(enroll.CodeBadQuery, `the query specification has no "query": send {"query": "SELECT * FROM %s"}`, k.listField)
+		}
+		if ws := queryWords(*q.Query); !slices.Equal(ws, []string{"*"}) && !slices.Equal(ws, []string{"select", "*"}) &&
+			!slices.Equal(ws, []string{"select", "*", "from", k.from}) {
+			e.log.LogAttrs(r.Context(), slog.LevelDebug, "DPS emulator query answered with every record, as DPS answers it: its selection and filter are not applied",
+				slog.String(keyPath, r.URL.Path), slog.String("query", *q.Query))
 		}
 		n := DefaultPageSize
 		if h := strings.TrimSpace(r.Header.Get("x-ms-max-item-count")); h != "" {
@@ -623,11 +694,16 @@ func query[T any](k *kind[T]) handler {
 		}
 		var out bytes.Buffer
 		out.WriteByte('[')
+		ver := apiVersion(r)
 		for i, row := range rows {
 			if i > 0 {
 				out.WriteByte(',')
 			}
-			out.Write(row.body)
+			body, err := k.answer(row.body, ver)
+			if err != nil {
+				return internalError("query "+k.listField, err)
+			}
+			out.Write(body)
 		}
 		out.WriteByte(']')
 		h := w.Header()
