@@ -38,6 +38,7 @@ type attestation struct {
 	mechanism  string                  // enroll.Attestation*
 	enrollment *enroll.Enrollment      // the individual enrollment, or nil
 	group      *enroll.EnrollmentGroup // the group, or nil
+	leaf       *x509.Certificate       // X.509: the client certificate the device presented
 	signer     *x509.Certificate       // X.509 group: the signing certificate the chain verified to
 	tpm        *tpmKey                 // TPM: the EK and SRK the device proved it holds
 	challenge  bool                    // TPM: no Authorization; the challenge is answered once the body is read
@@ -62,9 +63,10 @@ func (a *attestation) policy() policy {
 }
 
 // fill adds the attestation's part of a DeviceRegistrationResult: the
-// TPM's device key blob, the X.509 group and signing certificate, or the
-// symmetric-key group. An individual symmetric-key registration has none,
-// as in DPS's documented answer; an individual X.509 one has "x509":{}.
+// TPM's device key blob; the X.509 client certificate's info, and the
+// group and its signing certificate's; or the symmetric-key group. An
+// individual symmetric-key registration has none, as in DPS's documented
+// answer.
 func (a *attestation) fill(res *registrationResult, tpmBlob string) {
 	switch a.mechanism {
 	case enroll.AttestationTPM:
@@ -73,6 +75,9 @@ func (a *attestation) fill(res *registrationResult, tpmBlob string) {
 		}
 	case enroll.AttestationX509:
 		res.X509 = &x509Result{}
+		if a.leaf != nil {
+			res.X509.CertificateInfo = certInfo(a.leaf)
+		}
 		if a.group != nil {
 			res.X509.EnrollmentGroupID = a.group.EnrollmentGroupID
 			res.X509.SigningCertificateInfo = certInfo(a.signer)
@@ -141,6 +146,7 @@ func (e *Emulator) attest(ctx context.Context, r *http.Request, regID string, op
 			if !matchesClientCertificate(leaf, en.Attestation.X509) {
 				return nil, deviceUnauthorized("certificate", "the client certificate (SHA-256 %s) is not the enrollment's primary or secondary certificate", thumbprint(leaf))
 			}
+			att.leaf = leaf
 			return att, nil
 		}
 		return nil, deviceUnauthorized("attestation", "enrollment %q has attestation %q, which devices cannot register with", regID, en.Attestation.Type)
@@ -198,7 +204,7 @@ func (e *Emulator) attest(ctx context.Context, r *http.Request, regID string, op
 		}
 		for _, g := range x509Groups {
 			if signer := verifiesTo(leaf, g.Attestation.X509, opts); signer != nil {
-				return &attestation{mechanism: enroll.AttestationX509, group: g, signer: signer}, nil
+				return &attestation{mechanism: enroll.AttestationX509, group: g, leaf: leaf, signer: signer}, nil
 			}
 		}
 		return nil, deviceUnauthorized("chain", "the client certificate's chain (issuer %q) does not verify to any X.509 enrollment group's signing certificate", leaf.Issuer.String())

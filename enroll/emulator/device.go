@@ -1,7 +1,9 @@
 package emulator
 
 import (
+	"bytes"
 	"crypto/rand"
+	"crypto/x509"
 	"database/sql"
 	"encoding/base64"
 	"encoding/json"
@@ -86,12 +88,15 @@ func matchDevice(method, escapedPath string) (deviceRoute, bool, *apiError) {
 	return dr, true, nil
 }
 
-// deviceRegistration is the body of a register request
-// (DeviceRegistration in device.json).
+// deviceRegistration is the body of a register request, and of a status
+// lookup (DeviceRegistration in device.json).
 type deviceRegistration struct {
 	RegistrationID string          `json:"registrationId"`
 	TPM            *tpmAttestation `json:"tpm,omitempty"`
+	CSR            *string         `json:"csr,omitempty"` // api-version 2025-07-01-preview on
 	Payload        json.RawMessage `json:"payload,omitempty"`
+
+	csr *x509.CertificateRequest // CSR, checked
 }
 
 // tpmAttestation is what a TPM device sends: its EK and SRK, base64
@@ -101,18 +106,22 @@ type tpmAttestation struct {
 	StorageRootKey string `json:"storageRootKey"`
 }
 
-// decodeRegistration reads a register request's body: a JSON object
-// whose registrationId is the path's (compared case-insensitively) and
-// whose TPM keys, if any, are base64.
-func decodeRegistration(b []byte, regID string) (*deviceRegistration, *apiError) {
+// decodeRegistration reads the body of a register request (op
+// opRegister) or of a status lookup: a JSON object (a lookup's may be
+// empty) whose registrationId, when present, is the path's (compared
+// case-insensitively; device.json requires none), whose TPM keys, if
+// any, are base64, and whose csr, if any, comes in a register request of
+// an api-version that has it and is one package ca would sign. A csr
+// elsewhere is 400, as device.json says of the status lookup.
+func decodeRegistration(b []byte, regID string, op deviceOp, apiVersion string) (*deviceRegistration, *apiError) {
 	var reg deviceRegistration
+	if op != opRegister && len(bytes.TrimSpace(b)) == 0 {
+		return &reg, nil
+	}
 	if a := decode(b, &reg); a != nil {
 		return nil, a
 	}
-	switch {
-	case reg.RegistrationID == "":
-		return nil, badRequest(enroll.CodeRegistrationID, "registrationId is missing from the body: send {\"registrationId\":%q}", regID)
-	case !strings.EqualFold(reg.RegistrationID, regID):
+	if reg.RegistrationID != "" && !strings.EqualFold(reg.RegistrationID, regID) {
 		return nil, badRequest(enroll.CodeRegistrationID, "registrationId %q in the body is not %q, the ID in the path", reg.RegistrationID, regID)
 	}
 	if t := reg.TPM; t != nil {
@@ -124,6 +133,19 @@ func decodeRegistration(b []byte, regID string) (*deviceRegistration, *apiError)
 				return nil, badRequest(enroll.CodeBadBody, "tpm.%s is not base64", f.name)
 			}
 		}
+	}
+	if reg.CSR != nil {
+		switch {
+		case op != opRegister:
+			return nil, badRequest(enroll.CodeBadBody, "csr is not allowed in a registration status lookup: send it in the register request (PUT .../register, api-version %s)", csrAPIVersion)
+		case !issuesCertificates(apiVersion):
+			return nil, badRequest(enroll.CodeBadBody, "csr is not part of api-version %s: send api-version %s to have a certificate issued", apiVersion, csrAPIVersion)
+		}
+		csr, a := parseDeviceCSR(*reg.CSR, regID)
+		if a != nil {
+			return nil, a
+		}
+		reg.csr = csr
 	}
 	return &reg, nil
 }
@@ -162,13 +184,23 @@ func (e *Emulator) prepareDevice(w http.ResponseWriter, r *http.Request, dr devi
 		return nil, a
 	}
 	var reg *deviceRegistration
-	if dr.op == opRegister {
-		if reg, a = decodeRegistration(b, dr.regID); a != nil {
+	if dr.op != opOperation {
+		if reg, a = decodeRegistration(b, dr.regID, dr.op, r.URL.Query().Get("api-version")); a != nil {
 			return nil, a
 		}
 	}
-	if att, a = e.attestBody(r.Context(), dr.regID, att, reg); a != nil {
+	var tpmReg *deviceRegistration
+	if dr.op == opRegister {
+		tpmReg = reg
+	}
+	if att, a = e.attestBody(r.Context(), dr.regID, att, tpmReg); a != nil {
 		return nil, e.countRefusal(a)
+	}
+	var policyName string
+	if reg != nil && reg.csr != nil {
+		if policyName, a = att.credentialPolicy(dr.regID); a != nil {
+			return nil, a
+		}
 	}
 
 	now := e.now()
@@ -192,7 +224,7 @@ func (e *Emulator) prepareDevice(w http.ResponseWriter, r *http.Request, dr devi
 	}
 	switch dr.op {
 	case opRegister:
-		return func(w http.ResponseWriter) *apiError { return e.register(w, r, dr, att) }, nil
+		return func(w http.ResponseWriter) *apiError { return e.register(w, r, dr, att, reg.csr, policyName) }, nil
 	case opOperation:
 		e.polls.Add(1)
 		return func(w http.ResponseWriter) *apiError { return e.poll(w, r, dr) }, nil
@@ -253,8 +285,12 @@ func retryAfter(d time.Duration) int {
 // decided and stored now, the registration and its operation with it,
 // and is answered from AssignDelay on; until then the operation is
 // assigning. The answer is 202 with the operation ID, Retry-After and a
-// Location to poll.
-func (e *Emulator) register(w http.ResponseWriter, r *http.Request, dr deviceRoute, att *attestation) *apiError {
+// Location to poll. A csr (nil when none was sent) is signed under the
+// credential policy policyName; the chain is part of the operation's
+// outcome when the device is assigned, and of nothing else: device.json
+// leaves it out of the status lookup, and the service API has no place
+// for it.
+func (e *Emulator) register(w http.ResponseWriter, r *http.Request, dr deviceRoute, att *attestation, csr *x509.CertificateRequest, policyName string) *apiError {
 	ctx := r.Context()
 	now := e.now()
 	ready := now.Add(e.assignDelay)
@@ -275,6 +311,16 @@ func (e *Emulator) register(w http.ResponseWriter, r *http.Request, dr deviceRou
 			return internalError("seal the TPM device key", err)
 		}
 		tpmBlob = base64.StdEncoding.EncodeToString(blob)
+	}
+	var issued []string
+	if csr != nil && p.status != "disabled" {
+		chain, err := e.issue(ctx, policyName, csr, dr.regID)
+		if err != nil {
+			return internalError("issue the certificate of "+dr.regID, err)
+		}
+		for _, c := range chain {
+			issued = append(issued, base64.StdEncoding.EncodeToString(c.Raw))
+		}
 	}
 
 	err := e.inTx(ctx, func(tx *sql.Tx) error {
@@ -313,7 +359,11 @@ func (e *Emulator) register(w http.ResponseWriter, r *http.Request, dr deviceRou
 		if err := putRegistration(ctx, tx, old, row); err != nil {
 			return err
 		}
-		opBody, err := json.Marshal(operationStatus{OperationID: opID, Status: res.Status, RegistrationState: &res})
+		outcome := issuedResult{registrationResult: &res}
+		if res.Status == statusAssigned {
+			outcome.IssuedCertificateChain = issued
+		}
+		opBody, err := json.Marshal(issuedOperation{OperationID: opID, Status: res.Status, RegistrationState: &outcome})
 		if err != nil {
 			return fmt.Errorf("encode operation %s: %w", opID, err)
 		}
@@ -356,8 +406,59 @@ func (e *Emulator) poll(w http.ResponseWriter, r *http.Request, dr deviceRoute) 
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfter(op.ready.Sub(now))))
 		return writeJSON(w, http.StatusAccepted, operationStatus{OperationID: dr.operationID, Status: statusAssigning})
 	}
-	writeRaw(w, http.StatusOK, op.body)
+	body := op.body
+	if !issuesCertificates(r.URL.Query().Get("api-version")) {
+		b, err := withoutIssuedChain(body)
+		if err != nil {
+			return internalError("read operation "+dr.operationID, err)
+		}
+		body = b
+	}
+	writeRaw(w, http.StatusOK, body)
 	return nil
+}
+
+// issuedOperation is an operation's outcome as stored and answered: the
+// RegistrationOperationStatus whose DeviceRegistrationResult carries the
+// issued chain when there is one.
+type issuedOperation struct {
+	OperationID       string        `json:"operationId"`
+	Status            string        `json:"status"`
+	RegistrationState *issuedResult `json:"registrationState,omitempty"`
+}
+
+// issuedResult is a DeviceRegistrationResult with issuedCertificateChain
+// (base64 DER: the device certificate, the issuing CA, the root).
+type issuedResult struct {
+	*registrationResult
+	IssuedCertificateChain []string `json:"issuedCertificateChain,omitempty"`
+}
+
+// withoutIssuedChain removes registrationState.issuedCertificateChain
+// from a stored operation, for an api-version that does not have it.
+func withoutIssuedChain(body []byte) ([]byte, error) {
+	var op map[string]json.RawMessage
+	if err := json.Unmarshal(body, &op); err != nil {
+		return nil, err
+	}
+	rs, ok := op["registrationState"]
+	if !ok {
+		return body, nil
+	}
+	var state map[string]json.RawMessage
+	if err := json.Unmarshal(rs, &state); err != nil {
+		return nil, err
+	}
+	if _, ok := state["issuedCertificateChain"]; !ok {
+		return body, nil
+	}
+	delete(state, "issuedCertificateChain")
+	b, err := json.Marshal(state)
+	if err != nil {
+		return nil, err
+	}
+	op["registrationState"] = b
+	return json.Marshal(op)
 }
 
 // lookup answers the device's status lookup: its DeviceRegistrationResult

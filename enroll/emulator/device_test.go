@@ -168,13 +168,16 @@ func TestDeviceRequests(t *testing.T) {
 		{"empty body", "PUT", "req-1/register", nil, auth, 400, enroll.CodeBadBody, "empty"},
 		{"not JSON", "PUT", "req-1/register", `{"registrationId":`, auth, 400, enroll.CodeBadBody, "not valid"},
 		{"array", "PUT", "req-1/register", `["req-1"]`, auth, 400, enroll.CodeBadBody, "JSON object"},
-		{"no registrationId", "PUT", "req-1/register", `{}`, auth, 400, enroll.CodeRegistrationID, "missing"},
 		{"other registrationId", "PUT", "req-1/register", registerBody("req-2"), auth, 400, enroll.CodeRegistrationID, "req-2"},
 		{"EK not base64", "PUT", "req-1/register", `{"registrationId":"req-1","tpm":{"endorsementKey":"!!"}}`, auth, 400, enroll.CodeBadBody, "endorsementKey"},
 		{"EK missing", "PUT", "req-1/register", `{"registrationId":"req-1","tpm":{"storageRootKey":"AAAA"}}`, auth, 400, enroll.CodeBadBody, "endorsementKey"},
 		{"text body", "PUT", "req-1/register", "registrationId=req-1", auth, 415, enroll.CodeUnsupportedType, "application/json"},
 		{"unknown device", "PUT", "nobody/register", registerBody("nobody"), "", 404, enroll.CodeNotFound, "not enrolled"},
 		{"status of an unknown device", "POST", "nobody", nil, "", 404, enroll.CodeNotFound, "not enrolled"},
+		{"other registrationId in a status lookup", "POST", "req-1", registerBody("req-2"), auth, 400, enroll.CodeRegistrationID, "req-2"},
+		{"csr in a status lookup", "POST", "req-1?api-version=2026-04-01", `{"registrationId":"req-1","csr":"MIIB"}`, auth, 400, enroll.CodeBadBody, "status lookup"},
+		{"csr under 2021-10-01", "PUT", "req-1/register?api-version=2021-10-01", `{"registrationId":"req-1","csr":"MIIB"}`, auth, 400, enroll.CodeBadBody, "api-version 2021-10-01"},
+		{"csr under 2021-06-01", "PUT", "req-1/register", `{"registrationId":"req-1","csr":"MIIB"}`, auth, 400, enroll.CodeBadBody, "api-version 2021-06-01"},
 	}
 	for _, tt := range tests {
 		var r response
@@ -221,6 +224,11 @@ func TestDeviceRequests(t *testing.T) {
 	// An older operation is gone once the device registers again.
 	env.registerAndPoll("req-1", registerBody("REQ-1"), auth)
 	env.device("GET", opPath, nil, auth).wantError(t, "superseded operation", 404, enroll.CodeNotFound, "operation")
+	// A register request needs no registrationId (device.json requires
+	// none): the path names the device.
+	if got := env.registerAndPoll("req-1", `{}`, auth); got.Status != statusAssigned {
+		t.Errorf("register with {}: %+v, want assigned", got)
+	}
 }
 
 func TestDeviceAnswers(t *testing.T) {

@@ -1,0 +1,231 @@
+package emulator
+
+// Credential policies: the certificate authorities that issue a device's
+// operational certificate when it sends a CSR at registration
+// (api-version 2026-04-01, device.json DeviceRegistration.csr and
+// DeviceRegistrationResult.issuedCertificateChain). In DPS an enrollment
+// (or its group) names an Azure Device Registry credential policy, whose
+// issuing CA signs the CSR under the namespace's root; the device gets
+// the chain leaf, issuing CA, root.
+//
+// The emulator keeps each policy as a local CA of package ca (a root and
+// an issuing CA, ECDSA P-384 as ADR's) in the folder policies/{name}
+// beside its SQLite file, with the password of its key files in
+// policies/{name}/password. A policy is made the first time a device
+// registers with a CSR under it; DefaultCredentialPolicy is the name to
+// put on enrollments when any CA will do. To issue from a CA of one's
+// own, make its folder before the first registration:
+//
+//	zerotouch ca init --dir DATA/policies/NAME --password-file DATA/policies/NAME/password
+//
+// CSRs are checked by package ca's signing policy (ECDSA P-256 or P-384,
+// RSA of 2048 bits or more; no SANs; not a CA), and the CN must be the
+// registration ID (case-insensitively, as DPS compares registration IDs).
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"zerotouch/ca"
+	"zerotouch/enroll"
+)
+
+// DefaultCredentialPolicy is the credential policy the emulator makes
+// first, with nothing but a name to choose.
+const DefaultCredentialPolicy = "default"
+
+// PoliciesFolder is the folder, beside the emulator's SQLite file, that
+// holds its credential policies, one CA folder each.
+const PoliciesFolder = "policies"
+
+// PolicyPasswordFile is the file in a policy's folder that holds the
+// password of its CA's key files.
+const PolicyPasswordFile = "password"
+
+// ErrCredentialPolicy means a credential policy's name is not one, or its
+// CA cannot be made or opened.
+var ErrCredentialPolicy = errors.New("credential policy")
+
+// policyNameRE is ADR's rule for a policy name: 3 to 50 letters, digits
+// and hyphens, starting and ending with a letter or digit.
+var policyNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]{1,48}[A-Za-z0-9]$`)
+
+// CheckPolicyName reports whether name can name a credential policy.
+// Errors wrap ErrCredentialPolicy.
+func CheckPolicyName(name string) error {
+	if !policyNameRE.MatchString(name) {
+		return fmt.Errorf("%w: name %q: want 3 to 50 letters, digits and hyphens, starting and ending with a letter or digit", ErrCredentialPolicy, name)
+	}
+	return nil
+}
+
+// issuesCertificates reports whether api-version v has the device API's
+// csr and issuedCertificateChain (2025-07-01-preview and 2026-04-01).
+func issuesCertificates(v string) bool {
+	return v >= "2025-07-01"
+}
+
+// csrAPIVersion is the api-version named in refusals of a csr.
+const csrAPIVersion = "2026-04-01"
+
+// DataFolder is the folder that holds the emulator's SQLite file, where
+// it keeps its credential policies.
+func (e *Emulator) DataFolder(ctx context.Context) (string, error) {
+	var file string
+	if err := e.db.QueryRowContext(ctx, `SELECT file FROM pragma_database_list WHERE name = 'main'`).Scan(&file); err != nil {
+		return "", fmt.Errorf("%w: locate the emulator's data folder: %v", ErrCredentialPolicy, err)
+	}
+	if file == "" {
+		return "", fmt.Errorf("%w: the emulator's store is not a file: it has no data folder", ErrCredentialPolicy)
+	}
+	return filepath.Dir(file), nil
+}
+
+// PolicyFolder is the folder of credential policy name: DATA/policies/
+// followed by the name in lower case (ADR's names are case-insensitive).
+func (e *Emulator) PolicyFolder(ctx context.Context, name string) (string, error) {
+	if err := CheckPolicyName(name); err != nil {
+		return "", err
+	}
+	data, err := e.DataFolder(ctx)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(data, PoliciesFolder, strings.ToLower(name)), nil
+}
+
+// PolicyChain returns credential policy name's CA certificates, issuing
+// CA first and root last, making the policy if it does not exist yet.
+// Errors wrap ErrCredentialPolicy. Safe for concurrent use, by several
+// emulators on one data folder too.
+func (e *Emulator) PolicyChain(ctx context.Context, name string) ([]*x509.Certificate, error) {
+	dir, err := e.ensurePolicy(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	chain, err := ca.ReadChain(dir)
+	if err != nil {
+		return nil, fmt.Errorf("%w %q: %w", ErrCredentialPolicy, name, err)
+	}
+	return chain, nil
+}
+
+// ensurePolicy returns the folder of policy name, making its CA first if
+// the folder holds none. The CA is made in a folder of its own and
+// renamed into place, so that devices registering at once under a new
+// policy all get the one CA that won the rename.
+func (e *Emulator) ensurePolicy(ctx context.Context, name string) (string, error) {
+	dir, err := e.PolicyFolder(ctx, name)
+	if err != nil {
+		return "", err
+	}
+	if _, err := os.Stat(filepath.Join(dir, ca.ConfigFile)); err == nil {
+		return dir, nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("%w %q: %v", ErrCredentialPolicy, name, err)
+	}
+	parent := filepath.Dir(dir)
+	if err := os.MkdirAll(parent, 0o700); err != nil {
+		return "", fmt.Errorf("%w %q: %v", ErrCredentialPolicy, name, err)
+	}
+	tmp, err := os.MkdirTemp(parent, ".new-"+filepath.Base(dir)+"-")
+	if err != nil {
+		return "", fmt.Errorf("%w %q: %v", ErrCredentialPolicy, name, err)
+	}
+	defer os.RemoveAll(tmp) // gone once renamed
+	pw := make([]byte, 24)
+	rand.Read(pw)
+	password := []byte(hex.EncodeToString(pw))
+	if err := os.WriteFile(filepath.Join(tmp, PolicyPasswordFile), append(password, '\n'), 0o600); err != nil {
+		return "", fmt.Errorf("%w %q: %v", ErrCredentialPolicy, name, err)
+	}
+	l, err := ca.Init(ctx, tmp, ca.InitOptions{Name: "DPS emulator policy " + strings.ToLower(name), Password: password, KeyType: ca.ECDSAP384})
+	if err != nil {
+		return "", fmt.Errorf("%w %q: make its CA: %w", ErrCredentialPolicy, name, err)
+	}
+	l.Close()
+	if err := os.Rename(tmp, dir); err != nil {
+		// Another registration made it first: use that one.
+		if _, serr := os.Stat(filepath.Join(dir, ca.ConfigFile)); serr == nil {
+			return dir, nil
+		}
+		return "", fmt.Errorf("%w %q: %v", ErrCredentialPolicy, name, err)
+	}
+	e.log.Info("credential policy made", "policy", strings.ToLower(name), "dir", dir)
+	return dir, nil
+}
+
+// issue signs csr for registration regID under credential policy name
+// and returns the chain as DPS returns it: the device certificate, the
+// issuing CA, the root.
+func (e *Emulator) issue(ctx context.Context, name string, csr *x509.CertificateRequest, regID string) ([]*x509.Certificate, error) {
+	dir, err := e.ensurePolicy(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	password, err := os.ReadFile(filepath.Join(dir, PolicyPasswordFile))
+	if err != nil {
+		return nil, fmt.Errorf("%w %q: its CA password: %v", ErrCredentialPolicy, name, err)
+	}
+	l, err := ca.OpenLocal(ctx, dir, ca.LocalOptions{Password: []byte(strings.TrimSpace(string(password)))})
+	if err != nil {
+		return nil, fmt.Errorf("%w %q: %w", ErrCredentialPolicy, name, err)
+	}
+	defer l.Close()
+	cert, err := l.Issue(ctx, csr, csr.Subject.CommonName)
+	if err != nil {
+		return nil, fmt.Errorf("issue the certificate of %s under policy %q: %w", regID, name, err)
+	}
+	return append(append([]*x509.Certificate{}, cert.Chain...), cert.Root), nil
+}
+
+// parseDeviceCSR checks a register request's csr: base64 of a DER
+// PKCS#10 request whose signature verifies, whose CN is the registration
+// ID and which package ca's signing policy accepts. 400 otherwise.
+func parseDeviceCSR(s, regID string) (*x509.CertificateRequest, *apiError) {
+	der, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return nil, badRequest(enroll.CodeBadBody, "csr is not base64: send the DER PKCS#10 request, base64-encoded, without PEM headers")
+	}
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		return nil, badRequest(enroll.CodeBadBody, "csr is not a DER PKCS#10 certificate signing request: %v", err)
+	}
+	if !strings.EqualFold(csr.Subject.CommonName, regID) {
+		return nil, badRequest(enroll.CodeBadBody, "csr's CN %q is not the registration ID %q", csr.Subject.CommonName, regID)
+	}
+	if err := (ca.Policy{}).Check(csr, csr.Subject.CommonName); err != nil {
+		return nil, badRequest(enroll.CodeBadBody, "csr: %v", err)
+	}
+	return csr, nil
+}
+
+// credentialPolicy is the credential policy a registration's CSR is
+// issued under: its enrollment's, else its group's; 400 when neither
+// names one.
+func (a *attestation) credentialPolicy(regID string) (string, *apiError) {
+	var name, whose string
+	switch {
+	case a.enrollment != nil:
+		name, whose = a.enrollment.CredentialPolicyName, fmt.Sprintf("enrollment %q", a.enrollment.RegistrationID)
+	case a.group != nil:
+		name, whose = a.group.CredentialPolicyName, fmt.Sprintf("enrollment group %q", a.group.EnrollmentGroupID)
+	}
+	if name == "" {
+		return "", badRequest(enroll.CodeBadBody, "registration %q sent a csr, and its %s names no credentialPolicyName: no certificate can be issued (set one with api-version %s, or register without a csr)", regID, whose, csrAPIVersion)
+	}
+	if err := CheckPolicyName(name); err != nil {
+		return "", badRequest(enroll.CodeBadBody, "the %s: %v", whose, err)
+	}
+	return name, nil
+}

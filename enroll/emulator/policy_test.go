@@ -1,0 +1,161 @@
+package emulator
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"zerotouch/enroll"
+	"zerotouch/enroll/device"
+)
+
+// testCSR is a base64 DER CSR for cn signed with key.
+func testCSR(t *testing.T, cn string, key crypto.Signer) string {
+	t.Helper()
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: cn}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base64.StdEncoding.EncodeToString(der)
+}
+
+// issuedAnswer is a RegistrationOperationStatus as api-version 2026-04-01
+// answers it.
+type issuedAnswer struct {
+	OperationID       string `json:"operationId"`
+	Status            string `json:"status"`
+	RegistrationState *struct {
+		Status                 string   `json:"status"`
+		IssuedCertificateChain [][]byte `json:"issuedCertificateChain"`
+	} `json:"registrationState"`
+}
+
+func TestIssueCertificate(t *testing.T) {
+	env := newTestEnv(t, Options{})
+	const v26 = "?api-version=2026-04-01"
+	key := []byte("issuing key")
+	withPolicy := symEnrollment("iss-1", key)
+	withPolicy.CredentialPolicyName = DefaultCredentialPolicy
+	env.do("PUT", "/enrollments/iss-1"+v26, withPolicy, nil)
+	env.do("PUT", "/enrollments/iss-0"+v26, symEnrollment("iss-0", key), nil)
+	auth := env.encodedToken("iss-1", key)
+	devKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	weak, _ := rsa.GenerateKey(rand.Reader, 1024)
+
+	// Refusals, before anything is issued or any policy made.
+	refusals := []struct {
+		name, regID, body, msg string
+	}{
+		{"no credential policy", "iss-0", `{"csr":"` + testCSR(t, "iss-0", devKey) + `"}`, "credentialPolicyName"},
+		{"CN not the registration ID", "iss-1", `{"csr":"` + testCSR(t, "iss-2", devKey) + `"}`, "CN"},
+		{"RSA 1024", "iss-1", `{"csr":"` + testCSR(t, "iss-1", weak) + `"}`, "key type"},
+		{"not base64", "iss-1", `{"csr":"-----BEGIN CERTIFICATE REQUEST-----"}`, "base64"},
+		{"not a CSR", "iss-1", `{"csr":"MIIBAAAA"}`, "PKCS#10"},
+	}
+	for _, tt := range refusals {
+		r := env.device("PUT", tt.regID+"/register"+v26, tt.body, env.encodedToken(tt.regID, key))
+		r.wantError(t, tt.name, http.StatusBadRequest, enroll.CodeBadBody, tt.msg)
+	}
+	data := filepath.Dir(env.dbPath)
+	if _, err := os.Stat(filepath.Join(data, PoliciesFolder)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("policies folder after refusals only: %v, want none", err)
+	}
+
+	// Issued: leaf (the CSR's key, CN the registration ID), issuing CA,
+	// root; the root is the policy's.
+	body := `{"registrationId":"iss-1","csr":"` + testCSR(t, "iss-1", devKey) + `"}`
+	r := env.device("PUT", "iss-1/register"+v26, body, auth)
+	var acc issuedAnswer
+	if r.status != http.StatusAccepted || json.Unmarshal(r.body, &acc) != nil {
+		t.Fatalf("register with a csr: %d %s", r.status, r.body)
+	}
+	p := env.device("GET", "iss-1/operations/"+acc.OperationID+v26, nil, auth)
+	var final issuedAnswer
+	decodeOK(t, "poll", p, &final)
+	if final.RegistrationState == nil || final.RegistrationState.Status != statusAssigned || len(final.RegistrationState.IssuedCertificateChain) != 3 {
+		t.Fatalf("poll: %s; want assigned with a chain of 3", p.body)
+	}
+	var chain []*x509.Certificate
+	for i, der := range final.RegistrationState.IssuedCertificateChain {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			t.Fatalf("issuedCertificateChain[%d]: %v", i, err)
+		}
+		chain = append(chain, c)
+	}
+	leaf, root := chain[0], chain[2]
+	if leaf.Subject.CommonName != "iss-1" || !devKey.PublicKey.Equal(leaf.PublicKey) {
+		t.Errorf("leaf CN %q, key %T; want iss-1 and the CSR's key", leaf.Subject.CommonName, leaf.PublicKey)
+	}
+	policy, err := env.e.PolicyChain(context.Background(), "DEFAULT")
+	if err != nil {
+		t.Fatalf("PolicyChain: %v", err)
+	}
+	if !policy[len(policy)-1].Equal(root) || !policy[0].Equal(chain[1]) {
+		t.Errorf("issued chain's CAs are not the default policy's %v", policy)
+	}
+	roots, inter := x509.NewCertPool(), x509.NewCertPool()
+	roots.AddCert(policy[len(policy)-1])
+	inter.AddCert(chain[1])
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: leaf.NotBefore.Add(1), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Errorf("issued leaf does not verify to the policy's root: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(data, PoliciesFolder, DefaultCredentialPolicy, PolicyPasswordFile)); err != nil {
+		t.Errorf("the default policy's folder: %v", err)
+	}
+
+	// An older api-version's poll, and the status lookup, carry no chain.
+	old := env.device("GET", "iss-1/operations/"+acc.OperationID+"?api-version=2021-10-01", nil, auth)
+	if old.status != http.StatusOK || strings.Contains(string(old.body), "issuedCertificateChain") || !strings.Contains(string(old.body), `"assigned"`) {
+		t.Errorf("poll under 2021-10-01: %d %s; want assigned, no issuedCertificateChain", old.status, old.body)
+	}
+	look := env.device("POST", "iss-1"+v26, `{"registrationId":"iss-1"}`, auth)
+	if look.status != http.StatusOK || strings.Contains(string(look.body), "issuedCertificateChain") {
+		t.Errorf("status lookup: %d %s; want 200 without issuedCertificateChain", look.status, look.body)
+	}
+
+	// A group's policy, another CA.
+	groupKey := []byte("group of line 7")
+	g := enroll.EnrollmentGroup{EnrollmentGroupID: "line-7", CredentialPolicyName: "Line-7",
+		Attestation: enroll.Attestation{Type: enroll.AttestationSymmetricKey, SymmetricKey: &enroll.SymmetricKeyAttestation{PrimaryKey: base64.StdEncoding.EncodeToString(groupKey)}}}
+	env.do("PUT", "/enrollmentGroups/line-7"+v26, g, nil)
+	gAuth := env.encodedToken("board-70", device.DeriveKey(groupKey, "board-70"))
+	r = env.device("PUT", "board-70/register"+v26, `{"csr":"`+testCSR(t, "board-70", devKey)+`"}`, gAuth)
+	if r.status != http.StatusAccepted || json.Unmarshal(r.body, &acc) != nil {
+		t.Fatalf("group register with a csr: %d %s", r.status, r.body)
+	}
+	decodeOK(t, "group poll", env.device("GET", "board-70/operations/"+acc.OperationID+v26, nil, gAuth), &final)
+	line7, err := env.e.PolicyChain(context.Background(), "line-7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(final.RegistrationState.IssuedCertificateChain); n != 3 || !bytes.Equal(final.RegistrationState.IssuedCertificateChain[2], line7[1].Raw) || line7[1].Equal(root) {
+		t.Errorf("group registration's chain of %d does not end in policy line-7's own root", n)
+	}
+}
+
+func TestPolicyName(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		ok   bool
+	}{{"default", true}, {"Line-7", true}, {"ab", false}, {"-ab", false}, {"ab-", false}, {"a_b", false}, {"a/b/c", false}, {strings.Repeat("a", 50), true}, {strings.Repeat("a", 51), false}} {
+		err := CheckPolicyName(tt.name)
+		if (err == nil) != tt.ok || err != nil && !errors.Is(err, ErrCredentialPolicy) {
+			t.Errorf("CheckPolicyName(%q) = %v, want ok %v", tt.name, err, tt.ok)
+		}
+	}
+}
