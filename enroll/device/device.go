@@ -22,9 +22,15 @@ import (
 	"zerotouch/internal/regid"
 )
 
-// APIVersion is the device API version Register sends by default (the C
-// SDK's and the iot-identity-service's).
-const APIVersion = "2021-06-01"
+// APIVersion is the device API version Register and Lookup send by
+// default: the newest stable one. It adds the csr and
+// issuedCertificateChain of certificate issuance to 2021-10-01, and
+// changes nothing else a registration sends or reads.
+const APIVersion = "2026-04-01"
+
+// APIVersionNoCSR is the newest device API version without certificate
+// issuance: DPS refuses a csr under it (400).
+const APIVersionNoCSR = "2021-10-01"
 
 // DefaultGlobalEndpoint is DPS's global device endpoint.
 const DefaultGlobalEndpoint = "https://global.azure-devices-provisioning.net"
@@ -76,6 +82,20 @@ type Config struct {
 
 	Payload    json.RawMessage // sent in the register request for custom allocation; optional
 	APIVersion string          // default APIVersion
+
+	// CSR, when set, is a certificate signing request (DER PKCS#10, CN =
+	// the registration ID, signed with the key the device keeps) sent
+	// in the register request: DPS issues the device's operational
+	// certificate under the credential policy of its enrollment (or
+	// group) and returns the chain, which Register checks
+	// (VerifyIssuedChain) and returns in Result.IssuedCertificateChain.
+	// It needs api-version 2026-04-01 (APIVersion) and an enrollment
+	// that names a credentialPolicyName; DPS refuses it otherwise (400).
+	CSR []byte
+	// IssuerRoots, when set, are the roots an issued chain must verify
+	// to (the credential policy's root, pinned); nil accepts the root
+	// the chain ends in.
+	IssuerRoots *x509.CertPool
 
 	TokenLifetime time.Duration // of the SAS tokens; default one hour
 	Timeout       time.Duration // of one request; default 30 s
@@ -141,14 +161,27 @@ func (c *Config) Validate() error {
 	if len(c.Payload) > 0 && !json.Valid(c.Payload) {
 		return bad("Payload is not JSON")
 	}
+	if len(c.CSR) > 0 {
+		csr, err := x509.ParseCertificateRequest(c.CSR)
+		if err != nil {
+			return bad("CSR is not a DER PKCS#10 request: %v", err)
+		}
+		if err := csr.CheckSignature(); err != nil {
+			return bad("CSR's signature does not verify: %v", err)
+		}
+		if c.RegistrationID != "" && !strings.EqualFold(csr.Subject.CommonName, c.RegistrationID) {
+			return bad("CSR's CN %q is not the registration ID %q", csr.Subject.CommonName, c.RegistrationID)
+		}
+	}
 	return nil
 }
 
-// Result is the outcome of a registration (DeviceRegistrationResult).
+// Result is the outcome of a registration (DeviceRegistrationResult,
+// device.json), whole.
 type Result struct {
 	RegistrationID string
-	OperationID    string
-	Status         string // assigned, or disabled, failed, unassigned
+	OperationID    string // empty from Lookup
+	Status         string // assigned, or disabled, failed, unassigned (assigning from Lookup)
 	Substatus      string // initialAssignment, reprovisionedToInitialAssignment, deviceDataMigrated, deviceDataReset
 	AssignedHub    string // the IoT hub's host name
 	DeviceID       string
@@ -158,6 +191,39 @@ type Result struct {
 	CreatedAt      time.Time
 	LastUpdatedAt  time.Time
 	Payload        json.RawMessage // from a custom allocation, if any
+
+	// The attestation's part; at most one is set.
+	TPM          *TPMResult
+	X509         *X509Result
+	SymmetricKey *SymmetricKeyResult
+
+	// IssuedCertificateChain is the operational certificate DPS issued
+	// for Config.CSR, checked by VerifyIssuedChain: the device
+	// certificate, the intermediates, the root. DPS returns it in the
+	// registration's outcome only, never from Lookup.
+	IssuedCertificateChain []*x509.Certificate
+}
+
+// TPMResult is a TPM registration's part of the result.
+type TPMResult struct {
+	// AuthenticationKey is the activation blob of the device's key,
+	// which Register has imported into the TPM.
+	AuthenticationKey []byte
+}
+
+// X509Result is an X.509 registration's part of the result: the
+// device's certificate as DPS saw it, and for a group, the group and the
+// signing certificate the chain verified to.
+type X509Result struct {
+	CertificateInfo        *enroll.X509Info
+	EnrollmentGroupID      string
+	SigningCertificateInfo *enroll.X509Info
+}
+
+// SymmetricKeyResult is a symmetric-key registration's part: the group
+// whose key the device's is derived from, for a group.
+type SymmetricKeyResult struct {
+	EnrollmentGroupID string
 }
 
 // Log attribute keys.
@@ -199,8 +265,9 @@ type client struct {
 	ownTr  *http.Transport // closed at the end, when made here
 	base   string          // https://host/{idScope}/registrations/{regID}
 	log    *slog.Logger
-	auth   string    // the SAS token
-	expiry time.Time // its expiry
+	auth   string                   // the SAS token
+	expiry time.Time                // its expiry
+	csr    *x509.CertificateRequest // Config.CSR, parsed
 }
 
 func newClient(cfg Config) (*client, error) {
@@ -258,6 +325,13 @@ func newClient(cfg Config) (*client, error) {
 			return nil, fmt.Errorf("%w: registration ID: %v", ErrConfig, err)
 		}
 	}
+	if len(cfg.CSR) > 0 {
+		csr, _ := x509.ParseCertificateRequest(cfg.CSR) // Validate parsed it
+		if !strings.EqualFold(csr.Subject.CommonName, c.regID) {
+			return nil, fmt.Errorf("%w: CSR's CN %q is not the registration ID %q", ErrConfig, csr.Subject.CommonName, c.regID)
+		}
+		c.csr = csr
+	}
 	if c.http == nil {
 		tc := &tls.Config{MinVersion: tls.VersionTLS12}
 		if cfg.TLS != nil {
@@ -282,10 +356,12 @@ func (c *client) close() {
 	}
 }
 
-// deviceRegistration is the register request's body.
+// deviceRegistration is the body of the register request and of the
+// status lookup (DeviceRegistration).
 type deviceRegistration struct {
 	RegistrationID string          `json:"registrationId"`
 	TPM            *tpmKeys        `json:"tpm,omitempty"`
+	CSR            []byte          `json:"csr,omitempty"` // base64 DER, as JSON encodes []byte
 	Payload        json.RawMessage `json:"payload,omitempty"`
 }
 
@@ -317,6 +393,49 @@ type registrationResult struct {
 	TPM                    *struct {
 		AuthenticationKey string `json:"authenticationKey"`
 	} `json:"tpm"`
+	X509 *struct {
+		CertificateInfo        *enroll.X509Info `json:"certificateInfo"`
+		EnrollmentGroupID      string           `json:"enrollmentGroupId"`
+		SigningCertificateInfo *enroll.X509Info `json:"signingCertificateInfo"`
+	} `json:"x509"`
+	SymmetricKey *struct {
+		EnrollmentGroupID string `json:"enrollmentGroupId"`
+	} `json:"symmetricKey"`
+	IssuedCertificateChain [][]byte `json:"issuedCertificateChain"` // base64 DER
+}
+
+// fill copies the registration result into res.
+func (rs *registrationResult) fill(res *Result) error {
+	if rs.RegistrationID != "" {
+		res.RegistrationID = rs.RegistrationID
+	}
+	if rs.Status != "" {
+		res.Status = rs.Status
+	}
+	res.Substatus, res.AssignedHub, res.DeviceID = rs.Substatus, rs.AssignedHub, rs.DeviceID
+	res.ErrorCode, res.ErrorMessage, res.ETag = rs.ErrorCode, rs.ErrorMessage, rs.ETag
+	res.CreatedAt, res.LastUpdatedAt, res.Payload = rs.CreatedDateTimeUTC, rs.LastUpdatedDateTimeUTC, rs.Payload
+	if t := rs.TPM; t != nil {
+		blob, err := base64.StdEncoding.DecodeString(t.AuthenticationKey)
+		if err != nil {
+			return fmt.Errorf("%w: tpm.authenticationKey is not base64", ErrProtocol)
+		}
+		res.TPM = &TPMResult{AuthenticationKey: blob}
+	}
+	if x := rs.X509; x != nil {
+		res.X509 = &X509Result{CertificateInfo: x.CertificateInfo, EnrollmentGroupID: x.EnrollmentGroupID, SigningCertificateInfo: x.SigningCertificateInfo}
+	}
+	if k := rs.SymmetricKey; k != nil {
+		res.SymmetricKey = &SymmetricKeyResult{EnrollmentGroupID: k.EnrollmentGroupID}
+	}
+	for i, der := range rs.IssuedCertificateChain {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return fmt.Errorf("%w: issuedCertificateChain[%d] is not a certificate: %v", ErrProtocol, i, err)
+		}
+		res.IssuedCertificateChain = append(res.IssuedCertificateChain, c)
+	}
+	return nil
 }
 
 // challenge is the 401 of a TPM registration without Authorization.
@@ -327,7 +446,7 @@ type challenge struct {
 }
 
 func (c *client) register(ctx context.Context) (*Result, error) {
-	body := deviceRegistration{RegistrationID: c.regID, Payload: c.cfg.Payload}
+	body := deviceRegistration{RegistrationID: c.regID, Payload: c.cfg.Payload, CSR: c.cfg.CSR}
 	if t := c.cfg.TPM; t != nil {
 		body.TPM = &tpmKeys{
 			EndorsementKey: base64.StdEncoding.EncodeToString(t.EndorsementKey()),
@@ -410,34 +529,31 @@ func (c *client) tpmChallenge(ctx context.Context, registerURL string, body []by
 // TPM device's key.
 func (c *client) outcome(ctx context.Context, st *operationStatus) (*Result, error) {
 	res := &Result{RegistrationID: c.regID, OperationID: st.OperationID, Status: st.Status}
-	rs := st.RegistrationState
-	if rs != nil {
-		if rs.RegistrationID != "" {
-			res.RegistrationID = rs.RegistrationID
-		}
-		if rs.Status != "" {
-			res.Status = rs.Status
-		}
-		res.Substatus, res.AssignedHub, res.DeviceID = rs.Substatus, rs.AssignedHub, rs.DeviceID
-		res.ErrorCode, res.ErrorMessage, res.ETag = rs.ErrorCode, rs.ErrorMessage, rs.ETag
-		res.CreatedAt, res.LastUpdatedAt, res.Payload = rs.CreatedDateTimeUTC, rs.LastUpdatedDateTimeUTC, rs.Payload
-	}
 	op := "register " + c.regID
+	if rs := st.RegistrationState; rs != nil {
+		if err := rs.fill(res); err != nil {
+			return res, fmt.Errorf("%s: %w", op, err)
+		}
+	}
 	switch res.Status {
 	case "assigned":
 		if res.AssignedHub == "" || res.DeviceID == "" {
 			return res, fmt.Errorf("%s: %w: assigned without assignedHub and deviceId", op, ErrProtocol)
 		}
 		if c.cfg.TPM != nil {
-			if rs.TPM == nil || rs.TPM.AuthenticationKey == "" {
+			if res.TPM == nil || len(res.TPM.AuthenticationKey) == 0 {
 				return res, fmt.Errorf("%s: %w: a TPM registration assigned without tpm.authenticationKey", op, ErrProtocol)
 			}
-			blob, err := base64.StdEncoding.DecodeString(rs.TPM.AuthenticationKey)
-			if err != nil {
-				return res, fmt.Errorf("%s: %w: tpm.authenticationKey is not base64", op, ErrProtocol)
-			}
-			if err := c.cfg.TPM.ImportIdentityKey(ctx, blob); err != nil {
+			if err := c.cfg.TPM.ImportIdentityKey(ctx, res.TPM.AuthenticationKey); err != nil {
 				return res, fmt.Errorf("%s: import the device key: %w: %w", op, ErrTPM, err)
+			}
+		}
+		if c.csr != nil {
+			if len(res.IssuedCertificateChain) == 0 {
+				return res, fmt.Errorf("%s: %w: assigned without issuedCertificateChain for the CSR sent (api-version %s)", op, ErrCertificate, c.cfg.APIVersion)
+			}
+			if err := VerifyIssuedChain(res.IssuedCertificateChain, c.csr.PublicKey, c.regID, c.cfg.IssuerRoots, time.Now()); err != nil {
+				return res, fmt.Errorf("%s: %w", op, err)
 			}
 		}
 		c.log.LogAttrs(ctx, slog.LevelInfo, "dps: assigned", slog.String(keyHub, res.AssignedHub), slog.String(keyDeviceID, res.DeviceID))

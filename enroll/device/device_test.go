@@ -2,8 +2,10 @@ package device_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -181,6 +183,22 @@ func TestX509(t *testing.T) {
 		}
 		if tt.wantErr == nil && (res.Status != "assigned" || res.AssignedHub != emulator.DefaultIoTHub) {
 			t.Errorf("%s: Register = %+v, want assigned", tt.name, res)
+		}
+		if tt.wantErr != nil {
+			continue
+		}
+		// The result names the certificate presented, and the group's.
+		sum := sha256.Sum256(tt.cfg.X509.Certificate[0])
+		x := res.X509
+		switch {
+		case x == nil || x.CertificateInfo == nil:
+			t.Errorf("%s: Register's X509 = %+v, want the certificate's info", tt.name, x)
+		case x.CertificateInfo.SHA256Thumbprint != strings.ToUpper(hex.EncodeToString(sum[:])) || !strings.Contains(x.CertificateInfo.SubjectName, res.RegistrationID):
+			t.Errorf("%s: certificateInfo %+v is not the device certificate's", tt.name, x.CertificateInfo)
+		case strings.HasPrefix(tt.name, "group") && (x.EnrollmentGroupID != "factory-x509" || x.SigningCertificateInfo == nil || !strings.Contains(x.SigningCertificateInfo.SubjectName, "Factory Root CA")):
+			t.Errorf("%s: X509 %+v, want group factory-x509 and its root's info", tt.name, x)
+		case !strings.HasPrefix(tt.name, "group") && (x.EnrollmentGroupID != "" || x.SigningCertificateInfo != nil):
+			t.Errorf("%s: X509 %+v names a group", tt.name, x)
 		}
 	}
 	en, err := svc.Get(ctx, "x509-single")

@@ -36,6 +36,11 @@ var (
 	// ErrorCode and ErrorMessage say why.
 	ErrFailed = errors.New("DPS could not assign the device")
 
+	// ErrCertificate means the certificate chain DPS issued for the
+	// device's CSR is missing or not acceptable: another key or CN, or
+	// it does not verify to its root (or Config.IssuerRoots).
+	ErrCertificate = errors.New("issued certificate chain not acceptable")
+
 	// ErrTPM means the TPM failed: importing DPS's challenge or key, or
 	// signing the token. The TPM's own error is wrapped too.
 	ErrTPM = errors.New("TPM operation failed")
