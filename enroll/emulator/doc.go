@@ -7,17 +7,19 @@
 // demo, the uploader's tests and line rehearsals use it in place of a
 // real DPS instance.
 //
-// The service API (DPS service REST API 2021-10-01, service.json in
-// Azure/azure-rest-api-specs, deviceprovisioningservices/data-plane),
-// matched case-insensitively, with or without a trailing slash:
+// The service API (DPS service REST API 2021-10-01 and 2026-04-01,
+// service.json in Azure/azure-rest-api-specs,
+// deviceprovisioningservices/data-plane; every answer is checked against
+// both by this package's tests), matched case-insensitively, with or
+// without a trailing slash:
 //
 //	PUT|GET|DELETE /enrollments/{id}
 //	POST           /enrollments                      bulk, at most enroll.MaxBulk items
-//	POST           /enrollments/query                SELECT * FROM enrollments
+//	POST           /enrollments/query                {"query": ...}: every enrollment (see Queries below)
 //	POST           /enrollments/{id}/attestationmechanism
 //	PUT|GET|DELETE /enrollmentGroups/{id}
 //	POST           /enrollmentGroups                 bulk of groups
-//	POST           /enrollmentGroups/query           SELECT * FROM enrollmentGroups
+//	POST           /enrollmentGroups/query           {"query": ...}: every group
 //	POST           /enrollmentGroups/{id}/attestationmechanism
 //	GET|DELETE     /registrations/{id}               a device's DeviceRegistrationState
 //	POST           /registrations/{groupId}/query    the states of a group's devices, paged
@@ -109,6 +111,44 @@
 // "timestampUtc","info"}, the x-ms-error-code header and the enroll.Code*
 // six-digit codes (a 408, which DPS does not document, carries 408000).
 //
+// Each service request is answered as its api-version specifies: under
+// 2026-04-01 an individual enrollment or a group stores and answers
+// credentialPolicyName (the Azure Device Registry credential policy its
+// devices' operational certificates are issued under); under the older
+// versions, whose specification has no such property, answers leave it
+// out and a write neither sets nor clears it (the stored one is kept, as
+// Azure's API guidelines have an older version's PUT keep what a newer
+// one added).
+//
+// Writes are checked as service.json states it: registration and group
+// IDs of letters, digits and - . _ : with a letter or digit at either
+// end ("No special characters allowed at start or end"; enroll.CheckID),
+// 400 CodeRegistrationID; provisioningStatus enabled or disabled and
+// allocationPolicy hashed, geoLatency, static or custom, spelled so (the
+// specification's enums; "Hashed" is refused), custom only with a
+// customAllocationDefinition holding webhookUrl and apiVersion (both
+// required); attestation type tpm, x509, symmetricKey or none (none: an
+// enrollment no device attests against yet); 400 CodeBadBody. Defaults
+// are the specification's: provisioningStatus enabled, capabilities
+// {"iotEdge": false}, allocationPolicy hashed, and reprovisionPolicy's
+// updateHubAssignment and migrateDeviceData each true when not given
+// ({} is true/true).
+//
+// Queries. DPS does not interpret a query's text: its SDK maintainers
+// reported from the DPS team that only "select * from enrollments" is
+// supported and WHERE clauses are not (Azure/azure-iot-sdk-csharp#378),
+// users found any query, "SELECT * FROM devices" or a WHERE on
+// registrationId included, answered with every enrollment
+// (azure-iot-sdk-csharp#794, Azure/azure-sdk-for-net#24392), and a WHERE
+// on a group's registration query ignored (azure-iot-sdk-node#814); the
+// official tools send "*" (the Node SDK's documented usage), "SELECT *"
+// (the Azure CLI) and "SELECT * FROM enrollments" (the C# and Java SDKs).
+// The emulator does the same: the body must be a QuerySpecification
+// whose required query is a string (else 400, CodeBadQuery when it is
+// missing), and every record of the kind is answered, a page at a time,
+// whatever the query selects or filters; a query other than those three
+// forms is logged at debug level as answered unfiltered.
+//
 // Where DPS's behaviour is not documented the emulator chooses:
 //
 //   - If-Match on PUT: "*" or an etag (quoted or not) requires the record
@@ -122,7 +162,7 @@
 //     an ID repeated in one request fails the later items (400002). Only
 //     failures are listed, and "errors" is [] when there are none.
 //   - Queries: x-ms-max-item-count defaults to 100 and is cut to 1000;
-//     a bad count, query or continuation token is 400 with
+//     a bad count or continuation token is 400 with
 //     enroll.CodeBadQuery. Enrollment queries carry no registrationState
 //     (as DPS's); the registration query takes any body or none, and
 //     answers an empty page for a group that does not exist.
