@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,6 +22,7 @@ import (
 	"zerotouch/enroll"
 	"zerotouch/enroll/emulator"
 	fwtemplates "zerotouch/firmware-templates"
+	"zerotouch/internal/tpmdev"
 	"zerotouch/labels"
 	"zerotouch/station"
 	"zerotouch/station/records"
@@ -32,14 +35,42 @@ const demoMarker = ".zerotouch-demo"
 type demoLine struct {
 	mode   string
 	boards int
-	tpm    string // the boards' TPM: sim (one process per board) or none
+	tpm    bool // the mode needs a TPM on the board
 }
 
 var demoLines = []demoLine{
-	{station.ModeTPM, 2, board.TPMSim},
-	{station.ModeX509TPM, 1, board.TPMSim},
-	{station.ModeX509Keygen, 2, board.TPMNone},
-	{station.ModeSymmetricKey, 2, board.TPMNone},
+	{station.ModeTPM, 2, true},
+	{station.ModeX509TPM, 1, true},
+	{station.ModeX509Keygen, 2, false},
+	{station.ModeSymmetricKey, 2, false},
+}
+
+// demoTPMBoards is how many of the demo's boards have a TPM.
+func demoTPMBoards() (n int, modes []string) {
+	for _, dl := range demoLines {
+		if dl.tpm {
+			n += dl.boards
+			modes = append(modes, dl.mode)
+		}
+	}
+	return n, modes
+}
+
+// demoNoTPM says why the TPM modes were left out, and what brings them in.
+const demoNoTPM = "no TPM for their boards (--tpm none, or a zerotouch built without the TPM simulator); give --tpm sim, or one swtpm per board (--tpm tcp:HOST:PORT,...)"
+
+// How the demo reaches its virtual boards (--boards).
+const (
+	demoBoardsPty = "pty" // a pseudo-terminal per board, as a USB serial port
+	demoBoardsTCP = "tcp" // a TCP port per board on loopback, as a serial device server
+)
+
+// defaultDemoBoards is pty where the system has pseudo-terminals.
+func defaultDemoBoards() string {
+	if runtime.GOOS == "windows" {
+		return demoBoardsTCP
+	}
+	return demoBoardsPty
 }
 
 // demoFlags are the demo's command line.
@@ -49,6 +80,8 @@ type demoFlags struct {
 	baud       int
 	headless   bool
 	closeAfter time.Duration // close the window this long after the demo is done; 0 leaves it open
+	boards     string        // pty or tcp
+	tpms       []string      // the TPM boards' TPMs, in order; nil: none
 }
 
 func demoCmd(g *globals) *cobra.Command {
@@ -84,8 +117,65 @@ line is wrong or --dir holds files the demo did not make.`,
 	cmd.Flags().StringVar(&f.records, "records", "", "records database instead of DIR/records.db: a SQLite file, or the factory's PostgreSQL as postgres://USER@HOST/DB (password from PGPASSFILE or PGPASSWORD)")
 	cmd.Flags().IntVar(&f.baud, "baud", 115200, "the virtual boards' line rate")
 	cmd.Flags().BoolVar(&f.headless, "headless", false, "no window, even with a display")
+	cmd.Flags().StringVar(&f.boards, "boards", defaultDemoBoards(), "how the station reaches the virtual boards: pty (a pseudo-terminal each, as a USB serial port) or tcp (a loopback TCP port each, as a serial device server)")
+	cmd.Flags().StringSliceVar(&f.tpms, "tpm", defaultDemoTPMs(), "the TPMs of the tpm and x509-tpm boards: sim (the simulator, one board process each), or one tcp:HOST:PORT (swtpm) or device per board, comma-separated; none leaves those modes out")
 	cmd.Flags().DurationVar(&f.closeAfter, "close-after", 0, "with the window: close it this long after the lines are done and the enrollments uploaded (0: leave it open)")
 	return cmd
+}
+
+// defaultDemoTPMs is the simulator where this build has it, else none:
+// the TPM modes then need --tpm.
+func defaultDemoTPMs() []string {
+	if tpmdev.HasSimulator {
+		return []string{tpmdev.Sim}
+	}
+	return []string{tpmdev.None}
+}
+
+func checkDemoBoards(boards string) error {
+	switch boards {
+	case demoBoardsTCP:
+		return nil
+	case demoBoardsPty:
+		if runtime.GOOS == "windows" {
+			return fmt.Errorf("--boards pty: Windows has no pseudo-terminals; use --boards tcp")
+		}
+		return nil
+	}
+	return fmt.Errorf("--boards %q: want pty or tcp", boards)
+}
+
+// demoTPMs checks --tpm and gives a TPM per TPM board, in demoLines'
+// order, or nil when those modes are left out.
+func demoTPMs(specs []string) ([]string, error) {
+	n, modes := demoTPMBoards()
+	example := "swtpm instances: --tpm tcp:127.0.0.1:2321,tcp:127.0.0.1:2323,tcp:127.0.0.1:2325"
+	switch {
+	case len(specs) == 1 && specs[0] == tpmdev.None:
+		return nil, nil
+	case len(specs) == 1 && specs[0] == tpmdev.Sim:
+		if !tpmdev.HasSimulator {
+			return nil, fmt.Errorf("--tpm sim: %w; give %d, e.g. %s", tpmdev.ErrNoSimulator, n, example)
+		}
+		return slices.Repeat(specs, n), nil
+	case len(specs) != n:
+		return nil, fmt.Errorf("--tpm: the demo's %s boards need %d TPMs, one each (or sim, or none); got %d: give e.g. %s",
+			strings.Join(modes, " and "), n, len(specs), example)
+	}
+	seen := map[string]bool{}
+	for _, spec := range specs {
+		switch {
+		case spec == tpmdev.Sim || spec == tpmdev.None:
+			return nil, fmt.Errorf("--tpm %s: give it alone, not in a list", spec)
+		case seen[spec]:
+			return nil, fmt.Errorf("--tpm: %s is named twice: each board needs a TPM of its own", spec)
+		}
+		if err := tpmdev.Check(spec); err != nil {
+			return nil, fmt.Errorf("--tpm: %w", err)
+		}
+		seen[spec] = true
+	}
+	return specs, nil
 }
 
 // prepareDemoDir makes dir, or empties one an earlier demo made.
@@ -122,6 +212,7 @@ type demoRun struct {
 	uploader  *enroll.Uploader
 	bg        *backgroundUpload // the uploader's loop while the lines run
 	lines     demoStation
+	skipped   []string        // modes left out: no TPM for their boards
 	window    *station.Config // every line's slots, for the window
 	events    atomic.Pointer[func(station.Event)]
 	closers   []func()
@@ -149,6 +240,14 @@ func runDemo(ctx context.Context, g *globals, f demoFlags) error {
 	if f.closeAfter < 0 {
 		return usageError{fmt.Errorf("--close-after %v: want 0 or more", f.closeAfter)}
 	}
+	if err := checkDemoBoards(f.boards); err != nil {
+		return usageError{err}
+	}
+	tpms, err := demoTPMs(f.tpms)
+	if err != nil {
+		return usageError{err}
+	}
+	f.tpms = tpms
 	if err := prepareDemoDir(f.dir); err != nil {
 		return err
 	}
@@ -267,8 +366,22 @@ func setUpDemo(ctx context.Context, g *globals, f demoFlags) (_ *demoRun, err er
 	// The boards, and a station per attestation mode over them.
 	boardsDir := filepath.Join(f.dir, "boards")
 	serial := 1
+	tpms := f.tpms
 	for _, dl := range demoLines {
-		ports, stop, err := startDemoBoards(ctx, g, dl, boardsDir, f.baud, serial, d.dps.CAFile)
+		var boardTPMs []string
+		if dl.tpm {
+			if tpms == nil {
+				if len(d.skipped) == 0 {
+					d.say("The tpm and x509-tpm boards are left out: %s", demoNoTPM)
+					g.log.Warn("demo: TPM modes left out", "why", demoNoTPM)
+				}
+				d.skipped = append(d.skipped, dl.mode)
+				serial += dl.boards
+				continue
+			}
+			boardTPMs, tpms = tpms[:dl.boards], tpms[dl.boards:]
+		}
+		ports, stop, err := startDemoBoards(ctx, g, dl, demoBoardSet{root: boardsDir, baud: f.baud, first: serial, dpsCA: d.dps.CAFile, tcp: f.boards == demoBoardsTCP, tpms: boardTPMs})
 		d.closers = append(d.closers, stop)
 		serial += dl.boards
 		if err != nil {
@@ -321,6 +434,9 @@ func (d *demoRun) report(start time.Time, sum station.Summary) error {
 	for _, l := range d.lines.lines {
 		d.say("%-14s %d passed, %d failed", l.mode, l.sum.Passed, l.sum.Failed)
 	}
+	for _, mode := range d.skipped {
+		d.say("%-14s left out: %s", mode, demoNoTPM)
+	}
 	counts, err := d.store.Counts(context.Background())
 	if err != nil {
 		return err
@@ -351,9 +467,13 @@ func (d *demoRun) report(start time.Time, sum station.Summary) error {
 	d.say("\n%d boards passed, %d failed in %.1f s.", sum.Passed, sum.Failed, time.Since(start).Seconds())
 	d.say("Records:        zerotouch records list --db %s", d.recordsAt)
 	d.say("DPS emulator:   zerotouch dps-emulator --data %s   (serves the same enrollments again)", filepath.Join(abs, "dps"))
-	d.say("Board configs:  %s/SERIAL/fs%s", filepath.Join(abs, "boards"), station.DefaultConfigPath)
+	d.say("Board configs:  %s", filepath.Join(abs, "boards", "SERIAL", "fs", filepath.FromSlash(station.DefaultConfigPath)))
 	if d.g.json {
-		printResult(d.g, map[string]any{"passed": sum.Passed, "failed": sum.Failed, "uploaded": uploaded, "dir": abs, "records": d.recordsAt})
+		res := map[string]any{"passed": sum.Passed, "failed": sum.Failed, "uploaded": uploaded, "dir": abs, "records": d.recordsAt}
+		if len(d.skipped) > 0 {
+			res["skipped"] = d.skipped
+		}
+		printResult(d.g, res)
 	}
 	return nil
 }
@@ -462,10 +582,21 @@ func (s *demoStation) SetOperator(op, wo string) {
 	}
 }
 
+// demoBoardSet is where and how a demo line's boards run.
+type demoBoardSet struct {
+	root  string // the boards' folders are here
+	baud  int
+	first int    // the first board's serial number index
+	dpsCA string // the DPS emulator's CA, for the boards' first boot
+	tcp   bool   // serve each board on a loopback TCP port, not a pty
+	tpms  []string
+}
+
 // startDemoBoards starts a demo line's boards: with the TPM simulator
 // each in a process of its own (the simulator is one per process), else
 // in this one. stop ends them.
-func startDemoBoards(ctx context.Context, g *globals, dl demoLine, root string, baud, first int, dpsCA string) (ports []string, stop func(), err error) {
+func startDemoBoards(ctx context.Context, g *globals, dl demoLine, set demoBoardSet) (ports []string, stop func(), err error) {
+	root, baud, first, dpsCA := set.root, set.baud, set.first, set.dpsCA
 	var stops []func()
 	stop = func() {
 		for _, s := range stops {
@@ -476,9 +607,17 @@ func startDemoBoards(ctx context.Context, g *globals, dl demoLine, root string, 
 		return nil, stop, err
 	}
 	for i := range dl.boards {
-		f := boardFlags{count: 1, prefix: "ZTD", index: first + i, baud: baud, tpm: dl.tpm, bufSize: 4096, fw: "1.0.0", dpsCA: dpsCA}
+		tpm := board.TPMNone
+		if dl.tpm {
+			tpm = set.tpms[i]
+		}
+		listen := ""
+		if set.tcp {
+			listen = "tcp://127.0.0.1:0"
+		}
+		f := boardFlags{count: 1, prefix: "ZTD", index: first + i, baud: baud, tpm: tpm, bufSize: 4096, fw: "1.0.0", dpsCA: dpsCA, listen: listen}
 		serial := f.serial(0)
-		if dl.tpm == board.TPMSim {
+		if tpm == board.TPMSim {
 			cctx, cancel := context.WithCancel(ctx)
 			c, err := spawnBoard(cctx, g, f, 0, root)
 			stops = append(stops, func() { cancel(); c.wait() })
@@ -492,7 +631,7 @@ func startDemoBoards(ctx context.Context, g *globals, dl demoLine, root string, 
 		if err := os.MkdirAll(bdir, 0o700); err != nil {
 			return nil, stop, err
 		}
-		b, err := board.Start(board.Config{Serial: serial, Dir: bdir, TPM: dl.tpm, Baud: baud, DPSRoots: dpsCA, Logger: g.log})
+		b, err := board.Start(board.Config{Serial: serial, Dir: bdir, TPM: tpm, Baud: baud, DPSRoots: dpsCA, Listen: listen, Logger: g.log})
 		if err != nil {
 			return nil, stop, fmt.Errorf("board %s: %w", serial, err)
 		}

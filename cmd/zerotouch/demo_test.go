@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -74,5 +76,68 @@ func checkDemo(t *testing.T, dir, operator string) {
 	}
 	if len(list) != 7 || len(modes) != 4 {
 		t.Errorf("%d records over modes %v, want 7 over 4 modes", len(list), modes)
+	}
+}
+
+// TestDemoTCPBoards runs the demo as on Windows: its boards on loopback
+// TCP ports, and without TPMs, so that the TPM modes are left out and
+// said to be; the flags' mistakes are refused with what to give.
+func TestDemoTCPBoards(t *testing.T) {
+	t.Setenv("DISPLAY", "")
+	t.Setenv("WAYLAND_DISPLAY", "")
+	dir := filepath.Join(t.TempDir(), "demo")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--boards", "serial"}, `--boards "serial": want pty or tcp`},
+		{[]string{"--tpm", "tcp:127.0.0.1:2321"}, "need 3 TPMs, one each"},
+		{[]string{"--tpm", "tcp:127.0.0.1:2321,tcp:127.0.0.1:2321,tcp:127.0.0.1:2323"}, "named twice"},
+		{[]string{"--tpm", "sim,tcp:127.0.0.1:2321,tcp:127.0.0.1:2323"}, "give it alone"},
+		{[]string{"--tpm", "tcp:a,tcp:b,tcp:c"}, `TPM "tcp:a"`},
+	} {
+		code, _, errOut := run(t, append([]string{"demo", "--dir", dir}, c.args...)...)
+		if code != exitUsage || !strings.Contains(errOut, c.want) {
+			t.Errorf("demo %s: exit %d, want %d with %q:\n%s", strings.Join(c.args, " "), code, exitUsage, c.want, errOut)
+		}
+	}
+	if _, err := os.Stat(dir); err == nil {
+		t.Errorf("a refused demo made its folder")
+	}
+
+	code, out, errOut := run(t, "demo", "--json", "--dir", dir, "--boards", "tcp", "--tpm", "none", "--baud", "1000000")
+	if code != exitOK {
+		t.Fatalf("demo --boards tcp --tpm none: exit %d\n%s\n%s", code, out, errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	var sum struct {
+		Passed, Failed, Uploaded int
+		Skipped                  []string
+	}
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &sum); err != nil {
+		t.Fatalf("the summary line: %v\n%s", err, out)
+	}
+	if sum.Passed != 4 || sum.Failed != 0 || sum.Uploaded != 2 || !slices.Equal(sum.Skipped, []string{"tpm", "x509-tpm"}) {
+		t.Errorf("summary %+v, want 4 passed, 2 uploaded, tpm and x509-tpm left out", sum)
+	}
+	if !strings.Contains(errOut, "TPM modes left out") {
+		t.Errorf("no warning that the TPM modes were left out:\n%s", errOut)
+	}
+	store, err := records.OpenReadOnly(context.Background(), filepath.Join(dir, "records.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	list, err := store.List(context.Background(), records.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 4 {
+		t.Fatalf("%d records, want 4", len(list))
+	}
+	for _, r := range list {
+		if r.Result != records.ResultPassed || !strings.HasPrefix(r.Slot, r.Attestation) || r.Registration == nil || r.Registration.State != "assigned" {
+			t.Errorf("%s: %s in slot %s, registration %+v", r.Serial, r.Result, r.Slot, r.Registration)
+		}
 	}
 }
