@@ -4,12 +4,16 @@ package winetest
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"zerotouch/internal/swtpm"
 )
 
 // envRun turns the tests on.
@@ -266,4 +270,124 @@ func removeAllOverlay(t *testing.T, w *wine) string {
 		t.Fatal(err)
 	}
 	return ov
+}
+
+// TestDemoUnderWine runs zerotouch.exe demo under Wine: its boards on
+// loopback TCP ports (Windows has no pseudo-terminals), the TPM boards'
+// TPMs swtpm instances on this machine (the Windows build has no
+// simulator). Every board of the four attestation modes must pass and
+// be recorded as the Linux build's demo records it.
+func TestDemoUnderWine(t *testing.T) {
+	w := newWine(t)
+	exe := filepath.Join(t.TempDir(), "zerotouch.exe")
+	if out, err := w.goCmd(t, "build", "-tags", "nogui", "-o", exe, "./cmd/zerotouch").CombinedOutput(); err != nil {
+		t.Fatalf("build zerotouch.exe: %v\n%s", err, out)
+	}
+	linux := filepath.Join(t.TempDir(), "zerotouch")
+	build := exec.CommandContext(t.Context(), w.goBin, "build", "-tags", "nogui", "-o", linux, "./cmd/zerotouch")
+	build.Dir = w.root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build zerotouch: %v\n%s", err, out)
+	}
+
+	const dir = `C:\zerotouch demo`
+	r := w.run(t, exe, "demo", "--json", "--dir", dir, "--tpm", swtpms(t, 3))
+	if r.exit != 0 {
+		t.Fatalf("zerotouch.exe demo: exit %d\n%s\n%s", r.exit, r.stdout, r.stderr)
+	}
+	sum := lastJSON(t, r.stdout)
+	if sum["passed"] != 7.0 || sum["failed"] != 0.0 || sum["uploaded"] != 5.0 || sum["skipped"] != nil {
+		t.Errorf("zerotouch.exe demo: summary %v, want 7 passed, 0 failed, 5 uploaded, none left out", sum)
+	}
+	if sum["dir"] != dir {
+		t.Errorf("zerotouch.exe demo: dir %v, want %s", sum["dir"], dir)
+	}
+
+	linuxDir := filepath.Join(t.TempDir(), "demo")
+	cmd := exec.CommandContext(t.Context(), linux, "demo", "--json", "--dir", linuxDir, "--tpm", swtpms(t, 3))
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("zerotouch demo on Linux: %v\n%s", err, out)
+	}
+
+	// Each board's record, as records show gives it on each system.
+	for i := 1; i <= 7; i++ {
+		serial := fmt.Sprintf("ZTD%06d", i)
+		r := w.run(t, exe, "records", "show", serial, "--json", "--db", dir+`\records.db`)
+		if r.exit != 0 {
+			t.Errorf("zerotouch.exe records show %s: exit %d\n%s", serial, r.exit, r.stderr)
+			continue
+		}
+		cmd := exec.CommandContext(t.Context(), linux, "records", "show", serial, "--json", "--db", filepath.Join(linuxDir, "records.db"))
+		out, err := cmd.Output()
+		if err != nil {
+			t.Errorf("zerotouch records show %s on Linux: %v", serial, err)
+			continue
+		}
+		win, lin := demoRecord(t, r.stdout), demoRecord(t, string(out))
+		if win != lin {
+			t.Errorf("%s: under Wine recorded as %+v; on Linux as %+v", serial, win, lin)
+		}
+		if win.Result != "passed" || win.Registration.State != "assigned" {
+			t.Errorf("%s under Wine: %+v, want passed and assigned at first boot", serial, win)
+		}
+	}
+}
+
+// boardRecord is what a demo's record says of a board, but for what
+// differs from run to run (times, keys, certificates, and the TPM boards'
+// registration IDs, made from their EKs).
+type boardRecord struct {
+	Attestation  string `json:"attestation"`
+	Result       string `json:"result"`
+	ConfigPath   string `json:"configPath"`
+	UploadState  string `json:"uploadState"`
+	Line         string `json:"line"`
+	Slot         string `json:"slot"`
+	RegID        string `json:"registrationId"`
+	Registration struct {
+		State string `json:"state"`
+		Hub   string `json:"assignedHub"`
+	} `json:"registration"`
+}
+
+func demoRecord(t *testing.T, out string) boardRecord {
+	t.Helper()
+	var v struct {
+		Record boardRecord `json:"record"`
+	}
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		t.Fatalf("records show --json: %v\n%s", err, out)
+	}
+	if v.Record.Attestation == "tpm" {
+		v.Record.RegID = "(from the EK)"
+	}
+	return v.Record
+}
+
+// lastJSON is the last line of out, a JSON object.
+func lastJSON(t *testing.T, out string) map[string]any {
+	t.Helper()
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	var v map[string]any
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &v); err != nil {
+		t.Fatalf("last line of the output is not JSON: %v\n%s", err, out)
+	}
+	return v
+}
+
+// swtpms starts n swtpm processes, stopped when the test ends, and names
+// them as --tpm takes them.
+func swtpms(t *testing.T, n int) string {
+	t.Helper()
+	var specs []string
+	for range n {
+		p, err := swtpm.Start(t.TempDir(), true)
+		if err != nil {
+			t.Fatalf("swtpm: %v", err)
+		}
+		t.Cleanup(func() { p.Close() })
+		specs = append(specs, "tcp:"+p.Addr)
+	}
+	return strings.Join(specs, ",")
 }
