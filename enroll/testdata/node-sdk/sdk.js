@@ -9,10 +9,17 @@
 // Environment:
 //   DPS_CONNECTION_STRING  HostName=localhost;SharedAccessKeyName=provisioningserviceowner;SharedAccessKey=...
 //   DPS_TEST_CA_PEM        a PEM CA certificate for the X.509 enrollment group
+//   DPS_TEST_REGISTRATION  the ID of a device registered (assigned) through its
+//                          individual enrollment: its registration state is read,
+//                          refused deletion with a stale etag, then deleted
+//   DPS_TEST_GROUP         an enrollment group devices registered through
+//   DPS_TEST_GROUP_MEMBERS their IDs, comma-separated: the group's registration
+//                          query must list each
 //   NODE_EXTRA_CA_CERTS    the emulator's CA (read by Node itself)
 //
 // On success it prints one JSON line on stdout:
-//   {"ok":true,"checks":N,"prefix":"...","kept":[ids],"deleted":[ids],"groupsDeleted":[ids],"warnings":[...]}
+//   {"ok":true,"checks":N,"prefix":"...","kept":[ids],"deleted":[ids],"groupsDeleted":[ids],
+//    "registrationDeleted":id,"warnings":[...]}
 // "kept" are the individual enrollments it leaves in place (each written
 // once), "deleted" those it deleted. On anything unexpected it prints what
 // went wrong on stderr and exits 1.
@@ -112,6 +119,10 @@ async function main() {
   const caPEM = process.env.DPS_TEST_CA_PEM;
   if (!cs) fail('DPS_CONNECTION_STRING is not set');
   if (!caPEM) fail('DPS_TEST_CA_PEM is not set');
+  const regID = process.env.DPS_TEST_REGISTRATION;
+  const regGroup = process.env.DPS_TEST_GROUP;
+  const members = String(process.env.DPS_TEST_GROUP_MEMBERS || '').split(',').filter((m) => m);
+  if (!regID || !regGroup || members.length === 0) fail('DPS_TEST_REGISTRATION, DPS_TEST_GROUP and DPS_TEST_GROUP_MEMBERS must be set');
   const client = ProvisioningServiceClient.fromConnectionString(cs);
 
   // IDs unique to this run, so that a store kept between runs does not
@@ -210,6 +221,13 @@ async function main() {
     warnings.push('query: x-ms-item-type is ' + JSON.stringify(itemType) + ', DPS sends "Enrollment"');
   }
 
+  // --- the other query forms the tools send: "*" (this SDK's documented
+  // usage) and "SELECT *" (the Azure CLI's) ---
+  for (const q of ['*', 'SELECT *']) {
+    const all = await queryAll(client.createIndividualEnrollmentQuery({ query: q }, 3), 'enrollment query ' + JSON.stringify(q), 'registrationId');
+    for (const k of mine) check(all.has(k), 'enrollment query ' + JSON.stringify(q) + ': ' + k + ' not found in ' + all.size + ' items');
+  }
+
   // --- enrollment groups ---
   const symGroup = {
     enrollmentGroupId: id('group-sym'),
@@ -249,6 +267,29 @@ async function main() {
     equal(new crypto.X509Certificate(primary.certificate).fingerprint256, ca.fingerprint256, 'get X.509 group: certificate');
   }
 
+  // --- list the groups ---
+  const groupIDs = await queryAll(client.createEnrollmentGroupQuery({ query: '*' }, 1), 'group query "*"', 'enrollmentGroupId');
+  for (const g of [symGroup, x509Group, { enrollmentGroupId: regGroup }]) {
+    check(groupIDs.has(g.enrollmentGroupId.toLowerCase()), 'group query: ' + g.enrollmentGroupId + ' not found in ' + JSON.stringify([...groupIDs]));
+  }
+
+  // --- registration states: a group's, then one read and deleted ---
+  const regs = await queryAll(client.createEnrollmentGroupDeviceRegistrationStateQuery({ query: '*' }, regGroup, 1),
+    'registration query of ' + regGroup, 'registrationId');
+  for (const m of members) check(regs.has(m.toLowerCase()), 'registration query of ' + regGroup + ': ' + m + ' not found in ' + JSON.stringify([...regs]));
+  res = await call('getDeviceRegistrationState', () => client.getDeviceRegistrationState(regID));
+  const state = res.responseBody;
+  equal(String(state.registrationId).toLowerCase(), regID.toLowerCase(), 'registration state: registrationId');
+  equal(state.status, 'assigned', 'registration state: status');
+  check(typeof state.assignedHub === 'string' && state.assignedHub !== '', 'registration state: no assignedHub in ' + JSON.stringify(state));
+  check(typeof state.etag === 'string' && state.etag !== '', 'registration state: no etag in ' + JSON.stringify(state));
+  await mustFail('deleteDeviceRegistrationState with a stale etag', 412, null,
+    () => client.deleteDeviceRegistrationState(regID, Buffer.from('"stale"').toString('base64')));
+  res = await call('getDeviceRegistrationState after the stale delete', () => client.getDeviceRegistrationState(regID));
+  equal(res.responseBody.etag, state.etag, 'registration state after the stale delete: etag');
+  await call('deleteDeviceRegistrationState', () => client.deleteDeviceRegistrationState(state)); // sends If-Match: state.etag
+  await mustFail('getDeviceRegistrationState after delete', 404, null, () => client.getDeviceRegistrationState(regID));
+
   const groupsDeleted = [];
   for (const g of [symGroup, x509Group]) {
     await call('deleteEnrollmentGroup ' + g.enrollmentGroupId, () => client.deleteEnrollmentGroup(g.enrollmentGroupId));
@@ -269,8 +310,29 @@ async function main() {
     kept: [...bulkIDs, ...moreIDs],
     deleted: [first.registrationId],
     groupsDeleted,
+    registrationDeleted: regID,
     warnings,
   }) + '\n');
+}
+
+// queryAll runs query to its end, a page at a time, and returns the
+// lower-cased idField of every item; an item twice fails.
+async function queryAll(query, what, idField) {
+  const seen = new Set();
+  let pages = 0;
+  while (query.hasMoreResults) {
+    if (++pages > 1000) fail(what + ': more than 1000 pages: the continuation never ends');
+    // Query.next() without an argument drops the token (SDK bug).
+    const res = await call(what + ' page ' + pages, () => query.next(query.continuationToken));
+    const page = res.responseBody;
+    check(Array.isArray(page), what + ' page ' + pages + ': not an array: ' + JSON.stringify(page));
+    for (const e of page) {
+      const k = String(e[idField]).toLowerCase();
+      check(!seen.has(k), what + ': ' + k + ' came twice (page ' + pages + ')');
+      seen.add(k);
+    }
+  }
+  return seen;
 }
 
 // A promise that never settles would let Node exit 0 silently when the
