@@ -4,12 +4,19 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
+	"path"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -20,6 +27,8 @@ import (
 
 	"zerotouch/enroll/device"
 	"zerotouch/flasher"
+	"zerotouch/internal/atomicfile"
+	"zerotouch/internal/regid"
 	"zerotouch/tpm"
 )
 
@@ -151,14 +160,128 @@ func (b *Board) register(ctx context.Context) (flasher.Registration, error) {
 		if cfg.TPM, err = b.bootTPM(ctx); err != nil {
 			return r, err
 		}
+		if cfg.RegistrationID == "" {
+			cfg.RegistrationID = regid.FromEK(cfg.TPM.EndorsementKey())
+			r.RegistrationID = cfg.RegistrationID
+		}
+	}
+	oc, err := readOperationalCertificate(data, bc.Format, name)
+	if err != nil {
+		return r, fmt.Errorf("configuration %s: %w", name, err)
+	}
+	var opKey crypto.Signer
+	if oc != nil {
+		if opKey, cfg.CSR, err = operationalCSR(cfg.RegistrationID); err != nil {
+			return r, err
+		}
 	}
 	res, err := device.Register(ctx, cfg)
 	if err != nil {
 		return r, err
 	}
+	if oc != nil {
+		if err := b.keepOperationalCertificate(oc.Path, opKey, res.IssuedCertificateChain); err != nil {
+			return r, err
+		}
+	}
 	r.State = flasher.RegAssigned
 	r.RegistrationID, r.Hub, r.DeviceID, r.Substatus = res.RegistrationID, res.AssignedHub, res.DeviceID, res.Substatus
 	return r, nil
+}
+
+// Operational certificates from DPS. A configuration in the json format
+// that holds
+//
+//	"provisioning": {..., "operationalCertificate": {"issuer": "dps", "path": "/lfs/zerotouch/operational.pem"}}
+//
+// has the board make a key (ECDSA P-256, kept in its RAM as keygen's
+// keys) at registration and send its CSR (CN = the registration ID) with
+// the register request, api-version 2026-04-01: DPS issues the
+// certificate under the credential policy of the board's enrollment. The
+// board checks the chain (device.VerifyIssuedChain) and writes it, PEM,
+// device certificate first and root last, to path (default:
+// operational.pem beside the configuration), where the station's
+// end-of-line check reads it. The other formats have no such setting.
+
+// operationalKeyName is the operational key's entry among the board's
+// keys.
+const operationalKeyName = "operational"
+
+// operationalCertificate is the configuration's
+// provisioning.operationalCertificate.
+type operationalCertificate struct {
+	Issuer string `json:"issuer"` // "dps"
+	Path   string `json:"path"`   // where the chain is kept
+}
+
+// readOperationalCertificate reads provisioning.operationalCertificate
+// from a json configuration at configPath; nil when there is none (or
+// the format has no such setting).
+func readOperationalCertificate(data []byte, format, configPath string) (*operationalCertificate, error) {
+	if format != formatJSON {
+		return nil, nil
+	}
+	var doc struct {
+		Provisioning struct {
+			OperationalCertificate *operationalCertificate `json:"operationalCertificate"`
+		} `json:"provisioning"`
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return nil, err
+	}
+	oc := doc.Provisioning.OperationalCertificate
+	if oc == nil {
+		return nil, nil
+	}
+	if oc.Issuer != "dps" {
+		return nil, fmt.Errorf("provisioning.operationalCertificate.issuer %q: the board requests its certificate from \"dps\" only", oc.Issuer)
+	}
+	if oc.Path == "" {
+		oc.Path = path.Join(path.Dir(configPath), "operational.pem")
+	}
+	return oc, nil
+}
+
+// operationalCSR makes the operational key and its CSR for regID.
+func operationalCSR(regID string) (crypto.Signer, []byte, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("make the operational key: %w", err)
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: regID}}, key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("make the operational key's CSR: %w", err)
+	}
+	return key, csr, nil
+}
+
+// keepOperationalCertificate keeps the operational key in RAM and writes
+// the chain DPS issued (device.Register checked it) to the board's file
+// name.
+func (b *Board) keepOperationalCertificate(name string, key crypto.Signer, chain []*x509.Certificate) error {
+	p, err := b.fsPath(name)
+	if err != nil {
+		return fmt.Errorf("provisioning.operationalCertificate.path: %w", err)
+	}
+	var out []byte
+	for _, c := range chain {
+		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return fmt.Errorf("keep the operational certificate: %w", err)
+	}
+	write := atomicfile.Write
+	if b.cfg.NoSync {
+		write = atomicfile.WriteUnsynced
+	}
+	if err := write(p, out, 0o644); err != nil {
+		return fmt.Errorf("keep the operational certificate in %s: %w", name, err)
+	}
+	b.mu.Lock()
+	b.keys[operationalKeyName] = key
+	b.mu.Unlock()
+	b.log.Info("operational certificate issued", "path", name, "subject", chain[0].Subject.String(), "not_after", chain[0].NotAfter, "root", chain[len(chain)-1].Subject.String())
+	return nil
 }
 
 // certificateFile reads the certificate chain the configuration names by
