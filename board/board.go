@@ -59,6 +59,27 @@ type Config struct {
 	DPSRoots string
 	// Faults to inject from the start; see SetFaults.
 	Faults Faults
+	// Profile is ProfileZerotouch (the default: the provisioning group
+	// too) or ProfileStock: a board running stock MCUmgr, as Zephyr's
+	// smp_svr sample, with the os, image and fs groups only, its file
+	// system (littlefs) mounted at flasher.StockMount.
+	Profile string
+	// NoFSHash leaves the fs hash/checksum command out (a stock board's
+	// firmware without CONFIG_MCUMGR_GRP_FS_CHECKSUM_HASH): it answers
+	// rc 8, not supported.
+	NoFSHash bool
+	// FSSize is how many bytes the board's file system holds, all files
+	// together; a write beyond it fails (fs error 10), as a full littlefs
+	// does. Default: no limit.
+	FSSize int
+	// RegisterAtBoot has a stock board register with DPS at every boot
+	// whose configuration (ConfigPath) is there, as its firmware does,
+	// and write how it went to RegistrationPath (the JSON of a
+	// flasher.Registration): the station's end-of-line check reads it.
+	RegisterAtBoot bool
+	// RegistrationPath is that file; default
+	// flasher.StockRegistrationPath.
+	RegistrationPath string
 	// Listen serves the board on TCP instead of a pseudo-terminal:
 	// tcp://HOST:PORT, PORT 0 for any free port. Path then returns the
 	// URL a station names as the slot's port. One station is connected
@@ -102,8 +123,24 @@ func (c *Config) setDefaults() error {
 	if c.TPM == "" {
 		c.TPM = TPMSim
 	}
+	switch c.Profile {
+	case "":
+		c.Profile = ProfileZerotouch
+	case ProfileZerotouch, ProfileStock:
+	default:
+		return fmt.Errorf("board %s: profile %q: want %s or %s", c.Serial, c.Profile, ProfileZerotouch, ProfileStock)
+	}
+	if c.FSSize < 0 {
+		return fmt.Errorf("board %s: file system size %d: want 0 (no limit) or more", c.Serial, c.FSSize)
+	}
 	if c.ConfigPath == "" {
 		c.ConfigPath = "/lfs/zerotouch/config"
+		if c.Profile == ProfileStock {
+			c.ConfigPath = flasher.StockConfigPath
+		}
+	}
+	if c.RegistrationPath == "" {
+		c.RegistrationPath = flasher.StockRegistrationPath
 	}
 	if c.SlotSize <= 0 {
 		c.SlotSize = 1 << 20
@@ -121,6 +158,12 @@ func (c *Config) setDefaults() error {
 	}
 	return nil
 }
+
+// Board profiles (Config.Profile).
+const (
+	ProfileZerotouch = "zerotouch" // stock MCUmgr groups and the provisioning group
+	ProfileStock     = "stock"     // stock MCUmgr groups only: os, image, fs
+)
 
 // Board is a virtual board serving SMP on a pseudo-terminal, or on TCP
 // (Config.Listen). Its methods are safe for concurrent use. Close it to
@@ -216,7 +259,10 @@ func Start(cfg Config) (*Board, error) {
 	b.wg.Add(2)
 	go b.rxLoop()
 	go b.txLoop()
-	b.log.Info("board up", "port", b.path, "baud", cfg.Baud, "tpm", cfg.TPM)
+	b.log.Info("board up", "port", b.path, "baud", cfg.Baud, "tpm", cfg.TPM, "profile", cfg.Profile)
+	b.mu.Lock()
+	b.bootRegisterLocked(time.Now())
+	b.mu.Unlock()
 	return b, nil
 }
 
@@ -388,7 +434,7 @@ func (b *Board) handleLine(dec *flasher.Decoder, line []byte, crossed time.Time)
 		b.log.Info("fault: request lost to line noise")
 		return
 	}
-	if b.lastReq != nil && bytes.Equal(msg, b.lastReq) && !b.faults.NoReplay {
+	if b.lastReq != nil && bytes.Equal(msg, b.lastReq) && !b.faults.NoReplay && !b.stock() {
 		// The station sent the same request again: its answer was lost.
 		// Answer again without doing it twice.
 		rsp := b.lastRsp
@@ -527,6 +573,7 @@ func (b *Board) rebootLocked(now time.Time) {
 		b.log.Error("image swap failed", "err", err)
 	}
 	b.log.Info("rebooting", "fw", b.st.Slots[0].Version)
+	b.bootRegisterLocked(b.bootUntil)
 	banner := fmt.Sprintf("*** Booting zerotouch virtual board %s, firmware %s ***", b.cfg.Serial, b.st.Slots[0].Version)
 	until := b.bootUntil
 	b.wg.Add(1) // rebooting runs on rxLoop, which holds the group open
@@ -557,5 +604,14 @@ func (b *Board) fsPath(name string) (string, error) {
 		// A drive, a stream or a second separator on Windows.
 		return "", fmt.Errorf("file name %q holds a character this system's files cannot", name)
 	}
+	if b.stock() && !strings.HasPrefix(clean, flasher.StockMount+"/") {
+		return "", errNoMount
+	}
 	return filepath.Join(b.cfg.Dir, "fs", filepath.FromSlash(clean)), nil
 }
+
+// errNoMount is a file name outside a stock board's one file system.
+var errNoMount = errors.New("no file system is mounted there (a stock board's is at " + flasher.StockMount + ")")
+
+// stock reports whether the board has the stock profile.
+func (b *Board) stock() bool { return b.cfg.Profile == ProfileStock }

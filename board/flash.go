@@ -54,6 +54,12 @@ func (b *Board) loadFlash() error {
 	if err := os.MkdirAll(filepath.Join(b.cfg.Dir, "fs"), 0o700); err != nil {
 		return fmt.Errorf("board %s: make flash: %w", b.cfg.Serial, err)
 	}
+	if b.stock() {
+		// The littlefs partition, mounted.
+		if err := os.MkdirAll(filepath.Join(b.cfg.Dir, "fs", filepath.FromSlash(flasher.StockMount)), 0o700); err != nil {
+			return fmt.Errorf("board %s: make flash: %w", b.cfg.Serial, err)
+		}
+	}
 	data, err := os.ReadFile(b.statePath())
 	switch {
 	case err == nil:

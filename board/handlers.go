@@ -75,6 +75,22 @@ var handlers = map[cmdKey]handler{
 	{flasher.GroupProvisioning, flasher.CmdProvCommit, true}:        handleCommit,
 }
 
+// serves reports whether the board's firmware has the command: a stock
+// board has no provisioning group, and the fs hash command only when
+// its firmware enables it.
+func (b *Board) serves(group uint16, id uint8) bool {
+	if !b.stock() {
+		return true
+	}
+	switch group {
+	case flasher.GroupOS, flasher.GroupImage:
+		return true
+	case flasher.GroupFS:
+		return id != flasher.CmdFSHash || !b.cfg.NoFSHash
+	}
+	return false
+}
+
 // dispatch answers one request message. It returns nil for messages a
 // board ignores (answers, malformed headers).
 func (b *Board) dispatch(msg []byte) ([]byte, func()) {
@@ -91,7 +107,7 @@ func (b *Board) dispatch(msg []byte) ([]byte, func()) {
 	)
 	if m.Version > flasher.Version2 {
 		herr = mgmtErr(flasher.RCTooNew)
-	} else if h, ok := handlers[cmdKey{m.Group, m.ID, m.Op == flasher.OpWrite}]; !ok {
+	} else if h, ok := handlers[cmdKey{m.Group, m.ID, m.Op == flasher.OpWrite}]; !ok || !b.serves(m.Group, m.ID) {
 		herr = mgmtErr(flasher.RCNotSupported)
 	} else if rc, ok := b.injectedRC(m.Header); ok {
 		herr = rc
@@ -376,10 +392,29 @@ func fsErr(rc int, legacy flasher.RC) *smpErr { return groupErr(flasher.GroupFS,
 
 func (b *Board) fsName(name string) (string, error) {
 	p, err := b.fsPath(name)
+	if errors.Is(err, errNoMount) {
+		return "", fsErr(flasher.FSRCMountNotFound, flasher.RCNoEntry)
+	}
 	if err != nil {
 		return "", fsErr(flasher.FSRCFileInvalidName, flasher.RCInvalid)
 	}
 	return p, nil
+}
+
+// fsUsedLocked is how many bytes the board's files hold, the file p
+// left out.
+func (b *Board) fsUsedLocked(p string) int {
+	used := 0
+	filepath.WalkDir(filepath.Join(b.cfg.Dir, "fs"), func(q string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || q == p {
+			return nil
+		}
+		if info, err := d.Info(); err == nil {
+			used += int(info.Size())
+		}
+		return nil
+	})
+	return used
 }
 
 func fileSize(p string) (int, error) {
@@ -422,7 +457,13 @@ func handleFileUpload(b *Board, body []byte) (any, func(), error) {
 		if req.Len == nil && len(req.Data) > 0 {
 			return nil, nil, mgmtErr(flasher.RCInvalid)
 		}
-		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		if b.stock() {
+			// littlefs makes no folders on a write: the file's folder
+			// must be there.
+			if st, err := os.Stat(filepath.Dir(p)); err != nil || !st.IsDir() {
+				return nil, nil, fsErr(flasher.FSRCFileOpenFailed, flasher.RCUnknown)
+			}
+		} else if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 			return nil, nil, fsErr(flasher.FSRCFileOpenFailed, flasher.RCUnknown)
 		}
 	} else {
@@ -435,6 +476,15 @@ func handleFileUpload(b *Board, body []byte) (any, func(), error) {
 			e.extra = map[string]any{"len": size}
 			return nil, nil, e
 		}
+	}
+	if b.cfg.FSSize > 0 && b.fsUsedLocked(p)+off+len(req.Data) > b.cfg.FSSize {
+		// A full file system: littlefs answers -ENOSPC and fs_mgmt a
+		// write failure. The file keeps what it held.
+		if off == 0 {
+			writeAt(p, 0, nil, true, !b.cfg.NoSync)
+		}
+		b.log.Warn("file system full", "name", req.Name, "off", off, "size", b.cfg.FSSize)
+		return nil, nil, fsErr(flasher.FSRCFileWriteFailed, flasher.RCNoMem)
 	}
 	if b.faults.CorruptWrite > 0 && len(req.Data) > 0 {
 		b.faults.CorruptWrite--

@@ -106,6 +106,7 @@ const (
 	FSRCFileOffset       = 11 // FS_MGMT_ERR_FILE_OFFSET_NOT_VALID
 	FSRCFileOffsetLarger = 12
 	FSRCChecksumNotFound = 13 // FS_MGMT_ERR_CHECKSUM_HASH_NOT_FOUND
+	FSRCMountNotFound    = 14 // FS_MGMT_ERR_MOUNT_POINT_NOT_FOUND
 	FSRCFileEmpty        = 16
 	// Provisioning group (ours; see board's package documentation).
 	ProvRCUnknown        = 1
@@ -155,6 +156,12 @@ func groupRCText(group uint16, rc int) string {
 		return " (file not found)"
 	case group == GroupFS && rc == FSRCFileOffset:
 		return " (offset not valid)"
+	case group == GroupFS && rc == FSRCFileWriteFailed:
+		return " (write failed: file system full, or its flash failed)"
+	case group == GroupFS && rc == FSRCFileOpenFailed:
+		return " (file cannot be opened: does its folder exist?)"
+	case group == GroupFS && rc == FSRCMountNotFound:
+		return " (no file system mounted there)"
 	case group == GroupProvisioning && rc == ProvRCNoConfig:
 		return " (no config stored)"
 	case group == GroupProvisioning && rc == ProvRCConfigMismatch:
@@ -208,7 +215,7 @@ func groupIs(group uint16, rc int, target error) bool {
 		}
 	case GroupFS:
 		switch rc {
-		case FSRCFileNotFound:
+		case FSRCFileNotFound, FSRCMountNotFound:
 			return target == ErrNotFound
 		case FSRCFileInvalidName, FSRCFileIsDirectory:
 			return target == ErrInvalid

@@ -25,7 +25,42 @@ const (
 	ModeX509TPM      = "x509-tpm"      // a key made in the board's TPM, certificate from the CA
 	ModeX509Keygen   = "x509-keygen"   // a key made by the board itself, certificate from the CA
 	ModeSymmetricKey = "symmetric-key" // a device key derived from the enrollment group's key
+	// ModeX509StationKey: the station makes the device key in memory,
+	// has the CA sign it, writes key and chain to a stock board and keeps
+	// no copy (board profile stock only). The key crosses the station and
+	// the serial line: x509-keygen, where the board makes its own key, is
+	// the stronger choice when the firmware can.
+	ModeX509StationKey = "x509-station-key"
 )
+
+// Board profiles (Config.Board.Profile).
+const (
+	// ProfileZerotouch: the board's firmware has the provisioning group
+	// (SMP group 64): identity, TPM passthrough, keygen, commit.
+	ProfileZerotouch = "zerotouch"
+	// ProfileStock: the board runs stock MCUmgr only (os, image, fs, and
+	// the fs hash command when its firmware enables it): the station
+	// supplies its serial number, writes its configuration by fs_mgmt,
+	// checks it and resets the board.
+	ProfileStock = "stock"
+)
+
+// Serial number sources of a stock line (Config.Board.Serial.Source).
+const (
+	// SerialSequence: a prefix and a counter the records store hands out,
+	// never twice (records NextSerial).
+	SerialSequence = "sequence"
+	// SerialScan: the operator scans the board's label into its slot
+	// (Station.Scan); headless, a file or standard input gives them.
+	SerialScan = "scan"
+	// SerialFile: a file on the board, written earlier in the line, read
+	// through fs_mgmt.
+	SerialFile = "file"
+)
+
+// DefaultSerialDigits is how many digits a sequence's number has, zero
+// padded, unless the line says.
+const DefaultSerialDigits = 6
 
 // Default values of Config.
 const (
@@ -110,6 +145,44 @@ type Config struct {
 	// VerifyRegistration has each board register with DPS at the end of
 	// the line, as it will at its first boot, and records how it went.
 	VerifyRegistration VerifyConfig `yaml:"verify_registration"`
+	// Board is what the line's boards run: their profile and, for stock
+	// boards, where their serial numbers come from.
+	Board BoardConfig `yaml:"board"`
+}
+
+// BoardConfig says what firmware the line's boards run.
+type BoardConfig struct {
+	// Profile is ProfileZerotouch (the default) or ProfileStock.
+	Profile string `yaml:"profile"`
+	// Serial is where a stock board's serial number comes from.
+	Serial SerialConfig `yaml:"serial"`
+	// Model is the model recorded for a stock board, which cannot say
+	// its own; default "stock".
+	Model string `yaml:"model"`
+	// RegistrationPath is the file a stock board's firmware writes its
+	// DPS registration's outcome to at boot (the JSON of a
+	// flasher.Registration), read for verify_registration; default
+	// flasher.StockRegistrationPath.
+	RegistrationPath string `yaml:"registration_path"`
+}
+
+// SerialConfig is the source of a stock board's serial number.
+type SerialConfig struct {
+	// Source is SerialSequence, SerialScan or SerialFile.
+	Source string `yaml:"source"`
+	// Prefix and Digits make a sequence's serial numbers: the prefix and
+	// the number, zero padded to Digits (default DefaultSerialDigits), as
+	// ZT-000042.
+	Prefix string `yaml:"prefix"`
+	Digits int    `yaml:"digits"`
+	// Sequence names the counter in the records store; default the
+	// prefix. Lines that share a name share the counter.
+	Sequence string `yaml:"sequence"`
+	// Path is, for SerialFile, the file on the board that holds the
+	// serial number. For SerialSequence it is optional: the station reads
+	// a serial number there first (a board that has one keeps it) and
+	// writes the one it hands out there.
+	Path string `yaml:"path"`
 }
 
 // VerifyConfig is the end-of-line registration check.
@@ -153,6 +226,10 @@ type TemplateConfig struct {
 	// its certificate and key (X.509 modes).
 	CertificatePath string `yaml:"certificate_path"`
 	KeyURI          string `yaml:"key_uri"`
+	// KeyPath is, in mode x509-station-key, the file on the board the
+	// station writes the device key to (PEM, PKCS #8); default
+	// flasher.StockKeyPath. key_uri then defaults to file://KEY_PATH.
+	KeyPath string `yaml:"key_path"`
 }
 
 // CAConfig names the CA of the X.509 modes: a local CA folder, or a
@@ -279,6 +356,34 @@ func (c *Config) defaults() {
 	if c.Template.Name == "" && c.Template.File == "" {
 		c.Template.Name = "json"
 	}
+	if c.Board.Profile == "" {
+		c.Board.Profile = ProfileZerotouch
+	}
+	if c.Board.Profile == ProfileStock {
+		if c.Template.Path == "" {
+			c.Template.Path = flasher.StockConfigPath
+		}
+		if c.Board.Model == "" {
+			c.Board.Model = "stock"
+		}
+		if c.Board.RegistrationPath == "" {
+			c.Board.RegistrationPath = flasher.StockRegistrationPath
+		}
+		if c.Board.Serial.Digits == 0 {
+			c.Board.Serial.Digits = DefaultSerialDigits
+		}
+		if c.Board.Serial.Sequence == "" {
+			c.Board.Serial.Sequence = c.Board.Serial.Prefix
+		}
+		if c.Attestation == ModeX509StationKey {
+			if c.Template.KeyPath == "" {
+				c.Template.KeyPath = flasher.StockKeyPath
+			}
+			if c.Template.KeyURI == "" {
+				c.Template.KeyURI = "file://" + c.Template.KeyPath
+			}
+		}
+	}
 	if c.Template.Path == "" {
 		c.Template.Path = DefaultConfigPath
 	}
@@ -329,11 +434,14 @@ func (c *Config) Validate() error {
 		return &ConfigError{Field: field, Msg: fmt.Sprintf(format, args...)}
 	}
 	switch c.Attestation {
-	case ModeTPM, ModeX509TPM, ModeX509Keygen, ModeSymmetricKey:
+	case ModeTPM, ModeX509TPM, ModeX509Keygen, ModeSymmetricKey, ModeX509StationKey:
 	case "":
-		return bad("attestation", "missing: want tpm, x509-tpm, x509-keygen or symmetric-key")
+		return bad("attestation", "missing: want tpm, x509-tpm, x509-keygen, symmetric-key or x509-station-key")
 	default:
-		return bad("attestation", "%q: want tpm, x509-tpm, x509-keygen or symmetric-key", c.Attestation)
+		return bad("attestation", "%q: want tpm, x509-tpm, x509-keygen, symmetric-key or x509-station-key", c.Attestation)
+	}
+	if err := c.validateBoard(); err != nil {
+		return err
 	}
 	if !validIDScope(c.IDScope) {
 		return bad("id_scope", "%q: want the DPS ID scope, as 0ne0001A2B3 (the DPS overview page shows it)", c.IDScope)
@@ -403,7 +511,7 @@ func (c *Config) Validate() error {
 		return bad("template.path", "%q: want an absolute path on the board, as %s", c.Template.Path, DefaultConfigPath)
 	}
 	switch c.Attestation {
-	case ModeX509TPM, ModeX509Keygen:
+	case ModeX509TPM, ModeX509Keygen, ModeX509StationKey:
 		if c.CA.Dir == "" && c.CA.URL == "" {
 			return bad("ca", "x509 modes need a CA: dir (a local CA) or url and fingerprint (a step-ca)")
 		}
@@ -452,6 +560,79 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// needsGroup names, for each mode a stock board cannot be provisioned in,
+// the provisioning group's commands it needs.
+var needsGroup = map[string]string{
+	ModeTPM:        "tpm (TPM passthrough)",
+	ModeX509TPM:    "tpm (TPM passthrough)",
+	ModeX509Keygen: "keygen (a key made on the board)",
+}
+
+// validateBoard checks the board section against the attestation.
+func (c *Config) validateBoard() error {
+	bad := func(field, format string, args ...any) error {
+		return &ConfigError{Field: field, Msg: fmt.Sprintf(format, args...)}
+	}
+	b := c.Board
+	switch b.Profile {
+	case ProfileZerotouch:
+		if c.Attestation == ModeX509StationKey {
+			return bad("attestation", "x509-station-key is for board.profile: stock; a board with the provisioning group makes its own key: use x509-keygen")
+		}
+		if b.Serial != (SerialConfig{}) {
+			return bad("board.serial", "only for board.profile: stock (a zerotouch board says its own serial number)")
+		}
+		return nil
+	case ProfileStock:
+	default:
+		return bad("board.profile", "%q: want %s or %s", b.Profile, ProfileZerotouch, ProfileStock)
+	}
+	if cmds, ok := needsGroup[c.Attestation]; ok {
+		return bad("attestation", "%s needs the provisioning group (SMP group %d: %s), which a stock board (board.profile: stock) lacks: use symmetric-key or x509-station-key, or the zerotouch firmware module",
+			c.Attestation, flasher.GroupProvisioning, cmds)
+	}
+	s := b.Serial
+	switch s.Source {
+	case SerialSequence:
+		if s.Digits < 1 || s.Digits > 18 {
+			return bad("board.serial.digits", "%d: want 1 to 18", s.Digits)
+		}
+		if s.Sequence == "" {
+			return bad("board.serial.prefix", "missing: a sequence's serial numbers are a prefix and a number, as ZT- and 000042 (or name the counter: board.serial.sequence)")
+		}
+		sample := sequenceSerial(s.Prefix, s.Digits, 1)
+		if err := flasher.CheckSerial(sample); err != nil {
+			return bad("board.serial.prefix", "%q makes serial numbers such as %q: %v", s.Prefix, sample, err)
+		}
+	case SerialScan:
+	case SerialFile:
+		if s.Path == "" {
+			return bad("board.serial.path", "missing: the file on the board that holds its serial number, as %s/serial", flasher.StockMount)
+		}
+	case "":
+		return bad("board.serial.source", "missing: a stock board cannot say its serial number: want sequence, scan or file")
+	default:
+		return bad("board.serial.source", "%q: want sequence, scan or file", s.Source)
+	}
+	if s.Path != "" && !strings.HasPrefix(s.Path, "/") {
+		return bad("board.serial.path", "%q: want an absolute path on the board, as %s/serial", s.Path, flasher.StockMount)
+	}
+	for _, f := range []struct{ field, path string }{{"template.key_path", c.Template.KeyPath}, {"board.registration_path", b.RegistrationPath}} {
+		if f.path != "" && !strings.HasPrefix(f.path, "/") {
+			return bad(f.field, "%q: want an absolute path on the board, as %s", f.path, flasher.StockKeyPath)
+		}
+	}
+	if c.Attestation == ModeX509StationKey && (c.Template.KeyPath == c.Template.Path || c.Template.KeyPath == c.Template.CertificatePath) {
+		return bad("template.key_path", "%q is also the configuration's or the certificate's file", c.Template.KeyPath)
+	}
+	return nil
+}
+
+// sequenceSerial is the serial number n of a sequence.
+func sequenceSerial(prefix string, digits int, n int64) string {
+	return fmt.Sprintf("%s%0*d", prefix, digits, n)
+}
+
 // LineGroup is the DPS enrollment group a line's boards enroll through.
 type LineGroup struct {
 	ID string
@@ -474,7 +655,7 @@ func (c *Config) EnrollmentGroup() (g LineGroup, ok bool) {
 	case ModeSymmetricKey:
 		return LineGroup{ID: c.Group.GroupID, Attestation: enroll.AttestationSymmetricKey, Create: boolOr(c.Group.CreateGroup, true),
 			Setting: "symmetric_key.group_id", CreateSetting: "symmetric_key.create_group"}, true
-	case ModeX509TPM, ModeX509Keygen:
+	case ModeX509TPM, ModeX509Keygen, ModeX509StationKey:
 		if c.CA.GroupID != "" {
 			return LineGroup{ID: c.CA.GroupID, Attestation: enroll.AttestationX509, Create: boolOr(c.CA.CreateGroup, true),
 				Setting: "ca.group_id", CreateSetting: "ca.create_group"}, true
@@ -558,7 +739,7 @@ func DPSAttestation(mode string) string {
 	switch mode {
 	case ModeTPM:
 		return "tpm"
-	case ModeX509TPM, ModeX509Keygen:
+	case ModeX509TPM, ModeX509Keygen, ModeX509StationKey:
 		return "x509"
 	}
 	return "symmetricKey"

@@ -266,6 +266,9 @@ func (s *Station) runSlot(ctx context.Context, slot SlotConfig, opts RunOptions,
 			}
 			lastReason, seen = "", true
 		}
+		if !retry {
+			s.forgetHanded(slot.Name) // another board: a serial number of its own
+		}
 		retry = false
 		res, err := s.Provision(ctx, slot, path)
 		if ctx.Err() != nil && err != nil {

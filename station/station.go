@@ -195,6 +195,13 @@ type Station struct {
 	// supervised: the supervisor unlocked the station (Unlock), so a
 	// board refused as a possible clone may run again.
 	supervised bool
+	// scans are the serial numbers scanned for each slot and not yet
+	// taken (Scan); scanned wakes a slot waiting for one.
+	scans   map[string][]string
+	scanned chan struct{}
+	// handed is, by slot, the serial number a stock board's run was
+	// given before it failed: a Retry of the same board keeps it.
+	handed map[string]string
 }
 
 // New checks that deps fit cfg and returns a Station.
@@ -206,13 +213,18 @@ func New(cfg *Config, deps Deps) (*Station, error) {
 		return nil, errors.New("station: a records store and a template are required")
 	}
 	switch cfg.Attestation {
-	case ModeX509TPM, ModeX509Keygen:
+	case ModeX509TPM, ModeX509Keygen, ModeX509StationKey:
 		if deps.Issuer == nil {
 			return nil, fmt.Errorf("station: attestation %s needs a CA", cfg.Attestation)
 		}
 	case ModeSymmetricKey:
 		if len(deps.GroupKey) == 0 {
 			return nil, errors.New("station: attestation symmetric-key needs the enrollment group's key")
+		}
+	}
+	if cfg.Board.Profile == ProfileStock && cfg.Board.Serial.Source == SerialSequence {
+		if _, ok := deps.Store.(Sequencer); !ok {
+			return nil, errors.New("station: board.serial.source sequence needs a records store that hands out serial numbers")
 		}
 	}
 	if err := CheckTemplate(cfg, deps.Template); err != nil {
@@ -287,6 +299,9 @@ type run struct {
 	port  string
 	start time.Time
 	rec   *records.Record // once the board has said who it is
+	// keepSerial: a stock board's serial number from a sequence is to be
+	// written to board.serial.path.
+	keepSerial bool
 
 	// mu guards what follows: the run's goroutine and its heartbeat
 	// both emit, and events leave in order.
@@ -444,6 +459,8 @@ func waitingFor(step, port string) string {
 		return "DPS to take the board's enrollment"
 	case StepRegister:
 		return "the board to register with DPS"
+	case StepReset:
+		return "the board to restart"
 	}
 	return "the board"
 }
@@ -657,6 +674,9 @@ func (r *run) provision(ctx context.Context) (*Result, error) {
 		return nil, be
 	}
 	defer c.Close()
+	if cfg.Board.Profile == ProfileStock {
+		return r.provisionStock(ctx, c)
+	}
 	id, err := c.Identity(ctx)
 	if errors.Is(err, flasher.ErrBadIdentity) {
 		return nil, r.fail("the board's serial number or identity breaks the rules (see the cause): set the board aside and call the line engineer", err)
@@ -770,17 +790,9 @@ func (r *run) provision(ctx context.Context) (*Result, error) {
 	}
 
 	r.begin(StepRecord)
-	rec.Result = Passed
-	saved, err := s.deps.Store.Save(ctx, rec)
+	saved, err := r.save(ctx, rec)
 	if err != nil {
-		if errors.Is(err, records.ErrClone) {
-			return nil, r.fail("this board's identity is already recorded under another serial number"+cloneHolder(err)+
-				": set it aside for the supervisor (possible clone)", err)
-		}
-		if errors.Is(err, records.ErrDuplicateID) {
-			return nil, r.fail("this board's registration ID is already another board's: set it aside and call the line engineer (registration_id in the configuration)", err)
-		}
-		return nil, r.fail("the record could not be saved: the board is provisioned but not recorded; call the line engineer", err)
+		return nil, err
 	}
 	if cfg.VerifyRegistration.Enabled {
 		if off := s.Offline(); off != "" && rec.Enrollment != nil {
@@ -804,7 +816,7 @@ func (r *run) provision(ctx context.Context) (*Result, error) {
 // only names the file; for the others the file is one more copy). Else
 // it returns "" and nil.
 func certificateFile(cfg *Config, rec *records.Record) (string, []byte) {
-	if cfg.Attestation != ModeX509TPM && cfg.Attestation != ModeX509Keygen || cfg.Template.CertificatePath == "" {
+	if DPSAttestation(cfg.Attestation) != enroll.AttestationX509 || cfg.Template.CertificatePath == "" {
 		return "", nil
 	}
 	return cfg.Template.CertificatePath, []byte(rec.CertificateChain)
@@ -862,6 +874,13 @@ func (r *run) verifyRegistration(ctx context.Context, c *flasher.Client, rec *re
 	if err != nil {
 		return r.fail("the board did not finish registering with DPS in time: check its network and DPS, then press Retry", err)
 	}
+	return r.registered(ctx, rec, reg)
+}
+
+// registered records how the board's registration ended, and fails the
+// board unless DPS assigned it.
+func (r *run) registered(ctx context.Context, rec *records.Record, reg flasher.Registration) error {
+	s := r.s
 	rr := records.Registration{State: reg.State, AssignedHub: reg.Hub, DeviceID: reg.DeviceID, Error: reg.Error, At: s.deps.Now()}
 	if err := s.deps.Store.SetRegistration(ctx, rec.Serial, rr, rec.Operator); err != nil {
 		return r.fail("the board's registration could not be recorded: call the line engineer", err)

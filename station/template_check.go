@@ -102,7 +102,7 @@ func CheckTemplate(cfg *Config, t *fwtemplates.Template) error {
 // certificate chain to.
 func checkCertificatePath(cfg *Config) error {
 	p := cfg.Template.CertificatePath
-	if cfg.Attestation != ModeX509TPM && cfg.Attestation != ModeX509Keygen || p == "" {
+	if DPSAttestation(cfg.Attestation) != "x509" || p == "" {
 		return nil
 	}
 	bad := func(msg string) error {
@@ -138,7 +138,7 @@ func pipelineSample(cfg *Config) (fwtemplates.Data, error) {
 	case ModeTPM:
 		// The EK gives it: lowercase base32 of a SHA-256.
 		d.RegistrationID = sample.RegistrationID
-	case ModeX509TPM, ModeX509Keygen, ModeSymmetricKey:
+	case ModeX509TPM, ModeX509Keygen, ModeX509StationKey, ModeSymmetricKey:
 		max := regid.MaxLen
 		if cfg.Attestation != ModeSymmetricKey {
 			max = regid.MaxLenX509

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"zerotouch/board"
+	"zerotouch/flasher"
 	"zerotouch/internal/tpmdev"
 )
 
@@ -35,6 +36,13 @@ type boardFlags struct {
 	child   bool
 	dpsCA   string
 	listen  string
+	// The board profile (board.ProfileZerotouch or board.ProfileStock)
+	// and, for stock boards, their fs hash command, file system size and
+	// registration at boot.
+	profile  string
+	fsHash   bool
+	fsSize   int
+	register bool
 }
 
 // boardInfo is what the board command reports of each board it runs.
@@ -83,6 +91,10 @@ line is wrong.`,
 	fl.StringVar(&f.dpsCA, "dps-ca", "", "PEM file of the CAs the boards trust for DPS when they register (default: the system's)")
 	fl.BoolVar(&f.check, "check", false, "make one round trip to each board (echo, identity, TPM, files, keygen) and exit")
 	fl.StringVar(&f.listen, "listen", "", "serve each board on TCP, as tcp://127.0.0.1:0 (any free port) or tcp://HOST:PORT (then PORT, PORT+1, ...), instead of a pseudo-terminal")
+	fl.StringVar(&f.profile, "profile", board.ProfileZerotouch, "zerotouch (the provisioning group too) or stock: stock MCUmgr only (os, image, fs), littlefs at "+flasher.StockMount+", no TPM")
+	fl.BoolVar(&f.fsHash, "fs-hash", true, "stock: the fs hash/checksum command is there (--fs-hash=false: it answers rc 8, not supported)")
+	fl.IntVar(&f.fsSize, "fs-size", 0, "stock: bytes the file system holds, all files together; a write beyond fails as on a full littlefs (0: no limit)")
+	fl.BoolVar(&f.register, "register-at-boot", false, "stock: register with DPS at every boot that finds a configuration, as the firmware does, and write the outcome to "+flasher.StockRegistrationPath)
 	fl.BoolVar(&f.child, "child", false, "run as one board of a larger set (internal)")
 	fl.MarkHidden("child")
 	return cmd
@@ -98,6 +110,21 @@ func (f boardFlags) validate() error {
 		return usageError{fmt.Errorf("--first %d: serial numbers run out at 999999", f.index)}
 	case f.count > 1 && f.tpm != board.TPMSim && f.tpm != board.TPMNone:
 		return usageError{fmt.Errorf("--tpm %s is one TPM: boards sharing it would share an endorsement key; run one board per TPM, or use --tpm sim", f.tpm)}
+	}
+	switch f.profile {
+	case board.ProfileZerotouch:
+		if !f.fsHash || f.fsSize != 0 || f.register {
+			return usageError{errors.New("--fs-hash, --fs-size and --register-at-boot are for --profile stock")}
+		}
+	case board.ProfileStock:
+		if f.check {
+			return usageError{errors.New("--check exercises the provisioning group, which a stock board lacks: check a stock board with zerotouch link")}
+		}
+		if f.fsSize < 0 {
+			return usageError{fmt.Errorf("--fs-size %d: want 0 (no limit) or more bytes", f.fsSize)}
+		}
+	default:
+		return usageError{fmt.Errorf("--profile %q: want %s or %s", f.profile, board.ProfileZerotouch, board.ProfileStock)}
 	}
 	if err := tpmdev.Check(f.tpm); err != nil {
 		return usageError{fmt.Errorf("--tpm: %w", err)}
@@ -139,6 +166,10 @@ func (f boardFlags) listenAt(i int) (string, error) {
 func runBoards(ctx context.Context, g *globals, f boardFlags) error {
 	if err := f.validate(); err != nil {
 		return err
+	}
+	if f.profile == board.ProfileStock {
+		// Nothing reaches a TPM on a stock board: none to start.
+		f.tpm = board.TPMNone
 	}
 	faults, _ := board.ParseFaults(f.faults)
 	root := f.dir
@@ -202,6 +233,7 @@ func runBoards(ctx context.Context, g *globals, f boardFlags) error {
 			b, err := board.Start(board.Config{
 				Serial: serial, FW: f.fw, Baud: f.baud, Dir: dir, BufSize: f.bufSize,
 				TPM: f.tpm, Faults: faults, DPSRoots: f.dpsCA, Listen: listen, Logger: g.log,
+				Profile: f.profile, NoFSHash: !f.fsHash, FSSize: f.fsSize, RegisterAtBoot: f.register,
 			})
 			if err != nil {
 				return fmt.Errorf("start board %s: %w", serial, err)
@@ -286,7 +318,12 @@ func spawnBoard(ctx context.Context, g *globals, f boardFlags, i int, root strin
 	args := []string{"board", "--child", "--log-level", g.logLevel,
 		"--count", "1", "--serial-prefix", f.prefix, "--first", strconv.Itoa(f.index + i),
 		"--baud", strconv.Itoa(f.baud), "--dir", root, "--tpm", f.tpm,
-		"--fault", f.faults, "--buf-size", strconv.Itoa(f.bufSize), "--fw", f.fw, "--dps-ca", f.dpsCA}
+		"--fault", f.faults, "--buf-size", strconv.Itoa(f.bufSize), "--fw", f.fw, "--dps-ca", f.dpsCA,
+		"--profile", f.profile}
+	if f.profile == board.ProfileStock {
+		args = append(args, "--fs-hash="+strconv.FormatBool(f.fsHash), "--fs-size", strconv.Itoa(f.fsSize),
+			"--register-at-boot="+strconv.FormatBool(f.register))
+	}
 	if listen, _ := f.listenAt(i); listen != "" { // checked by validate
 		args = append(args, "--listen", listen)
 	}

@@ -20,6 +20,9 @@ type DB interface {
 	InProgress(ctx context.Context) ([]Record, error)
 	SetRegistration(ctx context.Context, serial string, reg Registration, operator string) error
 	SetAside(ctx context.Context, serial, slot, operator string) error
+	// NextSerial hands out the next number of a serial sequence, never
+	// twice (Store.NextSerial).
+	NextSerial(ctx context.Context, name string) (int64, error)
 
 	Get(ctx context.Context, key string) (*Record, error)
 	List(ctx context.Context, f Filter) ([]Record, error)

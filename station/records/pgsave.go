@@ -211,9 +211,7 @@ func (s *PGStore) Begin(ctx context.Context, r *Record) error {
 	if strings.TrimSpace(r.Serial) == "" {
 		return fmt.Errorf("records: begin: %w: no serial number", ErrInvalid)
 	}
-	switch r.Attestation {
-	case AttestationTPM, AttestationX509TPM, AttestationX509Keygen, AttestationSymmetricKey:
-	default:
+	if !validAttestation(r.Attestation) {
 		return fmt.Errorf("records: begin board %q: %w: attestation %q", r.Serial, ErrInvalid, r.Attestation)
 	}
 	wait := 20 * time.Millisecond

@@ -157,11 +157,9 @@ func checkRecord(r *Record) (string, error) {
 	if strings.TrimSpace(r.Serial) == "" {
 		return "", fmt.Errorf("%w: no serial number", ErrInvalid)
 	}
-	switch r.Attestation {
-	case AttestationTPM, AttestationX509TPM, AttestationX509Keygen, AttestationSymmetricKey:
-	default:
-		return "", bad("attestation %q: want %s, %s, %s or %s", r.Attestation,
-			AttestationTPM, AttestationX509TPM, AttestationX509Keygen, AttestationSymmetricKey)
+	if !validAttestation(r.Attestation) {
+		return "", bad("attestation %q: want %s, %s, %s, %s or %s", r.Attestation,
+			AttestationTPM, AttestationX509TPM, AttestationX509Keygen, AttestationX509StationKey, AttestationSymmetricKey)
 	}
 	switch r.Result {
 	case ResultFailed:
@@ -171,7 +169,7 @@ func checkRecord(r *Record) (string, error) {
 		return "", bad("result %q: want %s or %s", r.Result, ResultPassed, ResultFailed)
 	}
 	max := regid.MaxLen
-	if r.Attestation == AttestationX509TPM || r.Attestation == AttestationX509Keygen {
+	if isX509(r.Attestation) {
 		max = regid.MaxLenX509
 	}
 	if err := regid.Check(r.RegistrationID, max); err != nil {

@@ -56,7 +56,26 @@ const (
 	AttestationX509TPM      = "x509-tpm"      // a key in the board's TPM, certificate from the station's CA
 	AttestationX509Keygen   = "x509-keygen"   // a key the board makes, certificate from the station's CA
 	AttestationSymmetricKey = "symmetric-key" // a device key derived from an enrollment group's key
+	// AttestationX509StationKey: a key the station made and wrote to a
+	// stock board, certificate from the station's CA; the record keeps
+	// the certificate, never the key.
+	AttestationX509StationKey = "x509-station-key"
 )
+
+// validAttestation reports whether a is one of the Attestation constants.
+func validAttestation(a string) bool {
+	switch a {
+	case AttestationTPM, AttestationX509TPM, AttestationX509Keygen, AttestationX509StationKey, AttestationSymmetricKey:
+		return true
+	}
+	return false
+}
+
+// isX509 reports whether the attestation a gives the board a
+// certificate.
+func isX509(a string) bool {
+	return a == AttestationX509TPM || a == AttestationX509Keygen || a == AttestationX509StationKey
+}
 
 // Results of a board's run.
 const (
