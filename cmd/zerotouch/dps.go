@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"strings"
@@ -27,7 +28,7 @@ import (
 func dpsCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "dps",
-		Short: "Look after what the station needs in DPS: its enrollment groups",
+		Short: "Look at and tidy DPS from the station: enrollments, enrollment groups, registrations",
 		Args:  cobra.NoArgs,
 	}
 	group := &cobra.Command{
@@ -51,8 +52,380 @@ refused) or no CA in --ca-dir.`,
 		Args: cobra.NoArgs,
 	}
 	group.AddCommand(dpsGroupCreateCmd(g), dpsGroupShowCmd(g), dpsGroupListCmd(g), dpsGroupDeleteCmd(g))
-	cmd.AddCommand(group)
+	cmd.AddCommand(group, dpsEnrollmentCmd(g), dpsRegistrationCmd(g))
 	return cmd
+}
+
+// dpsRecordHelp is the part of the enrollment and registration commands'
+// help that they share.
+const dpsRecordHelp = `
+The DPS service connection string comes from --connection-string-file or
+$` + envDPSConnectionString + `; --ca-file names a CA to trust for DPS besides the
+system's (an emulator). No key is ever printed. --json prints JSON: one
+object, or one line per record for list.
+
+delete takes --etag ETAG, the etag show printed: DPS then deletes the
+record only if it has not changed since (else nothing is deleted, exit 1);
+without --etag it deletes whatever is there.
+
+Exit status: 0 done; 1 DPS refused or failed (no such record, or one that
+changed since its etag was read); 2 a command-line mistake (nothing was
+sent); 3 DPS cannot be used as set up (its certificate not trusted, its
+host name unknown, the connection string's key or policy refused).`
+
+func dpsEnrollmentCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "enrollment",
+		Short: "List, show and delete DPS individual enrollments",
+		Long: `List, show and delete the individual enrollments in DPS: those the
+station uploaded for its boards, and any other.
+` + dpsRecordHelp,
+		Args: cobra.NoArgs,
+	}
+	cmd.AddCommand(dpsEnrollmentListCmd(g), dpsEnrollmentShowCmd(g), dpsEnrollmentDeleteCmd(g))
+	return cmd
+}
+
+func dpsRegistrationCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "registration",
+		Short: "List, show and delete DPS device registrations (registration states)",
+		Long: `List, show and delete the registration states DPS keeps of the devices
+that registered: the IoT hub each was assigned to and how it went.
+Deleting one makes the device register from the start next time; its
+enrollment stays. DPS lists registrations by enrollment group only: list
+shows those of --group, or of every group; a device enrolled on its own is
+seen with show or zerotouch dps enrollment show.
+` + dpsRecordHelp,
+		Args: cobra.NoArgs,
+	}
+	cmd.AddCommand(dpsRegistrationListCmd(g), dpsRegistrationShowCmd(g), dpsRegistrationDeleteCmd(g))
+	return cmd
+}
+
+// recordKind names, for messages, what a dps command acts on.
+type recordKind struct {
+	noun string // "enrollment"
+	cmd  string // "enrollment", as in zerotouch dps enrollment show
+}
+
+var (
+	kindEnrollment   = recordKind{"enrollment", "enrollment"}
+	kindGroup        = recordKind{"enrollment group", "group"}
+	kindRegistration = recordKind{"registration", "registration"}
+)
+
+// dpsRecordError words a DPS error of a command on one record, with its
+// exit code: what no retry can mend exits 3, the rest 1. A stale etag
+// says what happened and what to do.
+func dpsRecordError(s dpsSettings, k recordKind, id, etag string, err error) error {
+	if a := s.advice(err); a != "" {
+		return setupError{fmt.Errorf("%s %s: %s: %w", k.noun, id, a, err)}
+	}
+	switch {
+	case errors.Is(err, enroll.ErrNotFound):
+		return fmt.Errorf("DPS %s has no %s %s: %w", s.host, k.noun, id, err)
+	case errors.Is(err, enroll.ErrPrecondition):
+		return fmt.Errorf("DPS %s did not delete %s %s: it changed since etag %s was read (412): read it again with zerotouch dps %s show %s, then delete with its current etag: %w",
+			s.host, k.noun, id, etag, k.cmd, id, err)
+	}
+	return fmt.Errorf("DPS %s: %s %s: %w", s.host, k.noun, id, err)
+}
+
+// recordIDCmd is a command on one DPS record named by its ID: run gets
+// the ID checked, a client for DPS, and the settings to name in an error.
+func recordIDCmd(g *globals, use, short string, k recordKind, f *dpsFlags, run func(ctx context.Context, client *enroll.Client, s dpsSettings, id string) error) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := enroll.CheckID(args[0], regid.MaxLen); err != nil {
+				return usageError{fmt.Errorf("%s ID %q: %w", k.noun, args[0], err)}
+			}
+			client, err := groupClient(g, f)
+			if err != nil {
+				return err
+			}
+			return run(cmd.Context(), client, f.settings(client.HostName()), args[0])
+		},
+	}
+	f.add(cmd)
+	return cmd
+}
+
+// deleteResult is what the delete commands print with --json.
+type deleteResult struct {
+	Kind    string `json:"kind"` // enrollment, registration
+	ID      string `json:"id"`
+	DPS     string `json:"dps"`
+	Outcome string `json:"outcome"` // deleted
+}
+
+// enrollmentView is an individual enrollment as the commands print it:
+// never its keys.
+type enrollmentView struct {
+	RegistrationID       string                    `json:"registrationId"`
+	DeviceID             string                    `json:"deviceId,omitempty"`
+	Attestation          string                    `json:"attestation"`
+	ProvisioningStatus   string                    `json:"provisioningStatus,omitempty"`
+	ClientCertificates   []groupCert               `json:"clientCertificates,omitempty"`
+	AllocationPolicy     string                    `json:"allocationPolicy,omitempty"`
+	IoTHubs              []string                  `json:"iotHubs,omitempty"`
+	IoTHubHostName       string                    `json:"iotHubHostName,omitempty"`
+	CredentialPolicyName string                    `json:"credentialPolicyName,omitempty"`
+	ETag                 string                    `json:"etag,omitempty"`
+	Created              *time.Time                `json:"createdDateTimeUtc,omitempty"`
+	Updated              *time.Time                `json:"lastUpdatedDateTimeUtc,omitempty"`
+	Registration         *enroll.RegistrationState `json:"registrationState,omitempty"`
+}
+
+func viewEnrollment(e *enroll.Enrollment) enrollmentView {
+	v := enrollmentView{RegistrationID: e.RegistrationID, DeviceID: e.DeviceID, Attestation: e.Attestation.Type,
+		ProvisioningStatus: e.ProvisioningStatus, AllocationPolicy: e.AllocationPolicy, IoTHubs: e.IoTHubs,
+		IoTHubHostName: e.IoTHubHostName, CredentialPolicyName: e.CredentialPolicyName, ETag: e.ETag,
+		Created: e.CreatedDateTimeUTC, Updated: e.LastUpdatedDateTimeUTC, Registration: e.RegistrationState}
+	if x := e.Attestation.X509; x != nil {
+		v.ClientCertificates = viewCerts(x.ClientCertificates)
+	}
+	return v
+}
+
+func dpsEnrollmentListCmd(g *globals) *cobra.Command {
+	var f dpsFlags
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List the individual enrollments in DPS (one JSON line each with --json)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			client, err := groupClient(g, &f)
+			if err != nil {
+				return err
+			}
+			var vs []enrollmentView
+			for e, err := range client.Enrollments(cmd.Context(), 0) {
+				if err != nil {
+					return dpsRecordError(f.settings(client.HostName()), kindEnrollment, "query", "", err)
+				}
+				vs = append(vs, viewEnrollment(e))
+			}
+			if g.json {
+				return encodeLines(g, vs)
+			}
+			if len(vs) == 0 {
+				fmt.Fprintf(g.stderr, "DPS %s has no individual enrollments\n", client.HostName())
+				return nil
+			}
+			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "REGISTRATION ID\tATTESTATION\tSTATUS\tDEVICE ID\tCREDENTIAL POLICY")
+			for _, v := range vs {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", v.RegistrationID, v.Attestation, v.ProvisioningStatus, dash(v.DeviceID), dash(v.CredentialPolicyName))
+			}
+			return tw.Flush()
+		},
+	}
+	f.add(cmd)
+	return cmd
+}
+
+func dpsEnrollmentShowCmd(g *globals) *cobra.Command {
+	var f dpsFlags
+	return recordIDCmd(g, "show ID", "Show an individual enrollment: attestation, status, etag and registration (never its keys)", kindEnrollment, &f,
+		func(ctx context.Context, client *enroll.Client, s dpsSettings, id string) error {
+			e, err := client.Get(ctx, id)
+			if err != nil {
+				return dpsRecordError(s, kindEnrollment, id, "", err)
+			}
+			v := viewEnrollment(e)
+			if g.json {
+				return json.NewEncoder(g.stdout).Encode(v)
+			}
+			w := g.stdout
+			fmt.Fprintf(w, "enrollment %s in DPS %s\n  attestation  %s\n  status       %s\n", v.RegistrationID, client.HostName(), v.Attestation, v.ProvisioningStatus)
+			printField(w, "device ID", v.DeviceID)
+			printField(w, "allocation", v.AllocationPolicy)
+			printField(w, "IoT hubs", strings.Join(v.IoTHubs, ", "))
+			printField(w, "cred policy", v.CredentialPolicyName)
+			printCerts(w, v.ClientCertificates)
+			if v.Attestation == enroll.AttestationSymmetricKey {
+				fmt.Fprintf(w, "  keys         (not shown)\n")
+			}
+			printField(w, "etag", v.ETag)
+			if v.Created != nil {
+				fmt.Fprintf(w, "  created      %s\n", v.Created.Format(time.RFC3339))
+			}
+			if r := v.Registration; r != nil {
+				fmt.Fprintf(w, "  registered   %s", r.Status)
+				if r.AssignedHub != "" {
+					fmt.Fprintf(w, " to %s", r.AssignedHub)
+				}
+				fmt.Fprintln(w)
+			} else {
+				fmt.Fprintf(w, "  registered   no\n")
+			}
+			return nil
+		})
+}
+
+func dpsEnrollmentDeleteCmd(g *globals) *cobra.Command {
+	var f dpsFlags
+	var etag string
+	cmd := recordIDCmd(g, "delete ID [--etag ETAG]", "Delete an individual enrollment from DPS (its board can then no longer register)", kindEnrollment, &f,
+		func(ctx context.Context, client *enroll.Client, s dpsSettings, id string) error {
+			if err := client.Delete(ctx, id, etag); err != nil {
+				return dpsRecordError(s, kindEnrollment, id, etag, err)
+			}
+			return printDeleted(g, kindEnrollment, id, client.HostName())
+		})
+	cmd.Flags().StringVar(&etag, "etag", "", "delete only if the enrollment still has this etag (as show printed it)")
+	return cmd
+}
+
+func dpsRegistrationListCmd(g *globals) *cobra.Command {
+	var f dpsFlags
+	var group string
+	cmd := &cobra.Command{
+		Use:   "list [--group ID]",
+		Short: "List the registrations of the devices of an enrollment group, or of every group (one JSON line each with --json)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if group != "" {
+				if err := enroll.CheckID(group, regid.MaxLen); err != nil {
+					return usageError{fmt.Errorf("--group %q: %w", group, err)}
+				}
+			}
+			client, err := groupClient(g, &f)
+			if err != nil {
+				return err
+			}
+			s := f.settings(client.HostName())
+			groups := []string{group}
+			if group == "" {
+				groups = nil
+				for eg, err := range client.Groups(cmd.Context(), 0) {
+					if err != nil {
+						return dpsRecordError(s, kindGroup, "query", "", err)
+					}
+					groups = append(groups, eg.EnrollmentGroupID)
+				}
+			}
+			var rows []registrationRow
+			for _, gid := range groups {
+				for st, err := range client.RegistrationStates(cmd.Context(), gid, 0) {
+					if err != nil {
+						return dpsRecordError(s, kindGroup, gid, "", err)
+					}
+					rows = append(rows, registrationRow{gid, st})
+				}
+			}
+			if g.json {
+				return encodeLines(g, rows)
+			}
+			if len(rows) == 0 {
+				if group != "" {
+					fmt.Fprintf(g.stderr, "DPS %s has no registrations through enrollment group %s\n", client.HostName(), group)
+				} else {
+					fmt.Fprintf(g.stderr, "DPS %s has no registrations through its %d enrollment groups\n", client.HostName(), len(groups))
+				}
+				return nil
+			}
+			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "REGISTRATION ID\tGROUP\tSTATUS\tASSIGNED HUB\tDEVICE ID\tLAST UPDATED")
+			for _, r := range rows {
+				updated := "-"
+				if r.LastUpdatedDateTimeUTC != nil {
+					updated = r.LastUpdatedDateTimeUTC.Format(time.RFC3339)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.RegistrationID, r.Group, r.Status, dash(r.AssignedHub), dash(r.DeviceID), updated)
+			}
+			return tw.Flush()
+		},
+	}
+	f.add(cmd)
+	cmd.Flags().StringVar(&group, "group", "", "the enrollment group whose devices' registrations to list (default: every group)")
+	return cmd
+}
+
+// registrationRow is a line of registration list --json: the state and
+// the group it was listed through.
+type registrationRow struct {
+	Group string `json:"enrollmentGroupId"`
+	*enroll.RegistrationState
+}
+
+func dpsRegistrationShowCmd(g *globals) *cobra.Command {
+	var f dpsFlags
+	return recordIDCmd(g, "show ID", "Show a device's registration: status, assigned IoT hub, etag", kindRegistration, &f,
+		func(ctx context.Context, client *enroll.Client, s dpsSettings, id string) error {
+			r, err := client.GetRegistrationState(ctx, id)
+			if err != nil {
+				return dpsRecordError(s, kindRegistration, id, "", err)
+			}
+			if g.json {
+				return json.NewEncoder(g.stdout).Encode(r)
+			}
+			w := g.stdout
+			fmt.Fprintf(w, "registration %s in DPS %s\n  status       %s\n", r.RegistrationID, client.HostName(), r.Status)
+			printField(w, "substatus", r.Substatus)
+			printField(w, "IoT hub", r.AssignedHub)
+			printField(w, "device ID", r.DeviceID)
+			if r.ErrorCode != 0 || r.ErrorMessage != "" {
+				fmt.Fprintf(w, "  error        %d %s\n", r.ErrorCode, r.ErrorMessage)
+			}
+			printField(w, "etag", r.ETag)
+			if r.CreatedDateTimeUTC != nil {
+				fmt.Fprintf(w, "  created      %s\n", r.CreatedDateTimeUTC.Format(time.RFC3339))
+			}
+			if r.LastUpdatedDateTimeUTC != nil {
+				fmt.Fprintf(w, "  updated      %s\n", r.LastUpdatedDateTimeUTC.Format(time.RFC3339))
+			}
+			return nil
+		})
+}
+
+func dpsRegistrationDeleteCmd(g *globals) *cobra.Command {
+	var f dpsFlags
+	var etag string
+	cmd := recordIDCmd(g, "delete ID [--etag ETAG]", "Delete a device's registration state (the device registers from the start next time)", kindRegistration, &f,
+		func(ctx context.Context, client *enroll.Client, s dpsSettings, id string) error {
+			if err := client.DeleteRegistrationState(ctx, id, etag); err != nil {
+				return dpsRecordError(s, kindRegistration, id, etag, err)
+			}
+			return printDeleted(g, kindRegistration, id, client.HostName())
+		})
+	cmd.Flags().StringVar(&etag, "etag", "", "delete only if the registration still has this etag (as show printed it)")
+	return cmd
+}
+
+func printDeleted(g *globals, k recordKind, id, host string) error {
+	if g.json {
+		return json.NewEncoder(g.stdout).Encode(deleteResult{Kind: k.cmd, ID: id, DPS: host, Outcome: "deleted"})
+	}
+	fmt.Fprintf(g.stdout, "%s %s deleted from DPS %s\n", k.noun, id, host)
+	return nil
+}
+
+// encodeLines prints vs as JSON, one line each.
+func encodeLines[T any](g *globals, vs []T) error {
+	enc := json.NewEncoder(g.stdout)
+	for _, v := range vs {
+		if err := enc.Encode(v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func printField(w io.Writer, name, value string) {
+	if value != "" {
+		fmt.Fprintf(w, "  %-12s %s\n", name, value)
+	}
+}
+
+func printCerts(w io.Writer, cs []groupCert) {
+	for _, c := range cs {
+		fmt.Fprintf(w, "  %-12s %s\n  %-12s sha256 %s, valid to %s\n", c.Role+" cert", c.Subject, "", c.SHA256, c.NotAfter.Format(time.DateOnly))
+	}
 }
 
 type groupCreateFlags struct {
@@ -349,9 +722,13 @@ func dpsGroupListCmd(g *globals) *cobra.Command {
 }
 
 func dpsGroupDeleteCmd(g *globals) *cobra.Command {
-	return groupIDCmd(g, "delete ID", "Delete an enrollment group from DPS (its boards can then no longer register)",
+	var etag string
+	cmd := groupIDCmd(g, "delete ID [--etag ETAG]", "Delete an enrollment group from DPS (its boards can then no longer register)",
 		func(ctx context.Context, client *enroll.Client, s dpsSettings, id string) error {
-			if err := client.DeleteGroup(ctx, id, ""); err != nil {
+			if err := client.DeleteGroup(ctx, id, etag); err != nil {
+				if errors.Is(err, enroll.ErrPrecondition) {
+					return dpsRecordError(s, kindGroup, id, etag, err)
+				}
 				return dpsGroupError(s, id, err)
 			}
 			if g.json {
@@ -360,6 +737,8 @@ func dpsGroupDeleteCmd(g *globals) *cobra.Command {
 			fmt.Fprintf(g.stdout, "enrollment group %s deleted from DPS %s\n", id, client.HostName())
 			return nil
 		})
+	cmd.Flags().StringVar(&etag, "etag", "", "delete only if the group still has this etag (as show --json printed it)")
+	return cmd
 }
 
 // groupView is an enrollment group as the commands print it: never its
@@ -378,7 +757,33 @@ type groupView struct {
 	Updated             *time.Time  `json:"lastUpdatedDateTimeUtc,omitempty"`
 }
 
-// groupCert is a signing certificate of an X.509 group.
+// viewCerts describes an X.509 attestation's primary and secondary
+// certificates.
+func viewCerts(sc *enroll.X509Certificates) []groupCert {
+	if sc == nil {
+		return nil
+	}
+	var out []groupCert
+	for _, c := range []struct {
+		role string
+		c    *enroll.X509Certificate
+	}{{"primary", sc.Primary}, {"secondary", sc.Secondary}} {
+		if c.c == nil {
+			continue
+		}
+		gc := groupCert{Role: c.role}
+		if in := c.c.Info; in != nil {
+			gc.Subject, gc.SHA256, gc.NotAfter = in.SubjectName, strings.ToLower(in.SHA256Thumbprint), in.NotAfterUTC
+		} else if cert, err := enroll.ParseCertificate(c.c.Certificate); err == nil {
+			gc.Subject, gc.SHA256, gc.NotAfter = cert.Subject.String(), ca.Fingerprint(cert), cert.NotAfter.UTC()
+		}
+		out = append(out, gc)
+	}
+	return out
+}
+
+// groupCert is a signing certificate of an X.509 group, or a client
+// certificate of an X.509 enrollment.
 type groupCert struct {
 	Role     string    `json:"role"` // primary or secondary
 	Subject  string    `json:"subject"`
@@ -394,23 +799,7 @@ func viewGroup(eg *enroll.EnrollmentGroup) groupView {
 	if x == nil {
 		return v
 	}
-	if sc := x.SigningCertificates; sc != nil {
-		for _, c := range []struct {
-			role string
-			c    *enroll.X509Certificate
-		}{{"primary", sc.Primary}, {"secondary", sc.Secondary}} {
-			if c.c == nil {
-				continue
-			}
-			gc := groupCert{Role: c.role}
-			if in := c.c.Info; in != nil {
-				gc.Subject, gc.SHA256, gc.NotAfter = in.SubjectName, strings.ToLower(in.SHA256Thumbprint), in.NotAfterUTC
-			} else if cert, err := enroll.ParseCertificate(c.c.Certificate); err == nil {
-				gc.Subject, gc.SHA256, gc.NotAfter = cert.Subject.String(), ca.Fingerprint(cert), cert.NotAfter.UTC()
-			}
-			v.SigningCertificates = append(v.SigningCertificates, gc)
-		}
-	}
+	v.SigningCertificates = viewCerts(x.SigningCertificates)
 	if r := x.CAReferences; r != nil {
 		for _, s := range []string{r.Primary, r.Secondary} {
 			if s != "" {

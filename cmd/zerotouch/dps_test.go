@@ -3,15 +3,22 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"zerotouch/ca"
 	"zerotouch/enroll"
+	"zerotouch/enroll/emulator"
 )
 
 // TestDpsGroupCommands: zerotouch dps group create, show, list and delete
@@ -187,3 +194,173 @@ func TestDpsGroupErrors(t *testing.T) {
 
 // wrongConnKey writes the bed's connection string with another key.
 func wrongConnKey(t *testing.T, b *groupBed) string { return wrongConnectionString(t, b.dir, b.dps) }
+
+// registerSym registers the symmetric-key device id, signing with key,
+// through srv's device API, and polls until it is assigned.
+func registerSym(t *testing.T, srv *emulator.Server, id string, key []byte) {
+	t.Helper()
+	pool, err := enroll.LoadCAFile(srv.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: time.Minute}
+	auth := enroll.SASToken(srv.IDScope+"/registrations/"+id, "registration", key, time.Now().Add(time.Hour))
+	var op struct {
+		OperationID string `json:"operationId"`
+		Status      string `json:"status"`
+	}
+	send := func(method, path, body string) {
+		t.Helper()
+		req, err := http.NewRequest(method, srv.URL+"/"+srv.IDScope+"/registrations/"+id+path+"?api-version=2021-06-01", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", auth)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatalf("register %s: %v", id, err)
+		}
+		defer resp.Body.Close()
+		if err := json.NewDecoder(resp.Body).Decode(&op); err != nil || resp.StatusCode >= 300 {
+			t.Fatalf("register %s: %s %s: %d, %v", id, method, path, resp.StatusCode, err)
+		}
+	}
+	send(http.MethodPut, "/register", `{"registrationId":"`+id+`"}`)
+	for i := 0; op.Status != "assigned"; i++ {
+		if i == 20 || op.Status == "failed" || op.Status == "disabled" {
+			t.Fatalf("register %s: status %q", id, op.Status)
+		}
+		send(http.MethodGet, "/operations/"+op.OperationID, "")
+	}
+}
+
+// TestDpsRecordCommands: zerotouch dps enrollment list, show and delete,
+// and dps registration list, show and delete, against the DPS emulator:
+// list and show print the records (never a key), delete removes one,
+// and a delete with a stale etag deletes nothing: exit 1, saying so and
+// what to do.
+func TestDpsRecordCommands(t *testing.T) {
+	ctx := context.Background()
+	b := newGroupBed(t)
+	conn := []string{"--connection-string-file", b.connFile, "--ca-file", b.dps.CAFile}
+	dps := func(args ...string) (int, string, string) {
+		t.Helper()
+		return run(t, append(append([]string{"dps"}, args...), conn...)...)
+	}
+	devKey := make([]byte, 32)
+	rand.Read(devKey)
+	sym := &enroll.Enrollment{RegistrationID: "board-1", DeviceID: "dev-1", CredentialPolicyName: "ops-certs", Attestation: enroll.Attestation{
+		Type: enroll.AttestationSymmetricKey, SymmetricKey: &enroll.SymmetricKeyAttestation{PrimaryKey: base64.StdEncoding.EncodeToString(devKey)}}}
+	if _, err := b.client.CreateOrUpdate(ctx, sym, ""); err != nil {
+		t.Fatal(err)
+	}
+	tpm, err := b.client.CreateOrUpdate(ctx, &enroll.Enrollment{RegistrationID: "board-2", Attestation: enroll.Attestation{
+		Type: enroll.AttestationTPM, TPM: &enroll.TPMAttestation{EndorsementKey: "AToAAQALAAMA"}}}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.client.CreateOrUpdateGroup(ctx, &enroll.EnrollmentGroup{EnrollmentGroupID: "line-g", Attestation: enroll.Attestation{
+		Type: enroll.AttestationSymmetricKey, SymmetricKey: &enroll.SymmetricKeyAttestation{PrimaryKey: base64.StdEncoding.EncodeToString(b.key)}}}, ""); err != nil {
+		t.Fatal(err)
+	}
+	registerSym(t, b.dps, "board-1", devKey)
+	m := hmac.New(sha256.New, b.key)
+	m.Write([]byte("member-1"))
+	registerSym(t, b.dps, "member-1", m.Sum(nil))
+
+	// Enrollments.
+	code, out, errOut := dps("enrollment", "list")
+	if code != exitOK || !strings.Contains(out, "board-1") || !strings.Contains(out, "board-2") || !strings.Contains(out, "ops-certs") {
+		t.Errorf("enrollment list: exit %d\n%s\n%s", code, out, errOut)
+	}
+	code, out, errOut = dps("enrollment", "list", "--json")
+	ids := map[string]enrollmentView{}
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		var v enrollmentView
+		if err := json.Unmarshal([]byte(l), &v); err != nil {
+			t.Fatalf("enrollment list --json line %q: %v", l, err)
+		}
+		ids[v.RegistrationID] = v
+	}
+	if code != exitOK || len(ids) != 2 || ids["board-2"].Attestation != enroll.AttestationTPM || ids["board-1"].CredentialPolicyName != "ops-certs" {
+		t.Errorf("enrollment list --json: exit %d, %+v\n%s", code, ids, errOut)
+	}
+	code, showText, errOut := dps("enrollment", "show", "board-1")
+	if code != exitOK || !strings.Contains(showText, "registered   assigned to ") || !strings.Contains(showText, "(not shown)") || !strings.Contains(showText, "etag") {
+		t.Errorf("enrollment show: exit %d\n%s\n%s", code, showText, errOut)
+	}
+	if strings.Contains(out+showText, base64.StdEncoding.EncodeToString(devKey)) {
+		t.Error("enrollment list or show printed the device's key")
+	}
+	code, out, errOut = dps("enrollment", "delete", "board-2", "--etag", `"stale"`)
+	if code != exitFailed || !strings.Contains(errOut, "did not delete enrollment board-2") || !strings.Contains(errOut, "(412)") ||
+		!strings.Contains(errOut, "zerotouch dps enrollment show board-2") {
+		t.Errorf("enrollment delete with a stale etag: exit %d, want %d\n%s\n%s", code, exitFailed, out, errOut)
+	}
+	if _, err := b.client.Get(ctx, "board-2"); err != nil {
+		t.Errorf("board-2 after a delete with a stale etag: %v, want it kept", err)
+	}
+	code, out, errOut = dps("enrollment", "delete", "board-2", "--etag", tpm.ETag, "--json")
+	var del deleteResult
+	if code != exitOK || json.Unmarshal([]byte(out), &del) != nil || del != (deleteResult{Kind: "enrollment", ID: "board-2", DPS: b.dps.HostName, Outcome: "deleted"}) {
+		t.Errorf("enrollment delete with its etag: exit %d %+v\n%s\n%s", code, del, out, errOut)
+	}
+	code, _, errOut = dps("enrollment", "show", "board-2")
+	if code != exitFailed || !strings.Contains(errOut, "has no enrollment board-2") {
+		t.Errorf("enrollment show after delete: exit %d, want %d\n%s", code, exitFailed, errOut)
+	}
+
+	// Registrations.
+	code, out, errOut = dps("registration", "list")
+	if code != exitOK || !strings.Contains(out, "member-1") || !strings.Contains(out, "line-g") || !strings.Contains(out, "assigned") {
+		t.Errorf("registration list: exit %d\n%s\n%s", code, out, errOut)
+	}
+	code, out, errOut = dps("registration", "list", "--group", "line-g", "--json")
+	var row registrationRow
+	if code != exitOK || json.Unmarshal([]byte(out), &row) != nil || row.Group != "line-g" || row.RegistrationState == nil || row.RegistrationID != "member-1" {
+		t.Errorf("registration list --group --json: exit %d %+v\n%s\n%s", code, row, out, errOut)
+	}
+	code, out, errOut = dps("registration", "show", "board-1", "--json")
+	var st enroll.RegistrationState
+	if code != exitOK || json.Unmarshal([]byte(out), &st) != nil || st.Status != "assigned" || st.ETag == "" {
+		t.Fatalf("registration show --json: exit %d %+v\n%s\n%s", code, st, out, errOut)
+	}
+	code, out, errOut = dps("registration", "delete", "board-1", "--etag", "c3RhbGU=")
+	if code != exitFailed || !strings.Contains(errOut, "did not delete registration board-1") || !strings.Contains(errOut, "zerotouch dps registration show board-1") {
+		t.Errorf("registration delete with a stale etag: exit %d, want %d\n%s\n%s", code, exitFailed, out, errOut)
+	}
+	code, out, errOut = dps("registration", "delete", "board-1", "--etag", st.ETag)
+	if code != exitOK || !strings.Contains(out, "registration board-1 deleted") {
+		t.Errorf("registration delete with its etag: exit %d\n%s\n%s", code, out, errOut)
+	}
+	code, _, errOut = dps("registration", "show", "board-1")
+	if code != exitFailed || !strings.Contains(errOut, "has no registration board-1") {
+		t.Errorf("registration show after delete: exit %d, want %d\n%s", code, exitFailed, errOut)
+	}
+	if _, err := b.client.Get(ctx, "board-1"); err != nil {
+		t.Errorf("enrollment board-1 after its registration was deleted: %v, want it kept", err)
+	}
+
+	// A group with a stale etag is not deleted either.
+	code, _, errOut = dps("group", "delete", "line-g", "--etag", `"stale"`)
+	if code != exitFailed || !strings.Contains(errOut, "did not delete enrollment group line-g") {
+		t.Errorf("group delete with a stale etag: exit %d, want %d\n%s", code, exitFailed, errOut)
+	}
+
+	// Command-line mistakes: nothing sent.
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"enrollment", "show"}, "arg(s)"},
+		{[]string{"enrollment", "show", "board-"}, `enrollment ID "board-"`},
+		{[]string{"registration", "delete", ".board"}, `registration ID ".board"`},
+		{[]string{"registration", "list", "--group", "a b"}, `--group "a b"`},
+		{[]string{"enrollment", "list", "extra"}, "unknown command"},
+	} {
+		if code, out, errOut := dps(tt.args...); code != exitUsage || !strings.Contains(errOut, tt.want) {
+			t.Errorf("dps %s: exit %d, want %d saying %q\n%s\n%s", strings.Join(tt.args, " "), code, exitUsage, tt.want, out, errOut)
+		}
+	}
+}
