@@ -374,6 +374,7 @@ func (r *run) provisionStock(ctx context.Context, c *flasher.Client) (*Result, e
 	if err != nil {
 		return nil, err
 	}
+	s.forgetHanded(r.slot.Name) // the board has it now
 	if verify {
 		if err := r.verifyStockRegistration(ctx, c, rec); err != nil {
 			return nil, err

@@ -9,8 +9,12 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"encoding/pem"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -33,7 +37,7 @@ func (l *line) stockBoard(t *testing.T, serial string, cfg board.Config) *board.
 	if cfg.Baud == 0 {
 		cfg.Baud = 2_000_000
 	}
-	if l.dps != nil {
+	if l.enrolled != nil { // a verifyingLine
 		cfg.DPSRoots, cfg.RegisterAtBoot = l.dps.CAFile, true
 	}
 	b, err := board.Start(cfg)
@@ -187,4 +191,297 @@ func checkStationKey(t *testing.T, l *line, b *board.Board, rec *records.Record)
 	if !bytes.Contains(conf, []byte("file://"+flasher.StockKeyPath)) {
 		t.Errorf("the configuration does not name the key file:\n%s", conf)
 	}
+}
+
+// stockLine is a line of stock boards without DPS: extra is its board
+// section.
+func stockLine(t *testing.T, extra string) *line {
+	t.Helper()
+	l := newLine(t)
+	l.extra = extra
+	return l
+}
+
+// TestStockKeyLeavesNoTrace provisions a board in x509-station-key and
+// searches the records database, the log (at debug level), the event
+// stream and the station's folders for any 16-byte run of the device key
+// written to the board: the key, its PEM text, its private scalar in
+// bytes and in hex.
+func TestStockKeyLeavesNoTrace(t *testing.T) {
+	ctx := context.Background()
+	l := verifyingLine(t, nil)
+	l.extra += stockSequence
+	var logs logBuffer
+	l.log = logs.logger()
+	var stream logBuffer
+	enc := json.NewEncoder(&stream)
+	l.onEvent = func(e station.Event) { enc.Encode(e) }
+	b := l.stockBoard(t, "label", board.Config{})
+	st := l.station(t, station.ModeX509StationKey, b)
+	if sum, err := st.Run(ctx, station.RunOptions{Once: true}); err != nil || sum.Passed != 1 {
+		t.Fatalf("Run = %+v, %v; log:\n%s", sum, err, logs.String())
+	}
+	keyPEM, err := b.ReadFile(flasher.StockKeyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(keyPEM)
+	key, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := key.(*ecdsa.PrivateKey).D.FillBytes(make([]byte, 32))
+	// The private scalar, raw, in hex, and as the base64 of the key file
+	// spells it (the PKCS #8 bytes around it are the same for every P-256
+	// key, and hold the public key, which the certificate holds too).
+	der := blk.Bytes
+	off := bytes.Index(der, d)
+	if off < 0 || off%3 != 0 {
+		t.Fatalf("the scalar is at byte %d of the key's PKCS #8", off)
+	}
+	b64 := base64.StdEncoding.EncodeToString(der)
+	secrets := map[string][]byte{"scalar": d, "scalar in hex": []byte(hex.EncodeToString(d)),
+		"scalar in the key file's base64": []byte(b64[off/3*4 : (off+30)/3*4])}
+	unfold := strings.NewReplacer("\n", "", `\n`, "")
+	leaks := func(where string, data []byte) {
+		flat := []byte(unfold.Replace(string(data)))
+		for name, secret := range secrets {
+			for i := 0; i+16 <= len(secret); i++ {
+				if bytes.Contains(data, secret[i:i+16]) || bytes.Contains(flat, secret[i:i+16]) {
+					t.Errorf("%s holds 16 bytes of the device key (%s, from byte %d)", where, name, i)
+					break
+				}
+			}
+		}
+	}
+	// Sanity: the search finds the key where it is.
+	if data, _ := b.ReadFile(flasher.StockKeyPath); !bytes.Contains([]byte(unfold.Replace(string(data))), secrets["scalar in the key file's base64"]) {
+		t.Fatal("the search does not find the key in the board's own key file")
+	}
+	leaks("the log", []byte(logs.String()))
+	leaks("the event stream", []byte(stream.String()))
+	l.store.Close() // everything on disk
+	dir := filepath.Dir(l.store.Path())
+	files := 0
+	err = filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		files++
+		leaks(p, data)
+		return nil
+	})
+	if err != nil || files < 2 {
+		t.Fatalf("searched %d files of %s: %v", files, dir, err)
+	}
+}
+
+// TestStockRefusesModesNeedingTheGroup: a stock line in a mode that needs
+// the provisioning group is refused at start, naming the group.
+func TestStockRefusesModesNeedingTheGroup(t *testing.T) {
+	base := "station: s\nid_scope: 0ne0001A2B3\nca: {dir: ca}\nsymmetric_key: {group_id: g}\nslots: [{port: /dev/null}]\n"
+	for _, tt := range []struct {
+		yaml, field, want string
+	}{
+		{"attestation: tpm\n" + stockSequence, "attestation", "SMP group 64: tpm"},
+		{"attestation: x509-tpm\n" + stockSequence, "attestation", "SMP group 64: tpm"},
+		{"attestation: x509-keygen\n" + stockSequence, "attestation", "SMP group 64: keygen"},
+		{"attestation: x509-station-key\n", "attestation", "board.profile: stock"},
+		{"attestation: symmetric-key\nboard: {profile: stock}\n", "board.serial.source", "sequence, scan or file"},
+		{"attestation: symmetric-key\nboard: {profile: stock, serial: {source: dice}}\n", "board.serial.source", `"dice"`},
+		{"attestation: symmetric-key\nboard: {profile: stock, serial: {source: file}}\n", "board.serial.path", "missing"},
+		{"attestation: symmetric-key\nboard: {profile: stock, serial: {source: sequence}}\n", "board.serial.prefix", "missing"},
+		{"attestation: symmetric-key\nboard: {profile: stock, serial: {source: sequence, prefix: 'Z S'}}\n", "board.serial.prefix", "Z S"},
+		{"attestation: symmetric-key\nboard: {profile: custom}\n", "board.profile", `"custom"`},
+		{"attestation: symmetric-key\nboard: {serial: {source: scan}}\n", "board.serial", "only for board.profile: stock"},
+	} {
+		_, err := station.ParseConfig([]byte(base + tt.yaml))
+		var ce *station.ConfigError
+		if !errors.As(err, &ce) || ce.Field != tt.field || !strings.Contains(ce.Msg, tt.want) {
+			t.Errorf("ParseConfig(%q) = %v, want a ConfigError on %s saying %q", tt.yaml, err, tt.field, tt.want)
+		}
+	}
+	for _, mode := range []string{station.ModeSymmetricKey, station.ModeX509StationKey} {
+		c, err := station.ParseConfig([]byte(base + "attestation: " + mode + "\n" + stockSequence))
+		if err != nil {
+			t.Errorf("ParseConfig(stock line in %s) = %v", mode, err)
+			continue
+		}
+		if c.Template.Path != flasher.StockConfigPath {
+			t.Errorf("stock line's template.path = %q, want %q", c.Template.Path, flasher.StockConfigPath)
+		}
+	}
+}
+
+// TestStockScan: a scanned serial number names the board; a scan that
+// another board's record holds is refused with the operator's words, and
+// the board that holds it may run again under it.
+func TestStockScan(t *testing.T) {
+	ctx := context.Background()
+	l := stockLine(t, "board: {profile: stock, serial: {source: scan}}\n")
+	first := l.stockBoard(t, "a", board.Config{})
+	st := l.station(t, station.ModeSymmetricKey, first)
+	slot := station.SlotConfig{Name: "slot-1"}
+	if err := st.Scan("slot-1", "SCAN-0001"); err != nil {
+		t.Fatal(err)
+	}
+	res, err := st.Provision(ctx, slot, first.Path())
+	if err != nil || res.Record.Serial != "SCAN-0001" {
+		t.Fatalf("Provision(scanned SCAN-0001) = %+v, %v", res, err)
+	}
+
+	// Another board scanned with the same label.
+	second := l.stockBoard(t, "b", board.Config{})
+	if err := st.Scan("slot-1", "SCAN-0001"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = st.Provision(ctx, slot, second.Path())
+	var be *station.BoardError
+	if !errors.As(err, &be) || !errors.Is(err, station.ErrScanRefused) || !strings.Contains(be.Message, "already another board's") {
+		t.Fatalf("Provision(another board scanned SCAN-0001) = %v, want refused as another board's", err)
+	}
+	if _, err := second.ReadFile(flasher.StockConfigPath); err == nil {
+		t.Errorf("the refused board was written to")
+	}
+	// The first board again, under its own label.
+	if err := st.Scan("slot-1", "SCAN-0001"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Provision(ctx, slot, first.Path()); err != nil {
+		t.Errorf("Provision(the board that holds SCAN-0001, again) = %v", err)
+	}
+
+	// Scans that break the rules, and scans from a file.
+	for _, bad := range []string{"", "has space", "a/b", strings.Repeat("x", 65)} {
+		if err := st.Scan("slot-1", bad); !errors.Is(err, station.ErrScanRefused) {
+			t.Errorf("Scan(%q) = %v, want ErrScanRefused", bad, err)
+		}
+	}
+	if err := st.Scan("slot-9", "SCAN-9"); !errors.Is(err, station.ErrNoSlot) {
+		t.Errorf("Scan(unknown slot) = %v, want ErrNoSlot", err)
+	}
+	if err := st.ReadScans(ctx, strings.NewReader("# labels\n\nslot-1 SCAN-0002\nSCAN-0003\nbad label here\n")); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"SCAN-0002", "SCAN-0003"} {
+		b := l.stockBoard(t, want, board.Config{})
+		res, err := st.Provision(ctx, slot, b.Path())
+		if err != nil || res.Record.Serial != want {
+			t.Errorf("Provision after ReadScans = %+v, %v; want serial %s", res, err, want)
+		}
+	}
+}
+
+// TestStockSerialFile reads a board's serial number from a file on it,
+// and refuses a board without one, or with a bad one.
+func TestStockSerialFile(t *testing.T) {
+	ctx := context.Background()
+	l := stockLine(t, "board: {profile: stock, serial: {source: file, path: /lfs1/serial}}\n")
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "fs", "lfs1"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "fs", "lfs1", "serial"), []byte("FILE-0042\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b, err := board.Start(board.Config{Serial: "x", Profile: board.ProfileStock, Dir: dir, TPM: board.TPMNone, Baud: 2_000_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	none := l.stockBoard(t, "y", board.Config{})
+	st := l.station(t, station.ModeSymmetricKey, b)
+	slot := station.SlotConfig{Name: "slot-1"}
+	if res, err := st.Provision(ctx, slot, b.Path()); err != nil || res.Record.Serial != "FILE-0042" {
+		t.Fatalf("Provision(board with /lfs1/serial) = %+v, %v", res, err)
+	}
+	_, err = st.Provision(ctx, slot, none.Path())
+	var be *station.BoardError
+	if !errors.As(err, &be) || !strings.Contains(be.Message, "has no serial number file /lfs1/serial") {
+		t.Errorf("Provision(board without the file) = %v, want the operator told the file is missing", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "fs", "lfs1", "serial"), []byte("two words\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = st.Provision(ctx, slot, b.Path())
+	if !errors.As(err, &be) || !strings.Contains(be.Message, "does not hold a valid serial number") {
+		t.Errorf("Provision(board with a bad serial file) = %v, want it refused", err)
+	}
+}
+
+// TestStockSequenceKeepsSerial: a sequence line that keeps the serial
+// number on the board (board.serial.path) gives a board provisioned again
+// the same number, and the next board the next.
+func TestStockSequenceKeepsSerial(t *testing.T) {
+	ctx := context.Background()
+	l := stockLine(t, "board: {profile: stock, serial: {source: sequence, prefix: ZK-, digits: 4, path: /lfs1/serial}}\n")
+	a, b := l.stockBoard(t, "a", board.Config{}), l.stockBoard(t, "b", board.Config{})
+	st := l.station(t, station.ModeSymmetricKey, a)
+	slot := station.SlotConfig{Name: "slot-1"}
+	for i, tt := range []struct {
+		b    *board.Board
+		want string
+	}{{a, "ZK-0001"}, {a, "ZK-0001"}, {b, "ZK-0002"}} {
+		res, err := st.Provision(ctx, slot, tt.b.Path())
+		if err != nil || res.Record.Serial != tt.want {
+			t.Fatalf("run %d: Provision = %+v, %v; want serial %s", i, res, err, tt.want)
+		}
+		if got, _ := tt.b.ReadFile("/lfs1/serial"); strings.TrimSpace(string(got)) != tt.want {
+			t.Errorf("run %d: the board's /lfs1/serial holds %q, want %s", i, got, tt.want)
+		}
+	}
+}
+
+// TestStockFaults: a board whose file system is full, and one whose line
+// drops half-way through the write, each fail with a clear message; a
+// retry passes once the cause is gone.
+func TestStockFaults(t *testing.T) {
+	ctx := context.Background()
+	slot := station.SlotConfig{Name: "slot-1"}
+	t.Run("full", func(t *testing.T) {
+		l := stockLine(t, stockSequence)
+		b := l.stockBoard(t, "full", board.Config{FSSize: 4096})
+		junk := filepath.Join(b.Config().Dir, "fs", "lfs1", "log.bin")
+		if err := os.WriteFile(junk, make([]byte, 4000), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		st := l.station(t, station.ModeSymmetricKey, b)
+		_, err := st.Provision(ctx, slot, b.Path())
+		var be *station.BoardError
+		if !errors.As(err, &be) || be.Step != station.StepWrite || !strings.Contains(be.Message, "file system is full") {
+			t.Fatalf("Provision(full board) = %v, want the write to fail as a full file system", err)
+		}
+		rec, _ := l.store.Get(ctx, be.Serial)
+		if rec == nil || rec.Result != records.ResultFailed || rec.FailedStep != station.StepWrite {
+			t.Errorf("record of the full board = %+v, want failed at %s", rec, station.StepWrite)
+		}
+		os.Remove(junk)
+		res, err := st.Provision(ctx, slot, b.Path())
+		if err != nil {
+			t.Fatalf("Provision(room made) = %v", err)
+		}
+		if res.Record.Serial != be.Serial {
+			t.Errorf("the retried board got serial %s, it had %s", res.Record.Serial, be.Serial)
+		}
+	})
+	t.Run("drop", func(t *testing.T) {
+		l := stockLine(t, stockSequence)
+		l.extra += "timeout: 300ms\n"
+		b := l.stockBoard(t, "drop", board.Config{})
+		st := l.station(t, station.ModeSymmetricKey, b)
+		b.SetFaults(board.Faults{DropAfter: 300})
+		_, err := st.Provision(ctx, slot, b.Path())
+		var be *station.BoardError
+		if !errors.As(err, &be) || !strings.Contains(be.Message, "stopped answering while the configuration was written") {
+			t.Fatalf("Provision(line dropped mid-write) = %v, want the operator told the board stopped answering", err)
+		}
+		b.SetFaults(board.Faults{})
+		if _, err := st.Provision(ctx, slot, b.Path()); err != nil {
+			t.Errorf("Provision(retry) = %v", err)
+		}
+	})
 }
