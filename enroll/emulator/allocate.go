@@ -10,12 +10,13 @@ import (
 	"zerotouch/enroll"
 )
 
-// Allocation policies (allocationPolicy of an enrollment or group).
+// Allocation policies (allocationPolicy of an enrollment or group), as
+// package enroll declares them.
 const (
-	allocationHashed     = "hashed"
-	allocationGeoLatency = "geoLatency"
-	allocationStatic     = "static"
-	allocationCustom     = "custom"
+	allocationHashed     = enroll.AllocationHashed
+	allocationGeoLatency = enroll.AllocationGeoLatency
+	allocationStatic     = enroll.AllocationStatic
+	allocationCustom     = enroll.AllocationCustom
 )
 
 // codeNoHub is the errorCode of a registration that no IoT hub can take
