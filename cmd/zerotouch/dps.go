@@ -486,7 +486,7 @@ func runGroupCreate(ctx context.Context, g *globals, f *groupCreateFlags) error 
 	if f.id == "" {
 		return usageError{errors.New("--id is missing: the enrollment group's ID")}
 	}
-	if err := regid.Check(f.id, regid.MaxLen); err != nil {
+	if err := enroll.CheckID(f.id, regid.MaxLen); err != nil {
 		return usageError{fmt.Errorf("--id %q: %w", f.id, err)}
 	}
 	n := 0
@@ -609,7 +609,7 @@ func groupClient(g *globals, f *dpsFlags) (*enroll.Client, error) {
 }
 
 func checkGroupArg(id string) error {
-	if err := regid.Check(id, regid.MaxLen); err != nil {
+	if err := enroll.CheckID(id, regid.MaxLen); err != nil {
 		return usageError{fmt.Errorf("enrollment group ID %q: %w", id, err)}
 	}
 	return nil
