@@ -76,8 +76,9 @@ func VerifyIssuedChain(chain []*x509.Certificate, pub crypto.PublicKey, regID st
 // credentials as Register sends them. It returns the registration
 // whatever its status (assigning, assigned, failed, ...); it never holds
 // an issued chain, which DPS returns with the registration's outcome only.
-// A TPM device looks up with the key its registration imported; the TPM
-// result's key is not imported again.
+// A TPM device signs its token with the key its registration imported
+// (the emulator seals the challenge's key again as the device key); the
+// TPM result's key is not imported again.
 //
 // A Config.CSR is sent as it is, and DPS refuses it (400, ErrBadRequest):
 // device.json allows no csr in a status lookup. Errors: ErrConfig; an

@@ -84,6 +84,10 @@ func TestTPM(t *testing.T) {
 	if st := dps.e.Stats(); st.Challenges != 1 || st.Unauthorized != 0 {
 		t.Errorf("stats %+v: want one challenge and no refusal", st)
 	}
+	// The status lookup, signed with the key imported.
+	if look, err := device.Lookup(ctx, cfg); err != nil || look.Status != "assigned" || look.ETag != res.ETag || look.TPM == nil {
+		t.Errorf("Lookup = %+v, %v; want the registration, with its tpm part", look, err)
+	}
 	// The device key is in the TPM and signs.
 	sig, err := tp.IdentityHMAC(ctx, []byte("hub token"))
 	if err != nil || len(sig) != sha256.Size {

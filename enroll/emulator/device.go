@@ -298,15 +298,16 @@ func (e *Emulator) register(w http.ResponseWriter, r *http.Request, dr deviceRou
 	p := att.policy()
 
 	// The device key a TPM device imports at the end, sealed to its EK
-	// and SRK: made before the transaction, as it takes a while.
+	// and SRK: the key of its challenge, which the device proved it
+	// holds, so that the tokens it signs after registering (a status
+	// lookup's) verify as its registration's did. Sealed before the
+	// transaction, as it takes a while.
 	var tpmBlob string
 	if att.tpm != nil && p.status != "disabled" {
 		if e.tpmChallenge == nil {
 			return internalError("seal the TPM device key", errNoTPMChallenge)
 		}
-		deviceKey := make([]byte, tpmKeySize)
-		rand.Read(deviceKey)
-		blob, err := e.tpmChallenge(rand.Reader, att.tpm.ek, att.tpm.srk, deviceKey)
+		blob, err := e.tpmChallenge(rand.Reader, att.tpm.ek, att.tpm.srk, att.tpm.key)
 		if err != nil {
 			return internalError("seal the TPM device key", err)
 		}

@@ -383,8 +383,13 @@ func TestTPMFlow(t *testing.T) {
 	if final.Status != statusAssigned || final.RegistrationState.TPM == nil {
 		t.Fatalf("TPM registration: %+v", final)
 	}
-	if deviceKey := unseal(t, final.RegistrationState.TPM.AuthenticationKey); bytes.Equal(deviceKey, key) {
-		t.Errorf("the device key is the challenge's key")
+	// The device key is the challenge's, sealed again: what the device
+	// signs with after registering (a status lookup) verifies.
+	if deviceKey := unseal(t, final.RegistrationState.TPM.AuthenticationKey); !bytes.Equal(deviceKey, key) {
+		t.Errorf("the device key is not the challenge's key")
+	}
+	if r := env.device("POST", "tpm-1", `{"registrationId":"tpm-1"}`, auth); r.status != http.StatusOK || !strings.Contains(string(r.body), `"assigned"`) {
+		t.Errorf("status lookup signed with the device key: %d %s", r.status, r.body)
 	}
 	// A second PUT without the EK (as some SDKs send) is taken too.
 	if r := env.device("PUT", "tpm-1/register", registerBody("tpm-1"), auth); r.status != http.StatusAccepted {
