@@ -211,7 +211,7 @@ records: '` + paths["records"] + `'
 }
 
 // winePackages are the packages whose tests run under Wine: those with
-// Windows code of their own.
+// Windows code of their own, and station.yaml on Windows' path rules.
 var winePackages = []string{
 	"./internal/filelock",
 	"./internal/ownerfile/...",
@@ -219,6 +219,7 @@ var winePackages = []string{
 	"./internal/secret",
 	"./internal/rawpty",
 	"./internal/tpmdev",
+	"./station/portable",
 }
 
 // TestPackagesUnderWine runs the Windows builds of winePackages' tests
