@@ -203,6 +203,14 @@ func (b *Board) register(ctx context.Context) (flasher.Registration, error) {
 // operational.pem beside the configuration), where the station's
 // end-of-line check reads it. The other formats have no such setting.
 
+// Log attribute keys of the operational certificate.
+const (
+	keyCertPath = "path"
+	keySubject  = "subject"
+	keyNotAfter = "not_after"
+	keyRoot     = "root"
+)
+
 // operationalKeyName is the operational key's entry among the board's
 // keys.
 const operationalKeyName = "operational"
@@ -280,7 +288,8 @@ func (b *Board) keepOperationalCertificate(name string, key crypto.Signer, chain
 	b.mu.Lock()
 	b.keys[operationalKeyName] = key
 	b.mu.Unlock()
-	b.log.Info("operational certificate issued", "path", name, "subject", chain[0].Subject.String(), "not_after", chain[0].NotAfter, "root", chain[len(chain)-1].Subject.String())
+	b.log.Info("operational certificate issued", keyCertPath, name, keySubject, chain[0].Subject.String(),
+		keyNotAfter, chain[0].NotAfter, keyRoot, chain[len(chain)-1].Subject.String())
 	return nil
 }
 

@@ -31,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -74,6 +75,12 @@ func CheckPolicyName(name string) error {
 func issuesCertificates(v string) bool {
 	return v >= "2025-07-01"
 }
+
+// Log attribute keys.
+const (
+	keyPolicy    = "credential_policy"
+	keyPolicyDir = "dir"
+)
 
 // csrAPIVersion is the api-version named in refusals of a csr.
 const csrAPIVersion = "2026-04-01"
@@ -161,7 +168,7 @@ func (e *Emulator) ensurePolicy(ctx context.Context, name string) (string, error
 		}
 		return "", fmt.Errorf("%w %q: %v", ErrCredentialPolicy, name, err)
 	}
-	e.log.Info("credential policy made", "policy", strings.ToLower(name), "dir", dir)
+	e.log.LogAttrs(ctx, slog.LevelInfo, "credential policy made", slog.String(keyPolicy, strings.ToLower(name)), slog.String(keyPolicyDir, dir))
 	return dir, nil
 }
 
