@@ -19,6 +19,14 @@ import (
 )
 
 // deviceOp is an operation of the device API (device.json).
+//
+// The api-versions answer alike (2019-03-31, 2021-06-01, 2021-10-01:
+// the same operations and bodies) except in certificate issuance, which
+// 2025-07-01-preview and 2026-04-01 add: the register request's csr,
+// answered with the outcome's issuedCertificateChain. Under an older
+// api-version a csr is refused (400) and a poll's answer leaves the chain
+// out; a status lookup never carries the chain and refuses a csr under
+// every api-version (400), as device.json says.
 type deviceOp int
 
 const (
