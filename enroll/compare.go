@@ -39,6 +39,9 @@ func Differences(want, got *Enrollment) []string {
 	add(want.CustomAllocationDefinition == nil || got.CustomAllocationDefinition != nil &&
 		*want.CustomAllocationDefinition == *got.CustomAllocationDefinition, "customAllocationDefinition")
 	add(want.OptionalDeviceInformation == nil || sameJSON(want.OptionalDeviceInformation, got.OptionalDeviceInformation), "optionalDeviceInformation")
+	// The policy that issues the board's operational certificate: an
+	// enrollment without it (or with another) is not the one asked for.
+	add(want.CredentialPolicyName == "" || want.CredentialPolicyName == got.CredentialPolicyName, "credentialPolicyName")
 	return d
 }
 

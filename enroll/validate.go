@@ -32,16 +32,15 @@ const (
 // characters : . _ -. No special characters allowed at start or end."
 // Errors wrap regid.ErrInvalid and say which character is at fault.
 func CheckID(id string, max int) error {
-	if err := regid.Check(id, max); err != nil {
-		return err
+	if id != "" && len(id) <= max {
+		if c := id[0]; !alnum(c) {
+			return fmt.Errorf("%w %q: it starts with %q; it must start and end with a letter or a digit", regid.ErrInvalid, id, c)
+		}
+		if c := id[len(id)-1]; !alnum(c) {
+			return fmt.Errorf("%w %q: it ends with %q; it must start and end with a letter or a digit", regid.ErrInvalid, id, c)
+		}
 	}
-	if c := id[0]; !alnum(c) {
-		return fmt.Errorf("%w %q: it starts with %q; it must start and end with a letter or a digit", regid.ErrInvalid, id, c)
-	}
-	if c := id[len(id)-1]; !alnum(c) {
-		return fmt.Errorf("%w %q: it ends with %q; it must start and end with a letter or a digit", regid.ErrInvalid, id, c)
-	}
-	return nil
+	return regid.Check(id, max)
 }
 
 func alnum(c byte) bool {
