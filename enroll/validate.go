@@ -33,19 +33,19 @@ const (
 // Errors wrap regid.ErrInvalid and say which character is at fault.
 func CheckID(id string, max int) error {
 	if id != "" && len(id) <= max {
-		if c := id[0]; !alnum(c) {
-			return fmt.Errorf("%w %q: it starts with %q; it must start and end with a letter or a digit", regid.ErrInvalid, id, c)
+		if c := id[0]; special(c) {
+			return fmt.Errorf("%w %q: it starts with %q: it must start with a letter or a digit", regid.ErrInvalid, id, c)
 		}
-		if c := id[len(id)-1]; !alnum(c) {
-			return fmt.Errorf("%w %q: it ends with %q; it must start and end with a letter or a digit", regid.ErrInvalid, id, c)
+		if c := id[len(id)-1]; special(c) {
+			return fmt.Errorf("%w %q: it ends with %q: it must end with a letter or a digit", regid.ErrInvalid, id, c)
 		}
 	}
 	return regid.Check(id, max)
 }
 
-func alnum(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
-}
+// special reports whether c is one of the special characters an ID may
+// hold inside: - . _ :
+func special(c byte) bool { return c == '-' || c == '.' || c == '_' || c == ':' }
 
 // Validate checks an individual enrollment before it is sent: a valid
 // registration ID (CheckID; at most 64 characters for X.509, whose CN it
