@@ -124,6 +124,8 @@ func TestSpecConformance(t *testing.T) {
 			s.want(412, "PUT", "/enrollments/sym-dev", sym, header{"If-Match": `"stale"`})
 			s.want(400, "PUT", "/enrollments/sym-dev", `{"registrationId": 7}`, nil)
 			s.want(404, "GET", "/enrollments/nobody", nil, nil)
+			s.want(401, "GET", "/enrollments/sym-dev", nil, header{"Authorization": "SharedAccessSignature sr=elsewhere&sig=c2ln&se=1"})
+			s.want(415, "PUT", "/enrollments/sym-dev", "{}", header{"Content-Type": "text/plain"})
 			s.want(200, "POST", "/enrollments/sym-dev/attestationmechanism", nil, nil)
 			s.want(404, "POST", "/enrollments/nobody/attestationmechanism", nil, nil)
 
