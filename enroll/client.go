@@ -218,7 +218,9 @@ type Page[T any] struct {
 
 // Query runs one page of an enrollment query ("SELECT * FROM
 // enrollments"), starting at continuation (empty for the first page).
-// pageSize 0 leaves the size to the service.
+// pageSize 0 leaves the size to the service. DPS does not interpret the
+// query: it answers every enrollment whatever the query selects or
+// filters (a WHERE clause is not applied), and so does the emulator.
 func (c *Client) Query(ctx context.Context, query string, pageSize int, continuation string) (*Page[Enrollment], error) {
 	return queryPage[Enrollment](ctx, c, "/enrollments/query", query, pageSize, continuation)
 }
