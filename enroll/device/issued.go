@@ -16,13 +16,16 @@ import (
 // VerifyIssuedChain checks a chain DPS issued for a CSR, as device.json
 // describes issuedCertificateChain (api-version 2026-04-01): the device
 // certificate first, then the intermediates, each the issuer of the one
-// before, and the root last. The device certificate must carry pub, the
-// CSR's public key, and the CN regID (compared case-insensitively, as DPS
-// compares registration IDs), and must not be a CA; the chain must
-// verify at time at to its last certificate, a self-signed root, and when
-// roots is not nil, to one of roots instead. Key usages are not
-// constrained: the credential policy sets them. Errors wrap
-// ErrCertificate.
+// before, and the root last.
+//
+// The device certificate must carry pub, the CSR's public key, and the CN
+// regID (compared case-insensitively, as DPS compares registration IDs),
+// and must not be a CA. A nil pub leaves the key unchecked, for a checker
+// that never saw the CSR (a station reading the chain back from a board
+// that checked it). The chain must verify at time at to its last
+// certificate, a self-signed root; when roots is not nil, to one of roots
+// instead. Key usages are not constrained: the credential policy sets
+// them. Errors wrap ErrCertificate. Safe for concurrent use.
 func VerifyIssuedChain(chain []*x509.Certificate, pub crypto.PublicKey, regID string, roots *x509.CertPool, at time.Time) error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: "+format, append([]any{ErrCertificate}, args...)...)
@@ -31,8 +34,10 @@ func VerifyIssuedChain(chain []*x509.Certificate, pub crypto.PublicKey, regID st
 		return bad("%d certificate(s): want the device certificate and at least its root", len(chain))
 	}
 	leaf, root := chain[0], chain[len(chain)-1]
-	if k, ok := leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); !ok || !k.Equal(pub) {
-		return bad("the device certificate's key is not the CSR's")
+	if pub != nil {
+		if k, ok := leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); !ok || !k.Equal(pub) {
+			return bad("the device certificate's key is not the CSR's")
+		}
 	}
 	if !strings.EqualFold(leaf.Subject.CommonName, regID) {
 		return bad("the device certificate's CN %q is not the registration ID %q", leaf.Subject.CommonName, regID)

@@ -284,6 +284,7 @@ func TestVerifyIssuedChain(t *testing.T) {
 	}{
 		{"good", []*x509.Certificate{leaf, ica, root}, key.Public(), "dev-1", nil, ""},
 		{"good, CN in another case, root pinned", []*x509.Certificate{leaf, ica, root}, key.Public(), "DEV-1", pinRoot, ""},
+		{"key not known", []*x509.Certificate{leaf, ica, root}, nil, "dev-1", pinRoot, ""},
 		{"another key", []*x509.Certificate{leaf, ica, root}, other.Public(), "dev-1", nil, "key"},
 		{"another CN", []*x509.Certificate{leaf, ica, root}, key.Public(), "dev-2", nil, "CN"},
 		{"leaf alone", []*x509.Certificate{leaf}, key.Public(), "dev-1", nil, "1 certificate"},
