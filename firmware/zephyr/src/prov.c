@@ -178,6 +178,10 @@ static int identity(struct smp_streamer *ctxt)
 	}
 	fw_version(fw, sizeof(fw));
 	k_mutex_lock(&zt_lock, K_FOREVER);
+	/* The station's first command after a reset: the state (and its
+	 * log line) is loaded now rather than at the first change.
+	 */
+	(void)zt_state_get();
 	if (tpm != NULL) {
 		caps[ncaps++] = "tpm";
 	}

@@ -115,14 +115,18 @@ static void parse(char *text)
 static void load(void)
 {
 	static char text[512 + 2 * CONFIG_ZEROTOUCH_PROV_PATH_MAX];
+	struct fs_dirent ent;
 	struct fs_file_t f;
 	ssize_t n;
 
 	memset(&state, 0, sizeof(state));
 	state.committed_key = ZT_NO_SLOT;
 	state.pending_key = ZT_NO_SLOT;
+	zt_remove_stale(CONFIG_ZEROTOUCH_PROV_STATE_PATH ".new");
 	fs_file_t_init(&f);
-	if (fs_open(&f, CONFIG_ZEROTOUCH_PROV_STATE_PATH, FS_O_READ) != 0) {
+	if (fs_stat(CONFIG_ZEROTOUCH_PROV_STATE_PATH, &ent) != 0 ||
+	    fs_open(&f, CONFIG_ZEROTOUCH_PROV_STATE_PATH, FS_O_READ) != 0) {
+		LOG_INF("not provisioned");
 		return; /* a new board */
 	}
 	n = fs_read(&f, text, sizeof(text) - 1);
@@ -209,10 +213,17 @@ int zt_state_save(void)
 int zt_sha256_file(const char *path, uint8_t out[32])
 {
 	static uint8_t buf[256];
+	struct fs_dirent ent;
 	struct fs_file_t f;
 	ssize_t n;
 	int rc;
 
+	if (fs_stat(path, &ent) != 0) {
+		return -ENOENT;
+	}
+	if (ent.type != FS_DIR_ENTRY_FILE) {
+		return -EISDIR;
+	}
 	fs_file_t_init(&f);
 	rc = fs_open(&f, path, FS_O_READ);
 	if (rc != 0) {
