@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -38,6 +39,10 @@ type runFlags struct {
 	// environment's envSupervisorPassword): boards refused as possible
 	// clones may then run again.
 	supervisorFile string
+	// scan is where a stock line's scanned serial numbers come from (a
+	// file, or - for standard input, which is stdin).
+	scan  string
+	stdin io.Reader
 }
 
 // envSupervisorPassword holds the supervisor's password for a headless
@@ -90,6 +95,7 @@ fixture, unless the supervisor's password is given
 gui.supervisor_password_hash.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			f.stdin = cmd.InOrStdin()
 			return runStation(cmd.Context(), g, &f)
 		},
 	}
@@ -99,8 +105,30 @@ gui.supervisor_password_hash.`,
 	fs.IntVar(&f.count, "count", 0, "stop after this many boards (0: no limit)")
 	fs.StringVar(&f.operator, "operator", "", "the operator's name, put on every record")
 	fs.StringVar(&f.workOrder, "work-order", "", "the work order, put on every record")
+	fs.StringVar(&f.scan, "scan", "", "a stock line whose serial numbers are scanned (board.serial.source: scan): read them from this file, or - for standard input, one a line, as SLOT SERIAL or SERIAL (the slots in turn)")
 	fs.StringVar(&f.supervisorFile, "supervisor-password-file", "", "a file holding the supervisor's password (else $"+envSupervisorPassword+"): boards refused as possible clones may run again")
 	return cmd
+}
+
+// scans opens --scan: nil when the line takes no scans. A line that
+// takes scans needs it, and one that takes none refuses it.
+func (f *runFlags) scans(cfg *station.Config) (io.ReadCloser, error) {
+	scanned := cfg.Board.Profile == station.ProfileStock && cfg.Board.Serial.Source == station.SerialScan
+	switch {
+	case f.scan == "" && scanned:
+		return nil, usageError{errors.New("the line's serial numbers are scanned (board.serial.source: scan): give --scan FILE, or --scan - to read them from standard input")}
+	case f.scan == "":
+		return nil, nil
+	case !scanned:
+		return nil, usageError{fmt.Errorf("--scan %s: the line takes no scanned serial numbers (board.serial.source is not scan)", f.scan)}
+	case f.scan == "-":
+		return io.NopCloser(f.stdin), nil
+	}
+	r, err := os.Open(f.scan)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("--scan: %w", err)}
+	}
+	return r, nil
 }
 
 // stationSetup is what a station needs, opened from its configuration.
@@ -562,6 +590,18 @@ func runStation(ctx context.Context, g *globals, f *runFlags) error {
 			return usageError{fmt.Errorf("supervisor: %w", err)}
 		}
 		g.log.Warn("run with the supervisor's password: boards refused as possible clones run again when put on a fixture")
+	}
+	scans, err := f.scans(set.cfg)
+	if err != nil {
+		return err
+	}
+	if scans != nil {
+		defer scans.Close()
+		go func() {
+			if err := st.ReadScans(ctx, scans); err != nil {
+				g.log.Warn("reading the scanned serial numbers stopped", "from", f.scan, "err", err)
+			}
+		}()
 	}
 	st.SetOperator(f.operator, f.workOrder)
 	bg = startUpload(ctx, set.uploader, set.dps, g.log)
