@@ -239,30 +239,39 @@ func (r *run) provisionStock(ctx context.Context, c *flasher.Client) (*Result, e
 	s, cfg := r.s, r.s.cfg
 	check := &fileCheck{r: r, c: c}
 	r.begin(StepIdentity)
+	// The firmware version crosses the line while the serial number is
+	// handed out.
+	fwc := make(chan string, 1)
+	go func() { fwc <- stockFirmware(ctx, c) }()
 	serial, err := r.stockSerial(ctx, c, check)
 	if err != nil {
+		<-fwc
 		return nil, err
 	}
 	if s.serials != nil && !s.serials.MatchString(serial) {
+		<-fwc
 		return nil, r.fail("the board's serial number is not of this line's form (serial_pattern): set the board aside and call the line engineer",
 			fmt.Errorf("%w: serial number %q does not match serial_pattern %q", flasher.ErrBadIdentity, serial, cfg.SerialPattern))
 	}
 	r.identify(serial)
 	if err := s.checkSuspect(ctx, serial); err != nil {
+		<-fwc
 		return nil, r.fail("this board was refused as a possible clone: it runs again only when the supervisor allows it (Unlock in the window; headless, the supervisor's password): set it aside for the supervisor", err)
 	}
-	fw := stockFirmware(ctx, c)
-	info := BoardInfo{Serial: serial, Model: cfg.Board.Model, Firmware: fw}
-	rec := &records.Record{Serial: serial, Model: cfg.Board.Model, Firmware: fw,
+	rec := &records.Record{Serial: serial, Model: cfg.Board.Model,
 		Attestation: cfg.Attestation, Station: cfg.Station, Line: cfg.Line, Slot: r.slot.Name, ConfigPath: cfg.Template.Path}
 	s.mu.Lock()
 	rec.Operator, rec.WorkOrder = s.operator, s.workOrder
 	s.mu.Unlock()
 	begun := *rec
-	if err := s.deps.Store.Begin(ctx, &begun); err != nil {
+	err = s.deps.Store.Begin(ctx, &begun)
+	rec.Firmware = <-fwc // the record's run is open before the version is known; Save records it
+	if err != nil {
 		return nil, r.fail("the board's record could not be opened, so it was left untouched: call the line engineer", err)
 	}
 	r.rec = rec
+	fw := rec.Firmware
+	info := BoardInfo{Serial: serial, Model: cfg.Board.Model, Firmware: fw}
 	if r.keepSerial {
 		path := cfg.Board.Serial.Path
 		if err := c.FileUpload(ctx, path, []byte(serial+"\n"), false, nil); err != nil {
@@ -361,16 +370,22 @@ func (r *run) provisionStock(ctx context.Context, c *flasher.Client) (*Result, e
 			verify, unchecked = false, "the factory database is offline"
 		}
 	}
-	if !verify {
-		// Provisioned once its configuration verifies: it restarts to
-		// read it.
+	// Provisioned once its configuration verifies: it restarts to read
+	// it, while its record is saved. A board that does not answer the
+	// reset reads its configuration at its next power-up.
+	reset := make(chan error, 1)
+	if verify {
+		reset <- nil // after the enrollment: verifyStockRegistration
+	} else {
 		r.begin(StepReset)
-		if err := c.Reset(ctx, false); err != nil {
-			return nil, r.fail("the board did not restart after its configuration was written: press Retry", err)
-		}
+		go func() { reset <- c.Reset(ctx, false) }()
 	}
 	r.begin(StepRecord)
 	saved, err := r.save(ctx, rec)
+	if rerr := <-reset; rerr != nil {
+		s.log.Warn("the board did not answer the reset: it reads its configuration at its next power-up",
+			"slot", r.slot.Name, "serial", serial, "err", rerr)
+	}
 	if err != nil {
 		return nil, err
 	}
