@@ -21,6 +21,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -626,7 +627,10 @@ type proxy struct {
 	addr string
 	// board returns the board's current pseudo-terminal.
 	board func() string
-	mu    sync.Mutex
+	// mute drops what the board answers, as a line that lost its
+	// receive wire would.
+	mute atomic.Bool
+	mu   sync.Mutex
 	// cut, when set, is called with each line the station sends before
 	// it goes on; false drops the connection there, the line unsent.
 	cut func(line []byte) bool
@@ -671,7 +675,21 @@ func (p *proxy) serve(conn net.Conn) {
 		return
 	}
 	defer port.Close()
-	go func() { io.Copy(conn, port); conn.Close() }()
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := port.Read(buf)
+			if n > 0 && !p.mute.Load() {
+				if _, werr := conn.Write(buf[:n]); werr != nil {
+					break
+				}
+			}
+			if err != nil {
+				break
+			}
+		}
+		conn.Close()
+	}()
 	r := bufio.NewReader(conn)
 	for {
 		line, err := r.ReadBytes('\n')
@@ -699,12 +717,12 @@ func smpHeader(line []byte) (op uint8, group uint16, id uint8, ok bool) {
 	if err != nil || len(raw) < 2+8 {
 		return 0, 0, 0, false
 	}
-	h := raw[2:]
-	return h[0], uint16(h[4])<<8 | uint16(h[5]), h[7], true
+	h := raw[2:] // SMP header: version and op, flags, length, group, sequence, ID
+	return h[0] & 0x07, uint16(h[4])<<8 | uint16(h[5]), h[7], true
 }
 
-// TestFaults: the line cut in the middle of the write, then a reset in the
-// middle of the commit; after each, a retry. The board ends provisioned
+// TestFaults: the line cut in the middle of the write, then a reset while
+// the commit is on its way; after each, a retry. The board ends provisioned
 // once, with the configuration and the key the record holds, and the key
 // is the one its first keygen made.
 func TestFaults(t *testing.T) {
@@ -736,8 +754,8 @@ func TestFaults(t *testing.T) {
 	_, firstKey := s.keyLog("made", 0)
 
 	// 2. The retry: the same CN finds the same key; the board is reset
-	// (killed, then started again on its flash) just as its commit
-	// reaches it.
+	// (killed, then started again on its flash) while the commit is on
+	// its way, so that it never arrives.
 	logMark := len(s.log())
 	var resetOnce sync.Once
 	p.setCut(func(line []byte) bool {
@@ -785,5 +803,69 @@ func TestFaults(t *testing.T) {
 	all, err := store.List(testCtx(t), records.Filter{})
 	if err != nil || len(all) != 1 {
 		t.Errorf("records: %d (%v), want the one board's", len(all), err)
+	}
+}
+
+// TestFaultResetAfterCommit: the board commits, and is reset before its
+// answer reaches the station. The station's retry rewrites the board and
+// makes a new key (the last one was committed); the board ends
+// provisioned once, with the configuration and the key the record holds.
+func TestFaultResetAfterCommit(t *testing.T) {
+	flash := filepath.Join(t.TempDir(), "flash.bin")
+	var mu sync.Mutex
+	s := startSim(t, flash)
+	current := func() *sim { mu.Lock(); defer mu.Unlock(); return s }
+	p := newProxy(t, func() string { return current().port })
+	l := newLine(t)
+	config := l.config(t, "x509-keygen", "tcp://"+p.addr)
+
+	p.setCut(func(line []byte) bool {
+		if _, group, id, ok := smpHeader(line); ok && group == flasher.GroupProvisioning && id == flasher.CmdProvCommit && !p.mute.Swap(true) {
+			// The commit goes on, its answer is lost, and once
+			// the board has committed it is reset.
+			board := current()
+			go func() {
+				for deadline := time.Now().Add(waitLimit); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+					if strings.Contains(board.log(), "provisioned: config") {
+						break
+					}
+				}
+				board.stop()
+			}()
+		}
+		return true
+	})
+	if code, out := l.run(t, config); code != 1 {
+		t.Fatalf("run with the reset after the commit: exit %d, want 1\n%s", code, out)
+	}
+	_, lostKey := s.keyLog("committed", 0)
+	if !strings.Contains(s.log(), "provisioned: config "+configPath) {
+		t.Fatalf("the board did not commit before its reset; its log:\n%s", s.log())
+	}
+
+	mu.Lock()
+	s = startSim(t, flash)
+	mu.Unlock()
+	p.mute.Store(false)
+	p.setCut(nil)
+	if code, out := l.run(t, config); code != 0 {
+		t.Fatalf("retry: exit %d\n%s", code, out)
+	}
+	// The reloaded state named the lost run's key; the retry replaced it.
+	if _, reloaded := s.keyLog("committed", 0); reloaded != lostKey {
+		t.Errorf("after the reset the board reloaded key %s, it had committed %s", reloaded, lostKey)
+	}
+	_, committed := s.keyLog("committed", strings.Index(s.log(), "made key"))
+	if committed == lostKey {
+		t.Errorf("the retry committed the lost run's key %s again, want a new one", committed)
+	}
+	rec := l.record(t)
+	c := connect(t, s.port, 0)
+	checkProvisioned(t, c, rec, committed)
+	if n, _ := l.dps.Emulator.Writes(testCtx(t), regID); n != 1 {
+		t.Errorf("enrollment %s written to DPS %d times, want 1", regID, n)
+	}
+	if st := boardState(t, c); st["pending_key"] != "none" {
+		t.Errorf("board state after the retry: %v, want no pending key", st)
 	}
 }
