@@ -2,6 +2,7 @@ package emulator
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -17,7 +18,7 @@ import (
 
 // The subset of Swagger 2.0 (JSON schema draft 4) the DPS service
 // specification uses, and a checker for it: $ref, type (object, array,
-// string, integer, boolean), format (date-time, int32), enum, required,
+// string, integer, boolean), format (date-time, byte, int32), enum, required,
 // properties, additionalProperties, items and minLength.
 //
 // Two rules go past JSON schema, as the specification is read by
@@ -234,9 +235,14 @@ func (d *specDoc) check(s *specSchema, v any, at string, errs *[]string) {
 		if s.MinLength != nil && len(str) < *s.MinLength {
 			fail("%q is shorter than %d", str, *s.MinLength)
 		}
-		if s.Format == "date-time" {
+		switch s.Format {
+		case "date-time":
 			if _, err := time.Parse(time.RFC3339Nano, str); err != nil {
 				fail("%q is not an RFC 3339 date-time", str)
+			}
+		case "byte":
+			if _, err := base64.StdEncoding.DecodeString(str); err != nil {
+				fail("%q is not base64", describe(str))
 			}
 		}
 	case "integer":
@@ -297,6 +303,7 @@ func TestSchemaChecker(t *testing.T) {
 		{"body where none", "DELETE", "/enrollments/a", 204, `{}`, "has no body"},
 		{"error body", "DELETE", "/enrollments/a", 404, `{"errorCode":"404201"}`, "not an integer"},
 		{"no operation", "PATCH", "/enrollments/a", 200, `{}`, "no such operation"},
+		{"error body property", "GET", "/enrollments/a", 404, `{"errorCode":404201,"retryAfter":3}`, `"retryAfter" is not in`},
 	}
 	for _, tt := range bad {
 		errs := d.checkAnswer(tt.method, tt.path, tt.status, []byte(tt.body))
@@ -306,5 +313,16 @@ func TestSchemaChecker(t *testing.T) {
 	}
 	if _, op := d.operation(http.MethodPost, "/enrollments/query"); op == nil || op.OperationID != "IndividualEnrollment_Query" {
 		t.Errorf("POST /enrollments/query is %+v, want IndividualEnrollment_Query", op)
+	}
+	dev := loadSpec(t, "testdata/spec/device-2026-04-01.json")
+	for _, tt := range []struct{ body, want string }{
+		{`{"registrationId":"a","status":"assigned","issuedCertificateChain":["not base64!"]}`, "not base64"},
+		{`{"registrationId":"a","status":"Assigned"}`, `"Assigned" is not one of`},
+		{`{"registrationId":"a","x509":{"certificateInfo":{"subjectName":"CN=a"}}}`, `"sha1Thumbprint" is missing`},
+	} {
+		errs := dev.checkAnswer("POST", "/0ne00DE0000/registrations/a", 200, []byte(tt.body))
+		if !slices.ContainsFunc(errs, func(e string) bool { return strings.Contains(e, tt.want) }) {
+			t.Errorf("device checkAnswer(%s) = %q, want an error saying %q", tt.body, errs, tt.want)
+		}
 	}
 }
