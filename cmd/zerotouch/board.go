@@ -112,9 +112,9 @@ func (f boardFlags) validate() error {
 		return usageError{fmt.Errorf("--tpm %s is one TPM: boards sharing it would share an endorsement key; run one board per TPM, or use --tpm sim", f.tpm)}
 	}
 	switch f.profile {
-	case board.ProfileZerotouch:
-		if !f.fsHash || f.fsSize != 0 || f.register {
-			return usageError{errors.New("--fs-hash, --fs-size and --register-at-boot are for --profile stock")}
+	case "", board.ProfileZerotouch:
+		if f.fsSize != 0 || f.register {
+			return usageError{errors.New("--fs-size and --register-at-boot are for --profile stock")}
 		}
 	case board.ProfileStock:
 		if f.check {
@@ -318,10 +318,9 @@ func spawnBoard(ctx context.Context, g *globals, f boardFlags, i int, root strin
 	args := []string{"board", "--child", "--log-level", g.logLevel,
 		"--count", "1", "--serial-prefix", f.prefix, "--first", strconv.Itoa(f.index + i),
 		"--baud", strconv.Itoa(f.baud), "--dir", root, "--tpm", f.tpm,
-		"--fault", f.faults, "--buf-size", strconv.Itoa(f.bufSize), "--fw", f.fw, "--dps-ca", f.dpsCA,
-		"--profile", f.profile}
+		"--fault", f.faults, "--buf-size", strconv.Itoa(f.bufSize), "--fw", f.fw, "--dps-ca", f.dpsCA}
 	if f.profile == board.ProfileStock {
-		args = append(args, "--fs-hash="+strconv.FormatBool(f.fsHash), "--fs-size", strconv.Itoa(f.fsSize),
+		args = append(args, "--profile", f.profile, "--fs-hash="+strconv.FormatBool(f.fsHash), "--fs-size", strconv.Itoa(f.fsSize),
 			"--register-at-boot="+strconv.FormatBool(f.register))
 	}
 	if listen, _ := f.listenAt(i); listen != "" { // checked by validate
