@@ -1,8 +1,13 @@
 package emulator
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
@@ -375,13 +380,34 @@ func TestQueryForms(t *testing.T) {
 	env.do("POST", "/enrollments/query", `{}`, nil).wantError(t, "no query", 400, enroll.CodeBadQuery, `no "query"`)
 }
 
+// symEnrollmentSpec is an individual symmetric-key enrollment.
+func symEnrollmentSpec(id string, key []byte) enroll.Enrollment {
+	return enroll.Enrollment{RegistrationID: id, Attestation: enroll.Attestation{Type: enroll.AttestationSymmetricKey,
+		SymmetricKey: &enroll.SymmetricKeyAttestation{PrimaryKey: base64.StdEncoding.EncodeToString(key)}}}
+}
+
+// specCSR is a CSR for cn as device.json wants it: base64 DER PKCS#10.
+func specCSR(t *testing.T, cn string) string {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: cn}}, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base64.StdEncoding.EncodeToString(der)
+}
+
 // TestDeviceSpecConformance runs the device API's operations, under
 // 2021-10-01 and 2026-04-01, through success and error answers, and
 // checks each against that version's device.json as
 // TestSpecConformance does the service API's: registrations through an
 // individual symmetric-key enrollment and through a group, their polls
-// and status lookups, and the errors of an unknown device, a wrong key
-// and an unknown operation. A TPM device's first answer, the 401
+// and status lookups, a CSR (a chain issued under 2026-04-01, 400 under
+// 2021-10-01), and the errors of another ID scope, a wrong key and a
+// malformed operation ID. A TPM device's first answer, the 401
 // challenge {"message", "authenticationKey", "keyName"}, is DPS's
 // documented flow but not in device.json, and is left to the TPM tests.
 func TestDeviceSpecConformance(t *testing.T) {
@@ -418,6 +444,31 @@ func TestDeviceSpecConformance(t *testing.T) {
 				}
 				s.want(200, "POST", base+dev.id, map[string]string{"registrationId": dev.id}, h)
 				s.want(400, "GET", base+dev.id+"/operations/"+strings.Repeat("0", 8), nil, h) // not an operation ID the service issues
+			}
+			// A CSR: under 2026-04-01 a chain issued under the enrollment's
+			// credential policy; under 2021-10-01, which has no csr, 400.
+			e := symEnrollmentSpec("dev-csr", key)
+			e.CredentialPolicyName = DefaultCredentialPolicy
+			if r := env.do("PUT", "/enrollments/dev-csr?api-version="+enroll.APIVersion2026, e, nil); r.status != 200 {
+				t.Fatalf("PUT dev-csr: %d %s", r.status, r.body)
+			}
+			csrBody := map[string]string{"registrationId": "dev-csr", "csr": specCSR(t, "dev-csr")}
+			if ver == enroll.APIVersion2026 {
+				r := s.want(202, "PUT", base+"dev-csr/register", csrBody, auth("dev-csr", key))
+				var op operationStatus
+				decodeOK(t, "register with a csr", response{status: 200, body: r.body}, &op)
+				r = s.want(200, "GET", base+"dev-csr/operations/"+op.OperationID, nil, auth("dev-csr", key))
+				var res struct {
+					RegistrationState struct {
+						IssuedCertificateChain []string `json:"issuedCertificateChain"`
+					} `json:"registrationState"`
+				}
+				decodeOK(t, "poll with a csr", r, &res)
+				if n := len(res.RegistrationState.IssuedCertificateChain); n < 2 {
+					t.Errorf("registration with a csr: issuedCertificateChain of %d certificates, want leaf to root", n)
+				}
+			} else {
+				s.want(400, "PUT", base+"dev-csr/register", csrBody, auth("dev-csr", key))
 			}
 			s.want(401, "PUT", base+"dev-1/register", map[string]string{"registrationId": "dev-1"}, auth("dev-1", groupKey))
 			s.want(401, "POST", base+"dev-1", map[string]string{"registrationId": "dev-1"}, auth("dev-1", groupKey))
