@@ -2,6 +2,7 @@ package enroll_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"os"
@@ -75,4 +76,48 @@ func ExampleUploader() {
 	// Output:
 	// uploaded 25, failed 0, conflicts 0
 	// board-0007 symmetricKey enabled
+}
+
+// An enrollment whose board gets its operational certificate from DPS at
+// registration names a credential policy (api-version 2026-04-01, the
+// client's default); a delete guarded by the etag read is refused once
+// the enrollment has changed since.
+func ExampleClient_Delete() {
+	ctx := context.Background()
+	dir, _ := os.MkdirTemp("", "enroll-example")
+	defer os.RemoveAll(dir)
+	srv, err := emulator.Start(ctx, "127.0.0.1:0", filepath.Join(dir, "dps"), emulator.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer srv.Close()
+	cs, err := enroll.ParseConnectionString(srv.ConnectionString)
+	if err != nil {
+		log.Fatal(err)
+	}
+	client, err := enroll.NewClient(enroll.Config{ConnectionString: cs, CAFile: srv.CAFile})
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	e := &enroll.Enrollment{RegistrationID: "board-0001", CredentialPolicyName: "line-7-ops",
+		Attestation: enroll.Attestation{Type: enroll.AttestationSymmetricKey}}
+	first, err := client.CreateOrUpdate(ctx, e, "")
+	if err != nil {
+		log.Fatal(err)
+	}
+	e.DeviceID = "pump-0001"
+	if _, err := client.CreateOrUpdate(ctx, e, first.ETag); err != nil {
+		log.Fatal(err)
+	}
+	err = client.Delete(ctx, "board-0001", first.ETag) // stale: the update changed it
+	fmt.Println(first.CredentialPolicyName, errors.Is(err, enroll.ErrPrecondition))
+	now, err := client.Get(ctx, "board-0001")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(now.DeviceID, client.Delete(ctx, "board-0001", now.ETag))
+	// Output:
+	// line-7-ops true
+	// pump-0001 <nil>
 }
