@@ -667,6 +667,7 @@ func dpsGroupShowCmd(g *globals) *cobra.Command {
 			if v.Attestation == enroll.AttestationSymmetricKey {
 				fmt.Fprintf(w, "  keys         (not shown)\n")
 			}
+			printField(w, "etag", v.ETag)
 			if v.Created != nil {
 				fmt.Fprintf(w, "  created      %s\n", v.Created.Format(time.RFC3339))
 			}
@@ -737,7 +738,7 @@ func dpsGroupDeleteCmd(g *globals) *cobra.Command {
 			fmt.Fprintf(g.stdout, "enrollment group %s deleted from DPS %s\n", id, client.HostName())
 			return nil
 		})
-	cmd.Flags().StringVar(&etag, "etag", "", "delete only if the group still has this etag (as show --json printed it)")
+	cmd.Flags().StringVar(&etag, "etag", "", "delete only if the group still has this etag (as show printed it)")
 	return cmd
 }
 

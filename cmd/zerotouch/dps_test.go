@@ -342,10 +342,24 @@ func TestDpsRecordCommands(t *testing.T) {
 		t.Errorf("enrollment board-1 after its registration was deleted: %v, want it kept", err)
 	}
 
-	// A group with a stale etag is not deleted either.
+	// A group with a stale etag is not deleted either; with the etag show
+	// prints, it is.
 	code, _, errOut = dps("group", "delete", "line-g", "--etag", `"stale"`)
 	if code != exitFailed || !strings.Contains(errOut, "did not delete enrollment group line-g") {
 		t.Errorf("group delete with a stale etag: exit %d, want %d\n%s", code, exitFailed, errOut)
+	}
+	code, out, errOut = dps("group", "show", "line-g")
+	etag := ""
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) == 2 && f[0] == "etag" {
+			etag = f[1]
+		}
+	}
+	if code != exitOK || etag == "" {
+		t.Fatalf("group show: exit %d, no etag line\n%s\n%s", code, out, errOut)
+	}
+	if code, out, errOut = dps("group", "delete", "line-g", "--etag", etag); code != exitOK {
+		t.Errorf("group delete with the etag show printed: exit %d\n%s\n%s", code, out, errOut)
 	}
 
 	// Command-line mistakes: nothing sent.
