@@ -16,6 +16,21 @@
 // pending image is swapped in at reset and reverts unless confirmed. File
 // system (8): upload, download, status, sha256 and crc32 hashes.
 //
+// # The stock profile
+//
+// With Config.Profile ProfileStock the board is one that runs stock
+// MCUmgr, as Zephyr's smp_svr sample: the os, image and fs groups only
+// (every other group answers rc 8, not supported), the fs hash command
+// only unless Config.NoFSHash, its file system littlefs-like: mounted at
+// flasher.StockMount (a path elsewhere is fs error 14, mount point not
+// found), no folders made on a write (fs error 5), writes past
+// Config.FSSize failing as a full littlefs (fs error 10), a resent
+// request carried out again. It has no TPM. With Config.RegisterAtBoot it
+// registers with DPS at every boot whose configuration is there, as its
+// firmware would, taking the key the configuration's key URI names
+// (file:///lfs1/...) when the station made it (x509-station-key), and
+// writes how it went to Config.RegistrationPath.
+//
 // # The provisioning group (64)
 //
 // The one group a firmware team adds to stock MCUmgr:

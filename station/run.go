@@ -298,7 +298,11 @@ func (s *Station) runSlot(ctx context.Context, slot SlotConfig, opts RunOptions,
 		if res == nil {
 			cmds, done = s.awaitCommand(slot.Name, errors.Is(err, records.ErrClone))
 		}
-		cmd := s.waitGone(ctx, m, path, serial, opts.Poll, cmds)
+		var sum []byte // a stock board is known by its configuration
+		if res != nil {
+			sum = res.Record.ConfigSHA256
+		}
+		cmd := s.waitGone(ctx, m, path, serial, sum, opts.Poll, cmds)
 		done()
 		switch cmd {
 		case cmdRetry:
@@ -315,7 +319,7 @@ func (s *Station) runSlot(ctx context.Context, slot SlotConfig, opts RunOptions,
 			s.log.Info("board set aside", "slot", slot.Name, "serial", serial)
 			s.deps.Events(Event{Schema: EventSchema, Time: s.deps.Now(), Slot: slot.Name, Port: path, Serial: serial, Result: Skipped,
 				Message: "board set aside: take it off the fixture; the slot takes the next board"})
-			s.waitGone(ctx, m, path, serial, opts.Poll, nil)
+			s.waitGone(ctx, m, path, serial, nil, opts.Poll, nil)
 		}
 	}
 	return nil
@@ -369,7 +373,13 @@ func (s *Station) reportEmpty(e *EmptySlot) {
 // waitGone returns "" when the board that ran on path has gone (the port
 // vanished or moved, or a board with another serial answers on it) or ctx
 // ended, or the operator's command when one comes on cmds first.
-func (s *Station) waitGone(ctx context.Context, m flasher.Match, path, serial string, poll time.Duration, cmds <-chan string) string {
+//
+// A stock board cannot say its serial number: the board that passed is
+// known by the configuration it was given (configSum, its sha256), and a
+// board on the port that holds another, or none, is another board.
+// Without configSum (a stock board that failed) only the port tells.
+func (s *Station) waitGone(ctx context.Context, m flasher.Match, path, serial string, configSum []byte, poll time.Duration, cmds <-chan string) string {
+	stock := s.cfg.Board.Profile == ProfileStock
 	for i := 1; ; i++ {
 		select {
 		case cmd := <-cmds:
@@ -382,11 +392,19 @@ func (s *Station) waitGone(ctx context.Context, m flasher.Match, path, serial st
 		if err != nil || p != path {
 			return ""
 		}
-		if serial == "" || i%4 != 0 {
+		if serial == "" || i%4 != 0 || stock && configSum == nil {
 			continue
 		}
 		c, err := flasher.Open(ctx, path, flasher.Options{Name: "probe", Baud: s.cfg.Baud, Timeout: s.cfg.Timeout, SkipParams: true, Retries: -1})
 		if err != nil {
+			continue
+		}
+		if stock {
+			if another(ctx, c, s.cfg.Template.Path, configSum) {
+				c.Close()
+				return ""
+			}
+			c.Close()
 			continue
 		}
 		id, err := c.Identity(ctx)

@@ -679,3 +679,22 @@ func (r *run) verifyStockRegistration(ctx context.Context, c *flasher.Client, re
 	}
 	return r.registered(ctx, rec, reg)
 }
+
+// another reports whether the stock board on c is not the one that was
+// given the configuration whose sha256 is sum: it holds no file at path,
+// or another one. A board that does not answer is not known to be
+// another.
+func another(ctx context.Context, c *flasher.Client, path string, sum []byte) bool {
+	got, _, err := c.FileHash(ctx, path, 0, 0)
+	if errors.Is(err, flasher.ErrNotSupported) {
+		var data []byte
+		if data, err = c.FileDownload(ctx, path, nil); err == nil {
+			s := sha256.Sum256(data)
+			got = s[:]
+		}
+	}
+	if errors.Is(err, flasher.ErrNotFound) {
+		return true
+	}
+	return err == nil && !bytes.Equal(got, sum)
+}

@@ -21,6 +21,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"zerotouch/board"
 	"zerotouch/ca"
@@ -484,4 +485,55 @@ func TestStockFaults(t *testing.T) {
 			t.Errorf("Provision(retry) = %v", err)
 		}
 	})
+}
+
+// TestStockNextBoard: a slot that provisioned a stock board takes the next
+// one once the board on its port no longer holds the configuration it was
+// given, though the port never went away; the board left on it is not
+// run twice.
+func TestStockNextBoard(t *testing.T) {
+	l := stockLine(t, stockSequence)
+	b := l.stockBoard(t, "on-fixture", board.Config{BootTime: time.Millisecond})
+	var mu sync.Mutex
+	passed := 0
+	first := make(chan struct{})
+	l.onEvent = func(e station.Event) {
+		if e.Result == station.Passed {
+			mu.Lock()
+			passed++
+			if passed == 1 {
+				close(first)
+			}
+			mu.Unlock()
+		}
+	}
+	st := l.station(t, station.ModeSymmetricKey, b)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := st.Run(ctx, station.RunOptions{Count: 2, Poll: 10 * time.Millisecond})
+		done <- err
+	}()
+	<-first
+	// The board stays on the fixture: probed a few times, it is not run
+	// again.
+	time.Sleep(300 * time.Millisecond)
+	mu.Lock()
+	if passed != 1 {
+		t.Errorf("%d runs passed with the same board left on the fixture, want 1", passed)
+	}
+	mu.Unlock()
+	// Another board (blank: no configuration) takes its place.
+	if err := os.Remove(filepath.Join(b.Config().Dir, "fs", "lfs1", "zerotouch.conf")); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	for _, serial := range []string{"ZS-000001", "ZS-000002"} {
+		if rec, err := l.store.Get(context.Background(), serial); err != nil || rec.Result != records.ResultPassed {
+			t.Errorf("record %s = %+v, %v; want passed", serial, rec, err)
+		}
+	}
 }
