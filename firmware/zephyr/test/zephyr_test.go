@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
@@ -25,6 +26,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/google/go-tpm/tpm2"
+	"github.com/google/go-tpm/tpm2/transport"
 
 	"zerotouch/ca"
 	"zerotouch/enroll/emulator"
@@ -55,9 +59,9 @@ const howToBuild = `ZEROTOUCH_ZEPHYR_EXE is not set: build the module for native
 const waitLimit = 2 * time.Minute
 
 var (
-	buildOnce sync.Once
-	binary    string
-	buildErr  error
+	buildOnce    sync.Once
+	zerotouchExe string
+	buildErr     error
 )
 
 // zerotouchBinary builds cmd/zerotouch once for the package's tests.
@@ -69,8 +73,8 @@ func zerotouchBinary(t *testing.T) string {
 			buildErr = err
 			return
 		}
-		binary = filepath.Join(dir, "zerotouch")
-		out, err := exec.Command("go", "build", "-o", binary, "zerotouch/cmd/zerotouch").CombinedOutput()
+		zerotouchExe = filepath.Join(dir, "zerotouch")
+		out, err := exec.Command("go", "build", "-o", zerotouchExe, "zerotouch/cmd/zerotouch").CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build ./cmd/zerotouch: %v\n%s", err, out)
 		}
@@ -78,13 +82,13 @@ func zerotouchBinary(t *testing.T) string {
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
-	return binary
+	return zerotouchExe
 }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binary != "" {
-		os.RemoveAll(filepath.Dir(binary))
+	if zerotouchExe != "" {
+		os.RemoveAll(filepath.Dir(zerotouchExe))
 	}
 	os.Exit(code)
 }
@@ -563,12 +567,36 @@ func bridge(t *testing.T, pty, addr string) (closeBridge func()) {
 	}
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { io.Copy(conn, p); conn.Close(); wg.Done() }()
+	go func() { copyCommands(conn, p); conn.Close(); wg.Done() }()
 	go func() { io.Copy(p, conn); wg.Done() }()
 	var once sync.Once
 	closeBridge = func() { once.Do(func() { conn.Close(); p.Close(); wg.Wait() }) }
 	t.Cleanup(closeBridge)
 	return closeBridge
+}
+
+// copyCommands copies TPM commands from the board to swtpm, each in one
+// write: swtpm takes what one read of its socket returns as the whole
+// command, and the board's UART delivers a command a few bytes at a time.
+func copyCommands(w io.Writer, r io.Reader) error {
+	hdr := make([]byte, 10) // tag, commandSize, commandCode (TPM 2.0 Part 1, 18.2)
+	for {
+		if _, err := io.ReadFull(r, hdr); err != nil {
+			return err
+		}
+		size := binary.BigEndian.Uint32(hdr[2:6])
+		if size < 10 || size > 4096 {
+			return fmt.Errorf("TPM command of %d bytes from the board", size)
+		}
+		cmd := make([]byte, size)
+		copy(cmd, hdr)
+		if _, err := io.ReadFull(r, cmd[10:]); err != nil {
+			return err
+		}
+		if _, err := w.Write(cmd); err != nil {
+			return err
+		}
+	}
 }
 
 // TestProvisionTPM: the board's TPM is swtpm, through the second UART; the
@@ -597,10 +625,46 @@ func TestProvisionTPM(t *testing.T) {
 		t.Fatalf("zerotouch run: exit %d\n%s", code, out)
 	}
 	rec := l.record(t)
-	checkProvisioned(t, connect(t, s.port, 0), rec, "")
+	c = connect(t, s.port, 0)
+	checkProvisioned(t, c, rec, "")
+	c.Close()
 	if n, _ := l.dps.Emulator.Writes(testCtx(t), rec.RegistrationID); n != 1 {
 		t.Errorf("enrollment %s written to DPS %d times, want 1", rec.RegistrationID, n)
 	}
+
+	// A command repeated byte for byte is the station resending after a
+	// lost answer: answered again, not run again (one object in the
+	// TPM, one handle). GetRandom always runs.
+	c = connect(t, s.port, 0)
+	ctx := testCtx(t)
+	cmd := commandBytes(t, func(tp transport.TPM) {
+		tpm2.CreatePrimary{PrimaryHandle: tpm2.TPMRHOwner, InPublic: tpm2.New2B(tpm2.ECCSRKTemplate)}.Execute(tp)
+	})
+	rsp1, err := c.TPMCommand(ctx, cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rc := binary.BigEndian.Uint32(rsp1[6:]); rc != 0 || len(rsp1) < 14 {
+		t.Fatalf("CreatePrimary through the board: TPM rc %#x, response %x", rc, rsp1)
+	}
+	rsp2, err := c.TPMCommand(ctx, cmd)
+	if err != nil || !bytes.Equal(rsp1, rsp2) {
+		t.Errorf("CreatePrimary again: %x, %v; want the first answer %x", rsp2, err, rsp1)
+	}
+	handle := tpm2.TPMHandle(binary.BigEndian.Uint32(rsp1[10:]))
+	if _, err := (tpm2.FlushContext{FlushHandle: handle}).Execute(c.TPM(ctx)); err != nil {
+		t.Errorf("flush %#x: %v", handle, err)
+	}
+	if _, err := (tpm2.FlushContext{FlushHandle: handle + 1}).Execute(c.TPM(ctx)); err == nil {
+		t.Errorf("a second object %#x was made in the TPM", handle+1)
+	}
+	random := commandBytes(t, func(tp transport.TPM) { tpm2.GetRandom{BytesRequested: 16}.Execute(tp) })
+	r1, err1 := c.TPMCommand(ctx, random)
+	r2, err2 := c.TPMCommand(ctx, random)
+	if err1 != nil || err2 != nil || bytes.Equal(r1, r2) {
+		t.Errorf("GetRandom twice: %x (%v), %x (%v); want two answers", r1, err1, r2, err2)
+	}
+	c.Close()
 
 	// swtpm serves one connection at a time: the board's goes first.
 	closeBridge()
@@ -868,4 +932,24 @@ func TestFaultResetAfterCommit(t *testing.T) {
 	if st := boardState(t, c); st["pending_key"] != "none" {
 		t.Errorf("board state after the retry: %v, want no pending key", st)
 	}
+}
+
+// capture is a go-tpm transport that keeps the command it is sent and
+// answers nothing, to get a command's bytes.
+type capture struct{ cmd []byte }
+
+func (c *capture) Send(cmd []byte) ([]byte, error) {
+	c.cmd = append([]byte(nil), cmd...)
+	return nil, errors.New("captured")
+}
+
+// commandBytes returns the bytes of the TPM command that run sends.
+func commandBytes(t *testing.T, run func(transport.TPM)) []byte {
+	t.Helper()
+	var c capture
+	run(&c)
+	if c.cmd == nil {
+		t.Fatal("no TPM command sent")
+	}
+	return c.cmd
 }
