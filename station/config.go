@@ -59,8 +59,12 @@ const (
 )
 
 // DefaultSerialDigits is how many digits a sequence's number has, zero
-// padded, unless the line says.
-const DefaultSerialDigits = 6
+// padded, unless the line says; DefaultStockModel the model recorded for
+// a stock board.
+const (
+	DefaultSerialDigits = 6
+	DefaultStockModel   = "stock"
+)
 
 // Default values of Config.
 const (
@@ -157,7 +161,7 @@ type BoardConfig struct {
 	// Serial is where a stock board's serial number comes from.
 	Serial SerialConfig `yaml:"serial"`
 	// Model is the model recorded for a stock board, which cannot say
-	// its own; default "stock".
+	// its own; default DefaultStockModel.
 	Model string `yaml:"model"`
 	// RegistrationPath is the file a stock board's firmware writes its
 	// DPS registration's outcome to at boot (the JSON of a
@@ -359,18 +363,18 @@ func (c *Config) defaults() {
 	if c.Board.Profile == "" {
 		c.Board.Profile = ProfileZerotouch
 	}
+	if c.Board.Model == "" {
+		c.Board.Model = DefaultStockModel
+	}
+	if c.Board.RegistrationPath == "" {
+		c.Board.RegistrationPath = flasher.StockRegistrationPath
+	}
+	if c.Board.Serial.Digits == 0 {
+		c.Board.Serial.Digits = DefaultSerialDigits
+	}
 	if c.Board.Profile == ProfileStock {
 		if c.Template.Path == "" {
 			c.Template.Path = flasher.StockConfigPath
-		}
-		if c.Board.Model == "" {
-			c.Board.Model = "stock"
-		}
-		if c.Board.RegistrationPath == "" {
-			c.Board.RegistrationPath = flasher.StockRegistrationPath
-		}
-		if c.Board.Serial.Digits == 0 {
-			c.Board.Serial.Digits = DefaultSerialDigits
 		}
 		if c.Board.Serial.Sequence == "" {
 			c.Board.Serial.Sequence = c.Board.Serial.Prefix
@@ -579,7 +583,7 @@ func (c *Config) validateBoard() error {
 		if c.Attestation == ModeX509StationKey {
 			return bad("attestation", "x509-station-key is for board.profile: stock; a board with the provisioning group makes its own key: use x509-keygen")
 		}
-		if b.Serial != (SerialConfig{}) {
+		if b.Serial.Source != "" || b.Serial.Prefix != "" || b.Serial.Sequence != "" || b.Serial.Path != "" {
 			return bad("board.serial", "only for board.profile: stock (a zerotouch board says its own serial number)")
 		}
 		return nil

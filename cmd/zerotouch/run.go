@@ -187,7 +187,7 @@ func openStationAs(ctx context.Context, g *globals, file string, events func(sta
 	}
 
 	switch cfg.Attestation {
-	case station.ModeX509TPM, station.ModeX509Keygen:
+	case station.ModeX509TPM, station.ModeX509Keygen, station.ModeX509StationKey:
 		f := caFlags{dir: cfg.CA.Dir, passwordFile: cfg.CA.PasswordFile, url: cfg.CA.URL, fingerprint: cfg.CA.Fingerprint,
 			provisioner: cfg.CA.Provisioner, validity: cfg.CA.Validity, pwSetting: "ca.password_file"}
 		if set.issuer, err = f.open(ctx, g); err != nil {
