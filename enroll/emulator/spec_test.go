@@ -27,11 +27,13 @@ type specRun struct {
 	doc  *specDoc
 	ver  string
 	seen map[string][]int // operationId: the statuses answered
+	n    int              // answers checked
 }
 
 func (s *specRun) do(method, path string, body any, h header) response {
 	s.t.Helper()
 	r := s.env.do(method, path+"?api-version="+s.ver, body, h)
+	s.n++
 	for _, e := range s.doc.checkAnswer(method, path, r.status, r.body) {
 		s.t.Errorf("api-version %s: %s %s: %d: %s", s.ver, method, path, r.status, e)
 	}
@@ -232,6 +234,7 @@ func TestSpecConformance(t *testing.T) {
 					}
 				}
 			}
+			t.Logf("%d answers of %d operations checked against %s %s", s.n, len(s.seen), s.doc.Info.Title, ver)
 		})
 	}
 }
@@ -482,6 +485,7 @@ func TestDeviceSpecConformance(t *testing.T) {
 					}
 				}
 			}
+			t.Logf("%d answers of %d operations checked against %s %s", s.n, len(s.seen), s.doc.Info.Title, ver)
 		})
 	}
 }
