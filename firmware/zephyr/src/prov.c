@@ -90,6 +90,8 @@ int zt_group_err(struct smp_streamer *ctxt, enum zt_prov_rc rc)
 	return smp_add_cmd_err(ctxt->writer->zs, GROUP, rc) ? MGMT_ERR_EOK : MGMT_ERR_EMSGSIZE;
 }
 
+static void tpm_forget(void);
+
 /* Identity. */
 
 #if defined(CONFIG_ZEROTOUCH_PROV_SERIAL_SETTINGS)
@@ -179,9 +181,11 @@ static int identity(struct smp_streamer *ctxt)
 	fw_version(fw, sizeof(fw));
 	k_mutex_lock(&zt_lock, K_FOREVER);
 	/* The station's first command after a reset: the state (and its
-	 * log line) is loaded now rather than at the first change.
+	 * log line) is loaded now rather than at the first change. A new
+	 * session starts here too: no TPM answer is repeated across it.
 	 */
 	(void)zt_state_get();
+	tpm_forget();
 	if (tpm != NULL) {
 		caps[ncaps++] = "tpm";
 	}
@@ -316,6 +320,12 @@ out:
 
 static uint8_t tpm_cmd[TPM_BUF], tpm_rsp[TPM_BUF];
 static size_t tpm_cmd_len, tpm_rsp_len;
+
+static void tpm_forget(void)
+{
+	tpm_cmd_len = 0;
+	tpm_rsp_len = 0;
+}
 
 /* tpm_command passes one raw command through. A command identical to the
  * previous one is the station resending after a lost answer (MCUmgr hides

@@ -112,6 +112,32 @@ static void parse(char *text)
 	}
 }
 
+/* make_config_dir makes the folder of the default configuration file
+ * (one level below the mount point), so that the station can write it:
+ * MCUmgr's file system group makes no folders.
+ */
+static void make_config_dir(void)
+{
+	char dir[sizeof(CONFIG_ZEROTOUCH_PROV_CONFIG_PATH)];
+	struct fs_dirent ent;
+	char *slash;
+	int rc;
+
+	strcpy(dir, CONFIG_ZEROTOUCH_PROV_CONFIG_PATH);
+	slash = strrchr(dir, '/');
+	if (slash == NULL || slash == dir) {
+		return;
+	}
+	*slash = '\0';
+	if (strchr(dir + 1, '/') == NULL || fs_stat(dir, &ent) == 0) {
+		return; /* the mount point itself, or there already */
+	}
+	rc = fs_mkdir(dir);
+	if (rc != 0) {
+		LOG_WRN("mkdir %s: %d", dir, rc);
+	}
+}
+
 static void load(void)
 {
 	static char text[512 + 2 * CONFIG_ZEROTOUCH_PROV_PATH_MAX];
@@ -122,6 +148,7 @@ static void load(void)
 	memset(&state, 0, sizeof(state));
 	state.committed_key = ZT_NO_SLOT;
 	state.pending_key = ZT_NO_SLOT;
+	make_config_dir();
 	zt_remove_stale(CONFIG_ZEROTOUCH_PROV_STATE_PATH ".new");
 	fs_file_t_init(&f);
 	if (fs_stat(CONFIG_ZEROTOUCH_PROV_STATE_PATH, &ent) != 0 ||
@@ -137,6 +164,20 @@ static void load(void)
 	}
 	text[n] = '\0';
 	parse(text);
+	if (state.provisioned) {
+		/* A configuration changed other than through MCUmgr (by the
+		 * application, or while a reset cut the state's update short)
+		 * is no longer the committed one.
+		 */
+		uint8_t sum[32];
+
+		if (zt_sha256_file(state.config_path, sum) != 0 ||
+		    memcmp(sum, state.config_sha256, sizeof(sum)) != 0) {
+			LOG_WRN("%s changed since its commit: not provisioned", state.config_path);
+			state.provisioned = false;
+			(void)zt_state_save();
+		}
+	}
 	if (state.provisioned) {
 		char sum[65];
 

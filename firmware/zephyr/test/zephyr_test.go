@@ -41,8 +41,8 @@ import (
 const (
 	serial     = "ZT-SIM-0001"
 	regID      = "zt-sim-0001" // the station lower-cases registration IDs
-	configPath = "/lfs1/zerotouch.cfg"
-	certPath   = "/lfs1/device.pem"
+	configPath = "/lfs1/zerotouch/config"
+	certPath   = "/lfs1/zerotouch/device.pem"
 	statePath  = "/lfs1/zerotouch.state"
 	itsDir     = "/lfs1/.psa"
 	keyIDBase  = 0x3a740000
