@@ -193,6 +193,7 @@ func (v *fileCheck) sum(ctx context.Context, name string) ([]byte, int, error) {
 		v.noHash = true
 		v.r.s.log.Info("the board has no fs hash command: its files are checked by reading them back",
 			"slot", v.r.slot.Name, "serial", v.r.serialNow(), "err", err)
+		v.r.say("the board has no fs hash command: its files are checked by reading them back (slower)")
 	}
 	data, err := v.c.FileDownload(ctx, name, nil)
 	if err != nil {
@@ -219,6 +220,13 @@ func (v *fileCheck) verify(ctx context.Context, name string, want []byte, size i
 			name, v.r.slot.Name, how, flasher.ErrVerify, n, got, size, want)
 	}
 	return nil
+}
+
+// say tells the operator msg in a running event of the current step.
+func (r *run) say(msg string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.emitLocked(Running, msg, "", nil)
 }
 
 func (r *run) serialNow() string {
@@ -453,7 +461,9 @@ func (r *run) stockSerial(ctx context.Context, c *flasher.Client, check *fileChe
 		if err != nil {
 			return "", r.fail("no serial number was scanned for this board: scan its label", err)
 		}
-		r.identify(serial)
+		r.mu.Lock()
+		r.serial = serial // for the events of the check; identify counts the attempt
+		r.mu.Unlock()
 		if err := r.checkScanned(ctx, serial, check); err != nil {
 			return "", err
 		}

@@ -113,8 +113,18 @@ func TestStockModes(t *testing.T) {
 					t.Errorf("no %s step", station.StepRegister)
 				}
 				fallback := strings.Count(logs.String(), "the board has no fs hash command")
-				if want := map[bool]int{true: 0, false: 1}[hash]; fallback != want {
+				want := map[bool]int{true: 0, false: 1}[hash]
+				if fallback != want {
 					t.Errorf("the log says %d times that the board has no fs hash command, want %d (once per board)", fallback, want)
+				}
+				told := 0
+				for _, e := range l.events {
+					if strings.Contains(e.Message, "no fs hash command") {
+						told++
+					}
+				}
+				if told != want {
+					t.Errorf("the operator was told %d times that the board has no fs hash command, want %d", told, want)
 				}
 				switch mode {
 				case station.ModeSymmetricKey:
