@@ -84,3 +84,27 @@ func TestContractStationKeyRecord(t *testing.T) {
 		}
 	})
 }
+
+// TestBufferedNextSerial: a buffered station hands out the factory
+// database's numbers while it answers, and none while it is cut off (an
+// error wrapping ErrSequenceOffline, whether the cut is found by this call
+// or known before); once it is back the sequence goes on.
+func TestBufferedNextSerial(t *testing.T) {
+	ctx := context.Background()
+	f := newBufferedFixture(t)
+	b := f.open(t, 0)
+	if n, err := b.NextSerial(ctx, "ZB-"); err != nil || n != 1 {
+		t.Fatalf("NextSerial online = %d, %v; want 1", n, err)
+	}
+	f.proxy.cut()
+	for i := range 2 {
+		if n, err := b.NextSerial(ctx, "ZB-"); !errors.Is(err, records.ErrSequenceOffline) {
+			t.Errorf("NextSerial %d with the database cut off = %d, %v; want ErrSequenceOffline", i, n, err)
+		}
+	}
+	f.proxy.restore()
+	forwardAll(t, b)
+	if n, err := b.NextSerial(ctx, "ZB-"); err != nil || n < 2 {
+		t.Errorf("NextSerial back online = %d, %v; want 2 or more", n, err)
+	}
+}
