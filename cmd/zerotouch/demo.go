@@ -96,6 +96,12 @@ each attestation mode (tpm, x509-tpm, x509-keygen, symmetric-key), their
 enrollments uploaded to the emulator, and what happened is printed with
 where to look.
 
+On Windows, which has no pseudo-terminals, the boards listen on loopback
+TCP ports (--boards tcp, also on Linux and macOS), and the TPM boards need
+a TPM each, as the Windows build has no simulator: --tpm names three
+swtpm instances (tcp:HOST:PORT,tcp:HOST:PORT,tcp:HOST:PORT). Without, the
+demo leaves the tpm and x509-tpm modes out and says so.
+
 With a display (DISPLAY or WAYLAND_DISPLAY set), the operator's window
 opens, signed in as "demo", and runs the lines; close it to end the demo
 (--close-after closes it once the lines are done and the enrollments
