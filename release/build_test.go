@@ -46,29 +46,36 @@ func TestBuildArguments(t *testing.T) {
 	}
 }
 
-// TestBuildHeadless runs release/build --headless and checks that each
-// file is an executable for its system and processor, and that
-// SHA256SUMS holds each one's checksum in sha256sum's format.
-func TestBuildHeadless(t *testing.T) {
+// TestBuild runs release/build and checks that each file is an
+// executable for its system and processor, that the Windows window build
+// is one (it links OpenGL), and that SHA256SUMS holds each one's checksum
+// in sha256sum's format.
+func TestBuild(t *testing.T) {
 	if os.Getenv(envRun) == "" {
-		t.Skipf("set %s=1 to cross-build the four headless targets (minutes on 2 cores)", envRun)
+		t.Skipf("set %s=1 to cross-build the four targets and the Windows window (minutes on 2 cores; needs mingw-w64)", envRun)
 	}
 	dir := t.TempDir()
-	cmd := exec.CommandContext(t.Context(), "./build", "--headless", "--out", dir)
+	cmd := exec.CommandContext(t.Context(), "./build", "--out", dir)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build --headless: %v\n%s", err, out)
+		t.Fatalf("build: %v\n%s", err, out)
 	} else {
 		t.Logf("%s", out)
 	}
 	want := map[string]string{
-		"zerotouch-linux-amd64":       "elf " + elf.EM_X86_64.String(),
-		"zerotouch-linux-arm64":       "elf " + elf.EM_AARCH64.String(),
-		"zerotouch-darwin-arm64":      "macho " + macho.CpuArm64.String(),
-		"zerotouch-windows-amd64.exe": "pe amd64",
+		"zerotouch-linux-amd64":           "elf " + elf.EM_X86_64.String(),
+		"zerotouch-linux-arm64":           "elf " + elf.EM_AARCH64.String(),
+		"zerotouch-darwin-arm64":          "macho " + macho.CpuArm64.String(),
+		"zerotouch-windows-amd64.exe":     "pe amd64",
+		"zerotouch-gui-windows-amd64.exe": "pe amd64",
 	}
 	for name, format := range want {
 		if got := binaryFormat(t, filepath.Join(dir, name)); got != format {
 			t.Errorf("%s is %q, want %q", name, got, format)
+		}
+	}
+	for name, gl := range map[string]bool{"zerotouch-windows-amd64.exe": false, "zerotouch-gui-windows-amd64.exe": true} {
+		if got := importsDLL(t, filepath.Join(dir, name), "opengl32.dll"); got != gl {
+			t.Errorf("%s imports opengl32.dll: %v, want %v", name, got, gl)
 		}
 	}
 
@@ -120,6 +127,26 @@ func binaryFormat(t *testing.T, name string) string {
 	}
 	t.Errorf("%s: no ELF, Mach-O or PE executable", name)
 	return ""
+}
+
+// importsDLL says whether the Windows executable name imports dll.
+func importsDLL(t *testing.T, name, dll string) bool {
+	t.Helper()
+	f, err := pe.Open(name)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	defer f.Close()
+	libs, err := f.ImportedLibraries()
+	if err != nil {
+		t.Fatalf("%s: imports: %v", name, err)
+	}
+	for _, l := range libs {
+		if strings.EqualFold(l, dll) {
+			return true
+		}
+	}
+	return false
 }
 
 func fileSHA256(t *testing.T, name string) string {
