@@ -579,7 +579,7 @@ func (c *Config) validateBoard() error {
 	}
 	b := c.Board
 	switch b.Profile {
-	case ProfileZerotouch:
+	case "", ProfileZerotouch: // "": a Config built without ParseConfig's defaults
 		if c.Attestation == ModeX509StationKey {
 			return bad("attestation", "x509-station-key is for board.profile: stock; a board with the provisioning group makes its own key: use x509-keygen")
 		}
