@@ -40,6 +40,8 @@ struct zt_state {
 extern struct k_mutex zt_lock;
 struct zt_state *zt_state_get(void);
 int zt_state_save(void);
+/* Drops changes that zt_state_save failed to keep: the file is read again. */
+void zt_state_forget(void);
 
 /* Removes what a reset left of an unfinished write. */
 void zt_remove_stale(const char *path);

@@ -300,6 +300,7 @@ static int commit(struct smp_streamer *ctxt)
 	uint8_t old = zt_keys_commit(st);
 #endif
 	if (zt_state_save() != 0) {
+		zt_state_forget();
 		rc = zt_group_err(ctxt, ZT_RC_UNKNOWN);
 		goto out;
 	}
@@ -328,10 +329,11 @@ static void tpm_forget(void)
 }
 
 /* tpm_command passes one raw command through. A command identical to the
- * previous one is the station resending after a lost answer (MCUmgr hides
- * the sequence number that would tell): it is answered from the previous
- * response rather than run twice, so that a resent CreatePrimary does not
- * leave a second object in the TPM. GetRandom is always run.
+ * previous one, which succeeded, is the station resending after a lost
+ * answer (MCUmgr hides the sequence number that would tell): it is
+ * answered from the previous response rather than run twice, so that a
+ * resent CreatePrimary does not leave a second object in the TPM.
+ * GetRandom is always run.
  */
 static int tpm_command(struct smp_streamer *ctxt)
 {
@@ -357,8 +359,12 @@ static int tpm_command(struct smp_streamer *ctxt)
 		goto out;
 	}
 	uint32_t cc = sys_get_be32(cmd.value + 6);
-	bool again = tpm_rsp_len > 0 && cmd.len == tpm_cmd_len &&
-		     memcmp(cmd.value, tpm_cmd, cmd.len) == 0 && cc != TPM_CC_GET_RANDOM;
+	/* Only a success is answered again: a command that failed changed
+	 * nothing, and one answered TPM_RC_RETRY or TPM_RC_YIELDED must run.
+	 */
+	bool again = tpm_rsp_len >= 10 && sys_get_be32(tpm_rsp + 6) == 0 &&
+		     cmd.len == tpm_cmd_len && memcmp(cmd.value, tpm_cmd, cmd.len) == 0 &&
+		     cc != TPM_CC_GET_RANDOM;
 
 	if (!again) {
 		size_t n = 0;
@@ -423,6 +429,10 @@ static enum mgmt_cb_return fs_access(uint32_t event, enum mgmt_cb_return prev_st
 		if (st->provisioned && strcmp(st->config_path, fa->filename) == 0) {
 			st->provisioned = false;
 			if (zt_state_save() != 0) {
+				/* Still refused at the next boot: the file's hash
+				 * is checked against the committed one.
+				 */
+				zt_state_forget();
 				k_mutex_unlock(&zt_lock);
 				*group = MGMT_GROUP_ID_FS;
 				*rc = FS_MGMT_ERR_FILE_WRITE_FAILED;

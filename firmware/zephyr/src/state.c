@@ -191,6 +191,11 @@ static void load(void)
 #endif
 }
 
+void zt_state_forget(void)
+{
+	loaded = false;
+}
+
 struct zt_state *zt_state_get(void)
 {
 	if (!loaded) {

@@ -35,6 +35,7 @@ import (
 	"zerotouch/flasher"
 	"zerotouch/internal/swtpm"
 	"zerotouch/station/records"
+	zttpm "zerotouch/tpm"
 )
 
 // What the module's native_sim build (native_sim.conf) says and keeps.
@@ -683,6 +684,41 @@ func TestProvisionTPM(t *testing.T) {
 		t.Errorf("EK through the board %s, directly %s", got, direct.EndorsementKey)
 	}
 	t.Logf("registration ID %s, through the board and directly", rec.RegistrationID)
+}
+
+// TestProvisionX509TPM: x509-tpm mode through the board's TPM: the key is
+// made and kept in swtpm, and the certificate the board holds is for the
+// key swtpm then shows at the configured handle.
+func TestProvisionX509TPM(t *testing.T) {
+	s := startSim(t, filepath.Join(t.TempDir(), "flash.bin"))
+	sw, err := swtpm.Start(t.TempDir(), true)
+	if errors.Is(err, swtpm.ErrNotInstalled) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sw.Close() })
+	closeBridge := bridge(t, s.tpmPort, sw.Addr)
+	l := newLine(t)
+	if code, out := l.run(t, l.config(t, "x509-tpm", s.port)); code != 0 {
+		t.Fatalf("zerotouch run: exit %d\n%s", code, out)
+	}
+	closeBridge()
+
+	conn, err := net.Dial("tcp", sw.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	direct := transport.FromReadWriteCloser(conn)
+	defer direct.Close()
+	const keyHandle = 0x81000002 // key.handle's default
+	signer, err := zttpm.New(direct, zttpm.Options{}).LoadSigner(testCtx(t), keyHandle)
+	if err != nil {
+		t.Fatalf("the key at %#x in swtpm: %v", keyHandle, err)
+	}
+	c := connect(t, s.port, 0)
+	checkProvisioned(t, c, l.record(t), fingerprint(signer.Public()))
 }
 
 // proxy is the station's link to the board over TCP (the slot's port is
