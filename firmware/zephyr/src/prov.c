@@ -127,8 +127,8 @@ static int serial(char *out, size_t size)
 	if (n <= 0) {
 		return n < 0 ? (int)n : -ENODATA;
 	}
-	for (ssize_t i = 0; i < n && p + 2 < size; i++, p += 2) {
-		snprintf(out + p, 3, "%02X", id[i]);
+	for (size_t i = 0, q = p; i < (size_t)n && q + 2 < size; i++, q += 2) {
+		snprintf(out + q, 3, "%02X", id[i]);
 	}
 #elif defined(CONFIG_ZEROTOUCH_PROV_SERIAL_STRING)
 	strncpy(out + p, CONFIG_ZEROTOUCH_PROV_SERIAL, size - p - 1);
@@ -220,6 +220,32 @@ static bool has_prefix(const char *path, const char *dir)
 	return strncmp(path, dir, n) == 0 && (path[n] == '\0' || path[n] == '/');
 }
 
+/* is_clean reports whether path is absolute, with no empty, "." or ".."
+ * component: the only form the checks below can compare (littlefs would
+ * take "/lfs1/./.psa" to the key folder).
+ */
+static bool is_clean(const char *path)
+{
+	const char *c = path;
+
+	if (*c != '/') {
+		return false;
+	}
+	while (*c == '/') {
+		const char *end = strchr(c + 1, '/');
+		size_t n = end ? (size_t)(end - c - 1) : strlen(c + 1);
+
+		if (n == 0 || (n == 1 && c[1] == '.') || (n == 2 && c[1] == '.' && c[2] == '.')) {
+			return false;
+		}
+		if (end == NULL) {
+			return true;
+		}
+		c = end;
+	}
+	return true;
+}
+
 /* is_private reports whether path holds key material, which MCUmgr's file
  * system group may neither read nor write.
  */
@@ -271,7 +297,7 @@ static int commit(struct smp_streamer *ctxt)
 		memcpy(name, path.value, path.len);
 		name[path.len] = '\0';
 	}
-	if (name[0] != '/' || is_private(name) || is_state(name)) {
+	if (!is_clean(name) || is_private(name) || is_state(name)) {
 		return MGMT_ERR_EINVAL;
 	}
 
@@ -411,6 +437,12 @@ static enum mgmt_cb_return fs_access(uint32_t event, enum mgmt_cb_return prev_st
 
 	if (event != MGMT_EVT_OP_FS_MGMT_FILE_ACCESS || data_size != sizeof(*fa)) {
 		return MGMT_CB_OK;
+	}
+	if (!is_clean(fa->filename)) {
+		LOG_WRN("file system group refused %s: not a clean path", fa->filename);
+		*group = MGMT_GROUP_ID_FS;
+		*rc = FS_MGMT_ERR_FILE_INVALID_NAME;
+		return MGMT_CB_ERROR_ERR;
 	}
 	if (is_private(fa->filename) || (write && is_state(fa->filename))) {
 		LOG_WRN("file system group refused %s", fa->filename);

@@ -121,8 +121,13 @@ func startSim(t *testing.T, flash string) *sim {
 		t.Fatal(err)
 	}
 	s.logPath = logf.Name()
-	// A seed of its own for each run: native_sim's entropy is a PRNG.
-	s.cmd = exec.Command(exe, "-flash="+flash, fmt.Sprintf("-seed=%d", rand.Uint32()))
+	args := []string{"-flash=" + flash}
+	if hasSeed(exe) {
+		// A seed of its own for each run: native_sim's entropy is a
+		// PRNG, and a build without an entropy driver has no -seed.
+		args = append(args, fmt.Sprintf("-seed=%d", rand.Uint32()))
+	}
+	s.cmd = exec.Command(exe, args...)
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := s.cmd.Start(); err != nil {
@@ -147,6 +152,20 @@ func startSim(t *testing.T, flash string) *sim {
 		return s.port != "" && s.tpmPort != ""
 	}, "the pseudo-terminals")
 	return s
+}
+
+var seedOption sync.Map // executable -> whether it takes -seed
+
+// hasSeed reports whether the native_sim executable takes -seed (its
+// entropy driver is built in), from its usage text.
+func hasSeed(exe string) bool {
+	if v, ok := seedOption.Load(exe); ok {
+		return v.(bool)
+	}
+	out, _ := exec.Command(exe, "--help").CombinedOutput()
+	has := strings.Contains(string(out), "-seed=")
+	seedOption.Store(exe, has)
+	return has
 }
 
 // stop kills the board, as pulling its power would.
@@ -547,6 +566,20 @@ func TestGroupErrors(t *testing.T) {
 	}
 	if err := c.FileWrite(ctx, statePath, []byte("provisioned=1\n"), false, nil); !refused(err) {
 		t.Errorf("write %s: %v, want refused", statePath, err)
+	}
+	// Paths that name the same files otherwise are not clean paths:
+	// refused as invalid names, whatever file they reach.
+	for _, name := range []string{
+		"/lfs1/./.psa" + strings.TrimPrefix(keyFile, itsDir),
+		"/lfs1//zerotouch.state",
+		"/lfs1/zerotouch/../zerotouch.state",
+	} {
+		if _, err := c.FileDownload(ctx, name, nil); !errors.Is(err, flasher.ErrInvalid) {
+			t.Errorf("download %s: %v, want an invalid name", name, err)
+		}
+	}
+	if err := c.FileWrite(ctx, "/lfs1/./zerotouch.state", []byte("provisioned=1\n"), false, nil); !errors.Is(err, flasher.ErrInvalid) {
+		t.Errorf("write /lfs1/./zerotouch.state: %v, want an invalid name", err)
 	}
 	if st2 := boardState(t, c); st2["pending_key"] != st["pending_key"] || st2["provisioned"] != "0" {
 		t.Errorf("state after the refused write: %v, before: %v", st2, st)
