@@ -49,10 +49,11 @@ const (
 	keyIDBase  = 0x3a740000
 )
 
-const howToBuild = `ZEROTOUCH_ZEPHYR_EXE is not set: build the module for native_sim and point it at the executable:
-  MIR=<mirrors> W=/work/zephyr-bed MBEDTLS=1 MODULE=$PWD/firmware/zephyr \
-    CONF="$PWD/firmware/zephyr/zerotouch.conf;$PWD/firmware/zephyr/native_sim.conf" bed.sh
-  ZEROTOUCH_ZEPHYR_EXE=/work/zephyr-bed/build/zephyr/zephyr.exe go test ./firmware/zephyr/test/
+const howToBuild = `ZEROTOUCH_ZEPHYR_EXE is not set: build the module for native_sim with the test bed's script
+(its header names the repository snapshots MIR must hold) and point the test at the executable:
+  MIR=/work/.mirror W=/work/zephyr-bed MBEDTLS=1 MODULE=$PWD/firmware/zephyr \
+    CONF="$PWD/firmware/zephyr/zerotouch.conf;$PWD/firmware/zephyr/native_sim.conf" /work/shared/zephyr/bed.sh
+  ZEROTOUCH_ZEPHYR_EXE=/work/zephyr-bed/build/zephyr/zephyr.exe go test -v ./firmware/zephyr/test/
 (firmware/zephyr/README.md, "Testing on native_sim")`
 
 // waitLimit bounds every wait for the simulator: generous, so that a slow
