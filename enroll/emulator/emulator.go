@@ -168,6 +168,8 @@ type Emulator struct {
 	pollQuota    int
 	tpmChallenge TPMChallenge
 
+	policyCAs policyCache // credential policies' CAs, open from first use to Close
+
 	mu          sync.Mutex // guards faults, rng, bucket, regBucket and pollBuckets
 	faults      Faults
 	rng         *rand.Rand
@@ -289,12 +291,17 @@ func New(ctx context.Context, opts Options) (*Emulator, error) {
 	return e, nil
 }
 
-// Close closes the database. Requests still being served fail.
+// Close closes the database and the credential policies' CAs. Requests
+// still being served fail.
 func (e *Emulator) Close() error {
+	var errs []error
 	if err := e.db.Close(); err != nil {
-		return fmt.Errorf("close DPS emulator store: %w", err)
+		errs = append(errs, fmt.Errorf("close DPS emulator store: %w", err))
 	}
-	return nil
+	if err := e.policyCAs.close(); err != nil {
+		errs = append(errs, fmt.Errorf("close DPS emulator: %w", err))
+	}
+	return errors.Join(errs...)
 }
 
 // SetFaults replaces the faults injected from the next request on, and

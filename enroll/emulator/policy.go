@@ -12,9 +12,10 @@ package emulator
 // an issuing CA, ECDSA P-384 as ADR's) in the folder policies/{name}
 // beside its SQLite file, with the password of its key files in
 // policies/{name}/password. A policy is made the first time a device
-// registers with a CSR under it; DefaultCredentialPolicy is the name to
-// put on enrollments when any CA will do. To issue from a CA of one's
-// own, make its folder before the first registration:
+// registers with a CSR under it, and its CA is kept open from its first
+// use to Close; DefaultCredentialPolicy is the name to put on enrollments
+// when any CA will do. To issue from a CA of one's own, make its folder
+// before the first registration:
 //
 //	zerotouch ca init --dir DATA/policies/NAME --password-file DATA/policies/NAME/password
 //
@@ -36,6 +37,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 
 	"zerotouch/ca"
 	"zerotouch/enroll"
@@ -176,24 +178,133 @@ func (e *Emulator) ensurePolicy(ctx context.Context, name string) (string, error
 // and returns the chain as DPS returns it: the device certificate, the
 // issuing CA, the root.
 func (e *Emulator) issue(ctx context.Context, name string, csr *x509.CertificateRequest, regID string) ([]*x509.Certificate, error) {
-	dir, err := e.ensurePolicy(ctx, name)
+	l, err := e.policyCA(ctx, name)
 	if err != nil {
 		return nil, err
 	}
-	password, err := os.ReadFile(filepath.Join(dir, PolicyPasswordFile))
-	if err != nil {
-		return nil, fmt.Errorf("%w %q: its CA password: %v", ErrCredentialPolicy, name, err)
-	}
-	l, err := ca.OpenLocal(ctx, dir, ca.LocalOptions{Password: []byte(strings.TrimSpace(string(password)))})
-	if err != nil {
-		return nil, fmt.Errorf("%w %q: %w", ErrCredentialPolicy, name, err)
-	}
-	defer l.Close()
 	cert, err := l.Issue(ctx, csr, csr.Subject.CommonName)
 	if err != nil {
 		return nil, fmt.Errorf("issue the certificate of %s under policy %q: %w", regID, name, err)
 	}
 	return append(append([]*x509.Certificate{}, cert.Chain...), cert.Root), nil
+}
+
+// policyCA returns the CA of credential policy name, open: made if its
+// folder holds none, opened with its password file on first use and kept
+// open until Close, as opening it (decrypting its key) takes most of a
+// registration's time. A CA put in the folder by hand after the policy
+// was first used is read at the emulator's next start. Errors wrap
+// ErrCredentialPolicy.
+func (e *Emulator) policyCA(ctx context.Context, name string) (ca.Issuer, error) {
+	if err := CheckPolicyName(name); err != nil {
+		return nil, err
+	}
+	return e.policyCAs.get(ctx, strings.ToLower(name), func(ctx context.Context) (ca.Issuer, error) {
+		dir, err := e.ensurePolicy(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		password, err := os.ReadFile(filepath.Join(dir, PolicyPasswordFile))
+		if err != nil {
+			return nil, fmt.Errorf("%w %q: its CA password: %v", ErrCredentialPolicy, name, err)
+		}
+		l, err := ca.OpenLocal(ctx, dir, ca.LocalOptions{Password: []byte(strings.TrimSpace(string(password)))})
+		if err != nil {
+			return nil, fmt.Errorf("%w %q: %w", ErrCredentialPolicy, name, err)
+		}
+		return l, nil
+	})
+}
+
+// policyCache keeps credential policies' CAs open, by lower-cased policy
+// name. Its zero value is an empty cache. It is safe for concurrent use:
+// of the callers that ask at once for a policy not open yet, one opens it
+// (making it if need be) while the others wait, then all share it.
+type policyCache struct {
+	mu     sync.Mutex
+	closed bool
+	cas    map[string]*cachedPolicy
+}
+
+// cachedPolicy is one policy's place in a policyCache.
+type cachedPolicy struct {
+	opening chan struct{} // holds a token while a caller opens the CA
+	ca      ca.Issuer     // nil until opened; guarded by policyCache.mu
+}
+
+// errPoliciesClosed is what a closed policyCache answers.
+var errPoliciesClosed = fmt.Errorf("%w: the emulator is closed", ErrCredentialPolicy)
+
+// get returns the open CA of policy name, calling open for it if it is
+// not open yet. A failed open is not kept: the next caller tries again.
+// A caller waiting for another's open gives up when ctx is done. After
+// close, get fails with errPoliciesClosed.
+func (c *policyCache) get(ctx context.Context, name string, open func(context.Context) (ca.Issuer, error)) (ca.Issuer, error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, errPoliciesClosed
+	}
+	p := c.cas[name]
+	if p == nil {
+		if c.cas == nil {
+			c.cas = map[string]*cachedPolicy{}
+		}
+		p = &cachedPolicy{opening: make(chan struct{}, 1)}
+		c.cas[name] = p
+	}
+	l := p.ca
+	c.mu.Unlock()
+	if l != nil {
+		return l, nil
+	}
+
+	select {
+	case p.opening <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w %q: wait for its CA: %w", ErrCredentialPolicy, name, ctx.Err())
+	}
+	defer func() { <-p.opening }()
+	c.mu.Lock()
+	l, closed := p.ca, c.closed
+	c.mu.Unlock()
+	switch {
+	case closed:
+		return nil, errPoliciesClosed
+	case l != nil: // opened while this caller waited
+		return l, nil
+	}
+	l, err := open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		l.Close()
+		return nil, errPoliciesClosed
+	}
+	p.ca = l
+	return l, nil
+}
+
+// close closes the open CAs; later gets fail. A certificate being issued
+// meanwhile may fail.
+func (c *policyCache) close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	var errs []error
+	for name, p := range c.cas {
+		if p.ca != nil {
+			if err := p.ca.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("close the CA of credential policy %q: %w", name, err))
+			}
+			p.ca = nil
+		}
+	}
+	c.cas = nil
+	return errors.Join(errs...)
 }
 
 // parseDeviceCSR checks a register request's csr: base64 of a DER

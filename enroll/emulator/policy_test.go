@@ -13,12 +13,16 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
+	"zerotouch/ca"
 	"zerotouch/enroll"
 	"zerotouch/enroll/device"
 )
@@ -160,8 +164,9 @@ func TestPolicyName(t *testing.T) {
 	}
 }
 
-// BenchmarkIssue is one certificate issued under an existing policy: its
-// CA opened (the key file decrypted), the CSR checked and signed.
+// BenchmarkIssue is one certificate issued under an existing policy: the
+// CSR checked and signed by the policy's CA, which the first iteration
+// opens (decrypting its key file) and the others find open.
 func BenchmarkIssue(b *testing.B) {
 	e, err := New(context.Background(), Options{DB: filepath.Join(b.TempDir(), "e.db"), PrimaryKey: testKey})
 	if err != nil {
@@ -179,5 +184,178 @@ func BenchmarkIssue(b *testing.B) {
 		if _, err := e.issue(ctx, DefaultCredentialPolicy, csr, "bench-1"); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// fakeIssuer is a ca.Issuer that counts its closes.
+type fakeIssuer struct {
+	ca.Issuer
+	closes atomic.Int32
+}
+
+func (f *fakeIssuer) Close() error { f.closes.Add(1); return nil }
+
+func TestPolicyCacheOpensOnce(t *testing.T) {
+	var c policyCache // the zero value is ready
+	ctx := context.Background()
+	var opens atomic.Int32
+	opened := &fakeIssuer{}
+	release := make(chan struct{})
+	open := func(context.Context) (ca.Issuer, error) {
+		opens.Add(1)
+		<-release // callers arriving meanwhile wait for this open
+		return opened, nil
+	}
+	const callers = 16
+	var started, done sync.WaitGroup
+	got := make([]ca.Issuer, callers)
+	errs := make([]error, callers)
+	for i := range callers {
+		started.Add(1)
+		done.Add(1)
+		go func() {
+			defer done.Done()
+			started.Done()
+			got[i], errs[i] = c.get(ctx, "line-1", open)
+		}()
+	}
+	started.Wait()
+	close(release)
+	done.Wait()
+	for i := range callers {
+		if errs[i] != nil || got[i] != opened {
+			t.Errorf("get #%d = %v, %v; want the one CA opened", i, got[i], errs[i])
+		}
+	}
+	if n := opens.Load(); n != 1 {
+		t.Errorf("%d callers at once opened the CA %d times, want 1", callers, n)
+	}
+
+	// Another name is another CA.
+	other := &fakeIssuer{}
+	if l, err := c.get(ctx, "line-2", func(context.Context) (ca.Issuer, error) { return other, nil }); err != nil || l != other {
+		t.Errorf("get(line-2) = %v, %v; want its own CA", l, err)
+	}
+
+	if err := c.close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if opened.closes.Load() != 1 || other.closes.Load() != 1 {
+		t.Errorf("close closed the CAs %d and %d times, want once each", opened.closes.Load(), other.closes.Load())
+	}
+	if _, err := c.get(ctx, "line-1", open); !errors.Is(err, ErrCredentialPolicy) {
+		t.Errorf("get after close = %v, want ErrCredentialPolicy", err)
+	}
+	if n := opens.Load(); n != 1 {
+		t.Errorf("get after close opened the CA again (%d opens)", n)
+	}
+}
+
+func TestPolicyCacheFailedOpen(t *testing.T) {
+	var c policyCache
+	ctx := context.Background()
+	errDisk := errors.New("disk")
+	if _, err := c.get(ctx, "p1", func(context.Context) (ca.Issuer, error) { return nil, errDisk }); !errors.Is(err, errDisk) {
+		t.Fatalf("get with a failing open = %v, want its error", err)
+	}
+	// Not kept: the next caller opens it.
+	want := &fakeIssuer{}
+	if l, err := c.get(ctx, "p1", func(context.Context) (ca.Issuer, error) { return want, nil }); err != nil || l != want {
+		t.Errorf("get after a failed open = %v, %v; want a new open", l, err)
+	}
+}
+
+func TestPolicyCacheWaitCancelled(t *testing.T) {
+	var c policyCache
+	inOpen, release := make(chan struct{}), make(chan struct{})
+	first := &fakeIssuer{}
+	go c.get(context.Background(), "p1", func(context.Context) (ca.Issuer, error) {
+		close(inOpen)
+		<-release
+		return first, nil
+	})
+	<-inOpen
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := c.get(ctx, "p1", func(context.Context) (ca.Issuer, error) {
+		t.Error("a second open while the first is under way")
+		return nil, nil
+	})
+	if !errors.Is(err, context.Canceled) || !errors.Is(err, ErrCredentialPolicy) {
+		t.Errorf("get while another opens, its context cancelled = %v, want context.Canceled", err)
+	}
+	close(release)
+	// The first open's CA is kept once it ends.
+	l, err := c.get(context.Background(), "p1", func(context.Context) (ca.Issuer, error) {
+		t.Error("opened again after the first open succeeded")
+		return nil, nil
+	})
+	if err != nil || l != first {
+		t.Errorf("get after the first open = %v, %v; want its CA", l, err)
+	}
+	c.close()
+	if first.closes.Load() != 1 {
+		t.Errorf("close closed the CA %d times, want 1", first.closes.Load())
+	}
+}
+
+// TestIssueConcurrent registers many devices at once under a policy not
+// made yet: all are issued from the one CA, which stays open until Close.
+func TestIssueConcurrent(t *testing.T) {
+	ctx := context.Background()
+	data := t.TempDir()
+	e, err := New(ctx, Options{DB: filepath.Join(data, "e.db"), PrimaryKey: testKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	const devices = 8
+	chains := make([][]*x509.Certificate, devices)
+	errs := make([]error, devices)
+	var wg sync.WaitGroup
+	for i := range devices {
+		wg.Go(func() {
+			id := fmt.Sprintf("conc-%d", i)
+			der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: id}}, key)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			csr, err := x509.ParseCertificateRequest(der)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			chains[i], errs[i] = e.issue(ctx, "Fresh", csr, id)
+		})
+	}
+	wg.Wait()
+	policy, err := e.PolicyChain(ctx, "fresh")
+	if err != nil {
+		t.Fatalf("PolicyChain: %v", err)
+	}
+	for i := range devices {
+		if errs[i] != nil {
+			t.Errorf("issue #%d: %v", i, errs[i])
+			continue
+		}
+		if len(chains[i]) != 3 || !chains[i][1].Equal(policy[0]) || !chains[i][2].Equal(policy[1]) {
+			t.Errorf("issue #%d: a chain of %d not from policy fresh's CA", i, len(chains[i]))
+		}
+	}
+	entries, err := os.ReadDir(filepath.Join(data, PoliciesFolder))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 || entries[0].Name() != "fresh" {
+		t.Errorf("policies folder holds %v, want fresh alone", entries)
+	}
+
+	if err := e.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if _, err := e.issue(ctx, "fresh", nil, "conc-0"); !errors.Is(err, ErrCredentialPolicy) {
+		t.Errorf("issue after Close = %v, want ErrCredentialPolicy", err)
 	}
 }
