@@ -26,26 +26,11 @@ const (
 )
 
 // CheckID reports whether id can be a registration ID or an enrollment
-// group ID, at most max characters long. The specification (service.json,
-// IndividualEnrollment.registrationId): "A case-insensitive string (up to
-// 128 characters long) of alphanumeric characters plus certain special
-// characters : . _ -. No special characters allowed at start or end."
-// Errors wrap regid.ErrInvalid and say which character is at fault.
-func CheckID(id string, max int) error {
-	if id != "" && len(id) <= max {
-		if c := id[0]; special(c) {
-			return fmt.Errorf("%w %q: it starts with %q: it must start with a letter or a digit", regid.ErrInvalid, id, c)
-		}
-		if c := id[len(id)-1]; special(c) {
-			return fmt.Errorf("%w %q: it ends with %q: it must end with a letter or a digit", regid.ErrInvalid, id, c)
-		}
-	}
-	return regid.Check(id, max)
-}
-
-// special reports whether c is one of the special characters an ID may
-// hold inside: - . _ :
-func special(c byte) bool { return c == '-' || c == '.' || c == '_' || c == ':' }
+// group ID, at most max characters long: regid.Check, the specification's
+// rule (service.json, IndividualEnrollment.registrationId: alphanumerics
+// and : . _ -, no special character at start or end). Errors wrap
+// regid.ErrInvalid and say which character is at fault.
+func CheckID(id string, max int) error { return regid.Check(id, max) }
 
 // Validate checks an individual enrollment before it is sent: a valid
 // registration ID (CheckID; at most 64 characters for X.509, whose CN it

@@ -20,9 +20,13 @@ const (
 // ErrInvalid is what Check returns, wrapped with the reason.
 var ErrInvalid = errors.New("invalid registration ID")
 
-// Check reports whether id is a registration ID DPS accepts, at most max
-// characters long: alphanumerics and "-", ".", "_", ":", the last one an
-// alphanumeric or "-" (DPS compares them case-insensitively).
+// Check reports whether id is a registration ID or an enrollment group
+// ID DPS accepts, at most max characters long. The specification
+// (service.json, IndividualEnrollment.registrationId): "A
+// case-insensitive string (up to 128 characters long) of alphanumeric
+// characters plus certain special characters : . _ -. No special
+// characters allowed at start or end." Errors wrap ErrInvalid and say
+// which character is at fault.
 func Check(id string, max int) error {
 	switch {
 	case id == "":
@@ -30,16 +34,23 @@ func Check(id string, max int) error {
 	case len(id) > max:
 		return fmt.Errorf("%w %q: %d characters, at most %d", ErrInvalid, id, len(id), max)
 	}
+	if c := id[0]; special(c) {
+		return fmt.Errorf("%w %q: it starts with %q: it must start with a letter or a digit", ErrInvalid, id, c)
+	}
+	if c := id[len(id)-1]; special(c) {
+		return fmt.Errorf("%w %q: it ends with %q: it must end with a letter or a digit", ErrInvalid, id, c)
+	}
 	for i := 0; i < len(id); i++ {
-		if c := id[i]; !alnum(c) && c != '-' && c != '.' && c != '_' && c != ':' {
+		if c := id[i]; !alnum(c) && !special(c) {
 			return fmt.Errorf("%w %q: character %q at %d; use letters, digits and - . _ :", ErrInvalid, id, c, i+1)
 		}
 	}
-	if last := id[len(id)-1]; !alnum(last) && last != '-' {
-		return fmt.Errorf("%w %q: it must end with a letter, a digit or -", ErrInvalid, id)
-	}
 	return nil
 }
+
+// special reports whether c is one of the special characters an ID may
+// hold inside, not at either end: - . _ :
+func special(c byte) bool { return c == '-' || c == '.' || c == '_' || c == ':' }
 
 // MaxDeviceIDLen is the longest IoT Hub device ID.
 const MaxDeviceIDLen = 128

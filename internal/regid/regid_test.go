@@ -15,7 +15,13 @@ func TestCheck(t *testing.T) {
 		{"board-0001", MaxLen, true},
 		{"a", MaxLen, true},
 		{"Mixed.Case_id:1", MaxLen, true},
-		{"ends-with-dash-", MaxLen, true},
+		{"a-b.c_d:e", MaxLen, true},
+		{"ends-with-dash-", MaxLen, false},
+		{"-starts", MaxLen, false},
+		{".starts", MaxLen, false},
+		{"_starts", MaxLen, false},
+		{":starts", MaxLen, false},
+		{"-", MaxLen, false},
 		{strings.Repeat("a", 128), MaxLen, true},
 		{strings.Repeat("a", 129), MaxLen, false},
 		{strings.Repeat("a", 64), MaxLenX509, true},
@@ -42,6 +48,8 @@ func TestCheck(t *testing.T) {
 func FuzzCheck(f *testing.F) {
 	f.Add("board-0001")
 	f.Add("x.")
+	f.Add("-x")
+	f.Add("a-b.c_d:e")
 	f.Fuzz(func(t *testing.T, id string) {
 		if Check(id, MaxLen) != nil {
 			return
@@ -50,6 +58,10 @@ func FuzzCheck(f *testing.F) {
 		// segment and a CN.
 		if len(id) == 0 || len(id) > MaxLen || strings.ContainsAny(id, " /?#%") {
 			t.Errorf("Check(%q) accepted it", id)
+		}
+		// No special character at either end (service.json).
+		if strings.ContainsAny(id[:1], "-._:") || strings.ContainsAny(id[len(id)-1:], "-._:") {
+			t.Errorf("Check(%q) accepted a special character at an end", id)
 		}
 	})
 }
