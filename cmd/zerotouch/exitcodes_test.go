@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/pem"
 	"net"
 	"os"
@@ -19,6 +20,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"zerotouch/enroll"
+	"zerotouch/enroll/emulator"
 	"zerotouch/station/records"
 )
 
@@ -99,6 +102,24 @@ func TestExitCodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	st.Close()
+	// A DPS emulator holding an enrollment, exit-1, whose device has
+	// registered: an enrollment and a registration state with etags.
+	srv, connFile := startEmulator(t, emulator.Options{})
+	em := []string{"--connection-string-file", connFile, "--ca-file", srv.CAFile}
+	cs, _ := enroll.ParseConnectionString(srv.ConnectionString)
+	client, err := enroll.NewClient(enroll.Config{ConnectionString: cs, CAFile: srv.CAFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	devKey := []byte("exit-1's device key")
+	if _, err := client.CreateOrUpdate(context.Background(), &enroll.Enrollment{RegistrationID: "exit-1", Attestation: enroll.Attestation{
+		Type: enroll.AttestationSymmetricKey, SymmetricKey: &enroll.SymmetricKeyAttestation{PrimaryKey: base64.StdEncoding.EncodeToString(devKey)}}}, ""); err != nil {
+		t.Fatal(err)
+	}
+	registerSym(t, srv, "exit-1", devKey)
+	wrongKey := wrongConnectionString(t, b.dir, srv)
+	emArgs := func(args ...string) []string { return append(append([]string{"dps"}, args...), em...) }
+
 	// An address already taken.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -215,6 +236,28 @@ func TestExitCodes(t *testing.T) {
 			{args: []string{"dps", "group", "show", "g1", "--connection-string-file", b.write(t, "conn", dpsConn+"\n"),
 				"--ca-file", b.path("no-ca.pem")}, code: exitUsage, want: "no-ca.pem"},
 			{args: []string{"dps", "bogus"}, code: exitUsage, want: `unknown command "bogus"`},
+			// enrollment list|show|delete against the emulator.
+			{args: emArgs("enrollment", "show", "nope-1"), code: exitFailed, want: "has no enrollment nope-1"},
+			{args: emArgs("enrollment", "delete", "nope-1"), code: exitFailed, want: "has no enrollment nope-1"},
+			{args: emArgs("enrollment", "delete", "exit-1", "--etag", `"stale"`), code: exitFailed, want: "did not delete enrollment exit-1: it changed since etag \"stale\" was read (412)"},
+			{args: emArgs("enrollment", "show", "exit-1-"), code: exitUsage, want: `enrollment ID "exit-1-"`},
+			{args: emArgs("enrollment", "delete", ".exit-1"), code: exitUsage, want: `enrollment ID ".exit-1"`},
+			{args: emArgs("enrollment", "show"), code: exitUsage, want: "arg(s)"},
+			{args: emArgs("enrollment", "list", "extra"), code: exitUsage, want: "unknown command"},
+			{args: []string{"dps", "enrollment", "list"}, code: exitUsage, want: "connection string"},
+			{args: []string{"dps", "enrollment", "list", "--connection-string-file", connFile}, code: exitSetup, want: "not trusted"},
+			{args: []string{"dps", "enrollment", "delete", "exit-1", "--connection-string-file", wrongKey, "--ca-file", srv.CAFile}, code: exitSetup, want: "(401)"},
+			// registration list|show|delete against the emulator.
+			{args: emArgs("registration", "show", "nope-1"), code: exitFailed, want: "has no registration nope-1"},
+			{args: emArgs("registration", "delete", "nope-1"), code: exitFailed, want: "has no registration nope-1"},
+			{args: emArgs("registration", "delete", "exit-1", "--etag", "c3RhbGU="), code: exitFailed, want: "did not delete registration exit-1: it changed since etag c3RhbGU= was read (412)"},
+			{args: emArgs("registration", "show", ":exit-1"), code: exitUsage, want: `registration ID ":exit-1"`},
+			{args: emArgs("registration", "delete", "exit_1_"), code: exitUsage, want: `registration ID "exit_1_"`},
+			{args: emArgs("registration", "list", "--group", "a b"), code: exitUsage, want: `--group "a b"`},
+			{args: emArgs("registration", "list", "extra"), code: exitUsage, want: "unknown command"},
+			{args: []string{"dps", "registration", "show", "exit-1"}, code: exitUsage, want: "connection string"},
+			{args: []string{"dps", "registration", "show", "exit-1", "--connection-string-file", connFile}, code: exitSetup, want: "not trusted"},
+			{args: []string{"dps", "registration", "delete", "exit-1", "--connection-string-file", wrongKey, "--ca-file", srv.CAFile}, code: exitSetup, want: "(401)"},
 		},
 		"root": {
 			{args: []string{"bogus"}, code: exitUsage, want: `unknown command "bogus"`},
