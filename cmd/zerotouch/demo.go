@@ -36,13 +36,25 @@ type demoLine struct {
 	mode   string
 	boards int
 	tpm    bool // the mode needs a TPM on the board
+	// stock: the line's boards run stock MCUmgr (board profile stock),
+	// their serial numbers from a sequence in the records.
+	stock bool
+}
+
+// name is the line's name, and its slots' prefix.
+func (dl demoLine) name() string {
+	if dl.stock {
+		return dl.mode + "-stock"
+	}
+	return dl.mode
 }
 
 var demoLines = []demoLine{
-	{station.ModeTPM, 2, true},
-	{station.ModeX509TPM, 1, true},
-	{station.ModeX509Keygen, 2, false},
-	{station.ModeSymmetricKey, 2, false},
+	{station.ModeTPM, 2, true, false},
+	{station.ModeX509TPM, 1, true, false},
+	{station.ModeX509Keygen, 2, false, false},
+	{station.ModeSymmetricKey, 2, false, false},
+	{station.ModeSymmetricKey, 1, false, true},
 }
 
 // demoTPMBoards is how many of the demo's boards have a TPM.
@@ -391,15 +403,18 @@ func setUpDemo(ctx context.Context, g *globals, f demoFlags) (_ *demoRun, err er
 		d.closers = append(d.closers, stop)
 		serial += dl.boards
 		if err != nil {
-			return nil, fmt.Errorf("demo: start the %s boards: %w", dl.mode, err)
+			return nil, fmt.Errorf("demo: start the %s boards: %w", dl.name(), err)
 		}
 		var y strings.Builder
 		fmt.Fprintf(&y, "station: demo\nline: demo-%s\nattestation: %s\nid_scope: %s\nglobal_endpoint: %s\nbaud: %d\n",
-			dl.mode, dl.mode, d.dps.IDScope, d.dps.HostName, f.baud)
+			dl.name(), dl.mode, d.dps.IDScope, d.dps.HostName, f.baud)
 		y.WriteString("verify_registration: {enabled: true}\n")
+		if dl.stock {
+			y.WriteString("board: {profile: stock, serial: {source: sequence, prefix: ZTS-}}\n")
+		}
 		fmt.Fprintf(&y, "ca:\n  dir: %s\nsymmetric_key:\n  group_id: demo-symmetric-key\nslots:\n", filepath.Join(f.dir, "ca"))
 		for i, p := range ports {
-			fmt.Fprintf(&y, "  - {name: %s-%d, port: %s}\n", dl.mode, i+1, p)
+			fmt.Fprintf(&y, "  - {name: %s-%d, port: %s}\n", dl.name(), i+1, p)
 		}
 		cfg, err := station.ParseConfig([]byte(y.String()))
 		if err != nil {
@@ -416,13 +431,13 @@ func setUpDemo(ctx context.Context, g *globals, f demoFlags) (_ *demoRun, err er
 		// The DPS side of a line enrolled by group, as zerotouch run
 		// makes it at start.
 		if err := ensureGroup(ctx, g.log, d.client, cfg, &deps); err != nil {
-			return nil, fmt.Errorf("demo: the %s line's enrollment group: %w", dl.mode, err)
+			return nil, fmt.Errorf("demo: the %s line's enrollment group: %w", dl.name(), err)
 		}
 		st, err := station.New(cfg, deps)
 		if err != nil {
 			return nil, err
 		}
-		d.lines.lines = append(d.lines.lines, demoLineRun{mode: dl.mode, st: st})
+		d.lines.lines = append(d.lines.lines, demoLineRun{mode: dl.name(), st: st})
 		if d.window == nil {
 			c := *cfg
 			c.Slots = nil
@@ -637,7 +652,13 @@ func startDemoBoards(ctx context.Context, g *globals, dl demoLine, set demoBoard
 		if err := os.MkdirAll(bdir, 0o700); err != nil {
 			return nil, stop, err
 		}
-		b, err := board.Start(board.Config{Serial: serial, Dir: bdir, TPM: tpm, Baud: baud, DPSRoots: dpsCA, Listen: listen, Logger: g.log})
+		bc := board.Config{Serial: serial, Dir: bdir, TPM: tpm, Baud: baud, DPSRoots: dpsCA, Listen: listen, Logger: g.log}
+		if dl.stock {
+			// Stock MCUmgr: the station gives it its serial number; it
+			// registers with DPS at boot, as its firmware would.
+			bc.Profile, bc.RegisterAtBoot = board.ProfileStock, true
+		}
+		b, err := board.Start(bc)
 		if err != nil {
 			return nil, stop, fmt.Errorf("board %s: %w", serial, err)
 		}

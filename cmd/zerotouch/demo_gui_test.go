@@ -84,7 +84,7 @@ func TestDemoWindow(t *testing.T) {
 	if err != nil {
 		t.Fatalf("demo with a display: %v\n%s", err, out)
 	}
-	for _, want := range []string{"done: closing the window", "7 boards passed, 0 failed", "5 individual enrollments uploaded"} {
+	for _, want := range []string{"done: closing the window", "8 boards passed, 0 failed", "5 individual enrollments uploaded"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}

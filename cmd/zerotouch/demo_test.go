@@ -30,7 +30,7 @@ func TestDemo(t *testing.T) {
 		if code != exitOK {
 			t.Fatalf("demo run %d: exit %d\nstdout:\n%s\nstderr:\n%s", n, code, out, errOut)
 		}
-		if !strings.Contains(out, "7 boards passed, 0 failed") || !strings.Contains(out, "5 individual enrollments uploaded") ||
+		if !strings.Contains(out, "8 boards passed, 0 failed") || !strings.Contains(out, "5 individual enrollments uploaded") ||
 			strings.Contains(out, "window") {
 			t.Errorf("demo run %d output:\n%s", n, out)
 		}
@@ -47,7 +47,7 @@ func TestDemo(t *testing.T) {
 	}
 }
 
-// checkDemo checks a demo's records: seven boards over the four modes,
+// checkDemo checks a demo's records: eight boards over the four modes (one a stock board),
 // passed by the operator, their individual enrollments uploaded, each
 // registered with the emulator as at first boot and assigned.
 func checkDemo(t *testing.T, dir, operator string) {
@@ -74,8 +74,8 @@ func checkDemo(t *testing.T, dir, operator string) {
 			t.Errorf("%s: registration %+v, want assigned to a hub", r.Serial, r.Registration)
 		}
 	}
-	if len(list) != 7 || len(modes) != 4 {
-		t.Errorf("%d records over modes %v, want 7 over 4 modes", len(list), modes)
+	if len(list) != 8 || len(modes) != 4 {
+		t.Errorf("%d records over modes %v, want 8 over 4 modes", len(list), modes)
 	}
 }
 
@@ -117,8 +117,8 @@ func TestDemoTCPBoards(t *testing.T) {
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &sum); err != nil {
 		t.Fatalf("the summary line: %v\n%s", err, out)
 	}
-	if sum.Passed != 4 || sum.Failed != 0 || sum.Uploaded != 2 || !slices.Equal(sum.Skipped, []string{"tpm", "x509-tpm"}) {
-		t.Errorf("summary %+v, want 4 passed, 2 uploaded, tpm and x509-tpm left out", sum)
+	if sum.Passed != 5 || sum.Failed != 0 || sum.Uploaded != 2 || !slices.Equal(sum.Skipped, []string{"tpm", "x509-tpm"}) {
+		t.Errorf("summary %+v, want 5 passed, 2 uploaded, tpm and x509-tpm left out", sum)
 	}
 	if !strings.Contains(errOut, "TPM modes left out") {
 		t.Errorf("no warning that the TPM modes were left out:\n%s", errOut)
@@ -132,8 +132,8 @@ func TestDemoTCPBoards(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(list) != 4 {
-		t.Fatalf("%d records, want 4", len(list))
+	if len(list) != 5 {
+		t.Fatalf("%d records, want 5", len(list))
 	}
 	for _, r := range list {
 		if r.Result != records.ResultPassed || !strings.HasPrefix(r.Slot, r.Attestation) || r.Registration == nil || r.Registration.State != "assigned" {

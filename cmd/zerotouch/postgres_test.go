@@ -21,7 +21,7 @@ func TestDemoPostgres(t *testing.T) {
 	db := pgtest.New(t)
 	dir := filepath.Join(t.TempDir(), "demo")
 	code, out, errOut := run(t, "demo", "--headless", "--dir", dir, "--baud", "1000000", "--records", db)
-	if code != exitOK || !strings.Contains(out, "7 boards passed, 0 failed") || !strings.Contains(out, "--db "+db) {
+	if code != exitOK || !strings.Contains(out, "8 boards passed, 0 failed") || !strings.Contains(out, "--db "+db) {
 		t.Fatalf("demo --records postgres://: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, tail(errOut, 20))
 	}
 	code, out, errOut = run(t, "records", "stats", "--db", db, "--json")
@@ -34,7 +34,7 @@ func TestDemoPostgres(t *testing.T) {
 	}
 	code, out, _ = run(t, "records", "list", "--db", db, "--json")
 	if code != exitOK || strings.Count(out, "\n") != 7 {
-		t.Errorf("records list: exit %d, %d lines, want the 7 boards:\n%s", code, strings.Count(out, "\n"), out)
+		t.Errorf("records list: exit %d, %d lines, want the 8 boards:\n%s", code, strings.Count(out, "\n"), out)
 	}
 }
 
