@@ -133,6 +133,10 @@ func closeOnDone(ctx context.Context, win fyne.Window) (stop func()) {
 	return func() { close(gone) }
 }
 
+// errScanInWindow refuses a line whose serial numbers are scanned: the
+// window cannot take them yet.
+var errScanInWindow = usageError{errors.New("board.serial.source: scan: the window has no field to scan labels into; run this line headless with zerotouch run --scan - (a barcode scanner types into it), or use serial source sequence or file")}
+
 func runGUI(ctx context.Context, g *globals, file string, newApp func() fyne.App) error {
 	if p := displayCheck(); p != "" {
 		return usageError{fmt.Errorf("%s: use zerotouch run for a headless station", p)}
@@ -145,7 +149,16 @@ func runGUI(ctx context.Context, g *globals, file string, newApp func() fyne.App
 		}
 		bg.Event(e)
 	}
-	st, set, err := openStation(ctx, g, file, events)
+	var st *station.Station
+	var set *stationSetup
+	var err error
+	if cfg, cerr := station.LoadConfig(file); cerr == nil && cfg.Board.Serial.Source == station.SerialScan {
+		// The window has no field to scan a label into: its slots would
+		// wait for ever.
+		err = errScanInWindow
+	} else {
+		st, set, err = openStation(ctx, g, file, events)
+	}
 	if err != nil {
 		// The operator has no terminal to read: the window says it.
 		g.log.Error("the station cannot start", "config", file, "err", err)

@@ -53,10 +53,25 @@ func labelsText(o fyne.CanvasObject) string {
 // window that says what is wrong and what to do, logs it, and exits 2
 // when the window is closed.
 func TestGUIStartError(t *testing.T) {
+	for _, c := range []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"bad baud", "station: st\nline: l\nattestation: x509-keygen\nid_scope: 0ne0001A2B3\nca:\n  dir: ca\nslots:\n  - port: /dev/ttyUSB0\n    baud: fast\n",
+			[]string{"baud"}},
+		// The window has no field to scan labels into.
+		{"scanned serials", "station: st\nline: l\nattestation: symmetric-key\nid_scope: 0ne0001A2B3\nsymmetric_key: {group_id: g}\nboard: {profile: stock, serial: {source: scan}}\nslots:\n  - port: /dev/ttyUSB0\n",
+			[]string{"board.serial.source: scan", "zerotouch run --scan"}},
+	} {
+		t.Run(c.name, func(t *testing.T) { testGUIStartError(t, c.yaml, c.want) })
+	}
+}
+
+func testGUIStartError(t *testing.T, yaml string, wantText []string) {
 	displayCheck = func() string { return "" } // the test app draws nowhere
 	t.Cleanup(func() { displayCheck = displayProblem })
 	file := filepath.Join(t.TempDir(), "station.yaml")
-	if err := os.WriteFile(file, []byte("station: st\nline: l\nattestation: x509-keygen\nid_scope: 0ne0001A2B3\nca:\n  dir: ca\nslots:\n  - port: /dev/ttyUSB0\n    baud: fast\n"), 0o600); err != nil {
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	var logs bytes.Buffer
@@ -81,12 +96,12 @@ func TestGUIStartError(t *testing.T) {
 		t.Fatal("gui with a bad configuration opens no window")
 	}
 	text := labelsText(win.Content())
-	for _, want := range []string{"configuration is wrong", file, "baud", "What to do", "No board has been touched"} {
+	for _, want := range append([]string{"configuration is wrong", file, "What to do", "No board has been touched"}, wantText...) {
 		if !strings.Contains(text, want) {
 			t.Errorf("the window says:\n%s\nwant %q", text, want)
 		}
 	}
-	if !strings.Contains(logs.String(), "the station cannot start") || !strings.Contains(logs.String(), "baud") {
+	if !strings.Contains(logs.String(), "the station cannot start") || !strings.Contains(logs.String(), wantText[0]) {
 		t.Errorf("log:\n%s\nwant the configuration error", logs.String())
 	}
 }
