@@ -59,6 +59,8 @@ func TestOneStationYAML(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Relative paths are the working folder's (docs/config.md): the
+	// station runs in its folder, as the README's install sections say.
 	t.Chdir(dir)
 
 	cfg, err := station.LoadConfig("station.yaml")
