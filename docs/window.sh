@@ -2,7 +2,7 @@
 # Makes the screenshots of the operator's window, each on a virtual X
 # display (Xvfb) of the size of a station's screen, grabbed with xwd:
 #
-#   docs/window.png            `zerotouch demo` at 1280x720: 7 slots, every
+#   docs/window.png            `zerotouch demo` at 1280x720: 8 slots, every
 #                              attestation mode, on the least screen the
 #                              window is made for
 #   docs/window-1920x1080.png  `zerotouch gui`: a 16-slot x509-keygen

@@ -41,10 +41,11 @@ type demoLine struct {
 	stock bool
 }
 
-// name is the line's name, and its slots' prefix.
+// name is the line's name, and its slots' prefix: short enough for a
+// slot's title on the smallest screen.
 func (dl demoLine) name() string {
 	if dl.stock {
-		return dl.mode + "-stock"
+		return "stock"
 	}
 	return dl.mode
 }
