@@ -19,6 +19,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"zerotouch/internal/regid"
 )
 
 // Config configures a Client.
@@ -163,6 +165,9 @@ func (c *Client) CreateOrUpdate(ctx context.Context, e *Enrollment, ifMatch stri
 
 // Get returns an enrollment; ErrNotFound when there is none.
 func (c *Client) Get(ctx context.Context, registrationID string) (*Enrollment, error) {
+	if err := existingID(regid.Registration, registrationID); err != nil {
+		return nil, err
+	}
 	var out Enrollment
 	err := c.do(ctx, &call{method: http.MethodGet, path: "/enrollments/" + url.PathEscape(registrationID), out: &out, repeat: true})
 	return &out, err
@@ -170,12 +175,18 @@ func (c *Client) Get(ctx context.Context, registrationID string) (*Enrollment, e
 
 // Delete removes an enrollment; ifMatch as for CreateOrUpdate.
 func (c *Client) Delete(ctx context.Context, registrationID, ifMatch string) error {
+	if err := existingID(regid.Registration, registrationID); err != nil {
+		return err
+	}
 	return c.do(ctx, &call{method: http.MethodDelete, path: "/enrollments/" + url.PathEscape(registrationID), ifMatch: ifMatch, repeat: ifMatch == ""})
 }
 
 // AttestationMechanism returns an enrollment's attestation, keys
 // included.
 func (c *Client) AttestationMechanism(ctx context.Context, registrationID string) (*Attestation, error) {
+	if err := existingID(regid.Registration, registrationID); err != nil {
+		return nil, err
+	}
 	var out Attestation
 	err := c.do(ctx, &call{method: http.MethodPost, path: "/enrollments/" + url.PathEscape(registrationID) + "/attestationmechanism", out: &out, repeat: true})
 	return &out, err
@@ -193,6 +204,13 @@ func (c *Client) Bulk(ctx context.Context, mode string, es []Enrollment) (*BulkR
 	}
 	if len(es) == 0 || len(es) > MaxBulk {
 		return nil, fmt.Errorf("%w: a bulk operation takes 1 to %d enrollments, not %d", ErrInvalid, MaxBulk, len(es))
+	}
+	for i := range es {
+		if mode == ModeDelete {
+			if err := existingID(regid.Registration, es[i].RegistrationID); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if mode != ModeDelete {
 		for i := range es {
@@ -247,6 +265,9 @@ func (c *Client) CreateOrUpdateGroup(ctx context.Context, g *EnrollmentGroup, if
 
 // GetGroup returns an enrollment group; ErrNotFound when there is none.
 func (c *Client) GetGroup(ctx context.Context, id string) (*EnrollmentGroup, error) {
+	if err := existingID(regid.Group, id); err != nil {
+		return nil, err
+	}
 	var out EnrollmentGroup
 	err := c.do(ctx, &call{method: http.MethodGet, path: "/enrollmentGroups/" + url.PathEscape(id), out: &out, repeat: true})
 	return &out, err
@@ -254,6 +275,9 @@ func (c *Client) GetGroup(ctx context.Context, id string) (*EnrollmentGroup, err
 
 // DeleteGroup removes an enrollment group.
 func (c *Client) DeleteGroup(ctx context.Context, id, ifMatch string) error {
+	if err := existingID(regid.Group, id); err != nil {
+		return err
+	}
 	return c.do(ctx, &call{method: http.MethodDelete, path: "/enrollmentGroups/" + url.PathEscape(id), ifMatch: ifMatch, repeat: ifMatch == ""})
 }
 
@@ -262,6 +286,9 @@ func (c *Client) DeleteGroup(ctx context.Context, id, ifMatch string) error {
 // service may leave symmetric keys out of what GetGroup returns.
 // ErrNotFound when there is no such group.
 func (c *Client) GroupAttestationMechanism(ctx context.Context, id string) (*Attestation, error) {
+	if err := existingID(regid.Group, id); err != nil {
+		return nil, err
+	}
 	var out Attestation
 	err := c.do(ctx, &call{method: http.MethodPost, path: "/enrollmentGroups/" + url.PathEscape(id) + "/attestationmechanism", out: &out, repeat: true})
 	return &out, err
@@ -292,6 +319,13 @@ func (c *Client) BulkGroups(ctx context.Context, mode string, gs []EnrollmentGro
 	if len(gs) == 0 || len(gs) > MaxBulk {
 		return nil, fmt.Errorf("%w: a bulk operation takes 1 to %d enrollment groups, not %d", ErrInvalid, MaxBulk, len(gs))
 	}
+	for i := range gs {
+		if mode == ModeDelete {
+			if err := existingID(regid.Group, gs[i].EnrollmentGroupID); err != nil {
+				return nil, err
+			}
+		}
+	}
 	if mode != ModeDelete {
 		for i := range gs {
 			if err := gs[i].Validate(); err != nil {
@@ -311,6 +345,9 @@ func (c *Client) BulkGroups(ctx context.Context, mode string, gs []EnrollmentGro
 // registrationID (GET /registrations/{id}, DeviceRegistrationState_Get);
 // ErrNotFound when no device registered with that ID.
 func (c *Client) GetRegistrationState(ctx context.Context, registrationID string) (*RegistrationState, error) {
+	if err := existingID(regid.Registration, registrationID); err != nil {
+		return nil, err
+	}
 	var out RegistrationState
 	err := c.do(ctx, &call{method: http.MethodGet, path: "/registrations/" + url.PathEscape(registrationID), out: &out, repeat: true})
 	return &out, err
@@ -322,6 +359,9 @@ func (c *Client) GetRegistrationState(ctx context.Context, registrationID string
 // etag the state must still have (ErrPrecondition otherwise), as
 // GetRegistrationState gave it; ErrNotFound when there is none.
 func (c *Client) DeleteRegistrationState(ctx context.Context, registrationID, ifMatch string) error {
+	if err := existingID(regid.Registration, registrationID); err != nil {
+		return err
+	}
 	return c.do(ctx, &call{method: http.MethodDelete, path: "/registrations/" + url.PathEscape(registrationID), ifMatch: ifMatch, repeat: ifMatch == ""})
 }
 
@@ -330,6 +370,9 @@ func (c *Client) DeleteRegistrationState(ctx context.Context, registrationID, if
 // (POST /registrations/{id}/query, DeviceRegistrationState_Query),
 // starting at continuation (empty for the first page).
 func (c *Client) QueryRegistrationStates(ctx context.Context, groupID string, pageSize int, continuation string) (*Page[RegistrationState], error) {
+	if err := existingID(regid.Group, groupID); err != nil {
+		return nil, err
+	}
 	return queryPage[RegistrationState](ctx, c, "/registrations/"+url.PathEscape(groupID)+"/query", "*", pageSize, continuation)
 }
 

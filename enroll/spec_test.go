@@ -50,6 +50,49 @@ func TestCheckID(t *testing.T) {
 	}
 }
 
+// TestExistingIDs: the client reads and deletes records whose IDs the
+// rule for new ones refuses (a special character at an end, as DPS's
+// concept documentation allows), and refuses, sending nothing, an ID no
+// record can have; a group's ID is called a group ID.
+func TestExistingIDs(t *testing.T) {
+	ctx := context.Background()
+	_, c := newEmulator(t, emulator.Options{})
+	if _, err := c.Get(ctx, "board-"); !errors.Is(err, enroll.ErrNotFound) {
+		t.Errorf("Get(board-) = %v, want ErrNotFound", err)
+	}
+	if err := c.Delete(ctx, ".board", ""); !errors.Is(err, enroll.ErrNotFound) {
+		t.Errorf("Delete(.board) = %v, want ErrNotFound", err)
+	}
+	if _, err := c.GetGroup(ctx, "g-"); !errors.Is(err, enroll.ErrNotFound) {
+		t.Errorf("GetGroup(g-) = %v, want ErrNotFound", err)
+	}
+	if err := c.DeleteGroup(ctx, "g_", ""); !errors.Is(err, enroll.ErrNotFound) {
+		t.Errorf("DeleteGroup(g_) = %v, want ErrNotFound", err)
+	}
+	if _, err := c.GetRegistrationState(ctx, "board-"); !errors.Is(err, enroll.ErrNotFound) {
+		t.Errorf("GetRegistrationState(board-) = %v, want ErrNotFound", err)
+	}
+	if err := c.DeleteRegistrationState(ctx, "-board", ""); !errors.Is(err, enroll.ErrNotFound) {
+		t.Errorf("DeleteRegistrationState(-board) = %v, want ErrNotFound", err)
+	}
+	for _, err := range []error{
+		func() error { _, err := c.Get(ctx, "a b"); return err }(),
+		c.Delete(ctx, "", ""),
+		func() error { _, err := c.GetRegistrationState(ctx, "a/b"); return err }(),
+	} {
+		if !errors.Is(err, enroll.ErrInvalid) || !errors.Is(err, regid.ErrInvalid) {
+			t.Errorf("a registration ID no record can have: %v, want ErrInvalid", err)
+		}
+	}
+	if _, err := c.GetGroup(ctx, "a b"); !errors.Is(err, enroll.ErrInvalid) || !strings.Contains(err.Error(), "invalid group ID") {
+		t.Errorf("GetGroup(a b) = %v, want ErrInvalid saying group ID", err)
+	}
+	g := &enroll.EnrollmentGroup{EnrollmentGroupID: "g-", Attestation: enroll.Attestation{Type: enroll.AttestationSymmetricKey}}
+	if err := g.Validate(); !errors.Is(err, enroll.ErrInvalid) || !strings.Contains(err.Error(), "invalid group ID") || strings.Contains(err.Error(), "registration ID") {
+		t.Errorf("a group ID ending in a dash: Validate() = %v, want ErrInvalid saying group ID", err)
+	}
+}
+
 // TestValidateSpec: what Validate refuses as service.json states it,
 // before anything is sent.
 func TestValidateSpec(t *testing.T) {

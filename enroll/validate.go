@@ -25,12 +25,24 @@ const (
 	StatusDisabled = "disabled"
 )
 
-// CheckID reports whether id can be a registration ID or an enrollment
-// group ID, at most max characters long: regid.Check, the specification's
-// rule (service.json, IndividualEnrollment.registrationId: alphanumerics
-// and : . _ -, no special character at start or end). Errors wrap
-// regid.ErrInvalid and say which character is at fault.
+// CheckID reports whether id can be the registration ID of a new record,
+// at most max characters long: regid.Check, the specification's rule
+// (service.json, IndividualEnrollment.registrationId: alphanumerics and
+// : . _ -, no special character at start or end). Errors wrap
+// regid.ErrInvalid and say which character is at fault. What the client
+// reads or deletes is checked by regid.CheckExisting instead, which
+// leaves the ends alone.
 func CheckID(id string, max int) error { return regid.Check(id, max) }
+
+// existingID checks the ID of a record the client reads or deletes
+// (regid's CheckExisting): ErrInvalid, nothing sent, for one no DPS
+// record can have.
+func existingID(k regid.Kind, id string) error {
+	if err := k.CheckExisting(id); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return nil
+}
 
 // Validate checks an individual enrollment before it is sent: a valid
 // registration ID (CheckID; at most 64 characters for X.509, whose CN it
@@ -62,7 +74,7 @@ func (e *Enrollment) Validate() error {
 // enrollment; its attestation is X.509, symmetric key or none (DPS has no
 // TPM groups).
 func (g *EnrollmentGroup) Validate() error {
-	if err := CheckID(g.EnrollmentGroupID, regid.MaxLen); err != nil {
+	if err := regid.Group.Check(g.EnrollmentGroupID, regid.MaxLen); err != nil {
 		return fmt.Errorf("%w: enrollmentGroupId: %w", ErrInvalid, err)
 	}
 	if err := g.Attestation.validate(true); err != nil {

@@ -105,14 +105,15 @@ seen with show or zerotouch dps enrollment show.
 
 // recordKind names, for messages, what a dps command acts on.
 type recordKind struct {
-	noun string // "enrollment"
-	cmd  string // "enrollment", as in zerotouch dps enrollment show
+	noun string     // "enrollment"
+	cmd  string     // "enrollment", as in zerotouch dps enrollment show
+	ids  regid.Kind // what its ID is, for the ID's check and its message
 }
 
 var (
-	kindEnrollment   = recordKind{"enrollment", "enrollment"}
-	kindGroup        = recordKind{"enrollment group", "group"}
-	kindRegistration = recordKind{"registration", "registration"}
+	kindEnrollment   = recordKind{"enrollment", "enrollment", regid.Registration}
+	kindGroup        = recordKind{"enrollment group", "group", regid.Group}
+	kindRegistration = recordKind{"registration", "registration", regid.Registration}
 )
 
 // dpsRecordError words a DPS error of a command on one record, with its
@@ -140,8 +141,11 @@ func recordIDCmd(g *globals, use, short string, k recordKind, f *dpsFlags, run f
 		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := enroll.CheckID(args[0], regid.MaxLen); err != nil {
-				return usageError{fmt.Errorf("%s ID %q: %w", k.noun, args[0], err)}
+			// A record to look at or delete may have an ID the rule for
+			// new ones refuses (a dash at the end): only its length and
+			// characters are checked.
+			if err := k.ids.CheckExisting(args[0]); err != nil {
+				return usageError{err}
 			}
 			client, err := groupClient(g, f)
 			if err != nil {
@@ -290,7 +294,7 @@ func dpsRegistrationListCmd(g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if group != "" {
-				if err := enroll.CheckID(group, regid.MaxLen); err != nil {
+				if err := regid.Group.CheckExisting(group); err != nil {
 					return usageError{fmt.Errorf("--group %q: %w", group, err)}
 				}
 			}
@@ -486,7 +490,7 @@ func runGroupCreate(ctx context.Context, g *globals, f *groupCreateFlags) error 
 	if f.id == "" {
 		return usageError{errors.New("--id is missing: the enrollment group's ID")}
 	}
-	if err := enroll.CheckID(f.id, regid.MaxLen); err != nil {
+	if err := regid.Group.Check(f.id, regid.MaxLen); err != nil {
 		return usageError{fmt.Errorf("--id %q: %w", f.id, err)}
 	}
 	n := 0
@@ -609,8 +613,8 @@ func groupClient(g *globals, f *dpsFlags) (*enroll.Client, error) {
 }
 
 func checkGroupArg(id string) error {
-	if err := enroll.CheckID(id, regid.MaxLen); err != nil {
-		return usageError{fmt.Errorf("enrollment group ID %q: %w", id, err)}
+	if err := regid.Group.CheckExisting(id); err != nil {
+		return usageError{err}
 	}
 	return nil
 }

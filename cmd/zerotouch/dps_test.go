@@ -362,15 +362,41 @@ func TestDpsRecordCommands(t *testing.T) {
 		t.Errorf("group delete with the etag show printed: exit %d\n%s\n%s", code, out, errOut)
 	}
 
+	// An ID the rule for new records refuses (a special character at an
+	// end) can still be looked at and deleted: DPS's concept
+	// documentation lets the last character be a dash.
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"enrollment", "show", "board-"}, "has no enrollment board-"},
+		{[]string{"enrollment", "delete", ".board"}, "has no enrollment .board"},
+		{[]string{"registration", "show", "board-"}, "has no registration board-"},
+		{[]string{"registration", "delete", "board_"}, "has no registration board_"},
+		{[]string{"group", "show", "line-"}, "has no enrollment group line-"},
+		{[]string{"group", "delete", "line:"}, "has no enrollment group line:"},
+		{[]string{"registration", "list", "--group", "line-"}, "no registrations through enrollment group line-"},
+	} {
+		code, out, errOut := dps(tt.args...)
+		want := exitFailed
+		if tt.args[1] == "list" {
+			want = exitOK
+		}
+		if code != want || !strings.Contains(errOut, tt.want) {
+			t.Errorf("dps %s: exit %d, want %d saying %q\n%s\n%s", strings.Join(tt.args, " "), code, want, tt.want, out, errOut)
+		}
+	}
+
 	// Command-line mistakes: nothing sent.
 	for _, tt := range []struct {
 		args []string
 		want string
 	}{
 		{[]string{"enrollment", "show"}, "arg(s)"},
-		{[]string{"enrollment", "show", "board-"}, `enrollment ID "board-"`},
-		{[]string{"registration", "delete", ".board"}, `registration ID ".board"`},
-		{[]string{"registration", "list", "--group", "a b"}, `--group "a b"`},
+		{[]string{"enrollment", "show", "board/1"}, `invalid registration ID "board/1"`},
+		{[]string{"registration", "delete", "a b"}, `invalid registration ID "a b"`},
+		{[]string{"group", "show", "a b"}, `invalid group ID "a b"`},
+		{[]string{"registration", "list", "--group", "a b"}, `--group "a b": invalid group ID`},
 		{[]string{"enrollment", "list", "extra"}, "unknown command"},
 	} {
 		if code, out, errOut := dps(tt.args...); code != exitUsage || !strings.Contains(errOut, tt.want) {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"zerotouch/enroll"
+	"zerotouch/internal/regid"
 )
 
 // deviceOp is an operation of the device API (device.json).
@@ -175,7 +176,7 @@ func (e *Emulator) prepareDevice(w http.ResponseWriter, r *http.Request, dr devi
 		return nil, &apiError{status: http.StatusNotFound, code: enroll.CodeNotFound,
 			msg: fmt.Sprintf("ID scope %q is not this service's", dr.scope)}
 	}
-	if a := checkPathID("registration", dr.regID); a != nil {
+	if a := checkNewID(regid.Registration, dr.regID); a != nil {
 		return nil, a
 	}
 	if dr.op == opOperation {

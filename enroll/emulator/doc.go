@@ -122,8 +122,11 @@
 //
 // Writes are checked as service.json states it: registration and group
 // IDs of letters, digits and - . _ : with a letter or digit at either
-// end ("No special characters allowed at start or end"; enroll.CheckID),
-// 400 CodeRegistrationID; provisioningStatus enabled or disabled and
+// end ("No special characters allowed at start or end"; regid.Check),
+// 400 CodeRegistrationID (a read, a delete or a bulk delete checks only
+// the length and the characters, regid.CheckExisting: DPS's concept
+// documentation lets an ID end with a dash, and a record made under that
+// rule can still be read and deleted); provisioningStatus enabled or disabled and
 // allocationPolicy hashed, geoLatency, static or custom, spelled so (the
 // specification's enums; "Hashed" is refused), custom only with a
 // customAllocationDefinition holding webhookUrl and apiVersion (both

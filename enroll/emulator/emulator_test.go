@@ -242,6 +242,16 @@ func TestBadRequests(t *testing.T) {
 		{"GET bulk", "GET", "/enrollments", nil, nil, 405, enroll.CodeMethodNotAllowed, "POST"},
 		{"bad id in path", "GET", "/enrollments/bad%20id", nil, nil, 400, enroll.CodeRegistrationID, "character ' '"},
 		{"id ending in a dot", "PUT", "/enrollments/board.", tpmEnrollment("board."), nil, 400, enroll.CodeRegistrationID, "must end"},
+		// A read or a delete checks only the length and the characters: a
+		// record made under the concept documentation's rule (a dash at
+		// the end) can still be looked at and deleted.
+		{"read an ID ending in a dash", "GET", "/enrollments/board-", nil, nil, 404, enroll.CodeNotFound, "not found"},
+		{"delete an ID starting with a dot", "DELETE", "/enrollments/.board", nil, nil, 404, enroll.CodeNotFound, "not found"},
+		{"read a group ID ending in a dash", "GET", "/enrollmentGroups/g-", nil, nil, 404, enroll.CodeGroupNotFound, "not found"},
+		{"delete a group ID ending in a colon", "DELETE", "/enrollmentGroups/g:", nil, nil, 404, enroll.CodeGroupNotFound, "not found"},
+		{"read a registration ID ending in a dash", "GET", "/registrations/board-", nil, nil, 404, enroll.CodeNotFound, "no device has registered"},
+		{"bad group id in path", "GET", "/enrollmentGroups/bad%20id", nil, nil, 400, enroll.CodeRegistrationID, "invalid group ID"},
+		{"group id ending in a dash", "PUT", "/enrollmentGroups/g-", enroll.EnrollmentGroup{EnrollmentGroupID: "g-", Attestation: enroll.Attestation{Type: enroll.AttestationSymmetricKey}}, nil, 400, enroll.CodeRegistrationID, "invalid group ID"},
 		{"id of 129", "PUT", "/enrollments/" + strings.Repeat("b", 129), tpmEnrollment(strings.Repeat("b", 129)), nil, 400, enroll.CodeRegistrationID, "at most 128"},
 		{"x509 id of 65", "PUT", "/enrollments/" + long, x509Long, nil, 400, enroll.CodeRegistrationID, "at most 64"},
 		{"body id differs", "PUT", "/enrollments/board-1", tpmEnrollment("board-2"), nil, 400, enroll.CodeRegistrationID, "board-2"},

@@ -33,12 +33,13 @@ import (
 type kind[T any] struct {
 	noun      string // "enrollment", for messages
 	table     string
-	idField   string // the ID's JSON name
-	listField string // the bulk body's array
-	itemType  string // x-ms-item-type
-	from      string // the one query served is "select * from " + from
-	tag       byte   // continuation token kind
-	notFound  int    // errorCode for 404
+	idField   string     // the ID's JSON name
+	listField string     // the bulk body's array
+	itemType  string     // x-ms-item-type
+	from      string     // the one query served is "select * from " + from
+	tag       byte       // continuation token kind
+	notFound  int        // errorCode for 404
+	ids       regid.Kind // its ID's rule and name in messages
 	fields    func(*T) fields
 	validate  func(*T) error
 	bulkError func(id string, code int, status string) any // an entry of a bulk answer's errors
@@ -70,6 +71,7 @@ var enrollmentKind = &kind[enroll.Enrollment]{
 	from:      "enrollments",
 	tag:       tagEnrollments,
 	notFound:  enroll.CodeNotFound,
+	ids:       regid.Registration,
 	fields: func(v *enroll.Enrollment) fields {
 		return fields{&v.RegistrationID, &v.Attestation, &v.Capabilities, &v.ETag, &v.ProvisioningStatus,
 			&v.ReprovisionPolicy, &v.AllocationPolicy, &v.CredentialPolicyName, &v.CreatedDateTimeUTC, &v.LastUpdatedDateTimeUTC, &v.RegistrationState}
@@ -103,6 +105,7 @@ var groupKind = &kind[enroll.EnrollmentGroup]{
 	from:      "enrollmentgroups",
 	tag:       tagGroups,
 	notFound:  enroll.CodeGroupNotFound,
+	ids:       regid.Group,
 	fields: func(v *enroll.EnrollmentGroup) fields {
 		return fields{id: &v.EnrollmentGroupID, attestation: &v.Attestation, capabilities: &v.Capabilities, etag: &v.ETag,
 			status: &v.ProvisioningStatus, reprovision: &v.ReprovisionPolicy, allocation: &v.AllocationPolicy,
@@ -132,9 +135,22 @@ func (k *kind[T]) check(v *T) *apiError {
 	return badRequest(code, "%v", err)
 }
 
-func checkPathID(noun, id string) *apiError {
-	if err := enroll.CheckID(id, regid.MaxLen); err != nil {
-		return badRequest(enroll.CodeRegistrationID, "%s ID in the path: %v", noun, err)
+// checkNewID checks the ID in the path of a write (PUT) by the rule for
+// what is created: regid's Check, no special character at either end.
+func checkNewID(ids regid.Kind, id string) *apiError {
+	if err := ids.Check(id, regid.MaxLen); err != nil {
+		return badRequest(enroll.CodeRegistrationID, "the ID in the path: %v", err)
+	}
+	return nil
+}
+
+// checkPathID checks the ID in the path of a read or a delete by the
+// rule for what may already exist: regid's CheckExisting, which leaves
+// the ends alone (DPS's concept documentation lets an ID end with a
+// dash; records made before the stricter rule may have one).
+func checkPathID(ids regid.Kind, id string) *apiError {
+	if err := ids.CheckExisting(id); err != nil {
+		return badRequest(enroll.CodeRegistrationID, "the ID in the path: %v", err)
 	}
 	return nil
 }
@@ -353,7 +369,7 @@ func decode(b []byte, v any) *apiError {
 
 func putOne[T any](k *kind[T]) handler {
 	return func(e *Emulator, w http.ResponseWriter, r *http.Request, id string) *apiError {
-		if a := checkPathID(k.noun, id); a != nil {
+		if a := checkNewID(k.ids, id); a != nil {
 			return a
 		}
 		b, a := e.readBody(w, r, false)
@@ -422,7 +438,7 @@ func (k *kind[T]) find(ctx context.Context, e *Emulator, id string) (*row, *apiE
 
 func getOne[T any](k *kind[T]) handler {
 	return func(e *Emulator, w http.ResponseWriter, r *http.Request, id string) *apiError {
-		if a := checkPathID(k.noun, id); a != nil {
+		if a := checkPathID(k.ids, id); a != nil {
 			return a
 		}
 		old, a := k.find(r.Context(), e, id)
@@ -449,7 +465,7 @@ func getOne[T any](k *kind[T]) handler {
 // or not), or 412 when If-Match is given, is not "*" and is not its etag.
 func deleteOne[T any](k *kind[T]) handler {
 	return func(e *Emulator, w http.ResponseWriter, r *http.Request, id string) *apiError {
-		if a := checkPathID(k.noun, id); a != nil {
+		if a := checkPathID(k.ids, id); a != nil {
 			return a
 		}
 		ifMatch := strings.TrimSpace(r.Header.Get("If-Match"))
@@ -477,7 +493,7 @@ func deleteOne[T any](k *kind[T]) handler {
 
 func attestationMechanism[T any](k *kind[T]) handler {
 	return func(e *Emulator, w http.ResponseWriter, r *http.Request, id string) *apiError {
-		if a := checkPathID(k.noun, id); a != nil {
+		if a := checkPathID(k.ids, id); a != nil {
 			return a
 		}
 		if _, a := e.readBody(w, r, true); a != nil {
@@ -556,7 +572,7 @@ func bulk[T any](k *kind[T]) handler {
 			reprovisionDefaults(raw, k.fields(&v).reprovision)
 			it.v, it.id = &v, *k.fields(&v).id
 			if mode == enroll.ModeDelete {
-				if err := enroll.CheckID(it.id, regid.MaxLen); err != nil {
+				if err := k.ids.CheckExisting(it.id); err != nil {
 					it.code, it.status = enroll.CodeRegistrationID, fmt.Sprintf("%s: %v", k.idField, err)
 					continue
 				}

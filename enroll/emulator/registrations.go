@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"zerotouch/enroll"
+	"zerotouch/internal/regid"
 )
 
 // Registration statuses and substatuses (device.json
@@ -304,7 +305,7 @@ func registrationNotFound(id string) *apiError {
 // getRegistrationState answers GET /registrations/{id}: the
 // DeviceRegistrationState.
 func getRegistrationState(e *Emulator, w http.ResponseWriter, r *http.Request, id string) *apiError {
-	if a := checkPathID("registration", id); a != nil {
+	if a := checkPathID(regid.Registration, id); a != nil {
 		return a
 	}
 	row, err := getRegistration(r.Context(), e.db, id)
@@ -325,7 +326,7 @@ func getRegistrationState(e *Emulator, w http.ResponseWriter, r *http.Request, i
 // when there is none, 412 when If-Match is given, is not "*" and is not
 // its etag.
 func deleteRegistrationState(e *Emulator, w http.ResponseWriter, r *http.Request, id string) *apiError {
-	if a := checkPathID("registration", id); a != nil {
+	if a := checkPathID(regid.Registration, id); a != nil {
 		return a
 	}
 	ifMatch := strings.TrimSpace(r.Header.Get("If-Match"))
@@ -365,7 +366,7 @@ func decodedETag(etag string) string {
 // a page at a time in the order they first registered, as the
 // enrollment queries page.
 func registrationQuery(e *Emulator, w http.ResponseWriter, r *http.Request, id string) *apiError {
-	if a := checkPathID("enrollment group", id); a != nil {
+	if a := checkPathID(regid.Group, id); a != nil {
 		return a
 	}
 	if _, aerr := e.readBody(w, r, true); aerr != nil {

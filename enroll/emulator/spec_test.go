@@ -214,7 +214,8 @@ func TestSpecConformance(t *testing.T) {
 			s.want(412, "DELETE", "/registrations/member-1", nil, header{"If-Match": "c3RhbGU="})
 			s.want(204, "DELETE", "/registrations/member-1", nil, header{"If-Match": rs.ETag})
 			s.want(404, "DELETE", "/registrations/member-1", nil, nil)
-			s.want(400, "GET", "/registrations/-member", nil, nil)
+			s.want(404, "GET", "/registrations/-member", nil, nil) // read: CheckExisting
+			s.want(400, "GET", "/registrations/a%20member", nil, nil)
 
 			// Deletes, with and without etags.
 			s.want(412, "DELETE", "/enrollments/sym-dev", nil, header{"If-Match": `"stale"`})

@@ -45,6 +45,38 @@ func TestCheck(t *testing.T) {
 	}
 }
 
+// TestCheckExisting: an ID to read or delete may have a special
+// character at either end (DPS's concept documentation lets the last be
+// a dash); its length and characters are still checked.
+func TestCheckExisting(t *testing.T) {
+	for _, id := range []string{"board-", "-board", ".b", "b_", "b:", "-", "a-b.c_d:e", strings.Repeat("a", MaxLen)} {
+		if err := CheckExisting(id); err != nil {
+			t.Errorf("CheckExisting(%q) = %v, want nil", id, err)
+		}
+		if err := Group.CheckExisting(id); err != nil {
+			t.Errorf("Group.CheckExisting(%q) = %v, want nil", id, err)
+		}
+	}
+	for _, id := range []string{"", "a b", "a/b", "é", strings.Repeat("a", MaxLen+1)} {
+		if err := CheckExisting(id); !errors.Is(err, ErrInvalid) {
+			t.Errorf("CheckExisting(%q) = %v, want ErrInvalid", id, err)
+		}
+	}
+}
+
+// TestGroupMessages: a group ID's errors say "group ID", and are
+// ErrInvalid as well as ErrInvalidGroup.
+func TestGroupMessages(t *testing.T) {
+	for _, err := range []error{Group.Check("g-", MaxLen), Group.Check("a b", MaxLen), Group.CheckExisting(""), Group.CheckExisting("a/b")} {
+		if !errors.Is(err, ErrInvalid) || !errors.Is(err, ErrInvalidGroup) || !strings.Contains(err.Error(), "invalid group ID") || strings.Contains(err.Error(), "registration") {
+			t.Errorf("group ID error %v: want ErrInvalid and ErrInvalidGroup saying \"invalid group ID\"", err)
+		}
+	}
+	if err := Check("a b", MaxLen); errors.Is(err, ErrInvalidGroup) || !strings.Contains(err.Error(), "invalid registration ID") {
+		t.Errorf("registration ID error %v: want \"invalid registration ID\", not ErrInvalidGroup", err)
+	}
+}
+
 func FuzzCheck(f *testing.F) {
 	f.Add("board-0001")
 	f.Add("x.")
@@ -62,6 +94,10 @@ func FuzzCheck(f *testing.F) {
 		// No special character at either end (service.json).
 		if strings.ContainsAny(id[:1], "-._:") || strings.ContainsAny(id[len(id)-1:], "-._:") {
 			t.Errorf("Check(%q) accepted a special character at an end", id)
+		}
+		// What is valid new is valid existing.
+		if err := CheckExisting(id); err != nil {
+			t.Errorf("Check(%q) accepted it, CheckExisting = %v", id, err)
 		}
 	})
 }
