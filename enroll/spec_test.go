@@ -93,6 +93,19 @@ func TestExistingIDs(t *testing.T) {
 	}
 }
 
+// TestSupportsCredentialPolicy: the one predicate of certificate
+// issuance, for the service side and the device side alike.
+func TestSupportsCredentialPolicy(t *testing.T) {
+	for v, want := range map[string]bool{
+		"2019-03-31": false, "2021-06-01": false, enroll.APIVersion2021: false,
+		enroll.APIVersionPreview2025: true, enroll.APIVersion2026: true, "2027-01-01": true,
+	} {
+		if got := enroll.SupportsCredentialPolicy(v); got != want {
+			t.Errorf("SupportsCredentialPolicy(%q) = %v, want %v", v, got, want)
+		}
+	}
+}
+
 // TestValidateSpec: what Validate refuses as service.json states it,
 // before anything is sent.
 func TestValidateSpec(t *testing.T) {

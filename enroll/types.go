@@ -18,12 +18,22 @@ const (
 // Config.APIVersion says otherwise: the newest stable one.
 const APIVersion = APIVersion2026
 
-// SupportsCredentialPolicy reports whether the service API version
-// apiVersion knows an enrollment's credentialPolicyName: 2026-04-01 and
-// later. An older version's answers carry none, and a value sent under
-// one is not stored.
+// APIVersionPreview2025 is the preview api-version that brought
+// certificate issuance, made stable by 2026-04-01.
+const APIVersionPreview2025 = "2025-07-01-preview"
+
+// SupportsCredentialPolicy reports whether api-version apiVersion has
+// certificate issuance under an Azure Device Registry credential policy,
+// on both sides: the service API's credentialPolicyName on individual
+// enrollments and groups, and the device API's csr in a register request
+// and issuedCertificateChain in its result. 2025-07-01-preview brought
+// them and 2026-04-01 made them stable: both, and every later version,
+// have them. Under an older version the service's answers carry no
+// credentialPolicyName, a value sent is not stored, and a csr is refused.
+// The client, the device client and the emulator all ask this one
+// predicate.
 func SupportsCredentialPolicy(apiVersion string) bool {
-	return apiVersion >= APIVersion2026
+	return apiVersion >= APIVersionPreview2025[:len("2025-07-01")]
 }
 
 // MaxBulk is the most enrollments one bulk operation may carry

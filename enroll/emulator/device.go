@@ -147,7 +147,7 @@ func decodeRegistration(b []byte, regID string, op deviceOp, apiVersion string) 
 		switch {
 		case op != opRegister:
 			return nil, badRequest(enroll.CodeBadBody, "csr is not allowed in a registration status lookup: send it in the register request (PUT .../register, api-version %s)", csrAPIVersion)
-		case !issuesCertificates(apiVersion):
+		case !enroll.SupportsCredentialPolicy(apiVersion):
 			return nil, badRequest(enroll.CodeBadBody, "csr is not part of api-version %s: send api-version %s to have a certificate issued", apiVersion, csrAPIVersion)
 		}
 		csr, a := parseDeviceCSR(*reg.CSR, regID)
@@ -417,7 +417,7 @@ func (e *Emulator) poll(w http.ResponseWriter, r *http.Request, dr deviceRoute) 
 		return writeJSON(w, http.StatusAccepted, operationStatus{OperationID: dr.operationID, Status: statusAssigning})
 	}
 	body := op.body
-	if !issuesCertificates(r.URL.Query().Get("api-version")) {
+	if !enroll.SupportsCredentialPolicy(r.URL.Query().Get("api-version")) {
 		b, err := withoutIssuedChain(body)
 		if err != nil {
 			return internalError("read operation "+dr.operationID, err)

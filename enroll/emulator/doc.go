@@ -112,7 +112,9 @@
 // six-digit codes (a 408, which DPS does not document, carries 408000).
 //
 // Each service request is answered as its api-version specifies: under
-// 2026-04-01 an individual enrollment or a group stores and answers
+// 2026-04-01 (and 2025-07-01-preview, which brought it; one predicate,
+// enroll.SupportsCredentialPolicy, for this and the device API's csr) an
+// individual enrollment or a group stores and answers
 // credentialPolicyName (the Azure Device Registry credential policy its
 // devices' operational certificates are issued under); under the older
 // versions, whose specification has no such property, answers leave it

@@ -72,12 +72,6 @@ func CheckPolicyName(name string) error {
 	return nil
 }
 
-// issuesCertificates reports whether api-version v has the device API's
-// csr and issuedCertificateChain (2025-07-01-preview and 2026-04-01).
-func issuesCertificates(v string) bool {
-	return v >= "2025-07-01"
-}
-
 // Log attribute keys.
 const (
 	keyPolicy    = "credential_policy"

@@ -359,3 +359,38 @@ func TestIssueConcurrent(t *testing.T) {
 		t.Errorf("issue after Close = %v, want ErrCredentialPolicy", err)
 	}
 }
+
+// TestPreviewIssuesCertificates: 2025-07-01-preview has certificate
+// issuance on both sides, as enroll.SupportsCredentialPolicy says: an
+// enrollment written under it keeps its credentialPolicyName, and a
+// device's csr under it gets its chain. 2021-10-01 has neither.
+func TestPreviewIssuesCertificates(t *testing.T) {
+	env := newTestEnv(t, Options{})
+	const preview = "?api-version=" + enroll.APIVersionPreview2025
+	key := []byte("preview key")
+	e := symEnrollment("prev-1", key)
+	e.CredentialPolicyName = DefaultCredentialPolicy
+	var got enroll.Enrollment
+	decodeOK(t, "PUT under the preview", env.do("PUT", "/enrollments/prev-1"+preview, e, nil), &got)
+	if got.CredentialPolicyName != DefaultCredentialPolicy {
+		t.Fatalf("PUT under %s answered credentialPolicyName %q, want %q", enroll.APIVersionPreview2025, got.CredentialPolicyName, DefaultCredentialPolicy)
+	}
+	decodeOK(t, "GET under the preview", env.do("GET", "/enrollments/prev-1"+preview, nil, nil), &got)
+	if got.CredentialPolicyName != DefaultCredentialPolicy {
+		t.Errorf("GET under %s: credentialPolicyName %q, want %q", enroll.APIVersionPreview2025, got.CredentialPolicyName, DefaultCredentialPolicy)
+	}
+	devKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	auth := env.encodedToken("prev-1", key)
+	body := `{"registrationId":"prev-1","csr":"` + testCSR(t, "prev-1", devKey) + `"}`
+	env.device("PUT", "prev-1/register?api-version=2021-10-01", body, auth).wantError(t, "csr under 2021-10-01", http.StatusBadRequest, enroll.CodeBadBody, "csr")
+	r := env.device("PUT", "prev-1/register"+preview, body, auth)
+	var acc issuedAnswer
+	if r.status != http.StatusAccepted || json.Unmarshal(r.body, &acc) != nil {
+		t.Fatalf("register with a csr under %s: %d %s", enroll.APIVersionPreview2025, r.status, r.body)
+	}
+	var final issuedAnswer
+	decodeOK(t, "poll", env.device("GET", "prev-1/operations/"+acc.OperationID+preview, nil, auth), &final)
+	if final.RegistrationState == nil || final.RegistrationState.Status != statusAssigned || len(final.RegistrationState.IssuedCertificateChain) != 3 {
+		t.Errorf("poll under %s: %+v; want assigned with a chain of 3", enroll.APIVersionPreview2025, final.RegistrationState)
+	}
+}
