@@ -89,8 +89,11 @@ type Config struct {
 	// certificate under the credential policy of its enrollment (or
 	// group) and returns the chain, which Register checks
 	// (VerifyIssuedChain) and returns in Result.IssuedCertificateChain.
-	// It needs api-version 2026-04-01 (APIVersion) and an enrollment
-	// that names a credentialPolicyName; DPS refuses it otherwise (400).
+	// It needs an api-version with certificate issuance
+	// (enroll.SupportsCredentialPolicy: APIVersion, 2026-04-01, or
+	// 2025-07-01-preview; Validate refuses it under an older one) and an
+	// enrollment that names a credentialPolicyName (DPS refuses it
+	// otherwise, 400). Lookup never sends it.
 	CSR []byte
 	// IssuerRoots, when set, are the roots an issued chain must verify
 	// to (the credential policy's root, pinned); nil accepts the root
@@ -162,6 +165,9 @@ func (c *Config) Validate() error {
 		return bad("Payload is not JSON")
 	}
 	if len(c.CSR) > 0 {
+		if c.APIVersion != "" && !enroll.SupportsCredentialPolicy(c.APIVersion) {
+			return bad("CSR needs an api-version with certificate issuance (%s or later); APIVersion is %s", APIVersion, c.APIVersion)
+		}
 		csr, err := x509.ParseCertificateRequest(c.CSR)
 		if err != nil {
 			return bad("CSR is not a DER PKCS#10 request: %v", err)

@@ -85,8 +85,9 @@ func VerifyIssuedChain(chain []*x509.Certificate, pub crypto.PublicKey, regID st
 // (the emulator seals the challenge's key again as the device key); the
 // TPM result's key is not imported again.
 //
-// A Config.CSR is sent as it is, and DPS refuses it (400, ErrBadRequest):
-// device.json allows no csr in a status lookup. Errors: ErrConfig; an
+// A Config.CSR is not sent (device.json allows no csr in a status
+// lookup): the Config a device registers with serves for its lookup too.
+// Errors: ErrConfig; an
 // *Error matching ErrNotFound (the device has not registered, or is not
 // enrolled), ErrUnauthorized or ErrBadRequest; ErrUnavailable,
 // ErrProtocol, ErrTPM or ctx's error. Safe for concurrent use.
@@ -97,7 +98,7 @@ func Lookup(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	defer c.close()
 	op := "look up " + c.regID
-	b, err := json.Marshal(deviceRegistration{RegistrationID: c.regID, CSR: c.cfg.CSR})
+	b, err := json.Marshal(deviceRegistration{RegistrationID: c.regID})
 	if err != nil {
 		return nil, fmt.Errorf("%s: encode: %w", op, err)
 	}

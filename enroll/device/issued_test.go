@@ -177,15 +177,24 @@ func TestIssuedCertificate(t *testing.T) {
 	older.IssuerRoots, older.APIVersion = nil, device.APIVersionNoCSR
 	noPolicy := d.config("no-policy-1", key)
 	noPolicy.CSR = noPolicyCSR
+	// The Config a device registers with, its CSR included, serves for
+	// its status lookup: the CSR is not sent (device.json allows none
+	// there).
 	lookCSR := lookCfg
 	lookCSR.CSR = csr
+	if look, err := device.Lookup(ctx, lookCSR); err != nil || look.Status != "assigned" || look.IssuedCertificateChain != nil {
+		t.Errorf("Lookup with the Config's CSR = %+v, %v; want assigned, without a chain", look, err)
+	}
+	// A CSR under an api-version without certificate issuance is
+	// refused before anything is sent.
+	if _, err := device.Register(ctx, older); !errors.Is(err, device.ErrConfig) || !strings.Contains(err.Error(), device.APIVersionNoCSR) {
+		t.Errorf("csr under %s: %v, want ErrConfig naming the api-version", device.APIVersionNoCSR, err)
+	}
 	for _, tt := range []struct {
 		name string
 		call func() (*device.Result, error)
 		msg  string
 	}{
-		{"csr under 2021-10-01", func() (*device.Result, error) { return device.Register(ctx, older) }, "api-version 2021-10-01"},
-		{"csr in a status lookup", func() (*device.Result, error) { return device.Lookup(ctx, lookCSR) }, "status lookup"},
 		{"csr without a credential policy", func() (*device.Result, error) { return device.Register(ctx, noPolicy) }, "credentialPolicyName"},
 	} {
 		_, err := tt.call()
@@ -235,13 +244,30 @@ func TestCSRConfig(t *testing.T) {
 		// The signature's last-but-one byte changed.
 		{"bad signature", append(csr[:len(csr)-2:len(csr)-2], csr[len(csr)-1]^1, csr[len(csr)-1]), "signature"},
 		{"another CN", func() []byte { _, c := newCSR(t, "csr-2"); return c }(), "CN"},
+		{"under 2021-10-01", csr, "api-version"},
 	}
 	for _, tt := range tests {
 		cfg := base
 		cfg.CSR = tt.csr
+		if tt.name == "under 2021-10-01" {
+			cfg.APIVersion = device.APIVersionNoCSR
+		}
 		_, err := device.Register(context.Background(), cfg)
 		if !errors.Is(err, device.ErrConfig) || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: Register = %v, want ErrConfig saying %q", tt.name, err, tt.want)
+		}
+	}
+}
+
+// TestCSRAPIVersions: a CSR goes with every api-version that has
+// certificate issuance (enroll.SupportsCredentialPolicy), the preview
+// that brought it included, and with none older.
+func TestCSRAPIVersions(t *testing.T) {
+	_, csr := newCSR(t, "csr-1")
+	for v, ok := range map[string]bool{"": true, device.APIVersion: true, enroll.APIVersionPreview2025: true, device.APIVersionNoCSR: false, "2019-03-31": false} {
+		cfg := device.Config{IDScope: "0ne0001A2B3", RegistrationID: "csr-1", SymmetricKey: []byte("k"), CSR: csr, APIVersion: v}
+		if err := cfg.Validate(); (err == nil) != ok || err != nil && !errors.Is(err, device.ErrConfig) {
+			t.Errorf("Validate with a CSR under api-version %q = %v, want ok=%v", v, err, ok)
 		}
 	}
 }
