@@ -66,7 +66,9 @@ object, or one line per record for list.
 
 delete takes --etag ETAG, the etag show printed: DPS then deletes the
 record only if it has not changed since (else nothing is deleted, exit 1);
-without --etag it deletes whatever is there.
+without --etag it deletes whatever is there. An enrollment's or a group's
+etag is in quotes, which a shell drops unless the whole is quoted again
+('"…"'): they are put back when missing.
 
 Exit status: 0 done; 1 DPS refused or failed (no such record, or one that
 changed since its etag was read); 2 a command-line mistake (nothing was
@@ -108,13 +110,34 @@ type recordKind struct {
 	noun string     // "enrollment"
 	cmd  string     // "enrollment", as in zerotouch dps enrollment show
 	ids  regid.Kind // what its ID is, for the ID's check and its message
+	// quoted: its etag is an HTTP entity-tag in quotes ("…"), as DPS
+	// gives an enrollment's or a group's; a registration state's is
+	// base64 with no quotes of its own.
+	quoted bool
 }
 
 var (
-	kindEnrollment   = recordKind{"enrollment", "enrollment", regid.Registration}
-	kindGroup        = recordKind{"enrollment group", "group", regid.Group}
-	kindRegistration = recordKind{"registration", "registration", regid.Registration}
+	kindEnrollment   = recordKind{"enrollment", "enrollment", regid.Registration, true}
+	kindGroup        = recordKind{"enrollment group", "group", regid.Group, true}
+	kindRegistration = recordKind{"registration", "registration", regid.Registration, false}
 )
+
+// ifMatch is the etag a delete of k sends as If-Match, from --etag. An
+// enrollment's or a group's etag is a quoted entity-tag, and show prints
+// it with its quotes; pasted into a shell unquoted they are lost, and
+// DPS, reading If-Match as HTTP has it, may then answer 412: missing
+// quotes are put back. A registration state's etag (base64, no quotes)
+// is sent as given, as are "*" and a weak W/"…" one.
+func (k recordKind) ifMatch(etag string) string {
+	etag = strings.TrimSpace(etag)
+	if !k.quoted || etag == "" || etag == "*" || strings.HasPrefix(etag, `W/"`) {
+		return etag
+	}
+	if len(etag) >= 2 && strings.HasPrefix(etag, `"`) && strings.HasSuffix(etag, `"`) {
+		return etag
+	}
+	return `"` + strings.Trim(etag, `"`) + `"`
+}
 
 // dpsRecordError words a DPS error of a command on one record, with its
 // exit code: what no retry can mend exits 3, the rest 1. A stale etag
@@ -276,6 +299,7 @@ func dpsEnrollmentDeleteCmd(g *globals) *cobra.Command {
 	var etag string
 	cmd := recordIDCmd(g, "delete ID [--etag ETAG]", "Delete an individual enrollment from DPS (its board can then no longer register)", kindEnrollment, &f,
 		func(ctx context.Context, client *enroll.Client, s dpsSettings, id string) error {
+			etag := kindEnrollment.ifMatch(etag)
 			if err := client.Delete(ctx, id, etag); err != nil {
 				return dpsRecordError(s, kindEnrollment, id, etag, err)
 			}
@@ -392,6 +416,7 @@ func dpsRegistrationDeleteCmd(g *globals) *cobra.Command {
 	var etag string
 	cmd := recordIDCmd(g, "delete ID [--etag ETAG]", "Delete a device's registration state (the device registers from the start next time)", kindRegistration, &f,
 		func(ctx context.Context, client *enroll.Client, s dpsSettings, id string) error {
+			etag := kindRegistration.ifMatch(etag)
 			if err := client.DeleteRegistrationState(ctx, id, etag); err != nil {
 				return dpsRecordError(s, kindRegistration, id, etag, err)
 			}
@@ -730,6 +755,7 @@ func dpsGroupDeleteCmd(g *globals) *cobra.Command {
 	var etag string
 	cmd := groupIDCmd(g, "delete ID [--etag ETAG]", "Delete an enrollment group from DPS (its boards can then no longer register)",
 		func(ctx context.Context, client *enroll.Client, s dpsSettings, id string) error {
+			etag := kindGroup.ifMatch(etag)
 			if err := client.DeleteGroup(ctx, id, etag); err != nil {
 				if errors.Is(err, enroll.ErrPrecondition) {
 					return dpsRecordError(s, kindGroup, id, etag, err)

@@ -298,6 +298,12 @@ func TestDpsRecordCommands(t *testing.T) {
 		!strings.Contains(errOut, "zerotouch dps enrollment show board-2") {
 		t.Errorf("enrollment delete with a stale etag: exit %d, want %d\n%s\n%s", code, exitFailed, out, errOut)
 	}
+	// An etag pasted into a shell loses its quotes: they are put back,
+	// as the emulator's 412 shows (If-Match as it came).
+	code, out, errOut = dps("enrollment", "delete", "board-2", "--etag", "stale")
+	if code != exitFailed || !strings.Contains(errOut, `If-Match "stale" does not match`) {
+		t.Errorf("enrollment delete with a stale etag without its quotes: exit %d, want %d and If-Match \"stale\"\n%s\n%s", code, exitFailed, out, errOut)
+	}
 	if _, err := b.client.Get(ctx, "board-2"); err != nil {
 		t.Errorf("board-2 after a delete with a stale etag: %v, want it kept", err)
 	}
@@ -326,8 +332,10 @@ func TestDpsRecordCommands(t *testing.T) {
 	if code != exitOK || json.Unmarshal([]byte(out), &st) != nil || st.Status != "assigned" || st.ETag == "" {
 		t.Fatalf("registration show --json: exit %d %+v\n%s\n%s", code, st, out, errOut)
 	}
+	// A registration state's etag is base64 with no quotes: sent as given.
 	code, out, errOut = dps("registration", "delete", "board-1", "--etag", "c3RhbGU=")
-	if code != exitFailed || !strings.Contains(errOut, "did not delete registration board-1") || !strings.Contains(errOut, "zerotouch dps registration show board-1") {
+	if code != exitFailed || !strings.Contains(errOut, "did not delete registration board-1") || !strings.Contains(errOut, "zerotouch dps registration show board-1") ||
+		!strings.Contains(errOut, "If-Match c3RhbGU= does not match") {
 		t.Errorf("registration delete with a stale etag: exit %d, want %d\n%s\n%s", code, exitFailed, out, errOut)
 	}
 	code, out, errOut = dps("registration", "delete", "board-1", "--etag", st.ETag)
@@ -358,8 +366,12 @@ func TestDpsRecordCommands(t *testing.T) {
 	if code != exitOK || etag == "" {
 		t.Fatalf("group show: exit %d, no etag line\n%s\n%s", code, out, errOut)
 	}
-	if code, out, errOut = dps("group", "delete", "line-g", "--etag", etag); code != exitOK {
-		t.Errorf("group delete with the etag show printed: exit %d\n%s\n%s", code, out, errOut)
+	// Its quotes lost in a shell, the etag still deletes the group.
+	if !strings.HasPrefix(etag, `"`) {
+		t.Errorf("group show printed etag %s, want it in quotes", etag)
+	}
+	if code, out, errOut = dps("group", "delete", "line-g", "--etag", strings.Trim(etag, `"`)); code != exitOK {
+		t.Errorf("group delete with the etag show printed, without its quotes: exit %d\n%s\n%s", code, out, errOut)
 	}
 
 	// An ID the rule for new records refuses (a special character at an
@@ -401,6 +413,31 @@ func TestDpsRecordCommands(t *testing.T) {
 	} {
 		if code, out, errOut := dps(tt.args...); code != exitUsage || !strings.Contains(errOut, tt.want) {
 			t.Errorf("dps %s: exit %d, want %d saying %q\n%s\n%s", strings.Join(tt.args, " "), code, exitUsage, tt.want, out, errOut)
+		}
+	}
+}
+
+// TestDpsETagQuotes: --etag as the delete commands send it: an
+// enrollment's or a group's etag in quotes, put back when a shell took
+// them; a registration state's (base64) as given.
+func TestDpsETagQuotes(t *testing.T) {
+	for _, tt := range []struct {
+		k        recordKind
+		in, want string
+	}{
+		{kindEnrollment, `"abc"`, `"abc"`},
+		{kindEnrollment, `abc`, `"abc"`},
+		{kindGroup, `abc`, `"abc"`},
+		{kindGroup, ` "abc" `, `"abc"`},
+		{kindGroup, `"abc`, `"abc"`},
+		{kindEnrollment, `*`, `*`},
+		{kindEnrollment, `W/"abc"`, `W/"abc"`},
+		{kindEnrollment, ``, ``},
+		{kindRegistration, `IjEyMyI=`, `IjEyMyI=`},
+		{kindRegistration, `"abc"`, `"abc"`},
+	} {
+		if got := tt.k.ifMatch(tt.in); got != tt.want {
+			t.Errorf("%s ifMatch(%q) = %q, want %q", tt.k.noun, tt.in, got, tt.want)
 		}
 	}
 }
