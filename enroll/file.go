@@ -95,8 +95,9 @@ var csvColumns = []string{
 	ColAllocationPolicy,
 }
 
-// Allocation policies (IndividualEnrollment.allocationPolicy).
-var allocationPolicies = []string{"hashed", "geoLatency", "static", "custom"}
+// Allocation policies (IndividualEnrollment.allocationPolicy), whose case
+// a CSV may get wrong: validAllocation checks them.
+var allocationPolicies = []string{AllocationHashed, AllocationGeoLatency, AllocationStatic, AllocationCustom}
 
 var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
 
@@ -337,12 +338,8 @@ func checkEnrollment(e *Enrollment) []fieldErr {
 	if err := validStatus(e.ProvisioningStatus); err != nil {
 		errs = append(errs, fieldErr{ColProvisioningStatus, errors.New(strings.TrimPrefix(err.Error(), "provisioningStatus "))})
 	}
-	switch p := e.AllocationPolicy; {
-	case p == "":
-	case !contains(allocationPolicies, p):
-		errs = append(errs, fieldErr{ColAllocationPolicy, fmt.Errorf("%q: want one of %s", p, strings.Join(allocationPolicies, ", "))})
-	case p == "custom" && (e.CustomAllocationDefinition == nil || e.CustomAllocationDefinition.WebhookURL == ""):
-		errs = append(errs, fieldErr{ColAllocationPolicy, errors.New("custom allocation needs customAllocationDefinition.webhookUrl")})
+	if err := validAllocation(e.AllocationPolicy, e.CustomAllocationDefinition); err != nil {
+		errs = append(errs, fieldErr{ColAllocationPolicy, err})
 	}
 	if len(errs) == 0 {
 		if err := e.Validate(); err != nil {
@@ -364,15 +361,6 @@ func checkRegistrationID(id, typ string) error {
 		err = fmt.Errorf("%w (an X.509 registration ID is the certificate's CN)", err)
 	}
 	return err
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // readJSON reads a JSON array of enrollments, one item at a time.
@@ -695,7 +683,7 @@ func (fr *fileReader) csvRow(line int, cells map[string]string) (Enrollment, boo
 				e.AllocationPolicy = known
 			}
 		}
-		if e.AllocationPolicy == "custom" {
+		if e.AllocationPolicy == AllocationCustom {
 			bad(ColAllocationPolicy, "custom allocation needs a webhook (customAllocationDefinition), which a CSV cannot hold; use a JSON file")
 		}
 	}

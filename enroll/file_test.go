@@ -302,7 +302,9 @@ func TestReadFileErrors(t *testing.T) {
   {"registrationId":"board-2","attestation":{"type":"tpm"}},
   {"registrationId":"` + long + `","attestation":{"type":"x509","x509":{"clientCertificates":{"primary":{"certificate":` + string(mustJSON(t, certPEM)) + `}}}}},
   {"registrationId":"Board-1","attestation":{"type":"symmetricKey"},"provisioningStatus":"paused"},
-  {"registrationId":"board-5","attestation":{"type":"symmetricKey"},"allocationPolicy":"custom"}
+  {"registrationId":"board-5","attestation":{"type":"symmetricKey"},"allocationPolicy":"custom"},
+  {"registrationId":"board-6","attestation":{"type":"symmetricKey"},"allocationPolicy":"custom","customAllocationDefinition":{"webhookUrl":"https://alloc.example/api"}},
+  {"registrationId":"board-7","attestation":{"type":"symmetricKey"},"allocationPolicy":"Hashed"}
 ]`,
 			[]wantErr{
 				{2, "", "endorsementKey is missing"},
@@ -310,6 +312,11 @@ func TestReadFileErrors(t *testing.T) {
 				{4, "registrationId", `"Board-1" is also on item 1`},
 				{4, "provisioningStatus", `"paused"`},
 				{5, "allocationPolicy", "webhookUrl"},
+				// Validate's rule, on its column: a webhook needs its
+				// apiVersion, and a policy is spelled as the
+				// specification spells it.
+				{6, "allocationPolicy", "apiVersion"},
+				{7, "allocationPolicy", `"Hashed"`},
 			}},
 	}
 	for _, tt := range tests {
