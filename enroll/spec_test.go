@@ -325,3 +325,16 @@ func TestClientBulkGroups(t *testing.T) {
 		}
 	}
 }
+
+// TestBulkFailed: a bulk item failed unless its code is a 2xx status,
+// for enrollments and groups alike.
+func TestBulkFailed(t *testing.T) {
+	for code, failed := range map[int]bool{0: true, 200: false, 204: false, 299: false, 300: true, 409: true, enroll.CodeConflict: true, 400004: true} {
+		if got := (enroll.BulkError{ErrorCode: code}).Failed(); got != failed {
+			t.Errorf("BulkError{%d}.Failed() = %v, want %v", code, got, failed)
+		}
+		if got := (enroll.BulkGroupError{ErrorCode: code}).Failed(); got != failed {
+			t.Errorf("BulkGroupError{%d}.Failed() = %v, want %v", code, got, failed)
+		}
+	}
+}

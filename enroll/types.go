@@ -231,7 +231,11 @@ type BulkError struct {
 }
 
 // Failed reports whether the item failed.
-func (e BulkError) Failed() bool { return e.ErrorCode >= 300 || e.ErrorCode < 100 }
+func (e BulkError) Failed() bool { return bulkFailed(e.ErrorCode) }
+
+// bulkFailed reports whether a bulk item with errorCode code failed: any
+// code but a 2xx status (a 3-digit one; some services list successes).
+func bulkFailed(code int) bool { return code >= 300 || code < 100 }
 
 // Status is the HTTP status the item's 6-digit DPS error code starts
 // with (409201 → 409), or the code itself when it is already 3 digits.
@@ -264,8 +268,8 @@ type BulkGroupError struct {
 	ErrorStatus       string `json:"errorStatus"`
 }
 
-// Failed reports whether the group's item failed.
-func (e BulkGroupError) Failed() bool { return e.ErrorCode >= 300 || e.ErrorCode < 100 }
+// Failed reports whether the group's item failed, as BulkError.Failed.
+func (e BulkGroupError) Failed() bool { return bulkFailed(e.ErrorCode) }
 
 // QuerySpecification is the body of a query.
 type QuerySpecification struct {
