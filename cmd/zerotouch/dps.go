@@ -139,9 +139,9 @@ func (k recordKind) ifMatch(etag string) string {
 	return `"` + strings.Trim(etag, `"`) + `"`
 }
 
-// dpsRecordError words a DPS error of a command on one record, with its
-// exit code: what no retry can mend exits 3, the rest 1. A stale etag
-// says what happened and what to do.
+// dpsRecordError words a DPS error of a dps command on one record (or
+// its list, id "query"), with its exit code: what no retry can mend
+// exits 3, the rest 1. A stale etag says what happened and what to do.
 func dpsRecordError(s dpsSettings, k recordKind, id, etag string, err error) error {
 	if a := s.advice(err); a != "" {
 		return setupError{fmt.Errorf("%s %s: %s: %w", k.noun, id, a, err)}
@@ -156,8 +156,9 @@ func dpsRecordError(s dpsSettings, k recordKind, id, etag string, err error) err
 	return fmt.Errorf("DPS %s: %s %s: %w", s.host, k.noun, id, err)
 }
 
-// recordIDCmd is a command on one DPS record named by its ID: run gets
-// the ID checked, a client for DPS, and the settings to name in an error.
+// recordIDCmd is a command on one DPS record (an enrollment, a group, a
+// registration) named by its ID: run gets the ID checked, a client for
+// DPS, and the settings to name in an error.
 func recordIDCmd(g *globals, use, short string, k recordKind, f *dpsFlags, run func(ctx context.Context, client *enroll.Client, s dpsSettings, id string) error) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   use,
@@ -566,7 +567,7 @@ func runGroupCreate(ctx context.Context, g *globals, f *groupCreateFlags) error 
 	}
 	created, err := station.EnsureGroup(ctx, client, lg, cred, g.log)
 	if err != nil {
-		return dpsGroupError(f.dps.settings(client.HostName()), f.id, err)
+		return dpsRecordError(f.dps.settings(client.HostName()), kindGroup, f.id, "", err)
 	}
 	res := groupResult{ID: f.id, Attestation: lg.Attestation, DPS: client.HostName(), Outcome: "exists"}
 	if created {
@@ -612,19 +613,7 @@ func groupKeyFile(g *globals, file string) (key []byte, made bool, err error) {
 	return key, false, nil
 }
 
-// dpsGroupError words a DPS error of a group command, with its exit
-// code: what no retry can mend exits 3, the rest 1.
-func dpsGroupError(s dpsSettings, id string, err error) error {
-	if a := s.advice(err); a != "" {
-		return setupError{fmt.Errorf("enrollment group %s: %s: %w", id, a, err)}
-	}
-	if errors.Is(err, enroll.ErrNotFound) {
-		return fmt.Errorf("DPS %s has no enrollment group %s: %w", s.host, id, err)
-	}
-	return fmt.Errorf("DPS %s: enrollment group %s: %w", s.host, id, err)
-}
-
-// groupClient is the DPS client of a group command, from its flags.
+// groupClient is the DPS client of a dps command, from its flags.
 func groupClient(g *globals, f *dpsFlags) (*enroll.Client, error) {
 	dcfg, err := f.config(g)
 	if err != nil {
@@ -637,43 +626,13 @@ func groupClient(g *globals, f *dpsFlags) (*enroll.Client, error) {
 	return c, nil
 }
 
-func checkGroupArg(id string) error {
-	if err := regid.Group.CheckExisting(id); err != nil {
-		return usageError{err}
-	}
-	return nil
-}
-
-// groupIDCmd is a command on one enrollment group, named by its ID: run
-// gets the ID checked, a client for DPS, and the settings to name in an
-// error.
-func groupIDCmd(g *globals, use, short string, run func(ctx context.Context, client *enroll.Client, s dpsSettings, id string) error) *cobra.Command {
-	var f dpsFlags
-	cmd := &cobra.Command{
-		Use:   use,
-		Short: short,
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkGroupArg(args[0]); err != nil {
-				return err
-			}
-			client, err := groupClient(g, &f)
-			if err != nil {
-				return err
-			}
-			return run(cmd.Context(), client, f.settings(client.HostName()), args[0])
-		},
-	}
-	f.add(cmd)
-	return cmd
-}
-
 func dpsGroupShowCmd(g *globals) *cobra.Command {
-	return groupIDCmd(g, "show ID", "Show an enrollment group: its attestation, status and certificates (never its keys)",
+	var f dpsFlags
+	return recordIDCmd(g, "show ID", "Show an enrollment group: its attestation, status and certificates (never its keys)", kindGroup, &f,
 		func(ctx context.Context, client *enroll.Client, s dpsSettings, id string) error {
 			eg, err := client.GetGroup(ctx, id)
 			if err != nil {
-				return dpsGroupError(s, id, err)
+				return dpsRecordError(s, kindGroup, id, "", err)
 			}
 			v := viewGroup(eg)
 			if g.json {
@@ -718,18 +677,12 @@ func dpsGroupListCmd(g *globals) *cobra.Command {
 			var vs []groupView
 			for eg, err := range client.Groups(cmd.Context(), 0) {
 				if err != nil {
-					return dpsGroupError(f.settings(client.HostName()), "query", err)
+					return dpsRecordError(f.settings(client.HostName()), kindGroup, "query", "", err)
 				}
 				vs = append(vs, viewGroup(eg))
 			}
 			if g.json {
-				enc := json.NewEncoder(g.stdout)
-				for _, v := range vs {
-					if err := enc.Encode(v); err != nil {
-						return err
-					}
-				}
-				return nil
+				return encodeLines(g, vs)
 			}
 			if len(vs) == 0 {
 				fmt.Fprintf(g.stderr, "DPS %s has no enrollment groups\n", client.HostName())
@@ -752,15 +705,13 @@ func dpsGroupListCmd(g *globals) *cobra.Command {
 }
 
 func dpsGroupDeleteCmd(g *globals) *cobra.Command {
+	var f dpsFlags
 	var etag string
-	cmd := groupIDCmd(g, "delete ID [--etag ETAG]", "Delete an enrollment group from DPS (its boards can then no longer register)",
+	cmd := recordIDCmd(g, "delete ID [--etag ETAG]", "Delete an enrollment group from DPS (its boards can then no longer register)", kindGroup, &f,
 		func(ctx context.Context, client *enroll.Client, s dpsSettings, id string) error {
 			etag := kindGroup.ifMatch(etag)
 			if err := client.DeleteGroup(ctx, id, etag); err != nil {
-				if errors.Is(err, enroll.ErrPrecondition) {
-					return dpsRecordError(s, kindGroup, id, etag, err)
-				}
-				return dpsGroupError(s, id, err)
+				return dpsRecordError(s, kindGroup, id, etag, err)
 			}
 			if g.json {
 				return json.NewEncoder(g.stdout).Encode(groupResult{ID: id, DPS: client.HostName(), Outcome: "deleted"})
