@@ -29,11 +29,11 @@ func TestDemoPostgres(t *testing.T) {
 	if code != exitOK || json.Unmarshal([]byte(out), &rep) != nil {
 		t.Fatalf("records stats: exit %d, %q, %s", code, out, errOut)
 	}
-	if rep.Passed != 7 || rep.Failed != 0 || len(rep.Rows) != 4 || rep.Queue["uploaded"] != 5 {
-		t.Errorf("records stats = %+v, want 7 passed over the demo's 4 lines, 5 enrollments uploaded", rep)
+	if rep.Passed != 8 || rep.Failed != 0 || len(rep.Rows) != 5 || rep.Queue["uploaded"] != 5 {
+		t.Errorf("records stats = %+v, want 8 passed over the demo's 5 lines, 5 enrollments uploaded", rep)
 	}
 	code, out, _ = run(t, "records", "list", "--db", db, "--json")
-	if code != exitOK || strings.Count(out, "\n") != 7 {
+	if code != exitOK || strings.Count(out, "\n") != 8 {
 		t.Errorf("records list: exit %d, %d lines, want the 8 boards:\n%s", code, strings.Count(out, "\n"), out)
 	}
 }
