@@ -6,14 +6,12 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
-	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"zerotouch/enroll"
+	"zerotouch/enroll/device"
 	"zerotouch/enroll/emulator"
 	"zerotouch/internal/regid"
 )
@@ -203,35 +201,10 @@ func register(t *testing.T, srv *emulator.Server, id string, key []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: time.Minute}
-	auth := enroll.SASToken(srv.IDScope+"/registrations/"+id, "registration", key, time.Now().Add(time.Hour))
-	var op struct {
-		OperationID string `json:"operationId"`
-		Status      string `json:"status"`
-	}
-	send := func(method, path, body string) {
-		t.Helper()
-		req, err := http.NewRequest(method, srv.URL+"/"+srv.IDScope+"/registrations/"+id+path+"?api-version=2021-06-01", strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Authorization", auth)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := hc.Do(req)
-		if err != nil {
-			t.Fatalf("register %s: %v", id, err)
-		}
-		defer resp.Body.Close()
-		if err := json.NewDecoder(resp.Body).Decode(&op); err != nil || resp.StatusCode >= 300 {
-			t.Fatalf("register %s: %s %s: %d, %v", id, method, path, resp.StatusCode, err)
-		}
-	}
-	send(http.MethodPut, "/register", `{"registrationId":"`+id+`"}`)
-	for i := 0; op.Status != "assigned"; i++ {
-		if i == 20 || op.Status == "failed" || op.Status == "disabled" {
-			t.Fatalf("register %s: status %q", id, op.Status)
-		}
-		send(http.MethodGet, "/operations/"+op.OperationID, "")
+	res, err := device.Register(t.Context(), device.Config{GlobalEndpoint: srv.URL, IDScope: srv.IDScope, RegistrationID: id,
+		SymmetricKey: key, TLS: &tls.Config{RootCAs: pool}})
+	if err != nil || res.Status != "assigned" {
+		t.Fatalf("register %s: %+v, %v; want assigned", id, res, err)
 	}
 }
 
