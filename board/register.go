@@ -54,21 +54,29 @@ func handleRegister(b *Board, _ []byte) (any, func(), error) {
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), registerTimeout)
-		defer cancel()
-		go func() {
-			select {
-			case <-b.stop:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
-		r := b.Register(ctx)
-		b.mu.Lock()
-		b.reg = r
-		b.mu.Unlock()
+		b.registerAndKeep()
 	}()
 	return map[string]any{}, nil, nil
+}
+
+// registerAndKeep registers as Register does, giving up when the board
+// stops or registerTimeout has passed, and keeps the outcome for the
+// station's registration command.
+func (b *Board) registerAndKeep() flasher.Registration {
+	ctx, cancel := context.WithTimeout(context.Background(), registerTimeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-b.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	r := b.Register(ctx)
+	b.mu.Lock()
+	b.reg = r
+	b.mu.Unlock()
+	return r
 }
 
 // handleRegistration reports the last registration.

@@ -1,7 +1,6 @@
 package board
 
 import (
-	"context"
 	"crypto"
 	"crypto/x509"
 	"encoding/json"
@@ -64,20 +63,7 @@ func (b *Board) bootRegister() {
 	b.mu.Lock()
 	b.st.ConfigPath = b.cfg.ConfigPath
 	b.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), registerTimeout)
-	defer cancel()
-	go func() {
-		select {
-		case <-b.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	r := b.Register(ctx)
-	b.mu.Lock()
-	b.reg = r
-	b.mu.Unlock()
-	b.writeRegistration(r)
+	b.writeRegistration(b.registerAndKeep())
 }
 
 // writeRegistration writes r to Config.RegistrationPath, as the firmware
