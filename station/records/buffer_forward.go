@@ -472,8 +472,9 @@ func (b *Buffered) applyBoard(ctx context.Context, tx pgx.Tx, now time.Time, rec
 			at = &t
 		}
 		if _, err := tx.Exec(ctx, `UPDATE records SET registration_state = $1, assigned_hub = $2, registered_at = $3,
-			registration_error = $4, device_id = CASE WHEN device_id = '' THEN $5 ELSE device_id END WHERE serial = $6`,
-			reg.State, reg.AssignedHub, at, reg.Error, reg.DeviceID, rec.Serial); err != nil {
+			registration_error = $4, device_id = CASE WHEN device_id = '' THEN $5 ELSE device_id END,
+			issued_chain = $7 WHERE serial = $6`,
+			reg.State, reg.AssignedHub, at, reg.Error, reg.DeviceID, rec.Serial, reg.IssuedChain); err != nil {
 			return nil, fmt.Errorf("record its registration: %w", err)
 		}
 	}
@@ -560,8 +561,9 @@ func (b *Buffered) forwardRegistration(ctx context.Context, p pendingRegistratio
 				at = &t
 			}
 			if _, err := tx.Exec(ctx, `UPDATE records SET registration_state = $1, assigned_hub = $2, registered_at = $3,
-				registration_error = $4, device_id = CASE WHEN device_id = '' THEN $5 ELSE device_id END, updated_at = $6 WHERE id = $7`,
-				p.reg.State, p.reg.AssignedHub, at, p.reg.Error, p.reg.DeviceID, now, id); err != nil {
+				registration_error = $4, device_id = CASE WHEN device_id = '' THEN $5 ELSE device_id END, updated_at = $6,
+				issued_chain = $8 WHERE id = $7`,
+				p.reg.State, p.reg.AssignedHub, at, p.reg.Error, p.reg.DeviceID, now, id, p.reg.IssuedChain); err != nil {
 				return fmt.Errorf("record its registration: %w", err)
 			}
 			if err := pgAudit(ctx, tx, now, id, p.serial, EventRegistration, p.reg.State+" (in the station's buffer while the factory database was offline)", p.operator); err != nil {

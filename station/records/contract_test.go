@@ -802,3 +802,38 @@ func TestContractMigrationsFromEachSQLiteVersion(t *testing.T) {
 		})
 	}
 }
+
+// The chain DPS issued at a board's registration is kept with the
+// registration on each adapter, and a new run of the board clears it
+// with the registration's other columns.
+func TestContractIssuedChain(t *testing.T) {
+	const chain = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+	forEachAdapter(t, func(t *testing.T, a *adapter) {
+		ctx := context.Background()
+		s := a.open(t)
+		csave(t, s, tpmRecord("SN-1", 1))
+		reg := records.Registration{State: "assigned", AssignedHub: "hub", DeviceID: "dev-1", IssuedChain: chain,
+			At: time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC)}
+		if err := s.SetRegistration(ctx, "SN-1", reg, "ana"); err != nil {
+			t.Fatalf("SetRegistration: %v", err)
+		}
+		got, err := s.Get(ctx, "SN-1")
+		if err != nil {
+			t.Fatalf("Get: %v", err)
+		}
+		if got.Registration == nil || got.Registration.IssuedChain != chain {
+			t.Errorf("Get(SN-1).Registration = %+v, want the issued chain %q", got.Registration, chain)
+		}
+		csave(t, s, tpmRecord("SN-1", 1))
+		if got, err := s.Get(ctx, "SN-1"); err != nil || got.Registration != nil {
+			t.Errorf("Get(SN-1) after a new run = %+v, %v; want no registration", got.Registration, err)
+		}
+		csave(t, s, tpmRecord("SN-2", 2))
+		if err := s.SetRegistration(ctx, "SN-2", records.Registration{State: "assigned"}, "ana"); err != nil {
+			t.Fatalf("SetRegistration(no chain): %v", err)
+		}
+		if got, err := s.Get(ctx, "SN-2"); err != nil || got.Registration == nil || got.Registration.IssuedChain != "" {
+			t.Errorf("Get(SN-2).Registration = %+v, %v; want no issued chain", got.Registration, err)
+		}
+	})
+}

@@ -358,7 +358,8 @@ const pgRecordColumns = `id, serial, model, hw, firmware, attestation, coalesce(
 	ek_public, ek_certificate, ek_cert_status, ek_fingerprint, certificate_chain, cert_serial, cert_not_after,
 	config_sha256, config_path, station, line, slot, operator, work_order, result, previous_result, message,
 	enrollment, upload_state, upload_error, etag, generation, created_at, updated_at,
-	registration_state, assigned_hub, registered_at, registration_error, coalesce(cause, ''), coalesce(failed_step, '')`
+	registration_state, assigned_hub, registered_at, registration_error, coalesce(cause, ''), coalesce(failed_step, ''),
+	issued_chain`
 
 // pgScanRecord reads one row of pgRecordColumns.
 func pgScanRecord(sc pgx.Row) (*row, error) {
@@ -372,7 +373,8 @@ func pgScanRecord(sc pgx.Row) (*row, error) {
 		&r.EKPublic, &r.EKCertificate, &r.EKCertStatus, &r.EKFingerprint, &r.CertificateChain, &r.CertSerial, &notAfter,
 		&cfg, &r.ConfigPath, &r.Station, &r.Line, &r.Slot, &r.Operator, &r.WorkOrder, &r.Result, &r.PreviousResult, &r.Message,
 		&enr, &state, &r.UploadError, &r.ETag, &r.generation, &r.CreatedAt, &r.UpdatedAt,
-		&reg.State, &reg.AssignedHub, &registeredAt, &reg.Error, &r.Cause, &r.FailedStep)
+		&reg.State, &reg.AssignedHub, &registeredAt, &reg.Error, &r.Cause, &r.FailedStep,
+		&reg.IssuedChain)
 	if err != nil {
 		return nil, err
 	}

@@ -183,7 +183,8 @@ func pgUpsert(ctx context.Context, tx pgx.Tx, now time.Time, r *Record, body str
 			registration_state = CASE WHEN $34 THEN '' ELSE registration_state END,
 			assigned_hub = CASE WHEN $34 THEN '' ELSE assigned_hub END,
 			registered_at = CASE WHEN $34 THEN NULL ELSE registered_at END,
-			registration_error = CASE WHEN $34 THEN '' ELSE registration_error END WHERE id = $35`,
+			registration_error = CASE WHEN $34 THEN '' ELSE registration_error END,
+			issued_chain = CASE WHEN $34 THEN '' ELSE issued_chain END WHERE id = $35`,
 			append(args, p.regIDChanged, p.mayBeInDPS, newRun, id)...)
 		if err != nil {
 			return p.res, fmt.Errorf("update: %w", err)
@@ -317,8 +318,9 @@ func (s *PGStore) SetRegistration(ctx context.Context, serial string, reg Regist
 		}
 		now := s.clock()
 		if _, err := tx.Exec(ctx, `UPDATE records SET registration_state = $1, assigned_hub = $2, registered_at = $3,
-			registration_error = $4, device_id = CASE WHEN device_id = '' THEN $5 ELSE device_id END, updated_at = $6 WHERE id = $7`,
-			reg.State, reg.AssignedHub, at, reg.Error, reg.DeviceID, now, id); err != nil {
+			registration_error = $4, device_id = CASE WHEN device_id = '' THEN $5 ELSE device_id END, updated_at = $6,
+			issued_chain = $8 WHERE id = $7`,
+			reg.State, reg.AssignedHub, at, reg.Error, reg.DeviceID, now, id, reg.IssuedChain); err != nil {
 			return fmt.Errorf("records: registration of %s: %w", serial, err)
 		}
 		detail := reg.State

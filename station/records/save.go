@@ -447,8 +447,9 @@ func upsert(ctx context.Context, tx *wtx, now string, r *Record, body string, ol
 			registration_state = CASE WHEN ? THEN '' ELSE registration_state END,
 			assigned_hub = CASE WHEN ? THEN '' ELSE assigned_hub END,
 			registered_at = CASE WHEN ? THEN NULL ELSE registered_at END,
-			registration_error = CASE WHEN ? THEN '' ELSE registration_error END WHERE id = ?`,
-			append(args, regIDChanged, mayBeInDPS, newRun, newRun, newRun, newRun, id)...)
+			registration_error = CASE WHEN ? THEN '' ELSE registration_error END,
+			issued_chain = CASE WHEN ? THEN '' ELSE issued_chain END WHERE id = ?`,
+			append(args, regIDChanged, mayBeInDPS, newRun, newRun, newRun, newRun, newRun, id)...)
 		if err != nil {
 			return res, fmt.Errorf("update: %w", err)
 		}
@@ -511,8 +512,9 @@ func (s *Store) SetRegistration(ctx context.Context, serial string, reg Registra
 		}
 		now := formatTime(s.now())
 		if _, err := tx.ExecContext(ctx, `UPDATE records SET registration_state = ?, assigned_hub = ?, registered_at = ?,
-			registration_error = ?, device_id = CASE WHEN device_id = '' THEN ? ELSE device_id END, updated_at = ? WHERE id = ?`,
-			reg.State, reg.AssignedHub, at, reg.Error, reg.DeviceID, now, id); err != nil {
+			registration_error = ?, device_id = CASE WHEN device_id = '' THEN ? ELSE device_id END, updated_at = ?,
+			issued_chain = ? WHERE id = ?`,
+			reg.State, reg.AssignedHub, at, reg.Error, reg.DeviceID, now, reg.IssuedChain, id); err != nil {
 			return fmt.Errorf("records: registration of %s: %w", serial, err)
 		}
 		detail := reg.State

@@ -255,6 +255,10 @@ type Registration struct {
 	DeviceID    string    `json:"deviceId,omitempty"`
 	Error       string    `json:"error,omitempty"` // DPS's refusal, or why the board could not ask
 	At          time.Time `json:"at"`
+	// IssuedChain is the operational certificate chain DPS issued at
+	// this registration (PEM, device certificate first, root last), on a
+	// line with operational_certificate; "" otherwise.
+	IssuedChain string `json:"issuedCertificateChain,omitempty"`
 }
 
 // AuditEntry is one row of the audit log.
