@@ -37,6 +37,11 @@ type Data struct {
 	Serial           string            // board serial number, from the board
 	Model            string            // board model, from the board
 	Custom           map[string]string // line-specific extra fields
+	// OperationalCertificatePath, when set, asks the board for an
+	// operational certificate from DPS at its first registration: the
+	// file on the board it writes the issued chain to (PEM). Only the
+	// json template carries it; empty: no request.
+	OperationalCertificatePath string
 }
 
 // Validate reports the first field that the attestation needs and that is

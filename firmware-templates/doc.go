@@ -8,8 +8,11 @@
 //
 //   - json: one JSON document: provisioning.{globalEndpoint, idScope,
 //     registrationId, deviceId, attestation.{type, certificateChain,
-//     certificatePath, keyUri, symmetricKey}}, device.{serial, model} and
-//     custom (an object of the Custom fields).
+//     certificatePath, keyUri, symmetricKey}, operationalCertificate},
+//     device.{serial, model} and custom (an object of the Custom fields).
+//     operationalCertificate, {"issuer": "dps", "path": ...}, appears when
+//     OperationalCertificatePath is set: the board sends a CSR at its
+//     registration and writes the chain DPS issues to path.
 //   - aziot-toml: the [provisioning] section of the Azure IoT Identity
 //     Service's /etc/aziot/config.toml for DPS (source = "dps",
 //     global_endpoint as an https URL, id_scope, and
@@ -69,6 +72,10 @@
 //     one as .Custom.NAME (the render fails if the line lacks it, as
 //     missingkey=error has it) or index .Custom "NAME" (empty if absent);
 //     range over them in name order with range $name, $value := .Custom.
+//   - .OperationalCertificatePath: optional: when set, the board asks DPS
+//     for its operational certificate at its first registration
+//     (api-version 2026-04-01) and writes the issued chain (PEM) to this
+//     file. The json template carries it; the others leave it out.
 //
 // Render refuses a Data whose required fields are empty or invalid (a
 // GlobalEndpoint with a scheme or path, a CertificateChain that is not PEM

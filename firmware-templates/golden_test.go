@@ -1,6 +1,7 @@
 package fwtemplates
 
 import (
+	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
@@ -52,6 +53,46 @@ func TestBuiltinsPassCheck(t *testing.T) {
 		}
 		if err := tmpl.Check(); err != nil {
 			t.Errorf("Builtin(%q).Check() = %v", name, err)
+		}
+	}
+}
+
+// TestJSONOperationalCertificate: the json template asks for an
+// operational certificate only when the data names its file, and the
+// request is what the board reads (provisioning.operationalCertificate).
+func TestJSONOperationalCertificate(t *testing.T) {
+	tmpl, err := Builtin("json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, att := range Attestations() {
+		d := SampleData(att)
+		plain, err := tmpl.Render(d)
+		if err != nil {
+			t.Fatalf("Render(%s) = %v", att, err)
+		}
+		d.OperationalCertificatePath = "/lfs/zerotouch/\"op\".pem"
+		got, err := tmpl.Render(d)
+		if err != nil {
+			t.Fatalf("Render(%s, operational certificate) = %v", att, err)
+		}
+		var doc struct {
+			Provisioning struct {
+				OperationalCertificate *struct {
+					Issuer string `json:"issuer"`
+					Path   string `json:"path"`
+				} `json:"operationalCertificate"`
+			} `json:"provisioning"`
+		}
+		if err := json.Unmarshal(plain, &doc); err != nil || doc.Provisioning.OperationalCertificate != nil {
+			t.Errorf("Render(%s) without a path: operationalCertificate = %+v, %v; want none", att, doc.Provisioning.OperationalCertificate, err)
+		}
+		if err := json.Unmarshal(got, &doc); err != nil {
+			t.Fatalf("Render(%s) = %s: %v", att, got, err)
+		}
+		oc := doc.Provisioning.OperationalCertificate
+		if oc == nil || oc.Issuer != "dps" || oc.Path != d.OperationalCertificatePath {
+			t.Errorf("Render(%s).provisioning.operationalCertificate = %+v, want issuer dps, path %q", att, oc, d.OperationalCertificatePath)
 		}
 	}
 }
