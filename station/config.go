@@ -152,6 +152,10 @@ type Config struct {
 	// Board is what the line's boards run: their profile and, for stock
 	// boards, where their serial numbers come from.
 	Board BoardConfig `yaml:"board"`
+	// OperationalCertificate, when set, has each board get its
+	// operational certificate from DPS at its first registration, under
+	// a credential policy (api-version 2026-04-01); nil: none.
+	OperationalCertificate *OperationalCertificateConfig `yaml:"operational_certificate"`
 }
 
 // BoardConfig says what firmware the line's boards run.
@@ -372,6 +376,12 @@ func (c *Config) defaults() {
 	if c.Board.Serial.Digits == 0 {
 		c.Board.Serial.Digits = DefaultSerialDigits
 	}
+	if oc := c.OperationalCertificate; oc != nil && oc.Path == "" {
+		oc.Path = DefaultOperationalCertificatePath
+		if c.Board.Profile == ProfileStock {
+			oc.Path = flasher.StockMount + "/operational.pem"
+		}
+	}
 	if c.Board.Profile == ProfileStock {
 		if c.Template.Path == "" {
 			c.Template.Path = flasher.StockConfigPath
@@ -561,7 +571,7 @@ func (c *Config) Validate() error {
 			return bad("gui.supervisor_password_hash", "not a bcrypt hash (%v): make one with zerotouch gui --hash-password", err)
 		}
 	}
-	return nil
+	return c.validateOperationalCertificate()
 }
 
 // needsGroup names, for each mode a stock board cannot be provisioned in,
@@ -645,6 +655,9 @@ type LineGroup struct {
 	Attestation string
 	// Create: the station creates the group at start when DPS lacks it.
 	Create bool
+	// CredentialPolicy is the credential policy the group names
+	// (operational_certificate.credential_policy); "" for none.
+	CredentialPolicy string
 	// Setting is the configuration key that names the group
 	// ("symmetric_key.group_id" or "ca.group_id"), and CreateSetting the
 	// one that says whether to create it, for messages.
@@ -657,15 +670,19 @@ type LineGroup struct {
 func (c *Config) EnrollmentGroup() (g LineGroup, ok bool) {
 	switch c.Attestation {
 	case ModeSymmetricKey:
-		return LineGroup{ID: c.Group.GroupID, Attestation: enroll.AttestationSymmetricKey, Create: boolOr(c.Group.CreateGroup, true),
-			Setting: "symmetric_key.group_id", CreateSetting: "symmetric_key.create_group"}, true
+		g = LineGroup{ID: c.Group.GroupID, Attestation: enroll.AttestationSymmetricKey, Create: boolOr(c.Group.CreateGroup, true),
+			Setting: "symmetric_key.group_id", CreateSetting: "symmetric_key.create_group"}
 	case ModeX509TPM, ModeX509Keygen, ModeX509StationKey:
-		if c.CA.GroupID != "" {
-			return LineGroup{ID: c.CA.GroupID, Attestation: enroll.AttestationX509, Create: boolOr(c.CA.CreateGroup, true),
-				Setting: "ca.group_id", CreateSetting: "ca.create_group"}, true
+		if c.CA.GroupID == "" {
+			return LineGroup{}, false
 		}
+		g = LineGroup{ID: c.CA.GroupID, Attestation: enroll.AttestationX509, Create: boolOr(c.CA.CreateGroup, true),
+			Setting: "ca.group_id", CreateSetting: "ca.create_group"}
+	default:
+		return LineGroup{}, false
 	}
-	return LineGroup{}, false
+	g.CredentialPolicy = c.CredentialPolicy()
+	return g, true
 }
 
 func ptrTo[T any](v T) *T { return &v }

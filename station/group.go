@@ -59,7 +59,8 @@ const GroupKeyBytes = 64
 // secondary is for rolling the key over in DPS), or an X.509 group whose
 // signing certificate is cred.Chain[0].
 func NewGroup(g LineGroup, cred GroupCredential) (*enroll.EnrollmentGroup, error) {
-	eg := &enroll.EnrollmentGroup{EnrollmentGroupID: g.ID, Attestation: enroll.Attestation{Type: g.Attestation}}
+	eg := &enroll.EnrollmentGroup{EnrollmentGroupID: g.ID, Attestation: enroll.Attestation{Type: g.Attestation},
+		CredentialPolicyName: g.CredentialPolicy}
 	switch g.Attestation {
 	case enroll.AttestationSymmetricKey:
 		if len(cred.Key) == 0 {
@@ -138,6 +139,14 @@ func checkGroup(ctx context.Context, svc GroupService, g LineGroup, cred GroupCr
 	}
 	if have.ProvisioningStatus == "disabled" {
 		return fmt.Errorf("%w: group %s is disabled, so DPS would refuse every board: enable it in DPS", ErrGroupMismatch, g.ID)
+	}
+	if g.CredentialPolicy != "" && !strings.EqualFold(have.CredentialPolicyName, g.CredentialPolicy) {
+		held := "no credential policy"
+		if have.CredentialPolicyName != "" {
+			held = "credential policy " + have.CredentialPolicyName
+		}
+		return fmt.Errorf("%w: group %s names %s, and this line's boards get their certificates under %s (operational_certificate.credential_policy): set the policy on the group in DPS, or name another group in %s",
+			ErrGroupMismatch, g.ID, held, g.CredentialPolicy, g.Setting)
 	}
 	switch g.Attestation {
 	case enroll.AttestationSymmetricKey:

@@ -144,8 +144,13 @@ type Deps struct {
 	Issuer   ca.Issuer    // X.509 modes
 	GroupKey []byte       // symmetric-key mode: the group's primary key, decoded
 	Vendors  *tpm.Vendors // TPM vendor roots, when configured
-	Firmware []byte       // the production image, when configured
-	Events   func(Event)  // called from the slots' goroutines; must not block
+	// IssuerRoots are the roots the chains DPS issues must verify to
+	// (operational_certificate.roots); nil: New reads them from the
+	// configuration (ReadIssuerRoots), and without roots there a chain
+	// must verify to the root it ends in.
+	IssuerRoots *x509.CertPool
+	Firmware    []byte      // the production image, when configured
+	Events      func(Event) // called from the slots' goroutines; must not block
 	// Enrolled, with verify_registration, waits until the board's
 	// individual enrollment is in DPS: the board cannot register before.
 	// Nil: the station does not wait.
@@ -229,6 +234,13 @@ func New(cfg *Config, deps Deps) (*Station, error) {
 	}
 	if err := CheckTemplate(cfg, deps.Template); err != nil {
 		return nil, err
+	}
+	if deps.IssuerRoots == nil {
+		roots, err := ReadIssuerRoots(cfg)
+		if err != nil {
+			return nil, err
+		}
+		deps.IssuerRoots = roots
 	}
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
@@ -716,7 +728,8 @@ func (r *run) provision(ctx context.Context) (*Result, error) {
 
 	r.begin(StepIdentity)
 	data := fwtemplates.Data{IDScope: cfg.IDScope, GlobalEndpoint: cfg.GlobalEndpoint, Serial: id.Serial, Model: id.Model,
-		Custom: cfg.Template.Custom, CertificatePath: cfg.Template.CertificatePath, KeyURI: cfg.Template.KeyURI}
+		Custom: cfg.Template.Custom, CertificatePath: cfg.Template.CertificatePath, KeyURI: cfg.Template.KeyURI,
+		OperationalCertificatePath: cfg.operationalCertificatePath()}
 	var enr *enroll.Enrollment
 	switch cfg.Attestation {
 	case ModeTPM:
@@ -742,6 +755,7 @@ func (r *run) provision(ctx context.Context) (*Result, error) {
 	data.RegistrationID, data.DeviceID = rec.RegistrationID, rec.DeviceID
 	if enr != nil {
 		enr.DeviceID = rec.DeviceID
+		enr.CredentialPolicyName = cfg.CredentialPolicy()
 		rec.Enrollment = enr
 	}
 
@@ -867,6 +881,12 @@ func (r *run) verifyRegistration(ctx context.Context, c *flasher.Client, rec *re
 		}
 	}
 	r.begin(StepRegister)
+	if p := s.cfg.operationalCertificatePath(); p != "" {
+		// A chain left from an earlier run must not pass for this one.
+		if err := c.FileWrite(vctx, p, nil, false, nil); err != nil {
+			return r.fail(fmt.Sprintf("the board's operational certificate file %s could not be emptied before it registers: reseat the board and press Retry", p), err)
+		}
+	}
 	if err := c.Register(vctx); err != nil {
 		return r.fail("the board would not start registering with DPS: does its firmware support it? Press Retry", err)
 	}
@@ -874,14 +894,21 @@ func (r *run) verifyRegistration(ctx context.Context, c *flasher.Client, rec *re
 	if err != nil {
 		return r.fail("the board did not finish registering with DPS in time: check its network and DPS, then press Retry", err)
 	}
-	return r.registered(ctx, rec, reg)
+	return r.registered(ctx, c, rec, reg)
 }
 
 // registered records how the board's registration ended, and fails the
-// board unless DPS assigned it.
-func (r *run) registered(ctx context.Context, rec *records.Record, reg flasher.Registration) error {
+// board unless DPS assigned it. On a line with operational_certificate,
+// an assigned board's issued chain is read from c, verified and recorded
+// with the registration; a chain that is missing or does not verify
+// fails the board, its registration still recorded.
+func (r *run) registered(ctx context.Context, c *flasher.Client, rec *records.Record, reg flasher.Registration) error {
 	s := r.s
 	rr := records.Registration{State: reg.State, AssignedHub: reg.Hub, DeviceID: reg.DeviceID, Error: reg.Error, At: s.deps.Now()}
+	var chainErr error
+	if reg.State == flasher.RegAssigned && s.cfg.OperationalCertificate != nil {
+		chainErr = r.verifyIssuedChain(ctx, c, rec, &rr)
+	}
 	if err := s.deps.Store.SetRegistration(ctx, rec.Serial, rr, rec.Operator); err != nil {
 		return r.fail("the board's registration could not be recorded: call the line engineer", err)
 	}
@@ -892,7 +919,7 @@ func (r *run) registered(ctx context.Context, rec *records.Record, reg flasher.R
 	rerr := &RegistrationError{reg}
 	switch {
 	case reg.State == flasher.RegAssigned:
-		return nil
+		return chainErr
 	case reg.State == flasher.RegDisabled:
 		return r.fail("DPS answered that this board's enrollment is disabled: set the board aside and call the line engineer", rerr)
 	case reg.Status == http.StatusUnauthorized:

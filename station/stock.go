@@ -296,7 +296,8 @@ func (r *run) provisionStock(ctx context.Context, c *flasher.Client) (*Result, e
 
 	r.begin(StepIdentity)
 	data := fwtemplates.Data{IDScope: cfg.IDScope, GlobalEndpoint: cfg.GlobalEndpoint, Serial: serial, Model: cfg.Board.Model,
-		Custom: cfg.Template.Custom, CertificatePath: cfg.Template.CertificatePath, KeyURI: cfg.Template.KeyURI}
+		Custom: cfg.Template.Custom, CertificatePath: cfg.Template.CertificatePath, KeyURI: cfg.Template.KeyURI,
+		OperationalCertificatePath: cfg.operationalCertificatePath()}
 	var files []*stockFile
 	switch cfg.Attestation {
 	case ModeSymmetricKey:
@@ -313,6 +314,7 @@ func (r *run) provisionStock(ctx context.Context, c *flasher.Client) (*Result, e
 		// The key is written first and its bytes zeroed once written.
 		files = append(files, &stockFile{what: "the device key", path: cfg.Template.KeyPath, data: keyPEM})
 		defer clear(keyPEM)
+		enr.CredentialPolicyName = cfg.CredentialPolicy()
 		rec.Enrollment = enr
 		data.Attestation = enroll.AttestationX509
 		data.CertificateChain = rec.CertificateChain
@@ -664,6 +666,12 @@ func (r *run) verifyStockRegistration(ctx context.Context, c *flasher.Client, re
 	if err := c.FileWrite(vctx, path, nil, false, nil); err != nil {
 		return r.fail(fmt.Sprintf("the board's registration file %s could not be emptied before its restart: reseat the board and press Retry", path), err)
 	}
+	if p := s.cfg.operationalCertificatePath(); p != "" {
+		// A chain left from an earlier run must not pass for this one.
+		if err := c.FileWrite(vctx, p, nil, false, nil); err != nil {
+			return r.fail(fmt.Sprintf("the board's operational certificate file %s could not be emptied before its restart: reseat the board and press Retry", p), err)
+		}
+	}
 	if err := c.Reset(vctx, false); err != nil {
 		return r.fail("the board did not restart after its configuration was written: press Retry", err)
 	}
@@ -687,7 +695,7 @@ func (r *run) verifyStockRegistration(ctx context.Context, c *flasher.Client, re
 				fmt.Errorf("%w: waiting for %s to report the registration (last: %q, %v)", flasher.ErrTimeout, path, reg.State, err))
 		}
 	}
-	return r.registered(ctx, rec, reg)
+	return r.registered(ctx, c, rec, reg)
 }
 
 // another reports whether the stock board on c is not the one that was

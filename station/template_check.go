@@ -83,6 +83,9 @@ func CheckTemplate(cfg *Config, t *fwtemplates.Template) error {
 	if err != nil {
 		return err
 	}
+	if err := checkOperationalTemplate(cfg, t, d); err != nil {
+		return err
+	}
 	err = t.CheckSample(d)
 	if err == nil {
 		return nil
@@ -130,7 +133,8 @@ func pipelineSample(cfg *Config) (fwtemplates.Data, error) {
 	dpsAtt := DPSAttestation(cfg.Attestation)
 	sample := fwtemplates.SampleData(dpsAtt)
 	d := fwtemplates.Data{IDScope: cfg.IDScope, GlobalEndpoint: cfg.GlobalEndpoint, Serial: sampleBoard.Serial, Model: sampleBoard.Model,
-		Custom: cfg.Template.Custom, CertificatePath: cfg.Template.CertificatePath, KeyURI: cfg.Template.KeyURI, Attestation: dpsAtt}
+		Custom: cfg.Template.Custom, CertificatePath: cfg.Template.CertificatePath, KeyURI: cfg.Template.KeyURI, Attestation: dpsAtt,
+		OperationalCertificatePath: cfg.operationalCertificatePath()}
 	bad := func(field string, err error) error {
 		return &ConfigError{Field: field, Msg: fmt.Sprintf("for a board %+v: %v", sampleBoard, err)}
 	}

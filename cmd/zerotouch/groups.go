@@ -109,6 +109,9 @@ func groupCreateCommand(cfg *station.Config, lg station.LineGroup) string {
 	if cfg.DPS.CAFile != "" {
 		cmd += " --ca-file " + cfg.DPS.CAFile
 	}
+	if lg.CredentialPolicy != "" {
+		cmd += " (it leaves out the credential policy " + lg.CredentialPolicy + " the line's group must name: let the station create the group, " + lg.CreateSetting + ": true)"
+	}
 	return cmd
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -225,5 +226,41 @@ func TestRunGroupUnchecked(t *testing.T) {
 	code, out, errOut := run(t, "run", "--config", file, "--once")
 	if code != exitOK || !strings.Contains(errOut, "enrollment group cannot be checked") || !strings.Contains(errOut, "line-sym") {
 		t.Errorf("exit %d, want 0 with a warning naming the group\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+}
+
+// TestRunGroupOperationalCertificate: a symmetric-key line with
+// operational_certificate creates its group naming the credential policy,
+// and its board gets a chain from DPS that the record keeps; a group in
+// DPS without the policy stops the station at start, naming the setting.
+func TestRunGroupOperationalCertificate(t *testing.T) {
+	ctx := context.Background()
+	b := newGroupBed(t)
+	oc := "operational_certificate: {credential_policy: cmd-policy}\n"
+	file, db := b.config(t, "opc", station.ModeSymmetricKey, "", oc)
+	code, out, errOut := run(t, "run", "--config", file, "--once")
+	if code != exitOK || !strings.Contains(errOut, "enrollment group created") {
+		t.Fatalf("run --once: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	g, err := b.client.GetGroup(ctx, "line-sym")
+	if err != nil || g.CredentialPolicyName != "cmd-policy" {
+		t.Fatalf("group line-sym in DPS: %+v, %v; want credential policy cmd-policy", g, err)
+	}
+	registered(t, db, false)
+	code, out, errOut = run(t, "records", "show", "OPC-1", "--db", db, "--json")
+	var shown recordShow
+	if code != exitOK || json.Unmarshal([]byte(out), &shown) != nil || shown.Record == nil || shown.Record.Registration == nil ||
+		!strings.HasPrefix(shown.Record.Registration.IssuedChain, "-----BEGIN CERTIFICATE-----") {
+		t.Errorf("records show OPC-1 --json: exit %d (%s): %s; want the issued chain", code, errOut, out)
+	}
+
+	g.CredentialPolicyName = ""
+	if _, err := b.client.CreateOrUpdateGroup(ctx, g, "*"); err != nil {
+		t.Fatal(err)
+	}
+	file, _ = b.config(t, "opc-again", station.ModeSymmetricKey, "", oc)
+	code, out, errOut = run(t, "run", "--config", file, "--once")
+	if code == exitOK || !strings.Contains(errOut, "operational_certificate.credential_policy") {
+		t.Errorf("run --once with a group without the policy: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
 }

@@ -332,6 +332,12 @@ func printRecord(g *globals, r *records.Record) {
 			fmt.Fprintln(g.stdout, textsafe.Escape(strings.TrimRight(l, "\r\n")))
 		}
 	}
+	if reg := r.Registration; reg != nil && reg.IssuedChain != "" {
+		fmt.Fprintln(g.stdout, "\noperational certificate chain (issued by DPS):")
+		for l := range strings.Lines(reg.IssuedChain) {
+			fmt.Fprintln(g.stdout, textsafe.Escape(strings.TrimRight(l, "\r\n")))
+		}
+	}
 }
 
 func recordsExportCmd(g *globals, db *string) *cobra.Command {

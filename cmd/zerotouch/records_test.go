@@ -359,3 +359,36 @@ func TestRecordsExportNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestRecordsShowIssuedChain: the operational certificate chain DPS issued
+// at a board's registration is in records show, as text and in --json.
+func TestRecordsShowIssuedChain(t *testing.T) {
+	ctx := context.Background()
+	db := filepath.Join(t.TempDir(), "zerotouch.db")
+	s, err := records.Open(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Save(ctx, &records.Record{Serial: "SN-1", Attestation: records.AttestationSymmetricKey, RegistrationID: "sn-1",
+		Result: records.ResultPassed}); err != nil {
+		t.Fatal(err)
+	}
+	const chain = "-----BEGIN CERTIFICATE-----\nMIIBissued\n-----END CERTIFICATE-----\n"
+	if err := s.SetRegistration(ctx, "SN-1", records.Registration{State: "assigned", AssignedHub: "hub", DeviceID: "dev", IssuedChain: chain}, "ana"); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := run(t, "records", "show", "SN-1", "--db", db, "--json")
+	if code != exitOK {
+		t.Fatalf("records show --json: exit %d: %s", code, errOut)
+	}
+	var shown recordShow
+	if err := json.Unmarshal([]byte(out), &shown); err != nil || shown.Record == nil || shown.Record.Registration == nil ||
+		shown.Record.Registration.IssuedChain != chain || !strings.Contains(out, `"issuedCertificateChain"`) {
+		t.Errorf("records show --json = %s (%v), want registration.issuedCertificateChain %q", out, err, chain)
+	}
+	code, out, errOut = run(t, "records", "show", "SN-1", "--db", db)
+	if code != exitOK || !strings.Contains(out, "operational certificate chain (issued by DPS):\n-----BEGIN CERTIFICATE-----\nMIIBissued") {
+		t.Errorf("records show: exit %d (%s):\n%s\nwant the issued chain", code, errOut, out)
+	}
+}

@@ -213,6 +213,9 @@ func openStationAs(ctx context.Context, g *globals, file string, events func(sta
 			return fail(usageError{fmt.Errorf("%s: firmware.image: %w", file, err)})
 		}
 	}
+	if deps.IssuerRoots, err = station.ReadIssuerRoots(cfg); err != nil {
+		return fail(usageError{fmt.Errorf("%s: %w", file, err)})
+	}
 
 	if records.IsPostgresURL(cfg.Records) {
 		// A factory database: the line keeps running into a local
