@@ -274,3 +274,39 @@ func TestOperationalCertificateGroup(t *testing.T) {
 		t.Errorf("EnsureGroup(another policy) = %v, want ErrGroupMismatch naming operational_certificate.credential_policy", err)
 	}
 }
+
+// TestOperationalCertificateStock: a stock board (x509-station-key, its
+// individual enrollment naming the policy) registers at boot with a CSR,
+// keeps the chain in its file system, and the station verifies and
+// records it.
+func TestOperationalCertificateStock(t *testing.T) {
+	ctx := context.Background()
+	l := verifyingLine(t, nil)
+	rootsFile, root := policyRootFile(t, l, linePolicy)
+	l.extra += stockSequence + "operational_certificate: {credential_policy: " + linePolicy + ", roots: " + rootsFile + "}\n"
+	b := l.stockBoard(t, "factory-label", board.Config{})
+	st := l.station(t, station.ModeX509StationKey, b)
+	sum, err := st.Run(ctx, station.RunOptions{Once: true})
+	if err != nil || sum.Passed != 1 {
+		t.Fatalf("Run = %+v, %v; events %+v", sum, err, l.events)
+	}
+	r, err := l.store.Get(ctx, "ZS-000001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Registration == nil || r.Registration.IssuedChain == "" {
+		t.Fatalf("record's registration %+v, want an issued chain", r.Registration)
+	}
+	onBoard, err := b.ReadFile(flasher.StockMount + "/operational.pem")
+	if err != nil || string(onBoard) != r.Registration.IssuedChain {
+		t.Errorf("board's chain %q, %v; want the recorded one", onBoard, err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(root)
+	if err := device.VerifyIssuedChain(parsePEMChain(t, r.Registration.IssuedChain), nil, r.RegistrationID, pool, time.Now()); err != nil {
+		t.Errorf("VerifyIssuedChain(recorded chain) = %v", err)
+	}
+	if e, err := l.client.Get(ctx, r.RegistrationID); err != nil || e.CredentialPolicyName != linePolicy {
+		t.Errorf("DPS enrollment %s: %+v, %v; want credential policy %s", r.RegistrationID, e, err, linePolicy)
+	}
+}
