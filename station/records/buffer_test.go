@@ -704,3 +704,37 @@ func TestBufferForwardKeepsANewerRunElsewhere(t *testing.T) {
 		t.Errorf("audit of SN-MOVED %v, want the buffered change marked superseded and forwarded", es)
 	}
 }
+
+// TestBufferForwardsTheIssuedChain: a registration recorded while the
+// factory database is offline reaches it with its issued chain, for a
+// board the buffer holds (forwarded with its record) and for one the
+// factory database already held (a buffered registration).
+func TestBufferForwardsTheIssuedChain(t *testing.T) {
+	ctx := context.Background()
+	f := newBufferedFixture(t)
+	b := f.open(t, 0)
+	if _, err := b.Save(ctx, tpmRecord("SN-1", 1)); err != nil {
+		t.Fatalf("Save online: %v", err)
+	}
+	f.proxy.cut()
+	if _, err := b.Save(ctx, tpmRecord("SN-2", 2)); err != nil {
+		t.Fatalf("Save offline: %v", err)
+	}
+	chain := map[string]string{}
+	for _, s := range []string{"SN-1", "SN-2"} {
+		chain[s] = "-----BEGIN CERTIFICATE-----\nMIIB" + s + "\n-----END CERTIFICATE-----\n"
+		reg := records.Registration{State: "assigned", AssignedHub: "hub", DeviceID: s, IssuedChain: chain[s], At: time.Now()}
+		if err := b.SetRegistration(ctx, s, reg, "ana"); err != nil {
+			t.Fatalf("SetRegistration(%s) offline: %v", s, err)
+		}
+	}
+	f.proxy.restore()
+	forwardAll(t, b)
+	pg := openPG(t, f.url)
+	for _, s := range []string{"SN-1", "SN-2"} {
+		r, err := pg.Get(ctx, s)
+		if err != nil || r.Registration == nil || r.Registration.IssuedChain != chain[s] {
+			t.Errorf("factory record %s: registration %+v, %v; want the issued chain %q", s, r.Registration, err, chain[s])
+		}
+	}
+}
