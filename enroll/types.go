@@ -2,6 +2,7 @@ package enroll
 
 import (
 	"encoding/json"
+	"regexp"
 	"time"
 )
 
@@ -35,6 +36,18 @@ const APIVersionPreview2025 = "2025-07-01-preview"
 func SupportsCredentialPolicy(apiVersion string) bool {
 	return apiVersion >= APIVersionPreview2025[:len("2025-07-01")]
 }
+
+// policyNameRE is Azure Device Registry's rule for a credential policy's
+// name: 3 to 50 letters, digits and hyphens, starting and ending with a
+// letter or digit.
+var policyNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]{1,48}[A-Za-z0-9]$`)
+
+// PolicyNameRule says what CredentialPolicyNameOK takes, for messages.
+const PolicyNameRule = "want 3 to 50 letters, digits and hyphens, starting and ending with a letter or digit"
+
+// CredentialPolicyNameOK reports whether name is a credential policy's
+// name as Azure Device Registry has them (PolicyNameRule).
+func CredentialPolicyNameOK(name string) bool { return policyNameRE.MatchString(name) }
 
 // MaxBulk is the most enrollments one bulk operation may carry
 // (service.json: "Bulk device enrollment operation with maximum of 10

@@ -10,9 +10,9 @@ import (
 	"fmt"
 	"os"
 	"path"
-	"regexp"
 	"strings"
 
+	"zerotouch/enroll"
 	"zerotouch/enroll/device"
 	fwtemplates "zerotouch/firmware-templates"
 	"zerotouch/flasher"
@@ -71,10 +71,6 @@ func (c *Config) operationalCertificatePath() string {
 	return DefaultOperationalCertificatePath
 }
 
-// policyNameRE is the rule for a credential policy's name, as Azure
-// Device Registry and the DPS emulator (emulator.CheckPolicyName) have it.
-var policyNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]{1,48}[A-Za-z0-9]$`)
-
 // validateOperationalCertificate checks the operational_certificate
 // section, when there is one.
 func (c *Config) validateOperationalCertificate() error {
@@ -88,8 +84,8 @@ func (c *Config) validateOperationalCertificate() error {
 	switch {
 	case oc.CredentialPolicy == "":
 		return bad("operational_certificate.credential_policy", "missing: the credential policy DPS issues the boards' certificates under, as default")
-	case !policyNameRE.MatchString(oc.CredentialPolicy):
-		return bad("operational_certificate.credential_policy", "%q: want 3 to 50 letters, digits and hyphens, starting and ending with a letter or digit", oc.CredentialPolicy)
+	case !enroll.CredentialPolicyNameOK(oc.CredentialPolicy):
+		return bad("operational_certificate.credential_policy", "%q: %s", oc.CredentialPolicy, enroll.PolicyNameRule)
 	}
 	if !c.VerifyRegistration.Enabled {
 		return bad("operational_certificate", "needs verify_registration.enabled: true: the end-of-line registration check is where the board gets its chain and the station verifies it")

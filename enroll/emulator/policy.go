@@ -35,7 +35,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 
@@ -59,15 +58,11 @@ const PolicyPasswordFile = "password"
 // CA cannot be made or opened.
 var ErrCredentialPolicy = errors.New("credential policy")
 
-// policyNameRE is ADR's rule for a policy name: 3 to 50 letters, digits
-// and hyphens, starting and ending with a letter or digit.
-var policyNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]{1,48}[A-Za-z0-9]$`)
-
 // CheckPolicyName reports whether name can name a credential policy.
 // Errors wrap ErrCredentialPolicy.
 func CheckPolicyName(name string) error {
-	if !policyNameRE.MatchString(name) {
-		return fmt.Errorf("%w: name %q: want 3 to 50 letters, digits and hyphens, starting and ending with a letter or digit", ErrCredentialPolicy, name)
+	if !enroll.CredentialPolicyNameOK(name) {
+		return fmt.Errorf("%w: name %q: %s", ErrCredentialPolicy, name, enroll.PolicyNameRule)
 	}
 	return nil
 }
